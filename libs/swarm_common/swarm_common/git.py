@@ -1,0 +1,237 @@
+"""Git helpers used by both services: a mirror per session, worktrees, commits.
+
+Every call runs `git` with an argv list (never a shell), no terminal prompt, no hooks, no
+automatic gc, and an allowlist of transport protocols. Operations that touch a repository's
+shared state (worktrees, refs) hold `repo_lock`, a file lock, so concurrent adapters and
+threads never race on git's own lock files. These functions block; async callers run them
+with `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "GitError",
+    "Author",
+    "add_worktree",
+    "branch_head",
+    "changed_files",
+    "clone_bare",
+    "commit_all",
+    "git",
+    "remove_worktree",
+    "repo_lock",
+    "resolve_commit",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 120.0
+LOCK_TIMEOUT_S = 120.0
+_CONFIG = (
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "tag.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "safe.directory=*",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "init.defaultBranch=main",
+)
+_TRANSIENT = ("index.lock", "cannot lock ref", "Unable to create", "unable to lock", "is locked")
+
+
+class GitError(RuntimeError):
+    """A git command that failed; `stderr` holds git's own explanation."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"git {' '.join(args[:3])} failed ({returncode}): {self.stderr[:500]}")
+
+    @property
+    def transient(self) -> bool:
+        return any(marker in self.stderr for marker in _TRANSIENT)
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ALLOW_PROTOCOL="file:git:http:https:ssh",
+        GIT_CONFIG_NOSYSTEM="1",
+        LC_ALL="C",
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def git(
+    *args: str,
+    cwd: Path | None = None,
+    git_dir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    retries: int = 2,
+) -> subprocess.CompletedProcess[str]:
+    """Run one git command; retry a few times when git reports a held lock file."""
+    argv = ["git", *_CONFIG]
+    if git_dir is not None:
+        argv.append(f"--git-dir={git_dir}")
+    argv.extend(args)
+    for attempt in range(retries + 1):
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=_env(env),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(args, -1, f"timed out after {timeout:.0f}s") from None
+        if proc.returncode == 0 or not check:
+            return proc
+        error = GitError(args, proc.returncode, proc.stderr)
+        if not error.transient or attempt == retries:
+            raise error
+        log.info("git lock busy, retrying", extra={"git_args": " ".join(args[:2])})
+        time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def repo_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on one repository, across processes and threads."""
+    lock_path = git_dir / "swarm.lock"
+    deadline = time.monotonic() + timeout
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"repository lock {lock_path} held too long") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def clone_bare(source: str, dest: Path, *, timeout: float = 600.0) -> None:
+    """Make `dest` a bare clone of `source` (a local path or a URL)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        git("clone", "--bare", "--quiet", "--", source, str(tmp), timeout=timeout, retries=0)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_commit(git_dir: Path, ref: str) -> str:
+    """The full hash of the commit `ref` names in `git_dir`."""
+    proc = git(
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{ref}^{{commit}}",
+        git_dir=git_dir,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(["rev-parse", ref], proc.returncode, proc.stderr or f"unknown ref {ref}")
+    return proc.stdout.strip()
+
+
+def branch_head(git_dir: Path, branch: str) -> str | None:
+    proc = git(
+        "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", git_dir=git_dir, check=False
+    )
+    return proc.stdout.strip() or None
+
+
+def add_worktree(git_dir: Path, path: Path, *, branch: str, commit: str) -> None:
+    """Check out `branch`, reset to `commit`, in a fresh worktree at `path`."""
+    with repo_lock(git_dir):
+        _drop_worktree(git_dir, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(
+            "worktree",
+            "add",
+            "--force",
+            "--quiet",
+            "-B",
+            branch,
+            str(path),
+            commit,
+            git_dir=git_dir,
+        )
+
+
+def remove_worktree(git_dir: Path, path: Path) -> None:
+    with repo_lock(git_dir):
+        _drop_worktree(git_dir, path)
+
+
+def _drop_worktree(git_dir: Path, path: Path) -> None:
+    if path.exists():
+        git("worktree", "remove", "--force", "--force", str(path), git_dir=git_dir, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    git("worktree", "prune", git_dir=git_dir)
+
+
+def commit_all(worktree: Path, git_dir: Path, *, message: str, author: Author) -> bool:
+    """Commit every change in `worktree` (new, modified, deleted files); False if none."""
+    git("add", "--all", cwd=worktree)
+    if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
+        return False
+    identity = {
+        "GIT_AUTHOR_NAME": author.name,
+        "GIT_AUTHOR_EMAIL": author.email,
+        "GIT_COMMITTER_NAME": "Swarm",
+        "GIT_COMMITTER_EMAIL": "swarm@localhost",
+    }
+    with repo_lock(git_dir):
+        git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, env=identity)
+    return True
+
+
+def changed_files(worktree: Path, base: str, head: str = "HEAD") -> list[str]:
+    """Paths that differ between `base` and `head`, as git names them."""
+    out = git("diff", "--name-only", "--no-renames", "-z", base, head, "--", cwd=worktree).stdout
+    return [name for name in out.split("\0") if name]

@@ -1,0 +1,174 @@
+"""Pydantic models of every message that crosses Redis: the task message and the events.
+
+A message class names its envelope `type` in `TYPE`; `MESSAGE_TYPES` maps types back to
+classes for decoding. Adapters learn everything about a task from `TaskMessage`, and report
+everything through the events below.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EVENT_TYPES",
+    "MESSAGE_TYPES",
+    "CancelRequest",
+    "Message",
+    "TaskCancelled",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskHeartbeat",
+    "TaskMessage",
+    "TaskProgress",
+    "TaskStarted",
+    "TaskSucceeded",
+    "WorkerOffline",
+    "WorkerOnline",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every stream payload; unknown fields are kept so newer senders do not break
+    older readers."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    TYPE: ClassVar[str] = ""
+
+
+class TaskMessage(Message):
+    """One attempt of one task, for an adapter of `agent`'s kind."""
+
+    TYPE: ClassVar[str] = "task.run"
+
+    session_id: UUID
+    task_id: UUID
+    task_key: str
+    attempt: int = Field(ge=1, description="Fencing token: events of older attempts are ignored.")
+    agent: str
+    title: str
+    prompt: str
+    role: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    acceptance: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    gates: list[str] | None = None
+    context: str = Field("", description="The session's goal, for agents that take context.")
+    repo: str = Field(description="The session's bare repository, relative to the workspace.")
+    base_commit: str = Field(description="The commit the task's worktree starts from.")
+    branch: str
+    timeout_s: int
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class CancelRequest(Message):
+    """Asks whoever runs `attempt` of `task_id` to stop it."""
+
+    TYPE: ClassVar[str] = "task.cancel"
+
+    task_id: UUID
+    attempt: int
+    reason: str = "cancelled"
+
+
+class TaskEvent(Message):
+    """Common fields of every event about one attempt."""
+
+    session_id: UUID
+    task_id: UUID
+    attempt: int
+    worker: str
+    at: datetime = Field(default_factory=utcnow, description="When it happened, adapter clock.")
+
+
+class TaskStarted(TaskEvent):
+    TYPE: ClassVar[str] = "task.started"
+
+    branch: str
+    base_commit: str
+
+
+class TaskHeartbeat(TaskEvent):
+    TYPE: ClassVar[str] = "task.heartbeat"
+
+
+class TaskProgress(TaskEvent):
+    """Something the agent did, for the timeline: a message, a tool call, a file change."""
+
+    TYPE: ClassVar[str] = "task.progress"
+
+    kind: str
+    text: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class _TaskOutcome(TaskEvent):
+    exit_code: int | None = None
+    commit: str | None = Field(None, description="The task branch's head after the attempt.")
+    changed_files: list[str] = Field(default_factory=list)
+    duration_s: float = 0.0
+    output_tail: str = Field("", description="The last part of the agent's output.")
+
+
+class TaskSucceeded(_TaskOutcome):
+    TYPE: ClassVar[str] = "task.succeeded"
+
+
+class TaskFailed(_TaskOutcome):
+    TYPE: ClassVar[str] = "task.failed"
+
+    reason: str = Field(description="Stable code: exit_code, timeout, crash, git_error, ...")
+    error: str = ""
+
+
+class TaskCancelled(_TaskOutcome):
+    TYPE: ClassVar[str] = "task.cancelled"
+
+    reason: str = "cancelled"
+
+
+class WorkerOnline(Message):
+    TYPE: ClassVar[str] = "worker.online"
+
+    worker: str
+    agent: str
+    host: str
+    pid: int
+    concurrency: int
+    at: datetime = Field(default_factory=utcnow)
+
+
+class WorkerOffline(Message):
+    TYPE: ClassVar[str] = "worker.offline"
+
+    worker: str
+    reason: str = "stopped"
+    at: datetime = Field(default_factory=utcnow)
+
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        TaskStarted,
+        TaskHeartbeat,
+        TaskProgress,
+        TaskSucceeded,
+        TaskFailed,
+        TaskCancelled,
+        WorkerOnline,
+        WorkerOffline,
+    )
+}
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    **EVENT_TYPES,
+    TaskMessage.TYPE: TaskMessage,
+    CancelRequest.TYPE: CancelRequest,
+}

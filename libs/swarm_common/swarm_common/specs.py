@@ -1,0 +1,88 @@
+"""What a person (or a tool) submits: the spec of a task in a task graph.
+
+Keys become git branch names and folder names, so they are validated here, once, for every
+entry point (REST, CLI files, planners).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AGENT_KINDS",
+    "AgentKind",
+    "MAX_PROMPT_CHARS",
+    "TaskKey",
+    "TaskSpec",
+    "check_task_key",
+]
+
+AgentKind = Literal["shell", "claude", "codex", "gemini"]
+AGENT_KINDS: tuple[str, ...] = ("shell", "claude", "codex", "gemini")
+
+MAX_KEY_CHARS = 64
+MAX_PROMPT_CHARS = 256 * 1024
+MAX_DEPENDENCIES = 1000
+
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_task_key(key: str) -> str:
+    """A key is one safe path and ref component: `[A-Za-z0-9][A-Za-z0-9_.-]*`, ≤ 64 chars,
+    no `..`, not ending in `.` or `.lock` (git's ref rules)."""
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise ValueError(f"task key must be 1 to {MAX_KEY_CHARS} characters")
+    if not _KEY_RE.fullmatch(key):
+        raise ValueError(
+            "task key must start with a letter or digit and hold only letters, digits, "
+            "'_', '-' and '.'"
+        )
+    if ".." in key or key.endswith(".") or key.endswith(".lock"):
+        raise ValueError("task key must not contain '..' or end with '.' or '.lock'")
+    return key
+
+
+TaskKey = Annotated[str, AfterValidator(check_task_key)]
+
+
+class TaskSpec(BaseModel):
+    """One node of a task graph, as submitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: TaskKey = Field(description="Unique within the session; names the task's branch.")
+    title: str = Field("", max_length=500)
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description="What the agent is asked to do; for `shell`, the command.",
+    )
+    agent: AgentKind = "shell"
+    role: str | None = Field(
+        None, max_length=100, description="Persona; the author of the task's commits."
+    )
+    skills: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    depends_on: list[TaskKey] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first among ready tasks.")
+    timeout_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
+    max_attempts: int = Field(1, ge=1, le=20)
+    gates: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        None, max_length=20, description="Quality gates to run; null means the session default."
+    )
+    acceptance: list[Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=list, max_length=50, description="Acceptance criteria for the agent."
+    )
+    files: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=200, description="Files the task is expected to touch."
+    )
+
+    @model_validator(mode="after")
+    def _defaults(self) -> TaskSpec:
+        if not self.title:
+            self.title = self.key
+        if self.key in self.depends_on:
+            raise ValueError(f"task {self.key!r} depends on itself")
+        return self

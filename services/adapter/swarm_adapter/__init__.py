@@ -1,0 +1,1 @@
+"""Swarm adapter: consumes task messages, runs an agent in a worktree, reports events."""

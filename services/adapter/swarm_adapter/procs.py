@@ -1,0 +1,142 @@
+"""Running an agent process: its own process group, stdin from /dev/null, a timeout, a
+cancel signal, and the whole group killed (TERM, then KILL after a grace period) when it
+must stop, so no child of the agent outlives its attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ProcessResult", "kill_group", "run_process"]
+
+log = logging.getLogger(__name__)
+
+LineHandler = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None
+    timed_out: bool
+    cancelled: bool
+    tail: str
+    duration_s: float
+
+
+class _Tail:
+    """The last `limit` bytes of a stream."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.buffer.extend(chunk)
+        if len(self.buffer) > 2 * self.limit:
+            del self.buffer[: len(self.buffer) - self.limit]
+
+    def text(self) -> str:
+        return bytes(self.buffer[-self.limit :]).decode("utf-8", errors="replace")
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> bool:
+    """Signal a process group; False when it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("cannot signal process group", extra={"pgid": pgid})
+        return False
+
+
+async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    if proc.returncode is None:
+        kill_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=grace_s)
+    kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout_s: float,
+    cancel: asyncio.Event,
+    kill_grace_s: float = 5.0,
+    tail_bytes: int = 8192,
+    on_line: LineHandler | None = None,
+) -> ProcessResult:
+    """Run `argv` to its end, its timeout or `cancel`, whichever comes first."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        limit=1 << 20,
+    )
+    tail = _Tail(tail_bytes)
+    reader = asyncio.create_task(_read(proc, tail, on_line))
+    waiter = asyncio.create_task(proc.wait())
+    canceller = asyncio.create_task(cancel.wait())
+    timed_out = cancelled = False
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, canceller}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiter not in done:
+            cancelled = canceller in done
+            timed_out = not cancelled
+        await _stop_group(proc, kill_grace_s if not done or cancelled else 0.0)
+    finally:
+        canceller.cancel()
+        if proc.returncode is None:  # we are being cancelled ourselves
+            kill_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
+        except TimeoutError:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    code = proc.returncode if not (timed_out or cancelled) else None
+    return ProcessResult(
+        exit_code=code,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        tail=tail.text(),
+        duration_s=loop.time() - started,
+    )
+
+
+async def _read(proc: asyncio.subprocess.Process, tail: _Tail, on_line: LineHandler | None) -> None:
+    assert proc.stdout is not None
+    while True:
+        try:
+            line = await proc.stdout.readline()
+        except ValueError:  # a line over the stream limit: take it in pieces
+            line = await proc.stdout.read(1 << 20)
+        if not line:
+            return
+        tail.add(line)
+        if on_line is not None:
+            try:
+                await on_line(line)
+            except Exception:
+                log.exception("output handler failed; output is still collected")

@@ -1,0 +1,93 @@
+"""The runner interface: what an agent runner gets (`RunContext`) and returns (`RunResult`).
+
+A runner runs one attempt in a prepared worktree and decides its outcome from the process
+(exit code and, for agent CLIs, the final result event). Committing, events and
+acknowledgement are the adapter's business, not the runner's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+from swarm_common.messages import TaskMessage
+
+__all__ = ["ProgressHandler", "RunContext", "RunResult", "Runner", "RunnerUnavailable", "base_env"]
+
+ProgressHandler = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+"""`(kind, text, data)`: something the agent did, for the timeline."""
+
+_ENV_ALLOWLIST = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+)
+
+
+class RunnerUnavailable(RuntimeError):
+    """The runner cannot work on this machine (its CLI is missing, say); the message says
+    how to fix it."""
+
+
+@dataclass
+class RunContext:
+    message: TaskMessage
+    worktree: Path
+    home: Path
+    """A private folder for the agent's `HOME` and configuration, per attempt."""
+    artifacts: Path
+    """Where the runner keeps files worth reviewing later (transcripts)."""
+    cancel: asyncio.Event
+    kill_grace_s: float
+    tail_bytes: int
+    progress: ProgressHandler
+
+
+@dataclass
+class RunResult:
+    outcome: Literal["succeeded", "failed", "cancelled"]
+    exit_code: int | None
+    reason: str = ""
+    """For a failure: `exit_code`, `timeout`, `crash`, ... (stable codes)."""
+    error: str = ""
+    output_tail: str = ""
+    duration_s: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    transcript_path: str | None = None
+
+
+class Runner(Protocol):
+    agent: ClassVar[str]
+
+    async def check(self) -> None:
+        """Raise `RunnerUnavailable` when this runner cannot run here."""
+
+    async def run(self, ctx: RunContext) -> RunResult:
+        """Run one attempt to its end, its timeout, or `ctx.cancel`."""
+
+
+def base_env(ctx: RunContext, environ: dict[str, str]) -> dict[str, str]:
+    """The environment every agent starts from: an allowlist of the adapter's own variables
+    (no credentials, no Swarm settings), a private HOME, and the task's identity."""
+    env = {k: environ[k] for k in _ENV_ALLOWLIST if k in environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(
+        HOME=str(ctx.home),
+        SWARM_SESSION_ID=str(ctx.message.session_id),
+        SWARM_TASK_ID=str(ctx.message.task_id),
+        SWARM_TASK_KEY=ctx.message.task_key,
+        SWARM_ATTEMPT=str(ctx.message.attempt),
+        SWARM_WORKTREE=str(ctx.worktree),
+    )
+    return env

@@ -1,0 +1,71 @@
+"""The `shell` agent: the task's prompt is a shell command, run by bash in the worktree.
+
+Success is exit code 0. Useful for scripted steps (codegen, formatting, migrations) and for
+testing Swarm end to end without a model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import ClassVar, Literal
+
+from swarm_adapter.procs import ProcessResult, run_process
+from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
+
+__all__ = ["ShellRunner"]
+
+
+class ShellRunner:
+    agent: ClassVar[str] = "shell"
+
+    def __init__(self) -> None:
+        self._shell = shutil.which("bash") or shutil.which("sh")
+
+    async def check(self) -> None:
+        if self._shell is None:
+            raise RunnerUnavailable("the shell agent needs bash or sh on PATH")
+
+    async def run(self, ctx: RunContext) -> RunResult:
+        env = base_env(ctx, dict(os.environ))
+        proc = await run_process(
+            [self._shell or "/bin/sh", "-c", ctx.message.prompt],
+            cwd=ctx.worktree,
+            env=env,
+            timeout_s=ctx.message.timeout_s,
+            cancel=ctx.cancel,
+            kill_grace_s=ctx.kill_grace_s,
+            tail_bytes=ctx.tail_bytes,
+        )
+        if proc.cancelled:
+            return _result("cancelled", proc, reason="cancelled")
+        if proc.timed_out:
+            return _result(
+                "failed", proc, reason="timeout", error=f"timed out after {ctx.message.timeout_s}s"
+            )
+        if proc.exit_code == 0:
+            return _result("succeeded", proc)
+        if proc.exit_code is not None and proc.exit_code < 0:
+            return _result(
+                "failed", proc, reason="crash", error=f"killed by signal {-proc.exit_code}"
+            )
+        return _result(
+            "failed", proc, reason="exit_code", error=f"exited with code {proc.exit_code}"
+        )
+
+
+def _result(
+    outcome: Literal["succeeded", "failed", "cancelled"],
+    proc: ProcessResult,
+    *,
+    reason: str = "",
+    error: str = "",
+) -> RunResult:
+    return RunResult(
+        outcome=outcome,
+        exit_code=proc.exit_code,
+        reason=reason,
+        error=error,
+        output_tail=proc.tail,
+        duration_s=proc.duration_s,
+    )

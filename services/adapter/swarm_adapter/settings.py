@@ -1,0 +1,40 @@
+"""Settings of an adapter process (`SWARM_*` environment variables). Adapters need Redis and
+the shared workspace, never the database."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field, model_validator
+
+from swarm_common.settings import CommonSettings
+from swarm_common.specs import AgentKind
+
+__all__ = ["AdapterSettings", "get_settings"]
+
+
+class AdapterSettings(CommonSettings):
+    agent: AgentKind = "shell"
+    concurrency: int = Field(1, ge=1, le=64)
+    worker_name: str = ""
+    """Consumer name in the `adapters` group; `<agent>-<host>-<pid>` unless set."""
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    cancel_poll_interval_s: float = Field(1.0, gt=0)
+    worker_ttl_s: float = Field(30.0, gt=0)
+    read_block_ms: int = Field(2000, ge=10)
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    """On SIGTERM, running attempts get this long to finish before they are cancelled."""
+    kill_grace_s: float = Field(5.0, ge=0)
+    """Between SIGTERM and SIGKILL to an agent's process group."""
+    output_tail_bytes: int = Field(8192, ge=256)
+
+    @model_validator(mode="after")
+    def _default_name(self) -> AdapterSettings:
+        if not self.worker_name:
+            self.worker_name = f"{self.agent}-{socket.gethostname()}-{os.getpid()}"
+        return self
+
+
+def get_settings(**overrides: object) -> AdapterSettings:
+    return AdapterSettings(**overrides)  # type: ignore[arg-type]

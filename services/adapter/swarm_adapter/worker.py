@@ -1,0 +1,434 @@
+"""The adapter's consumer loop: one task message at a time per slot, from claim to ack.
+
+For each message: decode (bad ones go to the dead-letter stream), claim the attempt with
+`SET NX` (a second claim of the same attempt is refused, so a message delivered twice runs
+once), emit `task.started`, prepare the worktree, run the agent with heartbeats and cancel
+checks beside it, commit, emit the result event, and only then acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from swarm_adapter.runners.base import RunContext, Runner, RunResult
+from swarm_adapter.settings import AdapterSettings
+from swarm_adapter.worktree import WorktreeError, Worktrees
+from swarm_common.messages import (
+    Message,
+    TaskCancelled,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskMessage,
+    TaskProgress,
+    TaskStarted,
+    TaskSucceeded,
+    WorkerOffline,
+    WorkerOnline,
+    utcnow,
+)
+from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
+from swarm_common.streams import ensure_group as _ensure_group
+
+__all__ = ["Adapter"]
+
+log = logging.getLogger(__name__)
+
+CLAIM_DONE_TTL_S = 7 * 24 * 3600
+EVENTS_MAXLEN = 1_000_000
+
+
+@dataclass
+class _Running:
+    message: TaskMessage
+    entry_id: bytes
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str = ""
+
+    def request_cancel(self, reason: str) -> None:
+        if not self.cancel.is_set():
+            self.cancel_reason = reason
+            self.cancel.set()
+
+
+class Adapter:
+    def __init__(self, *, settings: AdapterSettings, redis: Redis, runner: Runner) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.runner = runner
+        self.keys = Keys(settings.redis_prefix)
+        self.stream = self.keys.tasks(settings.agent)
+        self.worker = settings.worker_name
+        self.worktrees = Worktrees(settings.workspace)
+        self.counts: Counter[str] = Counter()
+        self._stopping = asyncio.Event()
+        self._abandon = asyncio.Event()
+        self._running: dict[tuple[uuid.UUID, int], _Running] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await _ensure_group(self.redis, self.stream, ADAPTERS_GROUP)
+
+    def stop(self) -> None:
+        """Stop taking work; safe to call twice (from a signal handler, say)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve until `stop()`, then drain: running attempts get `shutdown_grace_s` to
+        finish, then are cancelled (and reported `task.cancelled`, so they run again)."""
+        await self._until_ready()
+        await self._publish(
+            WorkerOnline(
+                worker=self.worker,
+                agent=self.settings.agent,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=self.settings.concurrency,
+            ),
+            retry=False,
+        )
+        slots = [
+            asyncio.create_task(self._consume_loop(), name=f"slot-{i}")
+            for i in range(self.settings.concurrency)
+        ]
+        registry = asyncio.create_task(self._registry_loop(), name="registry")
+        log.info(
+            "adapter started",
+            extra={
+                "worker": self.worker,
+                "agent": self.settings.agent,
+                "concurrency": self.settings.concurrency,
+            },
+        )
+        await self._stopping.wait()
+        await self._drain(slots)
+        registry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await registry
+        await self._publish(WorkerOffline(worker=self.worker), retry=False)
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(self.keys.worker(self.worker))
+        log.info("adapter stopped", extra={"worker": self.worker, **self.counts})
+
+    async def _until_ready(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.setup()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("waiting for Redis", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
+        _, pending = await asyncio.wait(slots, timeout=self.settings.shutdown_grace_s)
+        if pending:
+            for running in list(self._running.values()):
+                running.request_cancel("adapter shutting down")
+            _, pending = await asyncio.wait(pending, timeout=self.settings.kill_grace_s + 30)
+        if pending:
+            self._abandon.set()
+            for slot in pending:
+                slot.cancel()
+            await asyncio.wait(pending)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self.process_next(block_ms=self.settings.read_block_ms)
+                delay = 0.5
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "cannot read tasks; retrying", extra={"error": repr(exc), "retry_in_s": delay}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:
+                log.exception("task handling failed; continuing", extra={"worker": self.worker})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def process_next(self, *, block_ms: int | None) -> bool:
+        """Read and handle one message; False when there was none (after `block_ms`)."""
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                ADAPTERS_GROUP, self.worker, {self.stream: ">"}, count=1, block=block_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.setup()
+            return False
+        if not reply or not reply[0][1]:
+            return False
+        entry_id, fields = reply[0][1][0]
+        await self.handle(entry_id, fields)
+        return True
+
+    async def process_available(self) -> int:
+        """Burst mode (tests, one-shot runs): handle every waiting message, then return."""
+        handled = 0
+        while await self.process_next(block_ms=None):
+            handled += 1
+        return handled
+
+    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            envelope = decode(fields)
+        except DecodeError as exc:
+            await self._dead(entry_id, fields, f"undecodable: {exc}")
+            return
+        message = envelope.message
+        if not isinstance(message, TaskMessage) or message.agent != self.settings.agent:
+            await self._dead(
+                entry_id, fields, f"{envelope.type} is not a task message for {self.settings.agent}"
+            )
+            return
+        claim_key = self.keys.claim(message.task_id, message.attempt)
+        ttl = int(message.timeout_s + 24 * 3600)
+        if not await self.redis.set(claim_key, self.worker, nx=True, ex=ttl):
+            holder = await self.redis.get(claim_key)
+            log.info(
+                "attempt already claimed; duplicate delivery dropped",
+                extra=self._ctx(message, holder=_text(holder or b"")),
+            )
+            self.counts["duplicate"] += 1
+            await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
+            return
+        running = _Running(message=message, entry_id=entry_id)
+        self._running[(message.task_id, message.attempt)] = running
+        try:
+            outcome = await self._execute(running)
+            await self._publish(outcome)
+            self.counts[outcome.TYPE] += 1
+            await self.redis.set(claim_key, f"done:{self.worker}", xx=True, ex=CLAIM_DONE_TTL_S)
+            await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
+            log.info("attempt reported", extra=self._ctx(message, event=outcome.TYPE))
+        finally:
+            del self._running[(message.task_id, message.attempt)]
+            await self._cleanup(message)
+
+    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        await dead_letter(
+            self.redis,
+            self.keys,
+            stream=self.stream,
+            entry_id=entry_id,
+            fields=fields,
+            reason=reason,
+            group=ADAPTERS_GROUP,
+        )
+        await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
+        self.counts["dead"] += 1
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _execute(self, running: _Running) -> Message:
+        message = running.message
+        common = {
+            "session_id": message.session_id,
+            "task_id": message.task_id,
+            "attempt": message.attempt,
+            "worker": self.worker,
+        }
+        reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
+        if reason is not None:
+            return TaskCancelled(**common, reason=_text(reason))
+        await self._publish(
+            TaskStarted(**common, branch=message.branch, base_commit=message.base_commit)
+        )
+        log.info("attempt started", extra=self._ctx(message))
+        try:
+            worktree = await self.worktrees.prepare(message)
+        except WorktreeError as exc:
+            return TaskFailed(**common, reason="worktree_error", error=str(exc))
+        ctx = RunContext(
+            message=message,
+            worktree=worktree,
+            home=self.worktrees.home(message),
+            artifacts=self.worktrees.artifacts(message),
+            cancel=running.cancel,
+            kill_grace_s=self.settings.kill_grace_s,
+            tail_bytes=self.settings.output_tail_bytes,
+            progress=lambda kind, text, data: self._progress(message, kind, text, data),
+        )
+        beat = asyncio.create_task(self._beat(running))
+        try:
+            result = await self.runner.run(ctx)
+        except Exception as exc:
+            log.exception("runner crashed", extra=self._ctx(message))
+            result = RunResult(
+                outcome="failed",
+                exit_code=None,
+                reason="crash",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        try:
+            commit = await self.worktrees.commit(message, worktree, status=result.outcome)
+        except WorktreeError as exc:
+            return TaskFailed(
+                **common,
+                reason="git_error",
+                error=str(exc),
+                exit_code=result.exit_code,
+                output_tail=result.output_tail,
+                duration_s=result.duration_s,
+            )
+        outcome = {
+            **common,
+            "exit_code": result.exit_code,
+            "commit": commit.sha,
+            "changed_files": commit.changed_files,
+            "duration_s": result.duration_s,
+            "output_tail": result.output_tail,
+        }
+        if result.outcome == "succeeded":
+            return TaskSucceeded(**outcome)
+        if result.outcome == "cancelled":
+            return TaskCancelled(**outcome, reason=running.cancel_reason or "cancelled")
+        return TaskFailed(**outcome, reason=result.reason or "failed", error=result.error)
+
+    async def _beat(self, running: _Running) -> None:
+        """Beside a running attempt: heartbeats, cancel checks, and keeping the stream entry
+        fresh so that peers do not take it over."""
+        message = running.message
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        cancel_key = self.keys.cancel(message.task_id, message.attempt)
+        while True:
+            await asyncio.sleep(self.settings.cancel_poll_interval_s)
+            try:
+                reason = await self.redis.get(cancel_key)
+                if reason is not None:
+                    running.request_cancel(_text(reason))
+                if loop.time() - last_beat >= self.settings.heartbeat_interval_s:
+                    last_beat = loop.time()
+                    await self._publish(
+                        TaskHeartbeat(
+                            session_id=message.session_id,
+                            task_id=message.task_id,
+                            attempt=message.attempt,
+                            worker=self.worker,
+                        ),
+                        retry=False,
+                    )
+                    await self.redis.xclaim(
+                        self.stream, ADAPTERS_GROUP, self.worker, 0, [running.entry_id], justid=True
+                    )
+            except (RedisError, OSError) as exc:
+                log.warning("heartbeat failed", extra=self._ctx(message, error=repr(exc)))
+
+    async def _progress(
+        self, message: TaskMessage, kind: str, text: str, data: dict[str, Any]
+    ) -> None:
+        await self._publish(
+            TaskProgress(
+                session_id=message.session_id,
+                task_id=message.task_id,
+                attempt=message.attempt,
+                worker=self.worker,
+                kind=kind,
+                text=text,
+                data=data,
+            ),
+            retry=False,
+        )
+
+    async def _cleanup(self, message: TaskMessage) -> None:
+        try:
+            await self.worktrees.remove(message)
+        except Exception:
+            log.exception("worktree cleanup failed", extra=self._ctx(message))
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def _publish(self, message: Message, *, retry: bool = True) -> None:
+        """Append an event; with `retry`, keep trying (same envelope id, so a duplicate is
+        recognised) until Redis takes it or the adapter is abandoning its work."""
+        fields = encode(message)
+        delay = 0.2
+        while True:
+            try:
+                await self.redis.xadd(
+                    self.keys.events,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=EVENTS_MAXLEN,
+                    approximate=True,
+                )
+                return
+            except (RedisError, OSError) as exc:
+                if not retry or self._abandon.is_set():
+                    log.warning(
+                        "event not published", extra={"type": message.TYPE, "error": repr(exc)}
+                    )
+                    return
+                log.warning(
+                    "cannot publish event; retrying",
+                    extra={"type": message.TYPE, "error": repr(exc), "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _registry_loop(self) -> None:
+        ttl = self.settings.worker_ttl_s
+        key = self.keys.worker(self.worker)
+        while True:
+            running = [
+                {
+                    "task_id": str(r.message.task_id),
+                    "task_key": r.message.task_key,
+                    "attempt": r.message.attempt,
+                }
+                for r in self._running.values()
+            ]
+            try:
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "agent": self.settings.agent,
+                        "host": socket.gethostname(),
+                        "pid": os.getpid(),
+                        "concurrency": self.settings.concurrency,
+                        "running": json.dumps(running),
+                        "updated_at": utcnow().isoformat(),
+                    },
+                )
+                pipe.expire(key, int(max(ttl, 1)))
+                await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("liveness key not refreshed", extra={"error": repr(exc)})
+            await asyncio.sleep(ttl / 3)
+
+    def _ctx(self, message: TaskMessage, **extra: Any) -> dict[str, Any]:
+        return {
+            "task_id": str(message.task_id),
+            "task_key": message.task_key,
+            "attempt": message.attempt,
+            "worker": self.worker,
+            **extra,
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -1,0 +1,106 @@
+"""Worktrees of the session's mirror: one per attempt, on the task's branch, from the commit
+the task message names; committed with the task's persona as author, then removed (the
+branch keeps the work)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm_common import git
+from swarm_common.messages import TaskMessage
+
+__all__ = ["Commit", "Worktrees", "WorktreeError"]
+
+
+class WorktreeError(RuntimeError):
+    """The worktree could not be prepared or committed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    changed_files: list[str]
+
+
+class Worktrees:
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace.resolve()
+
+    def repo(self, message: TaskMessage) -> Path:
+        """The session's bare mirror; it must lie inside the workspace."""
+        repo = (self.workspace / message.repo).resolve()
+        if not repo.is_relative_to(self.workspace / "repos") or not repo.is_dir():
+            raise WorktreeError(f"repository {message.repo!r} is not in the workspace")
+        return repo
+
+    def path(self, message: TaskMessage) -> Path:
+        return (
+            self.workspace
+            / "worktrees"
+            / str(message.session_id)
+            / f"{message.task_key}-{message.attempt}"
+        )
+
+    def home(self, message: TaskMessage) -> Path:
+        """A private HOME for the agent, outside the worktree so it is never committed."""
+        return (
+            self.workspace
+            / "homes"
+            / str(message.session_id)
+            / f"{message.task_key}-{message.attempt}"
+        )
+
+    def artifacts(self, message: TaskMessage) -> Path:
+        return (
+            self.workspace
+            / "artifacts"
+            / str(message.session_id)
+            / message.task_key
+            / f"attempt-{message.attempt}"
+        )
+
+    async def prepare(self, message: TaskMessage) -> Path:
+        repo, path = self.repo(message), self.path(message)
+        try:
+            await asyncio.to_thread(
+                git.add_worktree, repo, path, branch=message.branch, commit=message.base_commit
+            )
+        except (git.GitError, TimeoutError) as exc:
+            raise WorktreeError(f"cannot create the worktree: {exc}") from None
+        home = self.home(message)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        self.artifacts(message).mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def commit(self, message: TaskMessage, path: Path, *, status: str) -> Commit:
+        """Commit whatever the agent changed; return the branch head and the files that
+        differ from the base commit."""
+        repo = self.repo(message)
+        author_name = message.role or message.agent
+        text = "\n".join(
+            [
+                f"{message.title}"[:200],
+                "",
+                f"Swarm-Task: {message.task_key}",
+                f"Swarm-Session: {message.session_id}",
+                f"Swarm-Attempt: {message.attempt}",
+                f"Swarm-Agent: {message.agent}",
+                f"Swarm-Status: {status}",
+            ]
+        )
+        author = git.Author(name=f"{author_name} (swarm)", email=f"{message.agent}@swarm.invalid")
+        try:
+            await asyncio.to_thread(git.commit_all, path, repo, message=text, author=author)
+            head = (await asyncio.to_thread(git.git, "rev-parse", "HEAD", cwd=path)).stdout
+            files = await asyncio.to_thread(git.changed_files, path, message.base_commit)
+        except (git.GitError, TimeoutError) as exc:
+            raise WorktreeError(f"cannot commit the agent's work: {exc}") from None
+        return Commit(sha=head.strip(), changed_files=files)
+
+    async def remove(self, message: TaskMessage) -> None:
+        await asyncio.to_thread(git.remove_worktree, self.repo(message), self.path(message))
+        await asyncio.to_thread(shutil.rmtree, self.home(message), True)

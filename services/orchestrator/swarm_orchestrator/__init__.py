@@ -1,0 +1,1 @@
+"""Swarm's orchestrator: REST API, persistence, scheduler, outbox relay, event consumer."""

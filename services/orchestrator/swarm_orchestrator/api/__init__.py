@@ -1,0 +1,1 @@
+"""The REST API (v1): routes, schemas, dependencies and error handling."""

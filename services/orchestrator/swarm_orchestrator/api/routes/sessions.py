@@ -1,0 +1,154 @@
+"""`/v1/sessions`: create and list sessions, add and list their tasks, read the timeline."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+from sqlalchemy import select
+
+from swarm_common.specs import TaskSpec
+from swarm_common.states import SessionStatus, TaskStatus
+from swarm_orchestrator import control, sessions
+from swarm_orchestrator.api.convert import session_public, task_public
+from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
+from swarm_orchestrator.api.schemas import (
+    ErrorBody,
+    EventPublic,
+    SessionCreate,
+    SessionPublic,
+    TaskPublic,
+)
+from swarm_orchestrator.db.models import Event, Session, Task
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+
+
+@router.post("", status_code=201, responses=_ERRORS)
+async def create_session(
+    body: SessionCreate, db: DbDep, state: StateDep, actor: ActorDep, response: Response
+) -> SessionPublic:
+    """Create a session on a repository, optionally with its task graph. A repeated
+    `idempotency_key` returns the first session (200) instead of making another."""
+    s = state.settings
+    session, created = await sessions.create_session(
+        db,
+        data=body,
+        workspace=s.workspace,
+        keys=state.keys,
+        max_tasks=s.max_graph_tasks,
+        git_timeout_s=s.git_timeout_s,
+        actor=actor,
+    )
+    if not created:
+        response.status_code = 200
+    state.notify()
+    counts = await sessions.session_counts(db, [session.id])
+    return session_public(session, counts.get(session.id, {}))
+
+
+@router.get("", responses=_ERRORS)
+async def list_sessions(
+    db: DbDep,
+    _: ActorDep,
+    status: SessionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[SessionPublic]:
+    """Sessions, newest first, with task counts."""
+    stmt = select(Session).order_by(Session.created_at.desc(), Session.id).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Session.status == status)
+    rows = (await db.scalars(stmt.offset(offset))).all()
+    counts = await sessions.session_counts(db, [r.id for r in rows])
+    return [session_public(r, counts.get(r.id, {})) for r in rows]
+
+
+@router.get("/{session_id}", responses=_ERRORS)
+async def get_session(session_id: uuid.UUID, db: DbDep, _: ActorDep) -> SessionPublic:
+    session = await sessions.get_session(db, session_id)
+    counts = await sessions.session_counts(db, [session_id])
+    return session_public(session, counts.get(session_id, {}))
+
+
+@router.post("/{session_id}/tasks", status_code=201, responses=_ERRORS)
+async def add_tasks(
+    session_id: uuid.UUID,
+    body: Annotated[list[TaskSpec], Body()],
+    db: DbDep,
+    state: StateDep,
+    actor: ActorDep,
+) -> list[TaskPublic]:
+    """Add a task graph (a JSON array of tasks) in one transaction; nothing is stored when
+    any task is invalid, a key repeats, a dependency is unknown or the graph has a cycle."""
+    s = state.settings
+    tasks = await sessions.add_tasks(
+        db,
+        session_id=session_id,
+        specs=body,
+        keys=state.keys,
+        max_tasks=s.max_graph_tasks,
+        max_session_tasks=s.max_session_tasks,
+        actor=actor,
+    )
+    state.notify()
+    deps = {spec.key: spec.depends_on for spec in body}
+    return [task_public(t, deps.get(t.key, ())) for t in tasks]
+
+
+@router.get("/{session_id}/tasks", responses=_ERRORS)
+async def list_tasks(
+    session_id: uuid.UUID,
+    db: DbDep,
+    _: ActorDep,
+    status: TaskStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[TaskPublic]:
+    await sessions.get_session(db, session_id)
+    stmt = select(Task).where(Task.session_id == session_id)
+    if status is not None:
+        stmt = stmt.where(Task.status == status)
+    rows = (
+        await db.scalars(stmt.order_by(Task.created_at, Task.key).limit(limit).offset(offset))
+    ).all()
+    deps = await sessions.dependency_keys(db, session_id=session_id)
+    return [task_public(t, deps.get(t.id, ())) for t in rows]
+
+
+@router.post("/{session_id}/cancel", responses=_ERRORS)
+async def cancel_session(
+    session_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep
+) -> SessionPublic:
+    """Cancel every task that has not ended (running ones are asked to stop), then the
+    session. Cancelling a cancelled session changes nothing."""
+    session = await control.cancel_session(db, session_id=session_id, keys=state.keys, actor=actor)
+    state.notify()
+    counts = await sessions.session_counts(db, [session_id])
+    return session_public(session, counts.get(session_id, {}))
+
+
+@router.get("/{session_id}/events", responses=_ERRORS)
+async def session_events(
+    session_id: uuid.UUID,
+    db: DbDep,
+    _: ActorDep,
+    after: Annotated[int, Query(ge=0, description="Only entries with a larger id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[EventPublic]:
+    """The session timeline in order, as JSON pages (`after` = the last id seen)."""
+    await sessions.get_session(db, session_id)
+    rows = (
+        await db.scalars(
+            select(Event)
+            .where(Event.session_id == session_id, Event.id > after)
+            .order_by(Event.id)
+            .limit(limit)
+        )
+    ).all()
+    return [EventPublic.model_validate(r) for r in rows]

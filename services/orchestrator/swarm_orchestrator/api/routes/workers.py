@@ -1,0 +1,27 @@
+"""`/v1/workers`: the adapters the orchestrator has heard from, and whether they are alive."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
+from swarm_orchestrator.api.schemas import ErrorBody, WorkerPublic
+from swarm_orchestrator.db.models import Worker
+
+router = APIRouter(prefix="/v1/workers", tags=["workers"])
+
+
+@router.get("", responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+async def list_workers(db: DbDep, state: StateDep, _: ActorDep) -> list[WorkerPublic]:
+    rows = (await db.scalars(select(Worker).order_by(Worker.name))).all()
+    if not rows:
+        return []
+    pipe = state.redis.pipeline(transaction=False)
+    for row in rows:
+        pipe.exists(state.keys.worker(row.name))
+    alive = await pipe.execute()
+    return [
+        WorkerPublic.model_validate(r).model_copy(update={"alive": bool(a)})
+        for r, a in zip(rows, alive, strict=True)
+    ]

@@ -1,0 +1,154 @@
+"""Request and response bodies of the REST API (v1). Fields may grow; none are renamed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swarm_common.specs import TaskSpec
+
+__all__ = [
+    "AttemptPublic",
+    "ErrorBody",
+    "EventPublic",
+    "SessionCreate",
+    "SessionPublic",
+    "TaskCreate",
+    "TaskDetail",
+    "TaskPublic",
+    "WorkerPublic",
+]
+
+TaskCreate = TaskSpec
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.")
+    message: str
+    details: Any = None
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    goal: str = Field("", max_length=64 * 1024)
+    repo: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="An absolute path to a git repository, or a git URL.",
+    )
+    base_ref: str = Field("HEAD", min_length=1, max_length=200)
+    target_branch: str | None = Field(None, max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    tasks: list[TaskSpec] = Field(
+        default_factory=list, description="Optional task graph, stored with the session."
+    )
+
+
+class SessionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    goal: str
+    repo: str
+    base_ref: str
+    base_commit: str
+    target_branch: str | None
+    status: str
+    settings: dict[str, Any]
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(default_factory=dict, description="Tasks by status.")
+    total: int = 0
+    done: bool = Field(False, description="Every task has ended.")
+
+
+class TaskPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    key: str
+    title: str
+    agent: str
+    role: str | None
+    status: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    timeout_s: int
+    depends_on: list[str] = Field(default_factory=list)
+    branch: str = ""
+    base_commit: str | None
+    reason: str | None
+    result: dict[str, Any] | None
+    retry_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AttemptPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    status: str
+    worker: str | None
+    base_commit: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    commit: str | None
+    changed_files: list[Any] | None
+    reason: str | None
+    error: str | None
+    output_tail: str | None
+    usage: dict[str, Any] | None
+    cost_usd: Decimal | None
+    transcript_path: str | None
+
+
+class TaskDetail(TaskPublic):
+    prompt: str
+    spec: dict[str, Any]
+    attempts: list[AttemptPublic] = Field(default_factory=list)
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    session_id: uuid.UUID
+    task_id: uuid.UUID | None
+    attempt: int | None
+    type: str
+    actor: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class WorkerPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    agent: str
+    host: str
+    pid: int | None
+    concurrency: int
+    status: str
+    alive: bool = Field(False, description="Its liveness key in Redis has not expired.")
+    started_at: datetime
+    last_seen_at: datetime

@@ -1,0 +1,2 @@
+"""The `swarm` command: run the services (`up`, `server`, `adapter`, `migrate`) and use a
+running Swarm over its REST API (`submit`, `status`, `tasks`)."""

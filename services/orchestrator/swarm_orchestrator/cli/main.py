@@ -1,0 +1,177 @@
+"""The `swarm` command line (Typer): services and a client of the REST API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from swarm_orchestrator.cli.client import ApiClient, CliError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="swarm",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Swarm runs many AI coding agents on one codebase at once.",
+)
+console = Console()
+err = Console(stderr=True)
+
+ApiUrl = Annotated[
+    str, typer.Option("--api-url", envvar="SWARM_API_URL", help="Where Swarm's API answers.")
+]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", envvar="SWARM_API_TOKEN", show_default=False, help="Bearer token."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Where data, logs and the workspace live.")] = Path(
+        ".swarm"
+    ),
+    adapters: Annotated[str, typer.Option(help="Adapters to run, as KIND=N[,KIND=N].")] = "shell=2",
+    demo: Annotated[bool, typer.Option(help="Submit a demo graph and follow it.")] = False,
+) -> None:
+    """Run everything on this machine: PostgreSQL and Valkey (embedded unless
+    SWARM_DATABASE_URL / SWARM_REDIS_URL are set), migrations, the orchestrator and the
+    adapters. Ctrl-C stops it all."""
+    from swarm_orchestrator.up import UpOptions, parse_adapters, run_up
+
+    options = UpOptions(
+        host=host, port=port, data_dir=data_dir, adapters=parse_adapters(adapters), demo=demo
+    )
+    raise typer.Exit(run_up(options))
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Listen address [SWARM_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [SWARM_PORT].")] = None,
+) -> None:
+    """Run the orchestrator: REST API, scheduler, outbox relay, event consumer."""
+    from swarm_orchestrator.server import run_server
+    from swarm_orchestrator.settings import OrchestratorSettings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    run_server(OrchestratorSettings(**overrides))  # type: ignore[arg-type]
+
+
+@app.command()
+def adapter(
+    agent: Annotated[
+        str, typer.Option(help="Agent kind: shell, claude, codex or gemini.")
+    ] = "shell",
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Attempts run at once.")] = 1,
+) -> None:
+    """Run one adapter: consume task messages of one agent kind and run them."""
+    from pydantic import ValidationError
+
+    from swarm_adapter.main import main as adapter_main
+    from swarm_adapter.settings import get_settings
+
+    try:
+        settings = get_settings(agent=agent, concurrency=concurrency)
+    except ValidationError as exc:
+        raise CliError(f"invalid adapter settings: {exc.errors()[0]['msg']}") from None
+    raise typer.Exit(adapter_main(settings))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (SWARM_DATABASE_URL) to the newest schema."""
+    from swarm_orchestrator.migrate import upgrade
+    from swarm_orchestrator.settings import get_settings
+
+    url = get_settings().database_url
+    if url is None:
+        raise CliError("SWARM_DATABASE_URL is not set")
+    upgrade(url.get_secret_value())
+    err.print("database is at the newest schema")
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="A task graph file (YAML or JSON).")],
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    wait: Annotated[bool, typer.Option(help="Follow the session until it is done.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Create a session from a task graph file and print its id."""
+    from swarm_orchestrator.cli.taskfile import load_taskfile
+
+    body = load_taskfile(file)
+    with ApiClient(api_url, token) as client:
+        session = client.post("/v1/sessions", body)
+        if wait:
+            from swarm_orchestrator.cli.watch import follow
+
+            session = follow(client, session["id"], err)
+    if as_json:
+        _print_json(session)
+    else:
+        sys.stdout.write(session["id"] + "\n")
+
+
+@app.command()
+def status(
+    session: Annotated[str | None, typer.Argument(help="A session id; all when left out.")] = None,
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Task counts by state, for one session or for all."""
+    from swarm_orchestrator.cli.render import session_table, status_table
+
+    with ApiClient(api_url, token) as client:
+        data = client.get(f"/v1/sessions/{session}") if session else client.get("/v1/sessions")
+    if as_json:
+        _print_json(data)
+    elif session:
+        console.print(status_table(data))
+    else:
+        console.print(session_table(data))
+
+
+@app.command()
+def tasks(
+    session: Annotated[str, typer.Argument(help="A session id.")],
+    state: Annotated[str | None, typer.Option("--status", help="Only tasks in this state.")] = None,
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """The tasks of a session."""
+    from swarm_orchestrator.cli.render import task_table
+
+    with ApiClient(api_url, token) as client:
+        data = client.get(f"/v1/sessions/{session}/tasks", status=state)
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(task_table(data))
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"[bold red]swarm:[/] {exc}", highlight=False)
+        sys.exit(1)

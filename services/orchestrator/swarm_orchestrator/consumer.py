@@ -1,0 +1,217 @@
+"""The event consumer: reads `swarm:events` in group `orchestrator` and applies each event.
+
+An entry is acknowledged only after its effect is committed (or it was dead-lettered).
+Entries that cannot be decoded, name an unknown task, or make `apply_event` raise a
+non-transient error go to the dead-letter stream. A transient failure (database or Redis
+unreachable) leaves the entry pending; the consumer backs off and re-reads its own pending
+entries before new ones. Entries left pending by an orchestrator that vanished are taken
+over with `XAUTOCLAIM` once idle long enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
+from swarm_common.streams import ensure_group as _ensure_group
+from swarm_orchestrator.events import Outcome, RetryPolicy, UnknownTask, apply_event
+
+__all__ = ["EventConsumer", "is_transient"]
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_SQLSTATES = {
+    "40001",
+    "40P01",
+    "57P01",
+    "57P02",
+    "57P03",
+    "08000",
+    "08003",
+    "08006",
+    "53300",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying later may succeed: the database or Redis was briefly unreachable,
+    or a serialization failure/deadlock."""
+    if isinstance(exc, RedisError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+        return sqlstate in _TRANSIENT_SQLSTATES
+    return False
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: Keys,
+        consumer: str,
+        batch: int = 100,
+        claim_idle_ms: int = 60_000,
+        policy: RetryPolicy | None = None,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._keys = keys
+        self._consumer = consumer
+        self._batch = batch
+        self._claim_idle_ms = claim_idle_ms
+        self._policy = policy or RetryPolicy()
+        self._on_commit = on_commit
+        self._recover = True
+        self.counts: dict[str, int] = {}
+
+    async def setup(self) -> None:
+        await _ensure_group(self._redis, self._keys.events, ORCHESTRATOR_GROUP)
+
+    async def process(self, *, block_ms: int | None = None) -> int:
+        """Read one batch (own pending entries first) and handle it; return how many entries
+        were handled. With `block_ms=None` it does not wait: burst mode for tests."""
+        stream = self._keys.events
+        start = "0" if self._recover else ">"
+        try:
+            reply = await self._redis.xreadgroup(
+                ORCHESTRATOR_GROUP,
+                self._consumer,
+                {stream: start},
+                count=self._batch,
+                block=None if self._recover else block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.setup()
+            return 0
+        entries: list[Any] = reply[0][1] if reply else []  # type: ignore[index,assignment]
+        if self._recover and not entries:
+            self._recover = False
+        return await self._handle_all(entries)
+
+    async def claim_stale(self) -> int:
+        """Take over entries another (vanished) orchestrator left pending."""
+        reply = await self._redis.xautoclaim(
+            self._keys.events,
+            ORCHESTRATOR_GROUP,
+            self._consumer,
+            min_idle_time=self._claim_idle_ms,
+            start_id="0-0",
+            count=self._batch,
+        )
+        entries: list[Any] = reply[1] if reply else []
+        return await self._handle_all(entries)
+
+    async def _handle_all(self, entries: list[Any]) -> int:
+        handled = 0
+        for entry_id, fields in entries:
+            try:
+                await self._handle(entry_id, fields)
+            except BaseException:
+                self._recover = True
+                raise
+            handled += 1
+        return handled
+
+    async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        stream = self._keys.events
+        if not fields:  # trimmed away while pending: nothing left to apply
+            await self._redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+            return
+        try:
+            envelope = decode(fields)
+        except DecodeError as exc:
+            await self._dead(entry_id, fields, f"undecodable: {exc}")
+            return
+        try:
+            async with self._sessionmaker() as db, db.begin():
+                outcome = await apply_event(db, envelope, keys=self._keys, policy=self._policy)
+        except UnknownTask as exc:
+            await self._dead(entry_id, fields, f"unknown task: {exc}")
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "event could not be applied",
+                extra={"entry_id": entry_id.decode(), "type": envelope.type},
+            )
+            await self._dead(entry_id, fields, f"apply failed: {type(exc).__name__}: {exc}")
+            return
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if outcome == Outcome.APPLIED:
+            self._on_commit()
+        await self._redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+
+    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        await dead_letter(
+            self._redis,
+            self._keys,
+            stream=self._keys.events,
+            entry_id=entry_id,
+            fields=fields,
+            reason=reason,
+            group=ORCHESTRATOR_GROUP,
+        )
+        await self._redis.xack(self._keys.events, ORCHESTRATOR_GROUP, entry_id)
+        self.counts["dead"] = self.counts.get("dead", 0) + 1
+
+    async def run(self, *, stop: asyncio.Event, block_ms: int) -> None:
+        """Consume until `stop` is set, backing off while the database or Redis is away."""
+        backoff = 0.5
+        loop = asyncio.get_running_loop()
+        last_claim = loop.time()
+        await _retry_setup(self, stop)
+        while not stop.is_set():
+            try:
+                await self.process(block_ms=block_ms)
+                if loop.time() - last_claim > self._claim_idle_ms / 2000:
+                    last_claim = loop.time()
+                    await self.claim_stale()
+                backoff = 0.5
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "event consumer waiting for its servers",
+                        extra={"error": repr(exc), "retry_in_s": backoff},
+                    )
+                else:
+                    log.exception("event consumer failed; retrying", extra={"retry_in_s": backoff})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 10.0)
+
+
+async def _retry_setup(consumer: EventConsumer, stop: asyncio.Event) -> None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await consumer.setup()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "cannot create the events consumer group yet",
+                extra={"error": repr(exc), "retry_in_s": delay},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,202 @@
+"""Control actions of people and tools: retry or cancel a task, cancel a session.
+
+Each takes the session lock (see `scheduler`), checks the current state, changes it, writes
+the timeline entry with the actor and any cancel request to the outbox, and commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from swarm_common.messages import utcnow
+from swarm_common.states import TERMINAL_TASK_STATES, AttemptStatus, SessionStatus, TaskStatus
+from swarm_common.streams import Keys
+from swarm_orchestrator import outbox, scheduler, timeline
+from swarm_orchestrator.db.models import Attempt, Session, Task
+from swarm_orchestrator.errors import Conflict, NotFound
+from swarm_orchestrator.sessions import CLOSED_SESSION_STATES
+
+__all__ = ["cancel_session", "cancel_task", "retry_task"]
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+CANCELLABLE = frozenset(
+    {
+        TaskStatus.PENDING,
+        TaskStatus.QUEUED,
+        TaskStatus.RUNNING,
+        TaskStatus.BLOCKED,
+        TaskStatus.AWAITING_APPROVAL,
+    }
+)
+
+_UNBLOCK_SQL = text("""
+WITH RECURSIVE down(id) AS (
+    SELECT task_id FROM task_dependencies WHERE depends_on_id = :tid
+  UNION
+    SELECT d.task_id FROM task_dependencies d JOIN down ON d.depends_on_id = down.id
+)
+UPDATE tasks SET status = 'pending', reason = NULL, finished_at = NULL, updated_at = now()
+WHERE id IN (SELECT id FROM down) AND status = 'blocked'
+RETURNING id
+""")
+
+
+async def _lock(db: AsyncSession, task_id: uuid.UUID) -> tuple[Session, Task]:
+    session_id = await db.scalar(select(Task.session_id).where(Task.id == task_id))
+    if session_id is None:
+        raise NotFound(f"task {task_id} not found", code="task_not_found")
+    session = await scheduler.lock_session(db, session_id)
+    task = await db.scalar(
+        select(Task)
+        .where(Task.id == task_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if session is None or task is None:
+        raise NotFound(f"task {task_id} not found", code="task_not_found")
+    return session, task
+
+
+async def retry_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor: str) -> Task:
+    """Give a failed or cancelled task a new attempt, and unblock what waited on it."""
+    session, task = await _lock(db, task_id)
+    if session.status in CLOSED_SESSION_STATES:
+        raise Conflict(f"session is {session.status}", code="session_closed")
+    if task.status not in RETRYABLE:
+        code = "task_blocked" if task.status == TaskStatus.BLOCKED else "task_not_retryable"
+        raise Conflict(
+            f"a {task.status} task cannot be retried",
+            code=code,
+            details={"status": task.status, "reason": task.reason},
+        )
+    previous = task.status
+    task.status = TaskStatus.PENDING
+    task.reason = None
+    task.retry_at = None
+    task.finished_at = None
+    task.updated_at = utcnow()
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=task.id,
+        attempt=task.attempt,
+        type="task.retried",
+        actor=actor,
+        data={"from": previous},
+    )
+    unblocked = (await db.execute(_UNBLOCK_SQL, {"tid": task.id})).scalars().all()
+    await timeline.record_many(
+        db,
+        (
+            {
+                "session_id": session.id,
+                "task_id": tid,
+                "type": "task.unblocked",
+                "actor": actor,
+                "data": {"by": task.key},
+            }
+            for tid in unblocked
+        ),
+    )
+    await db.flush()
+    await scheduler.refresh_blocked(db, session_id=session.id)
+    await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id])
+    await scheduler.update_progress(db, session=session)
+    await db.commit()
+    log.info("task retried", extra={"task_id": str(task.id), "actor": actor})
+    return task
+
+
+async def cancel_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor: str) -> Task:
+    """Cancel a task that has not ended; a running attempt is asked to stop."""
+    session, task = await _lock(db, task_id)
+    if task.status not in CANCELLABLE:
+        raise Conflict(
+            f"a {task.status} task cannot be cancelled",
+            code="task_not_cancellable",
+            details={"status": task.status},
+        )
+    await _cancel(db, session=session, task=task, keys=keys, actor=actor)
+    await db.flush()
+    await scheduler.refresh_blocked(db, session_id=session.id)
+    await scheduler.update_progress(db, session=session)
+    await db.commit()
+    return task
+
+
+async def _cancel(
+    db: AsyncSession, *, session: Session, task: Task, keys: Keys, actor: str
+) -> None:
+    now = utcnow()
+    reason = f"cancelled by {actor}"
+    if task.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+        attempt = await db.scalar(
+            select(Attempt)
+            .where(Attempt.task_id == task.id, Attempt.number == task.attempt)
+            .with_for_update()
+        )
+        if attempt is not None:
+            attempt.status = AttemptStatus.CANCELLED
+            attempt.reason = reason
+            attempt.finished_at = now
+        outbox.add_cancel(db, keys=keys, task_id=task.id, attempt=task.attempt, reason=reason)
+    previous = task.status
+    task.status = TaskStatus.CANCELLED
+    task.reason = reason
+    task.finished_at = now
+    task.updated_at = now
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=task.id,
+        attempt=task.attempt or None,
+        type="task.cancelled",
+        actor=actor,
+        data={"from": previous},
+    )
+
+
+async def cancel_session(
+    db: AsyncSession, *, session_id: uuid.UUID, keys: Keys, actor: str
+) -> Session:
+    """Cancel every task that has not ended, then the session itself."""
+    session = await scheduler.lock_session(db, session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found", code="session_not_found")
+    if session.status == SessionStatus.CANCELLED:
+        return session
+    if session.status in CLOSED_SESSION_STATES:
+        raise Conflict(f"session is {session.status}", code="session_closed")
+    tasks = (
+        await db.scalars(
+            select(Task)
+            .where(
+                Task.session_id == session_id,
+                Task.status.not_in([s.value for s in TERMINAL_TASK_STATES]),
+            )
+            .order_by(Task.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    for task in tasks:
+        await _cancel(db, session=session, task=task, keys=keys, actor=actor)
+    session.status = SessionStatus.CANCELLED
+    session.updated_at = utcnow()
+    timeline.record(
+        db,
+        session_id=session_id,
+        type="session.cancelled",
+        actor=actor,
+        data={"tasks_cancelled": len(tasks)},
+    )
+    await db.flush()
+    await scheduler.update_progress(db, session=session)
+    await db.commit()
+    return session

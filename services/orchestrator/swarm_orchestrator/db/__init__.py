@@ -1,0 +1,1 @@
+"""Persistence: the schema (`models`) and the async engine (`engine`)."""

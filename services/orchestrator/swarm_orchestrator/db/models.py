@@ -1,0 +1,233 @@
+"""The PostgreSQL schema: sessions, tasks, dependencies, attempts, timeline, outbox, workers.
+
+PostgreSQL is the source of truth; Redis only carries messages. Status columns are text with
+CHECK constraints (the values live in `swarm_common.states`), so adding a state is a plain
+migration rather than an enum rewrite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from swarm_common.states import AttemptStatus, SessionStatus, TaskStatus
+
+__all__ = ["Attempt", "Base", "Event", "Outbox", "Session", "Task", "TaskDependency", "Worker"]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: type[SessionStatus | TaskStatus | AttemptStatus]) -> str:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Session(Base):
+    """One run of Swarm on one repository: a goal, a task graph, an integration branch."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (CheckConstraint(_one_of("status", SessionStatus), name="status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    title: Mapped[str] = mapped_column(String(200))
+    goal: Mapped[str] = mapped_column(Text, default="")
+    repo: Mapped[str] = mapped_column(Text, doc="Where the repository came from, as given.")
+    repo_path: Mapped[str] = mapped_column(Text, doc="The bare mirror, relative to the workspace.")
+    base_ref: Mapped[str] = mapped_column(Text)
+    base_commit: Mapped[str] = mapped_column(String(64))
+    target_branch: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), default=SessionStatus.DRAFT.value)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")
+
+
+class Task(Base):
+    """One node of a session's graph. `attempt` is the current attempt's number (the fencing
+    token); 0 until the task is first queued."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("session_id", "key", name="uq_tasks_session_key"),
+        CheckConstraint(_one_of("status", TaskStatus), name="status"),
+        Index("ix_tasks_session_status", "session_id", "status"),
+        Index("ix_tasks_retry_at", "retry_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    prompt: Mapped[str] = mapped_column(Text)
+    agent: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str | None] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(doc="The task as submitted (TaskSpec).")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default=TaskStatus.PENDING.value)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text, doc="Why the task failed or was blocked.")
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    session: Mapped[Session] = relationship(back_populates="tasks", lazy="raise")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="task", lazy="raise", order_by="Attempt.number"
+    )
+
+
+class TaskDependency(Base):
+    """Edge of the graph: `task_id` waits for `depends_on_id`."""
+
+    __tablename__ = "task_dependencies"
+    __table_args__ = (
+        CheckConstraint("task_id <> depends_on_id", name="not_self"),
+        Index("ix_task_dependencies_depends_on", "depends_on_id"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Attempt(Base):
+    """One try of a task, from queueing to its outcome."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("task_id", "number", name="uq_attempts_task_number"),
+        CheckConstraint(_one_of("status", AttemptStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default=AttemptStatus.QUEUED.value)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    commit: Mapped[str | None] = mapped_column(String(64))
+    changed_files: Mapped[list[Any] | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    output_tail: Mapped[str | None] = mapped_column(Text)
+    usage: Mapped[dict[str, Any] | None] = mapped_column()
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
+    transcript_path: Mapped[str | None] = mapped_column(Text)
+
+    task: Mapped[Task] = relationship(back_populates="attempts", lazy="raise")
+
+
+class Event(Base):
+    """The session timeline: every transition and control action, in order.
+
+    `id` orders the timeline (and is the SSE event id). `source_id` is the envelope id of the
+    stream message that caused the entry, unique, so a re-delivered message is applied once.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_session_id_id", "session_id", "id"),
+        Index("ix_events_task_id_id", "task_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Outbox(Base):
+    """A message to publish to Redis, written in the transaction that decided it.
+
+    `kind` is `xadd` (append `payload` to the stream `target`) or `cancel` (set the cancel key
+    `target` and announce it). The relay publishes unsent rows in `id` order.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint("kind IN ('xadd', 'cancel')", name="kind"),
+        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    publish_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Worker(Base):
+    """An adapter process the orchestrator has heard from."""
+
+    __tablename__ = "workers"
+    __table_args__ = (CheckConstraint("status IN ('online', 'offline')", name="status"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="online")
+    started_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()

@@ -1,0 +1,160 @@
+"""The transactional outbox: messages decided in a database transaction, published later.
+
+State changes that must reach Redis (a queued task, a cancel request) add an `Outbox` row in
+the same transaction as the change. The `Relay` publishes unsent rows in order and marks them
+sent. A crash between publishing and marking re-publishes the row: readers must (and do)
+treat a message delivered twice like one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import CancelRequest, Message, utcnow
+from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, encode, ensure_group
+from swarm_orchestrator.db.models import Outbox
+
+__all__ = ["Relay", "add_cancel", "add_message"]
+
+log = logging.getLogger(__name__)
+
+
+def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
+    """Publish `message` to `stream` once the current transaction commits."""
+    env = encode(message)[ENVELOPE_FIELD].decode()
+    db.add(Outbox(kind="xadd", target=stream, payload={ENVELOPE_FIELD: env}, publish_count=0))
+
+
+def add_cancel(
+    db: AsyncSession, *, keys: Keys, task_id: uuid.UUID, attempt: int, reason: str
+) -> None:
+    """Ask whoever runs this attempt to stop, once the current transaction commits."""
+    request = CancelRequest(task_id=task_id, attempt=attempt, reason=reason)
+    db.add(
+        Outbox(
+            kind="cancel",
+            target=keys.cancel(task_id, attempt),
+            payload={"channel": keys.cancel_channel, "request": request.model_dump(mode="json")},
+            publish_count=0,
+        )
+    )
+
+
+class Relay:
+    """Publishes outbox rows to Redis. Safe to run in several processes at once: each batch
+    locks its rows with `SKIP LOCKED`."""
+
+    CANCEL_TTL_S = 7 * 24 * 3600
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: Keys,
+        batch: int = 200,
+        maxlen: int = 1_000_000,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._keys = keys
+        self._batch = batch
+        self._maxlen = maxlen
+        self._groups: set[str] = set()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unsent rows; return how many were published."""
+        async with self._sessionmaker() as db, db.begin():
+            rows = (
+                await db.scalars(
+                    select(Outbox)
+                    .where(Outbox.sent_at.is_(None))
+                    .order_by(Outbox.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            for stream in {r.target for r in rows if r.kind == "xadd"} - self._groups:
+                await ensure_group(self._redis, stream, ADAPTERS_GROUP)
+                self._groups.add(stream)
+            pipe = self._redis.pipeline(transaction=False)
+            for row in rows:
+                self._stage(pipe, row)
+            await pipe.execute()
+            await db.execute(
+                update(Outbox)
+                .where(Outbox.id.in_([r.id for r in rows]))
+                .values(sent_at=utcnow(), publish_count=Outbox.publish_count + 1)
+            )
+            return len(rows)
+
+    def _stage(self, pipe: object, row: Outbox) -> None:
+        if row.kind == "xadd":
+            fields = {ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD].encode()}
+            pipe.xadd(row.target, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[attr-defined]
+        else:
+            request = row.payload["request"]
+            pipe.set(row.target, request.get("reason", "cancelled"), ex=self.CANCEL_TTL_S)  # type: ignore[attr-defined]
+            pipe.publish(row.payload["channel"], f"{request['task_id']}:{request['attempt']}")  # type: ignore[attr-defined]
+
+    async def purge_sent(self, older_than_s: float) -> int:
+        async with self._sessionmaker() as db, db.begin():
+            result = await db.execute(
+                delete(Outbox).where(Outbox.sent_at < utcnow() - timedelta(seconds=older_than_s))
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def forget_groups(self) -> None:
+        """Re-check consumer groups before the next publish (after Redis lost its data)."""
+        self._groups.clear()
+
+    async def run(
+        self, *, stop: asyncio.Event, wake: asyncio.Event, poll_s: float, retention_s: float
+    ) -> None:
+        """Publish until `stop` is set; `wake` shortens the wait after a commit."""
+        backoff = poll_s
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                wake.clear()
+                published = await self.publish_batch()
+                if loop.time() - last_purge > 60:
+                    last_purge = loop.time()
+                    await self.purge_sent(retention_s)
+                backoff = poll_s
+                if published:
+                    continue
+            except (RedisError, OSError) as exc:
+                self.forget_groups()
+                backoff = min(backoff * 2, 10.0)
+                log.warning(
+                    "outbox relay cannot publish; retrying",
+                    extra={"error": repr(exc), "retry_in_s": backoff},
+                )
+            except Exception:
+                backoff = min(backoff * 2, 10.0)
+                log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
+            await _wait_any(stop, wake, backoff)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter

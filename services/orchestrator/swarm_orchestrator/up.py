@@ -1,0 +1,272 @@
+"""`swarm up`: everything on one machine, supervised.
+
+Starts the servers it needs (embedded PostgreSQL and Valkey unless URLs are configured),
+runs the migrations, then the orchestrator and the adapters as child processes, prints the
+API URL once it answers, restarts a child that dies, and on Ctrl-C (or SIGTERM) stops the
+adapters first (they hand back unfinished attempts), then the orchestrator, then the
+servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from swarm_common.settings import redact_url
+from swarm_common.specs import AGENT_KINDS
+from swarm_orchestrator import migrate
+from swarm_orchestrator.cli.client import CliError
+from swarm_orchestrator.embedded import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    ServerStartError,
+    _parent_death_signal,
+)
+from swarm_orchestrator.settings import OrchestratorSettings
+
+__all__ = ["UpOptions", "parse_adapters", "run_up"]
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True, highlight=False)
+
+READY_TIMEOUT_S = 60.0
+RESTART_LIMIT = 5
+
+
+@dataclass
+class UpOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".swarm")
+    adapters: dict[str, int] = field(default_factory=lambda: {"shell": 2})
+    demo: bool = False
+
+
+def parse_adapters(text: str) -> dict[str, int]:
+    """`shell=2,claude=1` → {"shell": 2, "claude": 1}."""
+    result: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, count = part.partition("=")
+        kind = kind.strip()
+        if kind not in AGENT_KINDS:
+            raise CliError(
+                f"unknown agent kind {kind!r} in --adapters; known: {', '.join(AGENT_KINDS)}"
+            )
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            raise CliError(f"--adapters: {part!r} is not KIND=N") from None
+        if not 0 <= n <= 64:
+            raise CliError(f"--adapters: {kind} count must be 0 to 64")
+        result[kind] = n
+    return result
+
+
+@dataclass
+class _Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(signal.SIGTERM),
+            )
+
+    def stop(self, timeout: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class _Stack:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.root = options.data_dir.resolve()
+        self.logs = self.root / "logs"
+        self.postgres: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.children: list[_Child] = []
+        self.stop_requested = threading.Event()
+
+    def start_servers(self, settings: OrchestratorSettings) -> tuple[str, str]:
+        if settings.database_url is not None:
+            db_url = settings.database_url.get_secret_value()
+            console.print(f"PostgreSQL   {redact_url(db_url)} (configured)")
+        else:
+            self.postgres = EmbeddedPostgres(self.root)
+            db_url = self.postgres.start()
+            console.print(
+                f"PostgreSQL   embedded, 127.0.0.1:{self.postgres.port}, "
+                f"data in {self.postgres.pgdata}"
+            )
+        if settings.redis_url is not None:
+            redis_url = settings.redis_url.get_secret_value()
+            console.print(f"Redis        {redact_url(redis_url)} (configured)")
+        else:
+            self.valkey = EmbeddedValkey(self.root)
+            redis_url = self.valkey.start()
+            console.print(
+                f"Valkey       embedded, 127.0.0.1:{self.valkey.port}, data in {self.valkey.dir}"
+            )
+        return db_url, redis_url
+
+    def add(self, name: str, args: list[str], env: dict[str, str]) -> _Child:
+        child = _Child(
+            name=name,
+            argv=[sys.executable, "-m", "swarm_orchestrator", *args],
+            env=env,
+            log_path=self.logs / f"{name}.log",
+        )
+        child.start()
+        self.children.append(child)
+        return child
+
+    def supervise(self) -> None:
+        """Restart children that die, until a stop is requested."""
+        while not self.stop_requested.wait(0.5):
+            for child in self.children:
+                if child.proc is None or child.proc.poll() is None:
+                    continue
+                code = child.proc.returncode
+                if child.restarts >= RESTART_LIMIT:
+                    console.print(
+                        f"[red]{child.name} exited ({code}) too often; see {child.log_path}[/]"
+                    )
+                    self.stop_requested.set()
+                    break
+                child.restarts += 1
+                console.print(
+                    f"[yellow]{child.name} exited ({code}); restarting "
+                    f"({child.restarts}/{RESTART_LIMIT})[/]"
+                )
+                child.start()
+
+    def stop(self) -> None:
+        adapters = [c for c in self.children if c.name.startswith("adapter")]
+        others = [c for c in self.children if not c.name.startswith("adapter")]
+        for child in adapters:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in adapters:
+            child.stop(timeout=45)
+        for child in others:
+            child.stop(timeout=20)
+        if self.valkey is not None:
+            self.valkey.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def _wait_ready(url: str, child: _Child, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            raise CliError(f"the orchestrator exited while starting; see {child.log_path}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise CliError(
+        f"the orchestrator did not become ready in {timeout_s:.0f}s; see {child.log_path}"
+    )
+
+
+def run_up(options: UpOptions) -> int:
+    settings = OrchestratorSettings(host=options.host, port=options.port)
+    stack = _Stack(options)
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    workspace = settings.workspace if "SWARM_WORKSPACE" in os.environ else stack.root / "workspace"
+    workspace = workspace.resolve()
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        stack.stop_requested.set()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            db_url, redis_url = stack.start_servers(settings)
+            console.print("Migrations   running")
+            migrate.upgrade(db_url)
+        except ServerStartError as exc:
+            raise CliError(str(exc)) from None
+        env = {
+            **os.environ,
+            "SWARM_DATABASE_URL": db_url,
+            "SWARM_REDIS_URL": redis_url,
+            "SWARM_WORKSPACE": str(workspace),
+            "PYTHONUNBUFFERED": "1",
+        }
+        api_url = f"http://{_client_host(options.host)}:{options.port}"
+        orchestrator = stack.add(
+            "orchestrator", ["server", "--host", options.host, "--port", str(options.port)], env
+        )
+        for kind, count in options.adapters.items():
+            for i in range(count):
+                stack.add(f"adapter-{kind}-{i + 1}", ["adapter", "--agent", kind], env)
+        _wait_ready(api_url, orchestrator, READY_TIMEOUT_S)
+        _banner(api_url, stack, options)
+        if options.demo and not stack.stop_requested.is_set():
+            from swarm_orchestrator.demo import run_demo
+
+            run_demo(
+                api_url=api_url,
+                token=_token(),
+                data_dir=stack.root,
+                console=console,
+                stop=stack.stop_requested,
+            )
+            console.print(f"\nSwarm keeps serving at [bold]{api_url}[/]; Ctrl-C stops it.")
+        stack.supervise()
+        return 0
+    finally:
+        console.print("Stopping     adapters, orchestrator, servers ...")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stack.stop()
+        console.print("Stopped.")
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _token() -> str | None:
+    return os.environ.get("SWARM_API_TOKEN") or None
+
+
+def _banner(api_url: str, stack: _Stack, options: UpOptions) -> None:
+    adapters = ", ".join(f"{kind}×{n}" for kind, n in options.adapters.items() if n) or "none"
+    console.print(f"Adapters     {adapters}")
+    console.print(f"Logs         {stack.logs}")
+    console.print(f"\n[bold green]Swarm is up:[/] [bold]{api_url}[/]  (API docs: {api_url}/docs)")
+    console.print("  submit a graph:  swarm submit FILE.yaml --wait")
+    console.print("  see progress:    swarm status   ·   swarm tasks SESSION")
+    console.print("  Ctrl-C stops everything.\n")
