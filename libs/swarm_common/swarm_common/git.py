@@ -32,6 +32,7 @@ __all__ = [
     "remove_worktree",
     "repo_lock",
     "resolve_commit",
+    "worktrees_on_branch",
 ]
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,12 @@ def branch_head(git_dir: Path, branch: str) -> str | None:
 
 
 def add_worktree(git_dir: Path, path: Path, *, branch: str, commit: str) -> None:
-    """Check out `branch`, reset to `commit`, in a fresh worktree at `path`."""
+    """Check out `branch`, reset to `commit`, in a fresh worktree at `path`. A worktree an
+    earlier attempt left on the same branch is removed first: the new attempt supersedes
+    it."""
     with repo_lock(git_dir):
+        for stale in worktrees_on_branch(git_dir, branch):
+            _drop_worktree(git_dir, stale)
         _drop_worktree(git_dir, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         git(
@@ -201,6 +206,19 @@ def add_worktree(git_dir: Path, path: Path, *, branch: str, commit: str) -> None
             commit,
             git_dir=git_dir,
         )
+
+
+def worktrees_on_branch(git_dir: Path, branch: str) -> list[Path]:
+    """Worktrees of `git_dir` that have `branch` checked out."""
+    listing = git("worktree", "list", "--porcelain", git_dir=git_dir).stdout
+    found: list[Path] = []
+    current: Path | None = None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            current = Path(line[len("worktree ") :])
+        elif line == f"branch refs/heads/{branch}" and current is not None:
+            found.append(current)
+    return found
 
 
 def remove_worktree(git_dir: Path, path: Path) -> None:

@@ -88,25 +88,28 @@ class EventConsumer:
     async def process(self, *, block_ms: int | None = None) -> int:
         """Read one batch (own pending entries first) and handle it; return how many entries
         were handled. With `block_ms=None` it does not wait: burst mode for tests."""
-        stream = self._keys.events
-        start = "0" if self._recover else ">"
+        if self._recover:
+            entries = await self._read("0", block_ms=None)
+            if entries:
+                return await self._handle_all(entries)
+            self._recover = False
+        return await self._handle_all(await self._read(">", block_ms=block_ms))
+
+    async def _read(self, start: str, *, block_ms: int | None) -> list[Any]:
         try:
-            reply = await self._redis.xreadgroup(
+            reply: Any = await self._redis.xreadgroup(
                 ORCHESTRATOR_GROUP,
                 self._consumer,
-                {stream: start},
+                {self._keys.events: start},
                 count=self._batch,
-                block=None if self._recover else block_ms,
+                block=block_ms,
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await self.setup()
-            return 0
-        entries: list[Any] = reply[0][1] if reply else []  # type: ignore[index,assignment]
-        if self._recover and not entries:
-            self._recover = False
-        return await self._handle_all(entries)
+            return []
+        return list(reply[0][1]) if reply else []
 
     async def claim_stale(self) -> int:
         """Take over entries another (vanished) orchestrator left pending."""

@@ -139,9 +139,7 @@ async def add_tasks(
     if session.status in CLOSED_SESSION_STATES:
         raise Conflict(f"session is {session.status}", code="session_closed")
     existing = dict(
-        (await db.execute(select(Task.key, Task.id).where(Task.session_id == session_id)))
-        .tuples()
-        .all()
+        (await db.execute(select(Task.key, Task.id).where(Task.session_id == session_id))).all()
     )
     ordered = validate_graph(
         specs, existing_keys=existing.keys(), max_tasks=max_tasks, max_total=max_session_tasks
@@ -244,7 +242,7 @@ async def session_counts(
             .where(Task.session_id.in_(list(session_ids)))
             .group_by(Task.session_id, Task.status)
         )
-        for session_id, status, n in rows.tuples():
+        for session_id, status, n in rows:
             counts[session_id][status] = n
     return counts
 
@@ -270,6 +268,6 @@ async def dependency_keys(
     else:
         return result
     rows = await db.execute(stmt)
-    for task_id, key in rows.tuples():
+    for task_id, key in rows:
         result[task_id].append(key)
     return result

@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarm_orchestrator.consumer import is_transient
@@ -75,8 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _servers(request: Request, exc: Exception) -> JSONResponse:
         if is_transient(exc):
             log.warning(
                 "request failed: servers unavailable",
@@ -88,5 +89,15 @@ def install_error_handlers(app: FastAPI) -> None:
                 "the database or Redis is unavailable; try again",
                 headers={"Retry-After": "2"},
             )
+        log.exception("request failed", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+    # Registered per class (not on `Exception`) so the error ends with this response instead
+    # of being re-raised to the server as an unhandled one.
+    for cls in (DBAPIError, RedisError, OSError, TimeoutError):
+        app.add_exception_handler(cls, _servers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", extra={"path": request.url.path})
         return error_response(500, "internal_error", "internal error; see the server log")

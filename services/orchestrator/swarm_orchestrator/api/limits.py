@@ -9,10 +9,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodyLimit"]
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Answer 413 `body_too_large` for a body over `max_bytes`, whether it announces its
     size (`Content-Length`) or streams in chunks."""
@@ -25,51 +21,71 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(send)
+            await _reject(send, self.max_bytes)
             return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        request = _Counted(receive, send, self.max_bytes)
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
+            await self.app(scope, request.receive, request.send)
+        except Exception:
+            if not request.exceeded:
+                raise
+        await request.finish()
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "code": "body_too_large",
-                "message": f"the request body exceeds {self.max_bytes} bytes",
-                "details": {"limit": self.max_bytes},
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+class _Counted:
+    """One request's body, counted as it streams. Past the limit the app sees a disconnect
+    (whatever it then does), and the client gets the 413 instead of the app's answer."""
+
+    def __init__(self, receive: Receive, send: Send, max_bytes: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._max = max_bytes
+        self._seen = 0
+        self.exceeded = False
+        self._responded = False
+
+    async def receive(self) -> Message:
+        if self.exceeded:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._max:
+                self.exceeded = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self.exceeded:
+            await self._send(message)
+        else:
+            await self.finish()
+
+    async def finish(self) -> None:
+        if self.exceeded and not self._responded:
+            self._responded = True
+            await _reject(self._send, self._max)
+
+
+async def _reject(send: Send, max_bytes: int) -> None:
+    body = json.dumps(
+        {
+            "code": "body_too_large",
+            "message": f"the request body exceeds {max_bytes} bytes",
+            "details": {"limit": max_bytes},
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

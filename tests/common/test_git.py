@@ -1,0 +1,99 @@
+"""Git helpers on real repositories: mirrors, worktrees, commits, and concurrent worktree
+creation on one repository without git lock errors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import pytest
+
+from swarm_common import git
+from tests.conftest import branch_commit, init_repo
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> tuple[Path, str]:
+    source = init_repo(tmp_path / "src", {"README.md": "hi\n", "lib/a.py": "A = 1\n"})
+    bare = tmp_path / "mirror.git"
+    git.clone_bare(str(source), bare)
+    return bare, git.resolve_commit(bare, "main")
+
+
+def test_clone_bare_and_resolve(mirror: tuple[Path, str]) -> None:
+    bare, base = mirror
+    assert len(base) == 40
+    assert git.resolve_commit(bare, "HEAD") == base
+    with pytest.raises(git.GitError):
+        git.resolve_commit(bare, "no-such-branch")
+
+
+def test_clone_of_a_missing_repo_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(git.GitError):
+        git.clone_bare(str(tmp_path / "absent"), tmp_path / "m.git")
+    assert not (tmp_path / "m.git").exists()
+    assert not (tmp_path / "m.git.partial").exists()
+
+
+def test_option_looking_refs_do_not_reach_git_as_options(mirror: tuple[Path, str]) -> None:
+    bare, _ = mirror
+    with pytest.raises(git.GitError):
+        git.resolve_commit(bare, "--output=/tmp/pwned")
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_worktree_commit_and_changed_files(mirror: tuple[Path, str], tmp_path: Path) -> None:
+    bare, base = mirror
+    wt = tmp_path / "wt"
+    git.add_worktree(bare, wt, branch="swarm/s/task/a", commit=base)
+    (wt / "new.txt").write_text("new\n")
+    (wt / "README.md").unlink()
+    author = git.Author("tester (swarm)", "shell@swarm.invalid")
+    assert git.commit_all(wt, bare, message="work", author=author)
+    head = git.git("rev-parse", "HEAD", cwd=wt).stdout.strip()
+    assert branch_commit(bare, "swarm/s/task/a") == head
+    assert sorted(git.changed_files(wt, base)) == ["README.md", "new.txt"]
+    log = git.git("log", "-1", "--format=%an <%ae>", cwd=wt).stdout.strip()
+    assert log == "tester (swarm) <shell@swarm.invalid>"
+    assert not git.commit_all(wt, bare, message="nothing", author=author)
+    git.remove_worktree(bare, wt)
+    assert not wt.exists()
+    assert branch_commit(bare, "swarm/s/task/a") == head
+
+
+def test_a_new_attempt_resets_the_branch_to_its_base(
+    mirror: tuple[Path, str], tmp_path: Path
+) -> None:
+    bare, base = mirror
+    author = git.Author("a", "a@a")
+    wt = tmp_path / "wt1"
+    git.add_worktree(bare, wt, branch="b", commit=base)
+    (wt / "x").write_text("1")
+    git.commit_all(wt, bare, message="one", author=author)
+    # The first worktree is left behind (a crashed attempt); the next one still works.
+    wt2 = tmp_path / "wt2"
+    git.add_worktree(bare, wt2, branch="b", commit=base)
+    assert git.git("rev-parse", "HEAD", cwd=wt2).stdout.strip() == base
+    assert not (wt2 / "x").exists()
+
+
+def test_ten_worktrees_at_once_on_one_repository(mirror: tuple[Path, str], tmp_path: Path) -> None:
+    bare, base = mirror
+    author = git.Author("a", "a@a")
+
+    def attempt(i: int) -> str:
+        wt = tmp_path / "wts" / f"t{i}"
+        git.add_worktree(bare, wt, branch=f"swarm/s/task/t{i}", commit=base)
+        (wt / f"f{i}.txt").write_text(str(i))
+        git.commit_all(wt, bare, message=f"t{i}", author=author)
+        head = git.git("rev-parse", "HEAD", cwd=wt).stdout.strip()
+        git.remove_worktree(bare, wt)
+        return head
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        heads = list(pool.map(attempt, range(10)))
+    assert len(set(heads)) == 10
+    for i, head in enumerate(heads):
+        assert branch_commit(bare, f"swarm/s/task/t{i}") == head
+    listed = git.git("worktree", "list", "--porcelain", git_dir=bare).stdout
+    assert listed.count("worktree ") == 1  # only the bare repository itself

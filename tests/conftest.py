@@ -1,0 +1,217 @@
+"""Fixtures on real servers (see `tests/servers.py`): a migrated database and a Redis key
+prefix per test, the orchestrator app in-process, adapters, and git repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from swarm_adapter.runners.shell import ShellRunner
+from swarm_adapter.settings import AdapterSettings
+from swarm_adapter.worker import Adapter
+from swarm_common import git
+from swarm_common.streams import Keys
+from swarm_orchestrator.api.app import create_app
+from swarm_orchestrator.api.deps import AppState
+from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from swarm_orchestrator.migrate import upgrade
+from swarm_orchestrator.settings import OrchestratorSettings
+from tests.servers import (
+    Servers,
+    create_database,
+    database_name,
+    drop_database,
+    drop_stale_databases,
+    run_sync,
+    with_database,
+)
+
+# Tests never read a developer's own Swarm configuration.
+for _name in [n for n in os.environ if n.startswith("SWARM_") and not n.startswith("SWARM_TEST")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    found = Servers()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
+def template_database(servers: Servers) -> Iterator[str]:
+    """A database at the newest schema that every test's database is cloned from."""
+    run_sync(lambda: drop_stale_databases(servers.pg_admin_url))
+    name = database_name("tmpl")
+    run_sync(lambda: create_database(servers.pg_admin_url, name))
+    run_sync_blocking(upgrade, with_database(servers.pg_admin_url, name))
+    yield name
+    run_sync(lambda: drop_database(servers.pg_admin_url, name))
+
+
+def run_sync_blocking(fn: object, *args: object) -> None:
+    """Run a blocking function that itself calls `asyncio.run` (Alembic's env.py) in a
+    thread of its own."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(fn, *args).result()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def database_url(servers: Servers, template_database: str) -> Iterator[str]:
+    name = database_name("")
+    run_sync(lambda: create_database(servers.pg_admin_url, name, template=template_database))
+    yield with_database(servers.pg_admin_url, name)
+    run_sync(lambda: drop_database(servers.pg_admin_url, name))
+
+
+@pytest.fixture
+def redis_url(servers: Servers) -> str:
+    return servers.redis_url
+
+
+@pytest.fixture
+def redis_prefix(servers: Servers) -> Iterator[str]:
+    prefix = f"swarmtest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+
+    async def _cleanup() -> None:
+        client = Redis.from_url(servers.redis_url)
+        try:
+            batch = [k async for k in client.scan_iter(match=f"{prefix}:*", count=500)]
+            if batch:
+                await client.delete(*batch)
+        finally:
+            await client.aclose()
+
+    run_sync(_cleanup)
+
+
+@pytest.fixture
+def keys(redis_prefix: str) -> Keys:
+    return Keys(redis_prefix)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=False)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(
+    database_url: str, redis_url: str, redis_prefix: str, workspace: Path
+) -> OrchestratorSettings:
+    """Orchestrator settings with the loops off: tests drive relay and consumer in burst
+    mode through `state.background`."""
+    return OrchestratorSettings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        workspace=workspace,
+        run_loops=False,
+        consumer_name="orch-test",
+    )
+
+
+@pytest.fixture
+async def app_state(
+    settings: OrchestratorSettings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://swarm.test") as client:
+            yield client, app.state.swarm
+
+
+@pytest.fixture
+def api(app_state: tuple[httpx.AsyncClient, AppState]) -> httpx.AsyncClient:
+    return app_state[0]
+
+
+@pytest.fixture
+def state(app_state: tuple[httpx.AsyncClient, AppState]) -> AppState:
+    return app_state[1]
+
+
+def init_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository with one commit on `main`."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name, content in (files or {"README.md": "# test repo\n"}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    identity = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    git.git("init", "--quiet", "--initial-branch=main", cwd=path)
+    git.git("add", "--all", cwd=path)
+    git.git("commit", "--quiet", "-m", "initial", cwd=path, env=identity)
+    return path
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    return init_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def adapter_settings(redis_url: str, redis_prefix: str, workspace: Path) -> AdapterSettings:
+    return AdapterSettings(
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        workspace=workspace,
+        agent="shell",
+        worker_name="shell-test",
+        heartbeat_interval_s=0.2,
+        cancel_poll_interval_s=0.05,
+        kill_grace_s=1.0,
+        shutdown_grace_s=2.0,
+    )
+
+
+@pytest.fixture
+def adapter(adapter_settings: AdapterSettings, redis: Redis) -> Adapter:
+    return Adapter(settings=adapter_settings, redis=redis, runner=ShellRunner())
+
+
+def branch_commit(repo: Path, branch: str) -> str | None:
+    proc = subprocess.run(
+        ["git", f"--git-dir={repo}", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or None

@@ -1,0 +1,87 @@
+"""Small helpers shared by the orchestrator tests: row counts and graph submission."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import Message
+from swarm_common.streams import Envelope, Keys, decode, encode
+from swarm_orchestrator.db.models import Base as Model
+from swarm_orchestrator.events import Outcome, apply_event
+
+__all__ = [
+    "apply",
+    "count_rows",
+    "envelope",
+    "new_session",
+    "outcome_event",
+    "task",
+    "task_ids",
+    "task_states",
+]
+
+
+def task(key: str, *deps: str, prompt: str = "true", **extra: Any) -> dict[str, Any]:
+    return {"key": key, "prompt": prompt, "depends_on": list(deps), **extra}
+
+
+async def new_session(
+    api: httpx.AsyncClient, repo: Path, tasks: list[dict[str, Any]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    body = {"title": "test", "repo": str(repo), "base_ref": "main", **extra}
+    if tasks is not None:
+        body["tasks"] = tasks
+    response = await api.post("/v1/sessions", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def count_rows(
+    sessionmaker: async_sessionmaker[AsyncSession], model: type[Model], *where: Any
+) -> int:
+    async with sessionmaker() as db:
+        return int(await db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def envelope(message: Message, envelope_id: str | None = None) -> Envelope:
+    """A message as the consumer would see it after a trip through Redis."""
+    return decode(encode(message, envelope_id=envelope_id))
+
+
+async def apply(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keys: Keys,
+    message: Message,
+    envelope_id: str | None = None,
+) -> Outcome:
+    async with sessionmaker() as db, db.begin():
+        return await apply_event(db, envelope(message, envelope_id), keys=keys)
+
+
+async def task_ids(api: httpx.AsyncClient, session_id: str) -> dict[str, uuid.UUID]:
+    tasks = (await api.get(f"/v1/sessions/{session_id}/tasks")).json()
+    return {t["key"]: uuid.UUID(t["id"]) for t in tasks}
+
+
+async def task_states(api: httpx.AsyncClient, session_id: str) -> dict[str, tuple[str, int]]:
+    tasks = (await api.get(f"/v1/sessions/{session_id}/tasks")).json()
+    return {t["key"]: (t["status"], t["attempt"]) for t in tasks}
+
+
+def outcome_event(
+    cls: type[Message], session_id: str, task_id: uuid.UUID, attempt: int = 1, **fields: Any
+) -> Message:
+    return cls(
+        session_id=uuid.UUID(session_id),
+        task_id=task_id,
+        attempt=attempt,
+        worker="w-test",
+        **fields,
+    )

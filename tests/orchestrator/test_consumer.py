@@ -1,0 +1,123 @@
+"""The event consumer loop: bad entries are dead-lettered and the loop goes on; nothing is
+acknowledged before it is applied; a consumer that could not reach the database picks up its
+own pending entries when it can."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import TaskStarted, TaskSucceeded
+from swarm_common.streams import ORCHESTRATOR_GROUP, Keys, encode
+from swarm_orchestrator.api.deps import AppState
+from swarm_orchestrator.consumer import EventConsumer
+from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from tests.orchestrator.helpers import new_session, outcome_event, task, task_ids, task_states
+
+SM = async_sessionmaker[AsyncSession]
+
+
+async def _pending(redis: Redis, keys: Keys) -> int:
+    return int((await redis.xpending(keys.events, ORCHESTRATOR_GROUP))["pending"])
+
+
+async def test_malformed_entries_are_dead_lettered_and_the_loop_goes_on(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    state: AppState,
+    redis: Redis,
+    keys: Keys,
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    consumer = state.background.consumer
+    await consumer.setup()
+    await redis.xadd(keys.events, {b"env": b"\xff\xfe\x00 not json"})
+    await redis.xadd(keys.events, {b"env": b'{"v": 1, "type": "task.started", "id": "x"'})
+    await redis.xadd(keys.events, {b"something": b"else"})
+    await redis.xadd(keys.events, {b"env": b'{"v": 99, "type": "task.started"}'})
+    unknown = TaskStarted(
+        session_id=uuid.UUID(sid),
+        task_id=uuid.uuid4(),
+        attempt=1,
+        worker="w",
+        branch="b",
+        base_commit="c",
+    )
+    await redis.xadd(keys.events, encode(unknown))  # type: ignore[arg-type]
+    started = outcome_event(TaskStarted, sid, ids["a"], branch="b", base_commit="c")
+    await redis.xadd(keys.events, encode(started))  # type: ignore[arg-type]
+
+    while await consumer.process():
+        pass
+    assert (await task_states(api, sid))["a"] == ("running", 1)
+    dead = await redis.xrange(keys.dead)
+    reasons = [fields[b"reason"].decode() for _, fields in dead]
+    assert len(reasons) == 5
+    assert sum(r.startswith("undecodable") for r in reasons) == 4
+    assert reasons[-1].startswith("unknown task")
+    assert await _pending(redis, keys) == 0
+
+
+async def test_an_unreachable_database_leaves_events_pending_until_it_is_back(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="a" * 40)
+    broken_engine = make_engine("postgresql+asyncpg://postgres:x@127.0.0.1:1/none")
+    broken = EventConsumer(
+        sessionmaker=make_sessionmaker(broken_engine), redis=redis, keys=keys, consumer="orch-1"
+    )
+    await broken.setup()
+    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    try:
+        await broken.process()
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the consumer should have failed to reach the database")
+    finally:
+        await broken_engine.dispose()
+    assert await _pending(redis, keys) == 1
+    assert (await task_states(api, sid))["a"] == ("queued", 1)
+
+    # The same consumer, with its database back, re-reads its own pending entry first.
+    healthy = EventConsumer(sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="orch-1")
+    assert await healthy.process() == 1
+    assert await _pending(redis, keys) == 0
+    assert (await task_states(api, sid))["a"] == ("succeeded", 1)
+
+
+async def test_entries_of_a_vanished_consumer_are_taken_over(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    gone = EventConsumer(sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="gone")
+    await gone.setup()
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="a" * 40)
+    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    # "gone" read the entry and died before applying it.
+    await redis.xreadgroup(ORCHESTRATOR_GROUP, "gone", {keys.events: ">"}, count=10)
+    survivor = EventConsumer(
+        sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="survivor", claim_idle_ms=0
+    )
+    assert await survivor.claim_stale() == 1
+    assert (await task_states(api, sid))["a"] == ("succeeded", 1)
+    assert await _pending(redis, keys) == 0

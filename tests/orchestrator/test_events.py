@@ -1,0 +1,229 @@
+"""Applying adapter events: fencing by attempt, duplicates, transitions, dependents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import (
+    TaskCancelled,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskProgress,
+    TaskStarted,
+    TaskSucceeded,
+    WorkerOnline,
+)
+from swarm_common.streams import Keys
+from swarm_orchestrator import scheduler
+from swarm_orchestrator.db.models import Attempt, Event, Worker
+from swarm_orchestrator.events import Outcome
+from tests.orchestrator.helpers import (
+    apply,
+    new_session,
+    outcome_event,
+    task,
+    task_ids,
+    task_states,
+)
+
+SM = async_sessionmaker[AsyncSession]
+
+
+async def test_a_task_runs_through_its_states_and_queues_its_dependents(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a"), task("b", "a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    started = outcome_event(TaskStarted, sid, ids["a"], branch="x", base_commit="y")
+    assert await apply(sessionmaker, keys, started) == Outcome.APPLIED
+    assert (await task_states(api, sid))["a"] == ("running", 1)
+    progress = outcome_event(TaskProgress, sid, ids["a"], kind="message", text="working")
+    assert await apply(sessionmaker, keys, progress) == Outcome.APPLIED
+    done = outcome_event(
+        TaskSucceeded,
+        sid,
+        ids["a"],
+        exit_code=0,
+        commit="c" * 40,
+        changed_files=["f.txt"],
+        duration_s=1.5,
+    )
+    assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
+    assert await task_states(api, sid) == {"a": ("succeeded", 1), "b": ("queued", 1)}
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert detail["result"]["commit"] == "c" * 40
+    [attempt] = detail["attempts"]
+    assert (attempt["status"], attempt["worker"], attempt["changed_files"]) == (
+        "succeeded",
+        "w-test",
+        ["f.txt"],
+    )
+    timeline = [e["type"] for e in (await api.get(f"/v1/tasks/{ids['a']}/events")).json()]
+    assert timeline == [
+        "task.created",
+        "task.queued",
+        "task.started",
+        "task.progress",
+        "task.succeeded",
+    ]
+
+
+async def test_events_of_a_stale_attempt_are_ignored(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a", max_attempts=1)])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    failed = outcome_event(TaskFailed, sid, ids["a"], reason="exit_code", exit_code=1)
+    assert await apply(sessionmaker, keys, failed) == Outcome.APPLIED
+    retried = await api.post(f"/v1/tasks/{ids['a']}/retry")
+    assert retried.status_code == 200 and retried.json()["attempt"] == 2
+    # A late success of attempt 1 (a zombie worker, a re-delivery) changes nothing.
+    late = outcome_event(TaskSucceeded, sid, ids["a"], attempt=1, exit_code=0, commit="d" * 40)
+    assert await apply(sessionmaker, keys, late) == Outcome.STALE
+    assert (await task_states(api, sid))["a"] == ("queued", 2)
+    current = outcome_event(TaskStarted, sid, ids["a"], attempt=2, branch="b", base_commit="c")
+    assert await apply(sessionmaker, keys, current) == Outcome.APPLIED
+    assert (await task_states(api, sid))["a"] == ("running", 2)
+
+
+async def test_a_message_applied_twice_counts_once(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    progress = outcome_event(TaskProgress, sid, ids["a"], kind="message", text="hello")
+    assert await apply(sessionmaker, keys, progress, envelope_id="env-7") == Outcome.APPLIED
+    assert await apply(sessionmaker, keys, progress, envelope_id="env-7") == Outcome.DUPLICATE
+    async with sessionmaker() as db:
+        rows = (await db.scalars(select(Event).where(Event.type == "task.progress"))).all()
+    assert len(rows) == 1
+
+
+async def test_a_failure_blocks_every_task_downstream(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    graph = [task("a"), task("b", "a"), task("c", "b"), task("d", "a"), task("e")]
+    session = await new_session(api, git_repo, graph)
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    failed = outcome_event(
+        TaskFailed, sid, ids["a"], reason="exit_code", exit_code=3, error="exited with code 3"
+    )
+    assert await apply(sessionmaker, keys, failed) == Outcome.APPLIED
+    states = await task_states(api, sid)
+    assert {k: s for k, (s, _) in states.items()} == {
+        "a": "failed",
+        "b": "blocked",
+        "c": "blocked",
+        "d": "blocked",
+        "e": "queued",
+    }
+    tasks = {t["key"]: t for t in (await api.get(f"/v1/sessions/{sid}/tasks")).json()}
+    assert tasks["c"]["reason"] == "dependency a did not succeed"
+    assert tasks["a"]["reason"] == "attempt 1 failed: exit_code"
+    blocked = (await api.get(f"/v1/tasks/{ids['c']}/events")).json()[-1]
+    assert (blocked["type"], blocked["data"]) == ("task.blocked", {"blocked_by": "a"})
+
+    # Retrying the failed task gives it a new attempt and lets its dependents wait again.
+    retried = await api.post(f"/v1/tasks/{ids['a']}/retry")
+    assert retried.status_code == 200
+    states = await task_states(api, sid)
+    assert {k: s for k, (s, _) in states.items()} == {
+        "a": "queued",
+        "b": "pending",
+        "c": "pending",
+        "d": "pending",
+        "e": "queued",
+    }
+
+
+async def test_failures_are_retried_with_backoff_until_max_attempts(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a", max_attempts=2)])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    first = outcome_event(TaskFailed, sid, ids["a"], reason="exit_code", exit_code=1)
+    assert await apply(sessionmaker, keys, first) == Outcome.APPLIED
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert detail["status"] == "pending" and detail["retry_at"] is not None
+    # The sweep queues it once the retry time has passed.
+    async with sessionmaker() as db, db.begin():
+        await db.execute(text("UPDATE tasks SET retry_at = now() - interval '1 second'"))
+    assert await scheduler.sweep(sessionmaker, keys=keys) == 1
+    assert (await task_states(api, sid))["a"] == ("queued", 2)
+    second = outcome_event(TaskFailed, sid, ids["a"], attempt=2, reason="exit_code", exit_code=1)
+    assert await apply(sessionmaker, keys, second) == Outcome.APPLIED
+    assert (await task_states(api, sid))["a"] == ("failed", 2)
+
+
+async def test_an_attempt_its_worker_gave_up_runs_again(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    gave_up = outcome_event(TaskCancelled, sid, ids["a"], reason="adapter shutting down")
+    assert await apply(sessionmaker, keys, gave_up) == Outcome.APPLIED
+    assert (await task_states(api, sid))["a"] == ("queued", 2)
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert [a["status"] for a in detail["attempts"]] == ["cancelled", "queued"]
+
+
+async def test_cancelled_tasks_ignore_late_results_and_block_dependents(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a"), task("b", "a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    cancelled = await api.post(f"/v1/tasks/{ids['a']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    late = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="e" * 40)
+    assert await apply(sessionmaker, keys, late) == Outcome.IGNORED
+    assert await task_states(api, sid) == {"a": ("cancelled", 1), "b": ("blocked", 0)}
+    again = await api.post(f"/v1/tasks/{ids['a']}/cancel")
+    assert (again.status_code, again.json()["code"]) == (409, "task_not_cancellable")
+    not_retryable = await api.post(f"/v1/tasks/{ids['b']}/retry")
+    assert (not_retryable.status_code, not_retryable.json()["code"]) == (409, "task_blocked")
+
+
+async def test_a_finished_session_is_marked_done(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="f" * 40)
+    await apply(sessionmaker, keys, done)
+    body = (await api.get(f"/v1/sessions/{sid}")).json()
+    assert body["done"] and body["finished_at"] is not None
+    timeline = [e["type"] for e in (await api.get(f"/v1/sessions/{sid}/events")).json()]
+    assert timeline[-1] == "session.finished"
+
+
+async def test_heartbeats_and_workers(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    online = WorkerOnline(worker="w-test", agent="shell", host="h", pid=1, concurrency=2)
+    assert await apply(sessionmaker, keys, online) == Outcome.APPLIED
+    beat = outcome_event(TaskHeartbeat, sid, ids["a"])
+    assert await apply(sessionmaker, keys, beat) == Outcome.APPLIED
+    stale = outcome_event(TaskHeartbeat, sid, ids["a"], attempt=5)
+    assert await apply(sessionmaker, keys, stale) == Outcome.STALE
+    async with sessionmaker() as db:
+        worker = await db.get(Worker, "w-test")
+        attempt = await db.scalar(select(Attempt).where(Attempt.task_id == ids["a"]))
+    assert worker is not None and worker.concurrency == 2
+    assert attempt is not None and attempt.heartbeat_at is not None
+    workers = (await api.get("/v1/workers")).json()
+    assert [(w["name"], w["alive"]) for w in workers] == [("w-test", False)]

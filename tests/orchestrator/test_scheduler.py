@@ -1,0 +1,94 @@
+"""Scheduling under concurrency: two orchestrators finishing two parents of one child at the
+same moment, and two sweeps at once, queue each task exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import TaskFailed, TaskSucceeded
+from swarm_common.streams import Keys
+from swarm_orchestrator import scheduler
+from swarm_orchestrator.db.models import Attempt, Outbox
+from swarm_orchestrator.events import Outcome
+from tests.orchestrator.helpers import apply, new_session, outcome_event, task, task_ids
+
+SM = async_sessionmaker[AsyncSession]
+
+
+async def _attempts(sessionmaker: SM, task_id: object) -> int:
+    async with sessionmaker() as db:
+        return int(
+            await db.scalar(
+                select(func.count()).select_from(Attempt).where(Attempt.task_id == task_id)
+            )
+            or 0
+        )
+
+
+async def test_parents_finishing_at_once_queue_the_child_once(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    for _ in range(12):
+        session = await new_session(api, git_repo, [task("a"), task("b"), task("c", "a", "b")])
+        sid = session["id"]
+        ids = await task_ids(api, sid)
+        events = [
+            outcome_event(TaskSucceeded, sid, ids[k], exit_code=0, commit="a" * 40)
+            for k in ("a", "b")
+        ]
+        outcomes = await asyncio.gather(*(apply(sessionmaker, keys, e) for e in events))
+        assert outcomes == [Outcome.APPLIED, Outcome.APPLIED]
+        child = (await api.get(f"/v1/tasks/{ids['c']}")).json()
+        assert (child["status"], child["attempt"]) == ("queued", 1)
+        assert await _attempts(sessionmaker, ids["c"]) == 1
+
+
+async def test_concurrent_sweeps_queue_a_due_retry_once(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task(f"t{i}", max_attempts=2) for i in range(5)])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    for task_id in ids.values():
+        failed = outcome_event(TaskFailed, sid, task_id, reason="exit_code", exit_code=1)
+        await apply(sessionmaker, keys, failed)
+    async with sessionmaker() as db, db.begin():
+        await db.execute(text("UPDATE tasks SET retry_at = now() - interval '1 second'"))
+    async with sessionmaker() as db:
+        before = await db.scalar(select(func.count()).select_from(Outbox))
+    queued = await asyncio.gather(*(scheduler.sweep(sessionmaker, keys=keys) for _ in range(4)))
+    assert sum(queued) == 5
+    async with sessionmaker() as db:
+        after = await db.scalar(select(func.count()).select_from(Outbox))
+    assert (after or 0) - (before or 0) == 5
+    for task_id in ids.values():
+        assert await _attempts(sessionmaker, task_id) == 2
+
+
+async def test_nothing_is_queued_in_a_cancelled_session(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a"), task("b", "a")])
+    sid = session["id"]
+    cancelled = await api.post(f"/v1/sessions/{sid}/cancel")
+    assert cancelled.status_code == 200
+    body = cancelled.json()
+    assert body["status"] == "cancelled" and body["counts"] == {"cancelled": 2}
+    assert await scheduler.sweep(sessionmaker, keys=keys) == 0
+    adding = await api.post(f"/v1/sessions/{sid}/tasks", json=[task("c")])
+    assert (adding.status_code, adding.json()["code"]) == (409, "session_closed")
+    async with sessionmaker() as db:
+        kinds = (await db.scalars(select(Outbox.kind).order_by(Outbox.id))).all()
+    assert kinds == ["xadd", "cancel"]  # a's task message, then the request to stop it
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    delays = [scheduler.retry_delay_s(n, base_s=2.0, cap_s=30.0) for n in range(1, 10)]
+    assert 1.0 <= delays[0] <= 2.0
+    assert 8.0 <= delays[3] <= 16.0
+    assert all(15.0 <= d <= 30.0 for d in delays[5:])
