@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from swarm_common.settings import redact_url
 from swarm_common.specs import AGENT_KINDS
@@ -117,7 +118,7 @@ class _Stack:
     def start_servers(self, settings: OrchestratorSettings) -> tuple[str, str]:
         if settings.database_url is not None:
             db_url = settings.database_url.get_secret_value()
-            console.print(f"PostgreSQL   {redact_url(db_url)} (configured)")
+            console.print(f"PostgreSQL   {escape(redact_url(db_url))} (configured)")
         else:
             self.postgres = EmbeddedPostgres(self.root)
             db_url = self.postgres.start()
@@ -127,7 +128,7 @@ class _Stack:
             )
         if settings.redis_url is not None:
             redis_url = settings.redis_url.get_secret_value()
-            console.print(f"Redis        {redact_url(redis_url)} (configured)")
+            console.print(f"Redis        {escape(redact_url(redis_url))} (configured)")
         else:
             self.valkey = EmbeddedValkey(self.root)
             redis_url = self.valkey.start()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from swarm_orchestrator.cli.client import ApiClient, CliError
 
@@ -173,5 +174,5 @@ def main() -> None:
     try:
         app()
     except CliError as exc:
-        err.print(f"[bold red]swarm:[/] {exc}", highlight=False)
+        err.print(f"[bold red]swarm:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)

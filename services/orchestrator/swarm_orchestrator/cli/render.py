@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["STATE_STYLE", "session_table", "status_table", "task_table"]
@@ -50,7 +51,7 @@ def session_table(sessions: Iterable[dict[str, Any]]) -> Table:
         status = s["status"] + (" (done)" if s.get("done") else "")
         table.add_row(
             s["id"],
-            s["title"],
+            escape(s["title"]),
             _state(status) if not s.get("done") else status,
             str(s.get("total", 0)),
             _counts(s.get("counts", {})),
@@ -60,7 +61,7 @@ def session_table(sessions: Iterable[dict[str, Any]]) -> Table:
 
 
 def status_table(session: dict[str, Any]) -> Table:
-    table = Table(title=f"{session['title']}  ({session['id']})", header_style="bold")
+    table = Table(title=f"{escape(session['title'])}  ({session['id']})", header_style="bold")
     table.add_column("state")
     table.add_column("tasks", justify="right")
     counts = session.get("counts", {})
@@ -84,6 +85,6 @@ def task_table(tasks: Iterable[dict[str, Any]]) -> Table:
             str(t["attempt"]),
             ", ".join(t.get("depends_on", [])),
             commit,
-            (t.get("reason") or "")[:60],
+            escape((t.get("reason") or "")[:60]),
         )
     return table

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from swarm_orchestrator.cli.client import ApiClient
 from swarm_orchestrator.cli.render import STATE_STYLE
@@ -43,7 +44,7 @@ def _line(event: dict[str, Any], key: str) -> str:
         extra = f"by {data.get('blocked_by', '?')}"
     when = event["created_at"][11:19]
     attempt = f"#{event['attempt']}" if event.get("attempt") else ""
-    return f"{when}  {key:<24} [{style}]{state:<10}[/] {attempt:<3} {extra}"
+    return f"{when}  {escape(key):<24} [{style}]{state:<10}[/] {attempt:<3} {escape(extra)}"
 
 
 def follow(

@@ -1,0 +1,75 @@
+"""Agent processes: own process group, output tail, timeout and cancel kill the whole group."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from swarm_adapter.procs import run_process
+from tests.waiting import pid_alive, wait_until
+
+
+async def _run(
+    script: str,
+    tmp_path: Path,
+    *,
+    timeout_s: float = 10,
+    cancel: asyncio.Event | None = None,
+    **kwargs: object,
+):  # type: ignore[no-untyped-def]
+    return await run_process(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout_s=timeout_s,
+        cancel=cancel or asyncio.Event(),
+        kill_grace_s=0.5,
+        **kwargs,
+    )  # type: ignore[arg-type]
+
+
+async def test_exit_code_and_output_tail(tmp_path: Path) -> None:
+    result = await _run(
+        "for i in $(seq 1 2000); do echo line-$i; done; exit 4", tmp_path, tail_bytes=100
+    )
+    assert result.exit_code == 4 and not result.timed_out and not result.cancelled
+    assert result.tail.endswith("line-2000\n") and len(result.tail) <= 100
+
+
+async def test_lines_are_handed_over_as_they_come(tmp_path: Path) -> None:
+    lines: list[bytes] = []
+
+    async def on_line(line: bytes) -> None:
+        lines.append(line)
+
+    await _run("echo one; echo two 1>&2; printf three", tmp_path, on_line=on_line)
+    assert lines == [b"one\n", b"two\n", b"three"]
+
+
+async def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    script = f"sleep 60 & echo $! > {tmp_path}/bg; trap '' TERM; sleep 60"
+    result = await _run(script, tmp_path, timeout_s=1)
+    assert result.timed_out and result.exit_code is None
+    background = int((tmp_path / "bg").read_text())
+    await wait_until(lambda: not pid_alive(background), timeout_s=5)
+
+
+async def test_a_cancel_kills_the_whole_group(tmp_path: Path) -> None:
+    cancel = asyncio.Event()
+    script = f"sleep 60 & echo $! > {tmp_path}/bg; echo $$ > {tmp_path}/main; wait"
+    running = asyncio.create_task(_run(script, tmp_path, cancel=cancel))
+    await wait_until(lambda: (tmp_path / "main").exists() and (tmp_path / "bg").exists())
+    cancel.set()
+    result = await running
+    assert result.cancelled and result.exit_code is None
+    for name in ("bg", "main"):
+        pid = int((tmp_path / name).read_text())
+        await wait_until(lambda pid=pid: not pid_alive(pid), timeout_s=5)
+
+
+async def test_children_left_behind_by_a_finished_command_are_killed(tmp_path: Path) -> None:
+    result = await _run(f"sleep 60 > /dev/null 2>&1 & echo $! > {tmp_path}/bg; exit 0", tmp_path)
+    assert result.exit_code == 0
+    background = int((tmp_path / "bg").read_text())
+    await wait_until(lambda: not pid_alive(background), timeout_s=5)

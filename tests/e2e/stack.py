@@ -1,0 +1,106 @@
+"""Swarm's services as real processes for end-to-end tests: the orchestrator (`swarm
+server`) and adapters (`swarm adapter`), on the test's database, Redis prefix and workspace.
+Their logs are kept under the test's folder and shown when a test fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from swarm_orchestrator.embedded import free_port
+
+__all__ = ["Stack"]
+
+
+@dataclass
+class Stack:
+    database_url: str
+    redis_url: str
+    redis_prefix: str
+    workspace: Path
+    logs: Path
+    port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+        env.update(
+            SWARM_DATABASE_URL=self.database_url,
+            SWARM_REDIS_URL=self.redis_url,
+            SWARM_REDIS_PREFIX=self.redis_prefix,
+            SWARM_WORKSPACE=str(self.workspace),
+            SWARM_SWEEP_INTERVAL_S="1",
+            SWARM_HEARTBEAT_INTERVAL_S="1",
+            SWARM_READ_BLOCK_MS="200",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "swarm_orchestrator", *args],
+                env=self.env(**env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs[name] = proc
+        return proc
+
+    def start_orchestrator(self, timeout_s: float = 30.0) -> None:
+        proc = self.spawn("orchestrator", "server", "--host", "127.0.0.1", "--port", str(self.port))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"orchestrator exited:\n{self.log('orchestrator')}")
+            try:
+                if httpx.get(f"{self.api_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"orchestrator not ready:\n{self.log('orchestrator')}")
+
+    def start_adapter(self, name: str, *, agent: str = "shell", concurrency: int = 1) -> None:
+        self.spawn(
+            name,
+            "adapter",
+            "--agent",
+            agent,
+            "--concurrency",
+            str(concurrency),
+            SWARM_WORKER_NAME=name,
+        )
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30)

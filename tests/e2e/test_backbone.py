@@ -1,0 +1,140 @@
+"""The backbone end to end: REST → PostgreSQL → outbox → Redis Streams → two adapter
+processes → git → events → PostgreSQL, with real processes on real servers."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarm_common import git
+from tests.conftest import branch_commit, init_repo
+from tests.e2e.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+# A diamond (top → left, right → bottom) and a chain (one → two), six tasks.
+GRAPH = [
+    {"key": "top", "deps": []},
+    {"key": "left", "deps": ["top"]},
+    {"key": "right", "deps": ["top"]},
+    {"key": "bottom", "deps": ["left", "right"]},
+    {"key": "one", "deps": []},
+    {"key": "two", "deps": ["one"]},
+]
+
+
+def _wait_done(client: Any, session_id: str, timeout_s: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        session: dict[str, Any] = client.get(f"/v1/sessions/{session_id}").json()
+        if session["done"]:
+            return session
+        time.sleep(0.2)
+    raise AssertionError(f"session not done in {timeout_s}s: {session['counts']}")
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_a_task_graph_runs_end_to_end(stack: Stack, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "project")
+    stack.start_orchestrator()
+    stack.start_adapter("shell-a")
+    stack.start_adapter("shell-b")
+    tasks = [
+        {
+            "key": t["key"],
+            "depends_on": t["deps"],
+            "title": f"Write {t['key']}",
+            "prompt": f"sleep 0.3; mkdir -p out && echo {t['key']} > out/{t['key']}.txt",
+        }
+        for t in GRAPH
+    ]
+    with stack.client() as client:
+        created = client.post(
+            "/v1/sessions",
+            json={"title": "e2e", "repo": str(repo), "base_ref": "main", "tasks": tasks},
+        )
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        session = _wait_done(client, session_id)
+        assert session["counts"] == {"succeeded": 6}, session
+        listed = {t["key"]: t for t in client.get(f"/v1/sessions/{session_id}/tasks").json()}
+        details = {k: client.get(f"/v1/tasks/{t['id']}").json() for k, t in listed.items()}
+        timeline = client.get(f"/v1/sessions/{session_id}/events").json()
+        workers = client.get("/v1/workers").json()
+
+    mirror = stack.workspace / "repos" / f"{session_id}.git"
+    base = git.resolve_commit(mirror, "main")
+    for spec in GRAPH:
+        key = spec["key"]
+        task = details[key]
+        [attempt] = task["attempts"]
+        # No task started before all its parents had finished.
+        for parent in spec["deps"]:
+            parent_end = _at(details[parent]["attempts"][0]["finished_at"])
+            assert _at(attempt["started_at"]) >= parent_end, (key, parent)
+        # Each task branch holds the task's own commit, with the file it wrote.
+        commit = task["result"]["commit"]
+        assert branch_commit(mirror, f"swarm/{session_id}/task/{key}") == commit
+        assert task["result"]["changed_files"] == [f"out/{key}.txt"]
+        content = git.git("show", f"{commit}:out/{key}.txt", git_dir=mirror).stdout
+        assert content == f"{key}\n"
+        parents = git.git("rev-list", "--parents", "-n", "1", commit, git_dir=mirror).stdout
+        assert parents.split()[1:] == [base]
+
+    # The timeline holds every transition of every task, in order, and dependents were
+    # queued only after their parents' success was recorded.
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for event in timeline:
+        if event["task_id"]:
+            by_task.setdefault(event["task_id"], []).append(event)
+    position = {}
+    for key, task in details.items():
+        types = [e["type"] for e in by_task[task["id"]]]
+        assert types == ["task.created", "task.queued", "task.started", "task.succeeded"], key
+        position[key] = {e["type"]: e["id"] for e in by_task[task["id"]]}
+    for spec in GRAPH:
+        for parent in spec["deps"]:
+            assert position[spec["key"]]["task.queued"] > position[parent]["task.succeeded"]
+    assert timeline[-1]["type"] == "session.finished"
+
+    ran_on = {details[k]["attempts"][0]["worker"] for k in details}
+    assert ran_on <= {"shell-a", "shell-b"}
+    assert {(w["name"], w["alive"]) for w in workers} == {("shell-a", True), ("shell-b", True)}
+
+
+def test_a_failing_task_blocks_its_dependents_end_to_end(stack: Stack, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "project")
+    stack.start_orchestrator()
+    stack.start_adapter("shell-a")
+    tasks = [
+        {"key": "build", "prompt": "echo compiling; exit 2"},
+        {"key": "test", "prompt": "true", "depends_on": ["build"]},
+        {"key": "ship", "prompt": "true", "depends_on": ["test"]},
+        {"key": "docs", "prompt": "echo docs > DOCS.md"},
+    ]
+    with stack.client() as client:
+        created = client.post(
+            "/v1/sessions", json={"title": "fail", "repo": str(repo), "tasks": tasks}
+        )
+        session_id = created.json()["id"]
+        session = _wait_done(client, session_id)
+        listed = {t["key"]: t for t in client.get(f"/v1/sessions/{session_id}/tasks").json()}
+        build = client.get(f"/v1/tasks/{listed['build']['id']}").json()
+    assert session["counts"] == {"failed": 1, "blocked": 2, "succeeded": 1}
+    assert {k: t["status"] for k, t in listed.items()} == {
+        "build": "failed",
+        "test": "blocked",
+        "ship": "blocked",
+        "docs": "succeeded",
+    }
+    assert listed["ship"]["reason"] == "dependency build did not succeed"
+    [attempt] = build["attempts"]
+    assert (attempt["exit_code"], attempt["reason"]) == (2, "exit_code")
+    assert "compiling" in attempt["output_tail"]

@@ -1,0 +1,141 @@
+"""`swarm up` on the embedded default: the demo flows to completion, Ctrl-C stops every
+process it started, and a supervisor killed outright takes its children with it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from swarm_orchestrator.embedded import free_port
+from tests.waiting import pid_alive
+
+pytestmark = pytest.mark.e2e
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc), including those in other sessions."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _start_up(tmp_path: Path, port: int, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+    env.update(COLUMNS="200", PYTHONUNBUFFERED="1")
+    output = tmp_path / "up.out"
+    with open(output, "w") as handle:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swarm_orchestrator",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / ".swarm"),
+                *args,
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    return proc, output
+
+
+def _wait_for_text(proc: subprocess.Popen[str], output: Path, text: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        content = output.read_text()
+        if text in content:
+            return content
+        if proc.poll() is not None:
+            raise AssertionError(f"swarm up exited ({proc.returncode}):\n{content}")
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not printed in {timeout_s}s:\n{output.read_text()}")
+
+
+def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    proc, output = _start_up(tmp_path, port, "--demo", "--adapters", "shell=2")
+    try:
+        text = _wait_for_text(proc, output, "Swarm keeps serving", timeout_s=120)
+        assert f"Swarm is up: http://127.0.0.1:{port}" in text
+        assert "PostgreSQL   embedded" in text and "Valkey       embedded" in text
+        assert "Demo finished: 6/6 tasks succeeded" in text
+        assert "password" not in text.lower()
+        children = _descendants(proc.pid)
+        assert len(children) >= 5  # postgres, valkey, orchestrator, two adapters
+        sessions = httpx.get(f"http://127.0.0.1:{port}/v1/sessions").json()
+        assert sessions[0]["counts"] == {"succeeded": 6}
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        assert "Stopped." in output.read_text()
+        alive = [pid for pid in children if pid_alive(pid)]
+        assert alive == [], f"left running: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_supervisor_killed_outright_takes_its_children_with_it(tmp_path: Path) -> None:
+    port = free_port()
+    proc, output = _start_up(tmp_path, port, "--adapters", "shell=1")
+    try:
+        _wait_for_text(proc, output, "Swarm is up", timeout_s=120)
+        children = _descendants(proc.pid)
+        assert len(children) >= 4
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(pid_alive(p) for p in children):
+            time.sleep(0.2)
+        assert [p for p in children if pid_alive(p)] == []
+    finally:
+        for pid in _descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_up_refuses_a_bad_adapters_flag(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "swarm_orchestrator", "up", "--adapters", "robot=2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")},
+    )
+    assert result.returncode == 1
+    assert "unknown agent kind 'robot'" in result.stderr
+    assert not (tmp_path / ".swarm").exists()
