@@ -1,9 +1,10 @@
 """Which real PostgreSQL and Redis the tests use, found once per run.
 
 In order: `SWARM_TEST_DATABASE_URL` / `SWARM_TEST_REDIS_URL`; a server answering on
-127.0.0.1 (5432, trust auth; 6379); else the embedded servers of `swarm up`, started for the
-run. Each test then gets its own database (cloned from a migrated template) and its own
-Redis key prefix.
+127.0.0.1 (5432, trust auth; 6379); containers (testcontainers) where a Docker engine
+answers; else the embedded servers of `swarm up`, started for the run
+(`SWARM_TEST_SERVERS=embedded` goes straight to those). Each test then gets its own database
+(cloned from a migrated template) and its own Redis key prefix.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -38,6 +39,28 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
     own loop handling)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, factory()).result()  # type: ignore[arg-type]
+
+
+def docker_answers() -> bool:
+    """Ask the engine's `/_ping` directly (docker-py leaks a socket when there is none)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    parts = urlsplit(host)
+    try:
+        if parts.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = parts.path
+        elif parts.scheme == "tcp":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (parts.hostname, parts.port or 2375)
+        else:
+            return False
+        with sock:
+            sock.settimeout(3)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in sock.recv(1024)
+    except OSError:
+        return False
 
 
 def _answers(host: str, port: int) -> bool:
@@ -63,7 +86,9 @@ class Servers:
 
     def __init__(self) -> None:
         self._embedded: list[EmbeddedPostgres | EmbeddedValkey] = []
+        self._containers: list[Any] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="swarm-test-servers-")
+        self.embedded_only = os.environ.get("SWARM_TEST_SERVERS", "auto") == "embedded"
         self.pg_admin_url = self._postgres()
         self.redis_url = self._redis()
 
@@ -71,12 +96,24 @@ class Servers:
         url = os.environ.get("SWARM_TEST_DATABASE_URL")
         if url:
             return normalize_database_url(url)
+        if self.embedded_only:
+            return self._embedded_postgres()
         if _answers("127.0.0.1", 5432):
             try:
                 run_sync(lambda: _ping_pg(normalize_database_url(LOCAL_PG)))
                 return normalize_database_url(LOCAL_PG)
             except (OSError, asyncpg.PostgresError):
                 pass
+        if docker_answers():
+            from testcontainers.postgres import PostgresContainer
+
+            container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
+            container.start()
+            self._containers.append(container)
+            return normalize_database_url(container.get_connection_url())
+        return self._embedded_postgres()
+
+    def _embedded_postgres(self) -> str:
         server = EmbeddedPostgres(Path(self._tmp.name))
         self._embedded.append(server)
         return with_database(server.start(), "postgres")
@@ -85,6 +122,8 @@ class Servers:
         url = os.environ.get("SWARM_TEST_REDIS_URL")
         if url:
             return normalize_redis_url(url)
+        if self.embedded_only:
+            return self._embedded_valkey()
         if _answers("127.0.0.1", 6379):
             try:
                 client = SyncRedis.from_url(LOCAL_REDIS, socket_timeout=2)
@@ -93,6 +132,17 @@ class Servers:
                 return LOCAL_REDIS
             except RedisError:
                 pass
+        if docker_answers():
+            from testcontainers.redis import RedisContainer
+
+            container = RedisContainer("redis:7-alpine")
+            container.start()
+            self._containers.append(container)
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            return f"redis://{host}:{port}/0"
+        return self._embedded_valkey()
+
+    def _embedded_valkey(self) -> str:
         server = EmbeddedValkey(Path(self._tmp.name))
         self._embedded.append(server)
         return server.start()
@@ -100,6 +150,8 @@ class Servers:
     def close(self) -> None:
         for server in reversed(self._embedded):
             server.stop()
+        for container in reversed(self._containers):
+            container.stop()
         self._tmp.cleanup()
 
 

@@ -77,9 +77,13 @@ def server(
 @app.command()
 def adapter(
     agent: Annotated[
-        str, typer.Option(help="Agent kind: shell, claude, codex or gemini.")
-    ] = "shell",
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Attempts run at once.")] = 1,
+        str | None,
+        typer.Option(help="Agent kind: shell, claude, codex or gemini [SWARM_AGENT: shell]."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Attempts run at once [SWARM_CONCURRENCY: 1]."),
+    ] = None,
 ) -> None:
     """Run one adapter: consume task messages of one agent kind and run them."""
     from pydantic import ValidationError
@@ -87,10 +91,13 @@ def adapter(
     from swarm_adapter.main import main as adapter_main
     from swarm_adapter.settings import get_settings
 
+    overrides = {k: v for k, v in {"agent": agent, "concurrency": concurrency}.items() if v}
     try:
-        settings = get_settings(agent=agent, concurrency=concurrency)
+        settings = get_settings(**overrides)
     except ValidationError as exc:
-        raise CliError(f"invalid adapter settings: {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise CliError(f"invalid adapter setting {field}: {error['msg']}") from None
     raise typer.Exit(adapter_main(settings))
 
 
