@@ -312,3 +312,21 @@ async def test_stop_hands_back_an_attempt_that_outlives_the_grace_period(
     outcome = [e for e in await events(redis, keys) if e.TYPE == "task.cancelled"]
     assert [e.reason for e in outcome] == ["adapter shutting down"]
     assert await pending(redis, keys) == 0
+
+
+async def test_an_unexpected_adapter_error_is_reported_not_left_hanging(
+    adapter: Adapter,
+    redis: Redis,
+    keys: Keys,
+    mirror: Mirror,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken_prepare(message: TaskMessage) -> Path:
+        raise PermissionError("workspace not writable")
+
+    monkeypatch.setattr(adapter.worktrees, "prepare", broken_prepare)
+    await send(redis, keys, adapter, message(mirror, "true"))
+    assert await adapter.process_available() == 1
+    failed = (await events(redis, keys))[-1]
+    assert (failed.TYPE, failed.reason) == ("task.failed", "adapter_error")
+    assert await pending(redis, keys) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,22 @@ def test_up_refuses_a_bad_adapters_flag(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unknown agent kind 'robot'" in result.stderr
     assert not (tmp_path / ".swarm").exists()
+
+
+def test_up_says_so_when_its_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "swarm_orchestrator", "up", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")},
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not (tmp_path / ".swarm" / "postgres").exists()

@@ -214,7 +214,13 @@ class Adapter:
         running = _Running(message=message, entry_id=entry_id)
         self._running[(message.task_id, message.attempt)] = running
         try:
-            outcome = await self._execute(running)
+            try:
+                outcome = await self._execute(running)
+            except Exception as exc:  # a bug or an unforeseen failure: report, never hang
+                log.exception("attempt failed in the adapter", extra=self._ctx(message))
+                outcome = TaskFailed(
+                    **self._about(message), reason="adapter_error", error=f"{type(exc).__name__}"
+                )
             await self._publish(outcome)
             self.counts[outcome.TYPE] += 1
             await self.redis.set(claim_key, f"done:{self.worker}", xx=True, ex=CLAIM_DONE_TTL_S)
@@ -241,12 +247,7 @@ class Adapter:
 
     async def _execute(self, running: _Running) -> Message:
         message = running.message
-        common = {
-            "session_id": message.session_id,
-            "task_id": message.task_id,
-            "attempt": message.attempt,
-            "worker": self.worker,
-        }
+        common = self._about(message)
         reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
         if reason is not None:
             return TaskCancelled(**common, reason=_text(reason))
@@ -323,15 +324,7 @@ class Adapter:
                     running.request_cancel(_text(reason))
                 if loop.time() - last_beat >= self.settings.heartbeat_interval_s:
                     last_beat = loop.time()
-                    await self._publish(
-                        TaskHeartbeat(
-                            session_id=message.session_id,
-                            task_id=message.task_id,
-                            attempt=message.attempt,
-                            worker=self.worker,
-                        ),
-                        retry=False,
-                    )
+                    await self._publish(TaskHeartbeat(**self._about(message)), retry=False)
                     await self.redis.xclaim(
                         self.stream, ADAPTERS_GROUP, self.worker, 0, [running.entry_id], justid=True
                     )
@@ -343,10 +336,7 @@ class Adapter:
     ) -> None:
         await self._publish(
             TaskProgress(
-                session_id=message.session_id,
-                task_id=message.task_id,
-                attempt=message.attempt,
-                worker=self.worker,
+                **self._about(message),
                 kind=kind,
                 text=text,
                 data=data,
@@ -419,6 +409,15 @@ class Adapter:
             except (RedisError, OSError) as exc:
                 log.warning("liveness key not refreshed", extra={"error": repr(exc)})
             await asyncio.sleep(ttl / 3)
+
+    def _about(self, message: TaskMessage) -> dict[str, Any]:
+        """The fields every event about this attempt carries."""
+        return {
+            "session_id": message.session_id,
+            "task_id": message.task_id,
+            "attempt": message.attempt,
+            "worker": self.worker,
+        }
 
     def _ctx(self, message: TaskMessage, **extra: Any) -> dict[str, Any]:
         return {

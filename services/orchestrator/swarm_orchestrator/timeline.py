@@ -7,7 +7,7 @@ is a complete, replayable history (and later the source of the SSE stream).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import exists, insert, select
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_orchestrator.db.models import Event
 
-__all__ = ["record", "record_many", "seen"]
+__all__ = ["page", "record", "record_many", "seen"]
 
 
 def record(
@@ -50,6 +50,23 @@ async def record_many(db: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     ]
     if values:
         await db.execute(insert(Event), values)
+
+
+async def page(
+    db: AsyncSession,
+    *,
+    session_id: uuid.UUID | None = None,
+    task_id: uuid.UUID | None = None,
+    after: int = 0,
+    limit: int = 1000,
+) -> Sequence[Event]:
+    """Timeline entries of a session or a task with an id above `after`, in order."""
+    stmt = select(Event).where(Event.id > after).order_by(Event.id).limit(limit)
+    if session_id is not None:
+        stmt = stmt.where(Event.session_id == session_id)
+    if task_id is not None:
+        stmt = stmt.where(Event.task_id == task_id)
+    return (await db.scalars(stmt)).all()
 
 
 async def seen(db: AsyncSession, source_id: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -200,7 +201,21 @@ def _wait_ready(url: str, child: _Child, timeout_s: float) -> None:
     )
 
 
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is Swarm already running? "
+                "Pass --port to use another port."
+            ) from None
+
+
 def run_up(options: UpOptions) -> int:
+    _check_port(options.host, options.port)
     settings = OrchestratorSettings(host=options.host, port=options.port)
     stack = _Stack(options)
     stack.logs.mkdir(parents=True, exist_ok=True)

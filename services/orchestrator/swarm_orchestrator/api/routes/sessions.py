@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
-from swarm_orchestrator import control, sessions
+from swarm_orchestrator import control, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -20,7 +20,7 @@ from swarm_orchestrator.api.schemas import (
     SessionPublic,
     TaskPublic,
 )
-from swarm_orchestrator.db.models import Event, Session, Task
+from swarm_orchestrator.db.models import Session, Task
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -143,12 +143,5 @@ async def session_events(
 ) -> list[EventPublic]:
     """The session timeline in order, as JSON pages (`after` = the last id seen)."""
     await sessions.get_session(db, session_id)
-    rows = (
-        await db.scalars(
-            select(Event)
-            .where(Event.session_id == session_id, Event.id > after)
-            .order_by(Event.id)
-            .limit(limit)
-        )
-    ).all()
+    rows = await timeline.page(db, session_id=session_id, after=after, limit=limit)
     return [EventPublic.model_validate(r) for r in rows]

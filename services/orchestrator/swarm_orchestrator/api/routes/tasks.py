@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from swarm_orchestrator import control, sessions
+from swarm_orchestrator import control, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -18,7 +18,7 @@ from swarm_orchestrator.api.schemas import (
     TaskDetail,
     TaskPublic,
 )
-from swarm_orchestrator.db.models import Attempt, Event
+from swarm_orchestrator.db.models import Attempt
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -53,14 +53,7 @@ async def task_events(
 ) -> list[EventPublic]:
     """The task's part of the session timeline, in order."""
     await sessions.get_task(db, task_id)
-    rows = (
-        await db.scalars(
-            select(Event)
-            .where(Event.task_id == task_id, Event.id > after)
-            .order_by(Event.id)
-            .limit(limit)
-        )
-    ).all()
+    rows = await timeline.page(db, task_id=task_id, after=after, limit=limit)
     return [EventPublic.model_validate(r) for r in rows]
 
 
