@@ -330,3 +330,23 @@ async def test_an_unexpected_adapter_error_is_reported_not_left_hanging(
     failed = (await events(redis, keys))[-1]
     assert (failed.TYPE, failed.reason) == ("task.failed", "adapter_error")
     assert await pending(redis, keys) == 0
+
+
+async def test_binary_output_reaches_the_event_without_nul(
+    adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror
+) -> None:
+    await send(redis, keys, adapter, message(mirror, "printf 'a\\0b'; exit 1"))
+    await adapter.process_available()
+    failed = (await events(redis, keys))[-1]
+    assert failed.output_tail == "a\ufffdb"
+
+
+async def test_a_message_read_while_stopping_is_handed_back_unstarted(
+    adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror, tmp_path: Path
+) -> None:
+    await send(redis, keys, adapter, message(mirror, f"touch {tmp_path}/ran"))
+    adapter.stop()
+    assert await adapter.process_available() == 1
+    assert [e.TYPE for e in await events(redis, keys)] == ["task.cancelled"]
+    assert not (tmp_path / "ran").exists()
+    assert await pending(redis, keys) == 0

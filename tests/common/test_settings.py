@@ -10,6 +10,7 @@ from swarm_common.settings import (
     normalize_database_url,
     normalize_redis_url,
     redact_url,
+    strip_credentials,
 )
 
 
@@ -56,3 +57,25 @@ def test_a_prefix_with_glob_characters_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SWARM_REDIS_PREFIX", "a*b")
     with pytest.raises(ValidationError):
         CommonSettings()
+
+
+def test_redact_url_hides_passwords_holding_url_delimiters() -> None:
+    assert (
+        redact_url("postgresql+asyncpg://u:ab/cd?e#f@h:5/db") == "postgresql+asyncpg://u:***@h:5/db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://user:tok@github.com/x/y.git", "https://github.com/x/y.git"),
+        ("https://ghp_token@github.com/x/y.git", "https://github.com/x/y.git"),
+        ("ssh://git:pw@host/r.git", "ssh://git@host/r.git"),
+        ("ssh://git@host:22/r.git", "ssh://git@host:22/r.git"),
+        ("git@github.com:x/y.git", "git@github.com:x/y.git"),
+        ("https://host:8080/a@b", "https://host:8080/a@b"),
+        ("/abs/path", "/abs/path"),
+    ],
+)
+def test_strip_credentials(given: str, expected: str) -> None:
+    assert strip_credentials(given) == expected

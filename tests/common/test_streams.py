@@ -179,3 +179,10 @@ async def test_dead_letter_keeps_the_raw_entry_and_the_reason(redis: Redis, keys
     assert entry[b"reason"] == b"undecodable: x"
     assert entry[b"stream"] == keys.events.encode()
     assert entry[b"entry_id"] == b"1-0"
+
+
+def test_absurdly_nested_or_oversized_envelopes_are_decode_errors() -> None:
+    with pytest.raises(DecodeError, match="not JSON"):
+        decode({b"env": b"[" * 200_000 + b"]" * 200_000})
+    with pytest.raises(DecodeError, match="exceeds"):
+        decode({b"env": b" " * (9 * 1024 * 1024)})

@@ -13,6 +13,7 @@ import pytest
 from swarm_common import git
 from tests.conftest import branch_commit, init_repo
 from tests.e2e.stack import Stack
+from tests.waiting import pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +139,32 @@ def test_a_failing_task_blocks_its_dependents_end_to_end(stack: Stack, tmp_path:
     [attempt] = build["attempts"]
     assert (attempt["exit_code"], attempt["reason"]) == (2, "exit_code")
     assert "compiling" in attempt["output_tail"]
+
+
+def test_an_agent_dies_with_its_adapter(stack: Stack, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "project")
+    pid_file = tmp_path / "agent.pid"
+    stack.start_orchestrator()
+    stack.start_adapter("shell-doomed")
+    with stack.client() as client:
+        created = client.post(
+            "/v1/sessions",
+            json={
+                "title": "doomed",
+                "repo": str(repo),
+                "tasks": [{"key": "long", "prompt": f"echo $$ > {pid_file}; exec sleep 120"}],
+            },
+        )
+        assert created.status_code == 201
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, stack.log("shell-doomed")
+        time.sleep(0.05)
+    agent = int(pid_file.read_text())
+    assert pid_alive(agent)
+    stack.procs["shell-doomed"].kill()
+    stack.procs["shell-doomed"].wait()
+    deadline = time.monotonic() + 10
+    while pid_alive(agent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(agent)

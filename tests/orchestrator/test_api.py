@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
@@ -119,6 +120,10 @@ async def test_added_tasks_may_depend_on_existing_ones(
         ({"tasks": [{"key": "../../x", "prompt": "p"}]}, "validation_error", 422),
         ({"tasks": [{"key": "--upload-pack=x", "prompt": "p"}]}, "validation_error", 422),
         ({"tasks": [{"key": "a"}]}, "validation_error", 422),
+        ({"title": "nul\u0000byte"}, "validation_error", 422),
+        ({"settings": {"deep": ["nul\u0000"]}}, "validation_error", 422),
+        ({"tasks": [{"key": "a", "prompt": "echo \u0000"}]}, "validation_error", 422),
+        ({"repo": "/" + "x" * 300 + "/repo"}, "invalid_repo", 422),
     ],
 )
 async def test_bad_session_input_is_a_4xx_with_a_code(
@@ -238,3 +243,43 @@ async def test_readyz_reports_an_unreachable_database(settings: OrchestratorSett
             assert ready.json()["details"]["database"].startswith("error")
             listing = await client.get("/v1/sessions")
             assert (listing.status_code, listing.json()["code"]) == (503, "unavailable")
+
+
+async def test_query_numbers_beyond_bigint_are_refused(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    for path, name in [
+        (f"/v1/sessions/{session['id']}/tasks", "offset"),
+        (f"/v1/sessions/{session['id']}/events", "after"),
+        ("/v1/sessions", "offset"),
+    ]:
+        response = await api.get(path, params={name: 10**20})
+        assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+
+
+async def test_repository_credentials_are_never_stored_or_echoed(
+    api: httpx.AsyncClient, sessionmaker: SM
+) -> None:
+    response = await api.post(
+        "/v1/sessions",
+        json={"title": "t", "repo": "https://someone:s3cret-token@127.0.0.1:1/x.git"},
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "repo_unavailable")
+    assert "s3cret-token" not in response.text
+    assert "https://127.0.0.1:1/x.git" in response.json()["message"]
+
+
+async def test_a_mirror_keeps_no_credentials(
+    api: httpx.AsyncClient, git_repo: Path, workspace: Path, sessionmaker: SM
+) -> None:
+    url = f"file://someone:s3cret-token@localhost{git_repo}"
+    response = await api.post("/v1/sessions", json={"title": "t", "repo": url})
+    assert response.status_code == 201, response.text
+    session = response.json()
+    assert session["repo"] == f"file://localhost{git_repo}"
+    mirror = workspace / "repos" / f"{session['id']}.git"
+    assert "s3cret-token" not in (mirror / "config").read_text()
+    async with sessionmaker() as db:
+        events = (await db.scalars(select(Event.data))).all()
+    assert "s3cret-token" not in str(events)

@@ -121,3 +121,35 @@ async def test_entries_of_a_vanished_consumer_are_taken_over(
     assert await survivor.claim_stale() == 1
     assert (await task_states(api, sid))["a"] == ("succeeded", 1)
     assert await _pending(redis, keys) == 0
+
+
+async def test_nul_bytes_from_an_agent_do_not_lose_its_result(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    state: AppState,
+    redis: Redis,
+    keys: Keys,
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    consumer = state.background.consumer
+    await consumer.setup()
+    done = outcome_event(
+        TaskSucceeded,
+        sid,
+        ids["a"],
+        exit_code=0,
+        commit="a" * 40,
+        output_tail="binary\x00output",
+        changed_files=["f"],
+    )
+    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    await redis.xadd(keys.events, {b"env": b"[" * 100_000 + b"]" * 100_000})
+    while await consumer.process():
+        pass
+    assert (await task_states(api, sid))["a"] == ("succeeded", 1)
+    [attempt] = (await api.get(f"/v1/tasks/{ids['a']}")).json()["attempts"]
+    assert attempt["output_tail"] == "binary\ufffdoutput"
+    assert await redis.xlen(keys.dead) == 1
+    assert await _pending(redis, keys) == 0

@@ -6,13 +6,20 @@ Each service extends `CommonSettings` with its own class; build them with the se
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "normalize_database_url", "normalize_redis_url", "redact_url"]
+__all__ = [
+    "CommonSettings",
+    "normalize_database_url",
+    "normalize_redis_url",
+    "redact_url",
+    "strip_credentials",
+]
 
 _PG_SCHEMES = {
     "postgres",
@@ -47,16 +54,35 @@ def normalize_redis_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
 
 
+_USERINFO_RE = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/]*)(?::(?P<password>.*))?@(?P<rest>[^@]*)$"
+)
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of a URL so it can be printed or logged."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Hide the password of a URL so it can be printed or logged. The password is taken up
+    to the last `@`, so one holding `/`, `?`, `#` or `@` is hidden whole."""
+    match = _USERINFO_RE.match(url)
+    if match is None or match["password"] is None:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(
-        (parts.scheme, f"{user}:***@{netloc[-1]}", parts.path, parts.query, parts.fragment)
-    )
+    return f"{match['scheme']}{match['user']}:***@{match['rest']}"
+
+
+def strip_credentials(url: str) -> str:
+    """`url` without its secrets: any password, and the user name too (tokens travel as user
+    names over https) except for ssh, which needs it and where it is no secret.
+
+    Parsed the way git parses it (`urlsplit`); scp-like `git@host:path` stays as it is."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    if user and parts.scheme in ("ssh", "git+ssh", "ssh+git"):
+        host = f"{user}@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class CommonSettings(BaseSettings):

@@ -17,7 +17,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "TaskKey",
     "TaskSpec",
+    "Text",
     "check_task_key",
+    "check_text",
 ]
 
 AgentKind = Literal["shell", "claude", "codex", "gemini"]
@@ -48,34 +50,46 @@ def check_task_key(key: str) -> str:
 TaskKey = Annotated[str, AfterValidator(check_task_key)]
 
 
+def check_text(value: str) -> str:
+    """PostgreSQL cannot store NUL, and no prompt or name needs one."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+
+
 class TaskSpec(BaseModel):
     """One node of a task graph, as submitted."""
 
     model_config = ConfigDict(extra="forbid")
 
     key: TaskKey = Field(description="Unique within the session; names the task's branch.")
-    title: str = Field("", max_length=500)
-    prompt: str = Field(
+    title: Text = Field("", max_length=500)
+    prompt: Text = Field(
         min_length=1,
         max_length=MAX_PROMPT_CHARS,
         description="What the agent is asked to do; for `shell`, the command.",
     )
     agent: AgentKind = "shell"
-    role: str | None = Field(
+    role: Text | None = Field(
         None, max_length=100, description="Persona; the author of the task's commits."
     )
-    skills: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    skills: list[Annotated[Text, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
     depends_on: list[TaskKey] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first among ready tasks.")
     timeout_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
     max_attempts: int = Field(1, ge=1, le=20)
-    gates: list[Annotated[str, Field(max_length=100)]] | None = Field(
+    gates: list[Annotated[Text, Field(max_length=100)]] | None = Field(
         None, max_length=20, description="Quality gates to run; null means the session default."
     )
-    acceptance: list[Annotated[str, Field(max_length=2000)]] = Field(
+    acceptance: list[Annotated[Text, Field(max_length=2000)]] = Field(
         default_factory=list, max_length=50, description="Acceptance criteria for the agent."
     )
-    files: list[Annotated[str, Field(max_length=500)]] = Field(
+    files: list[Annotated[Text, Field(max_length=500)]] = Field(
         default_factory=list, max_length=200, description="Files the task is expected to touch."
     )
 

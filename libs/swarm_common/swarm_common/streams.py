@@ -47,6 +47,7 @@ ORCHESTRATOR_GROUP = "orchestrator"
 """Consumer group of the orchestrators on the events stream."""
 DEAD_MAXLEN = 100_000
 MAX_DEAD_RAW_BYTES = 64 * 1024
+MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,12 @@ def decode(fields: Mapping[Any, Any]) -> Envelope:
     raw = _field(fields, ENVELOPE_FIELD)
     if raw is None:
         raise DecodeError(f"entry has no {ENVELOPE_FIELD!r} field")
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise DecodeError(f"envelope of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"envelope is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        raise DecodeError(f"envelope is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise DecodeError("envelope is not a JSON object")
     if body.get("v") != PROTOCOL_VERSION:
@@ -150,9 +153,9 @@ def decode(fields: Mapping[Any, Any]) -> Envelope:
     try:
         when = datetime.fromisoformat(ts) if isinstance(ts, str) else None
         message = cls.model_validate(payload)
-    except ValueError as exc:  # ValidationError is a ValueError
+    except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
         detail = exc.errors(include_input=False) if isinstance(exc, ValidationError) else exc
-        raise DecodeError(f"invalid {kind} payload: {detail}") from None
+        raise DecodeError(f"invalid {kind} payload: {str(detail)[:500]}") from None
     if when is None:
         raise DecodeError("envelope ts missing")
     return Envelope(v=PROTOCOL_VERSION, type=cls.TYPE, id=envelope_id, ts=when, message=message)

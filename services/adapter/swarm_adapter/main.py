@@ -30,6 +30,8 @@ async def serve(settings: AdapterSettings) -> int:
         settings.require_redis_url(),
         decode_responses=False,
         socket_connect_timeout=5,
+        socket_timeout=max(30.0, settings.read_block_ms / 1000 + 10),  # above our BLOCK
+        socket_keepalive=True,
         health_check_interval=30,
     )
     adapter = Adapter(settings=settings, redis=redis, runner=runner)

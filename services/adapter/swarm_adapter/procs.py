@@ -8,16 +8,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from swarm_common.text import clean_text
 
 __all__ = ["ProcessResult", "kill_group", "run_process"]
 
 log = logging.getLogger(__name__)
 
 LineHandler = Callable[[bytes], Awaitable[None]]
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class _Tail:
             del self.buffer[: len(self.buffer) - self.limit]
 
     def text(self) -> str:
-        return bytes(self.buffer[-self.limit :]).decode("utf-8", errors="replace")
+        return clean_text(bytes(self.buffer[-self.limit :]).decode("utf-8", errors="replace"))
 
 
 def kill_group(pgid: int, sig: signal.Signals) -> bool:
@@ -66,6 +71,14 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     await proc.wait()
 
 
+def _with_parent_death(argv: Sequence[str]) -> list[str]:
+    """Prefix `setpriv --pdeathsig KILL` where util-linux has it, so the agent dies with the
+    adapter even on `kill -9`. (A `preexec_fn` would do the same but is unsafe in a process
+    that runs threads, as the adapter does for git.)"""
+    setpriv = _SETPRIV
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -81,7 +94,7 @@ async def run_process(
     loop = asyncio.get_running_loop()
     started = loop.time()
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *_with_parent_death(argv),
         cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,

@@ -40,6 +40,7 @@ from swarm_common.messages import (
 )
 from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
 from swarm_common.streams import ensure_group as _ensure_group
+from swarm_common.text import clean, clean_text
 
 __all__ = ["Adapter"]
 
@@ -248,6 +249,8 @@ class Adapter:
     async def _execute(self, running: _Running) -> Message:
         message = running.message
         common = self._about(message)
+        if self._stopping.is_set():  # read while stopping: hand it back, unstarted
+            return TaskCancelled(**common, reason="adapter shutting down")
         reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
         if reason is not None:
             return TaskCancelled(**common, reason=_text(reason))
@@ -307,7 +310,9 @@ class Adapter:
             return TaskSucceeded(**outcome)
         if result.outcome == "cancelled":
             return TaskCancelled(**outcome, reason=running.cancel_reason or "cancelled")
-        return TaskFailed(**outcome, reason=result.reason or "failed", error=result.error)
+        return TaskFailed(
+            **outcome, reason=result.reason or "failed", error=clean_text(result.error)
+        )
 
     async def _beat(self, running: _Running) -> None:
         """Beside a running attempt: heartbeats, cancel checks, and keeping the stream entry
@@ -338,8 +343,8 @@ class Adapter:
             TaskProgress(
                 **self._about(message),
                 kind=kind,
-                text=text,
-                data=data,
+                text=clean_text(text),
+                data=clean(data),
             ),
             retry=False,
         )

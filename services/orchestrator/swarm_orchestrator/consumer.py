@@ -18,44 +18,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.events import Outcome, RetryPolicy, UnknownTask, apply_event
+from swarm_orchestrator.failures import is_transient
 
-__all__ = ["EventConsumer", "is_transient"]
+__all__ = ["EventConsumer"]
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT_SQLSTATES = {
-    "40001",
-    "40P01",
-    "57P01",
-    "57P02",
-    "57P03",
-    "08000",
-    "08003",
-    "08006",
-    "53300",
-}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying later may succeed: the database or Redis was briefly unreachable,
-    or a serialization failure/deadlock."""
-    if isinstance(exc, RedisError | OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-            return True
-        orig = exc.orig
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(
-            getattr(orig, "__cause__", None), "sqlstate", None
-        )
-        return sqlstate in _TRANSIENT_SQLSTATES
-    return False
 
 
 class EventConsumer:

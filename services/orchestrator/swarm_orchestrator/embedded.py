@@ -69,8 +69,9 @@ def _secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     value = secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
     return value
 
 
@@ -203,7 +204,10 @@ class EmbeddedPostgres(_Child):
     def _initdb(self) -> None:
         password = _secret(self.root / "postgres.password")
         pwfile = self.root / ".pwfile"
-        pwfile.write_text(password + "\n")
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
         try:
             if self._user:
                 entry = pwd.getpwnam(self._user)
@@ -301,6 +305,7 @@ class EmbeddedValkey(_Child):
         password = _secret(self.root / "valkey.password")
         config = self.dir / "valkey.conf"
         config.touch(mode=0o600)
+        config.chmod(0o600)
         config.write_text(
             "\n".join(
                 [

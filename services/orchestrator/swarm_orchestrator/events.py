@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -34,6 +34,7 @@ from swarm_common.messages import (
 )
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Envelope, Keys
+from swarm_common.text import clean, has_nul
 from swarm_orchestrator import scheduler, timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task, TaskDependency, Worker
 
@@ -92,6 +93,9 @@ def _worker(envelope: Envelope) -> str:
 async def apply_event(
     db: AsyncSession, envelope: Envelope, *, keys: Keys, policy: RetryPolicy = RetryPolicy()
 ) -> Outcome:
+    dumped = envelope.message.model_dump()
+    if has_nul(dumped):  # agents print anything; PostgreSQL stores no NUL
+        envelope = replace(envelope, message=type(envelope.message).model_validate(clean(dumped)))
     message = envelope.message
     if isinstance(message, WorkerOnline):
         await _worker_online(db, message)

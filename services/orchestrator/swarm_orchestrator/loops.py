@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.streams import Keys
 from swarm_orchestrator import scheduler
-from swarm_orchestrator.consumer import EventConsumer, is_transient
+from swarm_orchestrator.consumer import EventConsumer
 from swarm_orchestrator.events import RetryPolicy
+from swarm_orchestrator.failures import is_transient
 from swarm_orchestrator.outbox import Relay
 from swarm_orchestrator.settings import OrchestratorSettings
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm_common import git
+from swarm_common.settings import strip_credentials
 from swarm_orchestrator.errors import Invalid
 
 __all__ = ["Mirror", "check_ref", "check_repo", "create_mirror", "remove_mirror"]
@@ -40,7 +41,11 @@ def check_repo(repo: str) -> str:
     path = Path(repo)
     if not path.is_absolute():
         raise Invalid("a local repo must be an absolute path", code="invalid_repo")
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long, a loop of links: not a repository
+        raise Invalid(f"repo is not a usable path: {exc.strerror}", code="invalid_repo") from None
+    if not exists:
         raise Invalid(f"repository {repo} does not exist", code="repo_not_found")
     return repo
 
@@ -57,16 +62,28 @@ async def create_mirror(
     """Clone `repo` bare into the workspace and resolve `base_ref` there."""
     relative = f"repos/{session_id}.git"
     dest = workspace / relative
+    public = strip_credentials(repo)
     try:
         await asyncio.to_thread(git.clone_bare, repo, dest, timeout=timeout_s)
     except git.GitError as exc:
-        raise Invalid(f"cannot clone {repo}: {exc.stderr[:300]}", code="repo_unavailable") from None
+        detail = _without_secrets(exc.stderr[:300], repo, public)
+        raise Invalid(f"cannot clone {public}: {detail}", code="repo_unavailable") from None
     try:
+        if public != repo:  # worktrees share the mirror's config: keep no token in it
+            await asyncio.to_thread(git.git, "remote", "set-url", "origin", public, git_dir=dest)
         commit = await asyncio.to_thread(git.resolve_commit, dest, base_ref)
     except git.GitError:
         await remove_mirror(workspace=workspace, path=relative)
-        raise Invalid(f"{base_ref!r} names no commit in {repo}", code="unknown_ref") from None
+        raise Invalid(f"{base_ref!r} names no commit in {public}", code="unknown_ref") from None
     return Mirror(path=relative, base_commit=commit)
+
+
+def _without_secrets(text: str, repo: str, public: str) -> str:
+    text = text.replace(repo, public)
+    userinfo = repo.partition("://")[2].rpartition("@")[0] if "://" in repo else ""
+    for secret in {userinfo, *userinfo.split(":")} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 async def remove_mirror(*, workspace: Path, path: str) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
+from swarm_common.settings import strip_credentials
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
 from swarm_common.streams import Keys
@@ -78,7 +79,7 @@ async def create_session(
             id=session_id,
             title=data.title,
             goal=data.goal,
-            repo=repo,
+            repo=strip_credentials(repo),
             repo_path=mirror.path,
             base_ref=data.base_ref,
             base_commit=mirror.base_commit,
@@ -94,7 +95,11 @@ async def create_session(
             session_id=session_id,
             type="session.created",
             actor=actor,
-            data={"repo": repo, "base_ref": data.base_ref, "base_commit": mirror.base_commit},
+            data={
+                "repo": strip_credentials(repo),
+                "base_ref": data.base_ref,
+                "base_commit": mirror.base_commit,
+            },
         )
         if ordered:
             await _insert_tasks(db, session=session, specs=ordered, existing={}, actor=actor)

@@ -23,6 +23,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+REDIS_SOCKET_TIMEOUT_S = 30.0
+
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     """Build the app; settings are read when it starts, not at import time."""
@@ -37,8 +39,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             s.require_redis_url(),
             decode_responses=False,
             health_check_interval=30,
-            socket_timeout=None,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,  # above every BLOCK we use
             socket_connect_timeout=5,
+            socket_keepalive=True,
         )
         keys = Keys(s.redis_prefix)
         background = Background(settings=s, sessionmaker=sessionmaker, redis=redis, keys=keys)

@@ -14,8 +14,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from swarm_orchestrator.consumer import is_transient
 from swarm_orchestrator.errors import SwarmError
+from swarm_orchestrator.failures import is_bad_data, is_transient
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -78,6 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def _servers(request: Request, exc: Exception) -> JSONResponse:
+        if is_bad_data(exc):
+            return error_response(
+                422, "invalid_value", "the database refused a value of the request"
+            )
         if is_transient(exc):
             log.warning(
                 "request failed: servers unavailable",

@@ -7,9 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from swarm_common.specs import TaskSpec
+from swarm_common.specs import TaskSpec, Text
+from swarm_common.text import has_nul
 
 __all__ = [
     "AttemptPublic",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 TaskCreate = TaskSpec
+MAX_INT = 2**63 - 1
+"""Largest value of a query number (PostgreSQL's bigint)."""
 
 
 class ErrorBody(BaseModel):
@@ -35,20 +38,27 @@ class ErrorBody(BaseModel):
 class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
-    goal: str = Field("", max_length=64 * 1024)
-    repo: str = Field(
+    title: Text = Field(min_length=1, max_length=200)
+    goal: Text = Field("", max_length=64 * 1024)
+    repo: Text = Field(
         min_length=1,
         max_length=4096,
         description="An absolute path to a git repository, or a git URL.",
     )
-    base_ref: str = Field("HEAD", min_length=1, max_length=200)
-    target_branch: str | None = Field(None, max_length=200)
+    base_ref: Text = Field("HEAD", min_length=1, max_length=200)
+    target_branch: Text | None = Field(None, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    idempotency_key: Text | None = Field(None, min_length=1, max_length=200)
     tasks: list[TaskSpec] = Field(
         default_factory=list, description="Optional task graph, stored with the session."
     )
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if has_nul(value):
+            raise ValueError("settings must not contain NUL characters")
+        return value
 
 
 class SessionPublic(BaseModel):

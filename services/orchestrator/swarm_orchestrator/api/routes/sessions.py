@@ -14,6 +14,7 @@ from swarm_orchestrator import control, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
+    MAX_INT,
     ErrorBody,
     EventPublic,
     SessionCreate,
@@ -58,7 +59,7 @@ async def list_sessions(
     _: ActorDep,
     status: SessionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[SessionPublic]:
     """Sessions, newest first, with task counts."""
     stmt = select(Session).order_by(Session.created_at.desc(), Session.id).limit(limit)
@@ -108,7 +109,7 @@ async def list_tasks(
     _: ActorDep,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[TaskPublic]:
     await sessions.get_session(db, session_id)
     stmt = select(Task).where(Task.session_id == session_id)
@@ -138,7 +139,9 @@ async def session_events(
     session_id: uuid.UUID,
     db: DbDep,
     _: ActorDep,
-    after: Annotated[int, Query(ge=0, description="Only entries with a larger id.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_INT, description="Only entries with a larger id.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[EventPublic]:
     """The session timeline in order, as JSON pages (`after` = the last id seen)."""

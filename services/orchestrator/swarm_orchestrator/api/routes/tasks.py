@@ -12,6 +12,7 @@ from swarm_orchestrator import control, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
+    MAX_INT,
     AttemptPublic,
     ErrorBody,
     EventPublic,
@@ -48,7 +49,7 @@ async def task_events(
     task_id: uuid.UUID,
     db: DbDep,
     _: ActorDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[EventPublic]:
     """The task's part of the session timeline, in order."""
