@@ -43,6 +43,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _start_up(tmp_path: Path, port: int, *args: str) -> tuple[subprocess.Popen[str], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
     env.update(COLUMNS="200", PYTHONUNBUFFERED="1")
@@ -94,6 +101,11 @@ def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         assert "password" not in text.lower()
         children = _descendants(proc.pid)
         assert len(children) >= 5  # postgres, valkey, orchestrator, two adapters
+        adapters = [p for p in children if b"adapter" in _cmdline(p)]
+        assert len(adapters) == 2
+        for pid in adapters:  # adapters hold no database credentials
+            assert b"SWARM_DATABASE_URL" not in Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"SWARM_REDIS_URL" in Path(f"/proc/{pid}/environ").read_bytes()
         sessions = httpx.get(f"http://127.0.0.1:{port}/v1/sessions").json()
         assert sessions[0]["counts"] == {"succeeded": 6}
 

@@ -70,11 +70,14 @@ class Worktrees:
             )
         except (git.GitError, TimeoutError) as exc:
             raise WorktreeError(f"cannot create the worktree: {exc}") from None
+        await asyncio.to_thread(self._fresh_folders, message)
+        return path
+
+    def _fresh_folders(self, message: TaskMessage) -> None:
         home = self.home(message)
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         self.artifacts(message).mkdir(parents=True, exist_ok=True)
-        return path
 
     async def commit(self, message: TaskMessage, path: Path, *, status: str) -> Commit:
         """Commit whatever the agent changed; return the branch head and the files that

@@ -82,9 +82,16 @@ def make_demo_repo(path: Path) -> Path:
 
 
 def run_demo(
-    *, api_url: str, token: str | None, data_dir: Path, console: Console, stop: threading.Event
+    *,
+    api_url: str,
+    token: str | None,
+    data_dir: Path,
+    workspace: Path,
+    console: Console,
+    stop: threading.Event,
 ) -> str:
-    """Submit the demo graph and follow it until it is done; return the session id."""
+    """Submit the demo graph and follow it until it is done (or `stop` is set); return the
+    session id."""
     repo = make_demo_repo(data_dir / "demo-repo")
     with ApiClient(api_url, token) as client:
         session = client.post(
@@ -101,6 +108,9 @@ def run_demo(
             f"[bold]Demo session[/] {session['id']}: {len(DEMO_TASKS)} shell tasks on {repo}\n"
         )
         session = follow(client, session["id"], console, stop=stop)
+        if stop.is_set():
+            console.print("Demo interrupted.")
+            return str(session["id"])
         tasks = client.get(f"/v1/sessions/{session['id']}/tasks")
     console.print()
     console.print(task_table(tasks))
@@ -108,7 +118,6 @@ def run_demo(
     console.print(
         f"Demo finished: {counts.get('succeeded', 0)}/{session.get('total', 0)} "
         f"tasks succeeded. Each task's commit is on its branch "
-        f"swarm/{session['id']}/task/<key> in "
-        f"{data_dir / 'workspace' / 'repos'}/{session['id']}.git"
+        f"swarm/{session['id']}/task/<key> in {workspace / 'repos'}/{session['id']}.git"
     )
     return str(session["id"])

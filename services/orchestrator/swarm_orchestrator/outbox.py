@@ -15,6 +15,7 @@ import uuid
 from datetime import timedelta
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -99,14 +100,14 @@ class Relay:
             )
             return len(rows)
 
-    def _stage(self, pipe: object, row: Outbox) -> None:
+    def _stage(self, pipe: Pipeline, row: Outbox) -> None:
         if row.kind == "xadd":
             fields = {ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD].encode()}
-            pipe.xadd(row.target, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[attr-defined]
+            pipe.xadd(row.target, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
         else:
             request = row.payload["request"]
-            pipe.set(row.target, request.get("reason", "cancelled"), ex=self.CANCEL_TTL_S)  # type: ignore[attr-defined]
-            pipe.publish(row.payload["channel"], f"{request['task_id']}:{request['attempt']}")  # type: ignore[attr-defined]
+            pipe.set(row.target, request.get("reason", "cancelled"), ex=self.CANCEL_TTL_S)
+            pipe.publish(row.payload["channel"], f"{request['task_id']}:{request['attempt']}")
 
     async def purge_sent(self, older_than_s: float) -> int:
         async with self._sessionmaker() as db, db.begin():

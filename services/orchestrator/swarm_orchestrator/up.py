@@ -185,9 +185,9 @@ class _Stack:
             self.postgres.stop()
 
 
-def _wait_ready(url: str, child: _Child, timeout_s: float) -> None:
+def _wait_ready(url: str, child: _Child, timeout_s: float, stop: threading.Event) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         if child.proc is not None and child.proc.poll() is not None:
             raise CliError(f"the orchestrator exited while starting; see {child.log_path}")
         try:
@@ -196,9 +196,10 @@ def _wait_ready(url: str, child: _Child, timeout_s: float) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise CliError(
-        f"the orchestrator did not become ready in {timeout_s:.0f}s; see {child.log_path}"
-    )
+    if not stop.is_set():
+        raise CliError(
+            f"the orchestrator did not become ready in {timeout_s:.0f}s; see {child.log_path}"
+        )
 
 
 def _check_port(host: str, port: int) -> None:
@@ -244,10 +245,13 @@ def run_up(options: UpOptions) -> int:
         orchestrator = stack.add(
             "orchestrator", ["server", "--host", options.host, "--port", str(options.port)], env
         )
+        adapter_env = {k: v for k, v in env.items() if k != "SWARM_DATABASE_URL"}
         for kind, count in options.adapters.items():
             for i in range(count):
-                stack.add(f"adapter-{kind}-{i + 1}", ["adapter", "--agent", kind], env)
-        _wait_ready(api_url, orchestrator, READY_TIMEOUT_S)
+                stack.add(f"adapter-{kind}-{i + 1}", ["adapter", "--agent", kind], adapter_env)
+        _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
+        if stack.stop_requested.is_set():
+            return 0
         _banner(api_url, stack, options)
         if options.demo and not stack.stop_requested.is_set():
             from swarm_orchestrator.demo import run_demo
@@ -256,6 +260,7 @@ def run_up(options: UpOptions) -> int:
                 api_url=api_url,
                 token=_token(),
                 data_dir=stack.root,
+                workspace=workspace,
                 console=console,
                 stop=stack.stop_requested,
             )
