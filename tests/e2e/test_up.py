@@ -139,16 +139,21 @@ def test_a_supervisor_killed_outright_takes_its_children_with_it(tmp_path: Path)
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_up_refuses_a_bad_adapters_flag(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", "up", "--adapters", "robot=2"],
+def _swarm_up_once(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`swarm up` expected to refuse its arguments and exit at once."""
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_orchestrator", "up", *args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=60,
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")},
     )
+
+
+def test_up_refuses_a_bad_adapters_flag(tmp_path: Path) -> None:
+    result = _swarm_up_once(tmp_path, "--adapters", "robot=2")
     assert result.returncode == 1
     assert "unknown agent kind 'robot'" in result.stderr
     assert not (tmp_path / ".swarm").exists()
@@ -159,15 +164,7 @@ def test_up_says_so_when_its_port_is_taken(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "swarm_orchestrator", "up", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")},
-        )
+        result = _swarm_up_once(tmp_path, "--port", str(port))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert not (tmp_path / ".swarm" / "postgres").exists()
