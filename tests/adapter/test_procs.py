@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 
-from swarm_adapter.procs import run_process
+from swarm_adapter.procs import kill_strays, run_process
 from tests.waiting import pid_alive, wait_until
 
 
@@ -73,3 +74,24 @@ async def test_children_left_behind_by_a_finished_command_are_killed(tmp_path: P
     assert result.exit_code == 0
     background = int((tmp_path / "bg").read_text())
     await wait_until(lambda: not pid_alive(background), timeout_s=5)
+
+
+async def test_strays_outside_the_group_are_found_by_path_and_killed(tmp_path: Path) -> None:
+    work = tmp_path / "t1-1"
+    other = tmp_path / "t1-10"
+    work.mkdir()
+    other.mkdir()
+    # Two detached processes in sessions of their own: one in `work`, one in `t1-10`.
+    stray = subprocess.Popen(["sleep", "60"], cwd=work, start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "61"], cwd=other, start_new_session=True)
+    try:
+        killed = kill_strays(work)
+        assert stray.pid in killed and bystander.pid not in killed
+        assert stray.wait(timeout=5) == -9
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()

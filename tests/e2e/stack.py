@@ -76,7 +76,9 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"orchestrator not ready:\n{self.log('orchestrator')}")
 
-    def start_adapter(self, name: str, *, agent: str = "shell", concurrency: int = 1) -> None:
+    def start_adapter(
+        self, name: str, *, agent: str = "shell", concurrency: int = 1, **env: str
+    ) -> None:
         self.spawn(
             name,
             "adapter",
@@ -85,6 +87,7 @@ class Stack:
             "--concurrency",
             str(concurrency),
             SWARM_WORKER_NAME=name,
+            **env,
         )
 
     def log(self, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -227,3 +228,53 @@ async def test_heartbeats_and_workers(
     assert attempt is not None and attempt.heartbeat_at is not None
     workers = (await api.get("/v1/workers")).json()
     assert [(w["name"], w["alive"]) for w in workers] == [("w-test", False)]
+
+
+async def test_usage_cost_and_transcript_are_kept_on_the_attempt(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    done = outcome_event(
+        TaskSucceeded,
+        sid,
+        ids["a"],
+        exit_code=0,
+        commit="a" * 40,
+        usage={"input": 1200, "cached_input": 200, "output": 300},
+        cost_usd=0.0123,
+        transcript_path="artifacts/x/a/attempt-1/transcript.jsonl",
+    )
+    assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
+    [attempt] = (await api.get(f"/v1/tasks/{ids['a']}")).json()["attempts"]
+    assert attempt["usage"] == {"input": 1200, "cached_input": 200, "output": 300}
+    assert float(attempt["cost_usd"]) == 0.0123
+    assert attempt["transcript_path"] == "artifacts/x/a/attempt-1/transcript.jsonl"
+    event = (await api.get(f"/v1/tasks/{ids['a']}/events")).json()[-1]
+    assert event["data"]["usage"]["output"] == 300
+
+
+async def test_a_rate_limited_attempt_waits_for_the_reset_and_is_not_a_failure(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a", max_attempts=1)])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    reset = datetime.now(UTC) + timedelta(seconds=90)
+    limited = outcome_event(
+        TaskFailed, sid, ids["a"], reason="rate_limited", error="429 rate limit", retry_at=reset
+    )
+    assert await apply(sessionmaker, keys, limited) == Outcome.APPLIED
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert detail["status"] == "pending"  # max_attempts=1, yet it will run again
+    assert [a["status"] for a in detail["attempts"]] == ["rate_limited"]
+    retry_at = datetime.fromisoformat(detail["retry_at"])
+    assert reset <= retry_at <= reset + timedelta(seconds=5)
+    # A real failure afterwards still counts against max_attempts.
+    async with sessionmaker() as db, db.begin():
+        await db.execute(text("UPDATE tasks SET retry_at = now() - interval '1 second'"))
+    assert await scheduler.sweep(sessionmaker, keys=keys) == 1
+    failed = outcome_event(TaskFailed, sid, ids["a"], attempt=2, reason="exit_code", exit_code=1)
+    assert await apply(sessionmaker, keys, failed) == Outcome.APPLIED
+    assert (await task_states(api, sid))["a"] == ("failed", 2)

@@ -66,6 +66,10 @@ class TaskMessage(Message):
     base_commit: str = Field(description="The commit the task's worktree starts from.")
     branch: str
     timeout_s: int
+    model: str | None = None
+    max_turns: int | None = None
+    allowed_tools: list[str] | None = None
+    output_schema: dict[str, Any] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,6 +120,13 @@ class _TaskOutcome(TaskEvent):
     changed_files: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
     output_tail: str = Field("", description="The last part of the agent's output.")
+    usage: dict[str, int] = Field(
+        default_factory=dict, description="Tokens: input, cached_input, output (as reported)."
+    )
+    cost_usd: float | None = None
+    transcript_path: str | None = Field(
+        None, description="The raw transcript, relative to the workspace."
+    )
 
 
 class TaskSucceeded(_TaskOutcome):
@@ -125,8 +136,14 @@ class TaskSucceeded(_TaskOutcome):
 class TaskFailed(_TaskOutcome):
     TYPE: ClassVar[str] = "task.failed"
 
-    reason: str = Field(description="Stable code: exit_code, timeout, crash, git_error, ...")
+    reason: str = Field(
+        description="Stable code: exit_code, timeout, crash, auth, rate_limited, turn_limit, "
+        "model_unreachable, git_error, worktree_error, adapter_error"
+    )
     error: str = ""
+    retry_at: datetime | None = Field(
+        None, description="For `rate_limited`: when the provider's limit resets, if it said."
+    )
 
 
 class TaskCancelled(_TaskOutcome):

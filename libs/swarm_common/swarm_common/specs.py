@@ -7,7 +7,7 @@ entry point (REST, CLI files, planners).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -91,6 +91,16 @@ class TaskSpec(BaseModel):
     )
     files: list[Annotated[Text, Field(max_length=500)]] = Field(
         default_factory=list, max_length=200, description="Files the task is expected to touch."
+    )
+    model: Annotated[Text, Field(max_length=200)] | None = Field(
+        None, description="Model for an agent CLI; the adapter's default when left out."
+    )
+    max_turns: int | None = Field(None, ge=1, le=1000, description="Agent turn limit.")
+    allowed_tools: list[Annotated[Text, Field(max_length=100)]] | None = Field(
+        None, max_length=50, description="Tools the agent may use; the CLI's default set if null."
+    )
+    output_schema: dict[str, Any] | None = Field(
+        None, description="JSON schema the agent's final message must follow (Codex)."
     )
 
     @model_validator(mode="after")

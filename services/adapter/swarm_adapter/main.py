@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: AdapterSettings) -> int:
     try:
-        runner = get_runner(settings.agent)
+        runner = get_runner(settings.agent, settings)
         await runner.check()
     except RunnerUnavailable as exc:
         print(f"swarm adapter: {exc}", file=sys.stderr)  # noqa: T201 - the user's answer

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from swarm_common.text import clean_text
 
-__all__ = ["ProcessResult", "kill_group", "run_process"]
+__all__ = ["ProcessResult", "kill_group", "kill_strays", "run_process"]
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +154,40 @@ async def _read(proc: asyncio.subprocess.Process, tail: _Tail, on_line: LineHand
                 await on_line(line)
             except Exception:
                 log.exception("output handler failed; output is still collected")
+
+
+def kill_strays(path: Path) -> list[int]:
+    """SIGKILL every process (and its whole session) that still works in `path` or names it
+    on its command line: what an agent left behind outside its process group (Codex's
+    sandbox helper runs in sessions of its own). Never touches this process's session.
+    Linux only; elsewhere it finds nothing."""
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return []
+    marker, own_session = str(path).encode(), os.getsid(0)
+    # `…/t1-1` must not match `…/t1-10`: the path ends where a separator or the text does.
+    named_in = re.compile(re.escape(marker) + rb"(?=$|[/\0\s'\"])")
+    sessions: dict[int, list[int]] = {}
+    named: set[int] = set()
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+            sessions.setdefault(session, []).append(int(entry.name))
+            cwd = os.readlink(entry / "cwd").encode()
+            if named_in.match(cwd) or named_in.search((entry / "cmdline").read_bytes()):
+                named.add(session)
+        except (OSError, ValueError, IndexError):
+            continue
+    killed: list[int] = []
+    for session in named - {own_session}:
+        for pid in sessions[session]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                continue
+    if killed:
+        log.warning("killed processes an agent left behind", extra={"pids": killed[:20]})
+    return killed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field, model_validator
 
@@ -28,6 +29,19 @@ class AdapterSettings(CommonSettings):
     kill_grace_s: float = Field(5.0, ge=0)
     """Between SIGTERM and SIGKILL to an agent's process group."""
     output_tail_bytes: int = Field(8192, ge=256)
+    progress_interval_s: float = Field(1.0, gt=0)
+    """At most one `task.progress` event per attempt per this many seconds."""
+
+    claude_path: Path | None = None
+    """The `claude` binary; found on PATH when not set."""
+    codex_path: Path | None = None
+    gemini_path: Path | None = None
+    claude_model: str | None = None
+    """Model when a task names none; the CLI's own default when this is not set either."""
+    codex_model: str | None = "gpt-5.5"
+    gemini_model: str | None = "gemini-2.5-pro"
+    max_turns: int = Field(50, ge=1, le=1000)
+    """Turn limit when a task names none."""
 
     @model_validator(mode="after")
     def _default_name(self) -> AdapterSettings:

@@ -17,14 +17,16 @@ import socket
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult
 from swarm_adapter.settings import AdapterSettings
-from swarm_adapter.worktree import WorktreeError, Worktrees
+from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
 from swarm_common.messages import (
     Message,
     TaskCancelled,
@@ -262,32 +264,14 @@ class Adapter:
             worktree = await self.worktrees.prepare(message)
         except WorktreeError as exc:
             return TaskFailed(**common, reason="worktree_error", error=str(exc))
-        ctx = RunContext(
-            message=message,
-            worktree=worktree,
-            home=self.worktrees.home(message),
-            artifacts=self.worktrees.artifacts(message),
-            cancel=running.cancel,
-            kill_grace_s=self.settings.kill_grace_s,
-            tail_bytes=self.settings.output_tail_bytes,
-            progress=lambda kind, text, data: self._progress(message, kind, text, data),
-        )
-        beat = asyncio.create_task(self._beat(running))
+        result = await self._run_agent(running, worktree)
         try:
-            result = await self.runner.run(ctx)
-        except Exception as exc:
-            log.exception("runner crashed", extra=self._ctx(message))
-            result = RunResult(
-                outcome="failed",
-                exit_code=None,
-                reason="crash",
-                error=f"{type(exc).__name__}: {exc}",
-            )
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
-        try:
+            scrubbed = await self.worktrees.scrub(worktree, self.runner.secrets)
+            if scrubbed:
+                log.warning(
+                    "the agent wrote its API key into files; redacted before commit",
+                    extra=self._ctx(message, files=",".join(scrubbed[:20])),
+                )
             commit = await self.worktrees.commit(message, worktree, status=result.outcome)
         except WorktreeError as exc:
             return TaskFailed(
@@ -298,20 +282,68 @@ class Adapter:
                 output_tail=result.output_tail,
                 duration_s=result.duration_s,
             )
-        outcome = {
-            **common,
+        return self._outcome(running, result, commit)
+
+    async def _run_agent(self, running: _Running, worktree: Path) -> RunResult:
+        """The runner, with heartbeats and batched progress beside it."""
+        message = running.message
+        batcher = ProgressBatcher(
+            lambda kind, text, data: self._progress(message, kind, text, data),
+            interval_s=self.settings.progress_interval_s,
+        )
+        ctx = RunContext(
+            message=message,
+            worktree=worktree,
+            home=self.worktrees.home(message),
+            artifacts=self.worktrees.artifacts(message),
+            cancel=running.cancel,
+            kill_grace_s=self.settings.kill_grace_s,
+            tail_bytes=self.settings.output_tail_bytes,
+            progress=batcher.add,
+        )
+        beat = asyncio.create_task(self._beat(running))
+        batcher.start()
+        try:
+            return await self.runner.run(ctx)
+        except Exception as exc:
+            log.exception("runner crashed", extra=self._ctx(message))
+            return RunResult(
+                outcome="failed",
+                exit_code=None,
+                reason="crash",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            await batcher.stop()
+
+    def _outcome(self, running: _Running, result: RunResult, commit: Commit) -> Message:
+        transcript = None
+        if result.transcript_path is not None:
+            with contextlib.suppress(ValueError):
+                transcript = str(result.transcript_path.relative_to(self.worktrees.workspace))
+        outcome: dict[str, Any] = {
+            **self._about(running.message),
             "exit_code": result.exit_code,
             "commit": commit.sha,
             "changed_files": commit.changed_files,
             "duration_s": result.duration_s,
             "output_tail": result.output_tail,
+            "usage": result.usage,
+            "cost_usd": result.cost_usd,
+            "transcript_path": transcript,
         }
         if result.outcome == "succeeded":
             return TaskSucceeded(**outcome)
         if result.outcome == "cancelled":
             return TaskCancelled(**outcome, reason=running.cancel_reason or "cancelled")
         return TaskFailed(
-            **outcome, reason=result.reason or "failed", error=clean_text(result.error)
+            **outcome,
+            reason=result.reason or "failed",
+            error=clean_text(result.error),
+            retry_at=result.retry_at,
         )
 
     async def _beat(self, running: _Running) -> None:

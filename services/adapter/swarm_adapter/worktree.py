@@ -11,6 +11,9 @@ from pathlib import Path
 
 from swarm_common import git
 from swarm_common.messages import TaskMessage
+from swarm_common.redaction import REDACTED as _REDACTED
+
+REDACTED = _REDACTED.encode()
 
 __all__ = ["Commit", "Worktrees", "WorktreeError"]
 
@@ -104,6 +107,46 @@ class Worktrees:
             raise WorktreeError(f"cannot commit the agent's work: {exc}") from None
         return Commit(sha=head.strip(), changed_files=files)
 
+    async def scrub(self, path: Path, secrets: list[str]) -> list[str]:
+        """Replace `secrets` in every file the agent changed, before anything is committed;
+        return the files that held one."""
+        if not secrets:
+            return []
+        return await asyncio.to_thread(_scrub, path, [s.encode() for s in secrets])
+
     async def remove(self, message: TaskMessage) -> None:
         await asyncio.to_thread(git.remove_worktree, self.repo(message), self.path(message))
         await asyncio.to_thread(shutil.rmtree, self.home(message), True)
+
+
+MAX_SCRUB_BYTES = 20 * 1024 * 1024
+
+
+def _scrub(worktree: Path, secrets: list[bytes]) -> list[str]:
+    try:
+        listing = git.git(
+            "status", "--porcelain", "-z", "--untracked-files=all", cwd=worktree
+        ).stdout
+    except git.GitError as exc:
+        raise WorktreeError(f"cannot list the agent's changes: {exc}") from None
+    scrubbed = []
+    for entry in filter(None, listing.split("\0")):
+        name = entry[3:]
+        target = worktree / name
+        try:
+            if (
+                not target.is_file()
+                or target.is_symlink()
+                or target.stat().st_size > MAX_SCRUB_BYTES
+            ):
+                continue
+            data = target.read_bytes()
+            cleaned = data
+            for secret in secrets:
+                cleaned = cleaned.replace(secret, REDACTED)
+            if cleaned != data:
+                target.write_bytes(cleaned)
+                scrubbed.append(name)
+        except OSError as exc:
+            raise WorktreeError(f"cannot check {name} for secrets: {exc.strerror}") from None
+    return scrubbed

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -61,6 +62,10 @@ class UnknownTask(LookupError):
 class RetryPolicy:
     backoff_base_s: float = 5.0
     backoff_cap_s: float = 300.0
+    max_rate_limited: int = 10
+    """Rate-limited attempts of one task before it fails."""
+    rate_limit_cap_s: float = 3600.0
+    """Longest wait for a reported rate-limit reset."""
 
 
 @dataclass
@@ -250,7 +255,10 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
     attempt.commit = message.commit
     attempt.changed_files = list(message.changed_files)
     attempt.output_tail = message.output_tail[-MAX_TAIL_CHARS:]
-    return {
+    attempt.usage = dict(message.usage) or None
+    attempt.cost_usd = Decimal(str(message.cost_usd)) if message.cost_usd is not None else None
+    attempt.transcript_path = message.transcript_path
+    data: dict[str, Any] = {
         "worker": message.worker,
         "exit_code": message.exit_code,
         "commit": message.commit,
@@ -258,6 +266,11 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
         "duration_s": message.duration_s,
         "at": message.at.isoformat(),
     }
+    if message.usage:
+        data["usage"] = dict(message.usage)
+    if message.cost_usd is not None:
+        data["cost_usd"] = message.cost_usd
+    return data
 
 
 async def _on_succeeded(ctx: _Ctx) -> Outcome:
@@ -283,31 +296,37 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
 
 
 async def _on_failed(ctx: _Ctx) -> Outcome:
+    """A failed attempt is retried with backoff until the task's `max_attempts` failures. A
+    rate-limited one is not the task's fault: it is retried when the provider's limit resets
+    (or with backoff), up to `policy.max_rate_limited` times, and does not count as a
+    failure."""
     message = ctx.envelope.message
     assert isinstance(message, TaskFailed)
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
-    data = _finish_attempt(ctx, AttemptStatus.FAILED)
+    limited = message.reason == "rate_limited"
+    data = _finish_attempt(ctx, AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED)
     ctx.attempt.reason = message.reason
     ctx.attempt.error = message.error[:MAX_TAIL_CHARS]
     await ctx.db.flush()
-    failures = (
-        await ctx.db.scalar(
-            select(func.count())
-            .select_from(Attempt)
-            .where(Attempt.task_id == ctx.task.id, Attempt.status == AttemptStatus.FAILED)
-        )
-        or 0
-    )
+    counts = await _attempt_counts(ctx)
     task = ctx.task
     now = utcnow()
     task.updated_at = now
     task.reason = f"attempt {task.attempt} failed: {message.reason}"
-    will_retry = failures < task.max_attempts
-    if will_retry:
-        delay = scheduler.retry_delay_s(
-            failures, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
+    if limited:
+        tries = counts.get(AttemptStatus.RATE_LIMITED, 0)
+        will_retry = tries <= ctx.policy.max_rate_limited
+        delay = _until_reset(message.retry_at, now, ctx.policy) or scheduler.retry_delay_s(
+            tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
         )
+    else:
+        tries = counts.get(AttemptStatus.FAILED, 0)
+        will_retry = tries < task.max_attempts
+        delay = scheduler.retry_delay_s(
+            tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
+        )
+    if will_retry:
         task.status = TaskStatus.PENDING
         task.retry_at = now + timedelta(seconds=delay)
         data["retry_at"] = task.retry_at.isoformat()
@@ -323,6 +342,24 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
         await scheduler.refresh_blocked(ctx.db, session_id=ctx.session.id)
     await scheduler.update_progress(ctx.db, session=ctx.session)
     return Outcome.APPLIED
+
+
+async def _attempt_counts(ctx: _Ctx) -> dict[str, int]:
+    rows = await ctx.db.execute(
+        select(Attempt.status, func.count())
+        .where(Attempt.task_id == ctx.task.id)
+        .group_by(Attempt.status)
+    )
+    return {str(status): int(n) for status, n in rows.all()}
+
+
+def _until_reset(reset_at: datetime | None, now: datetime, policy: RetryPolicy) -> float | None:
+    """Seconds until a provider's reported reset (a little after it), within bounds."""
+    if reset_at is None:
+        return None
+    if reset_at.tzinfo is None:
+        reset_at = reset_at.replace(tzinfo=UTC)
+    return min(max((reset_at - now).total_seconds() + 1.0, 1.0), policy.rate_limit_cap_s)
 
 
 async def _on_cancelled(ctx: _Ctx) -> Outcome:

@@ -127,6 +127,10 @@ def _queue(db: AsyncSession, *, task: Task, session: Session, keys: Keys) -> Non
         base_commit=session.base_commit,
         branch=branch_name(session.id, task.key),
         timeout_s=task.timeout_s,
+        model=spec.get("model"),
+        max_turns=spec.get("max_turns"),
+        allowed_tools=spec.get("allowed_tools"),
+        output_schema=spec.get("output_schema"),
         settings=session.settings,
     )
     outbox.add_message(db, stream=keys.tasks(task.agent), message=message)

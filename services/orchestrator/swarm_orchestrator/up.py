@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -45,13 +45,41 @@ READY_TIMEOUT_S = 60.0
 RESTART_LIMIT = 5
 
 
+DEFAULT_SHELL_ADAPTERS = 2
+
+
 @dataclass
 class UpOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".swarm")
-    adapters: dict[str, int] = field(default_factory=lambda: {"shell": 2})
+    adapters: dict[str, int] | None = None
+    """None: two shell adapters, and one per agent CLI that is installed and has its key."""
     demo: bool = False
+
+
+def plan_adapters(
+    requested: dict[str, int] | None, environ: dict[str, str]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """The adapters to start, and the agent kinds skipped with the reason."""
+    from swarm_adapter.runners import AGENT_CLIS, unavailable
+
+    wanted = (
+        dict(requested)
+        if requested is not None
+        else {"shell": DEFAULT_SHELL_ADAPTERS, **dict.fromkeys(AGENT_CLIS, 1)}
+    )
+    start: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for kind, count in wanted.items():
+        if count <= 0:
+            continue
+        reason = unavailable(kind, environ)
+        if reason is None:
+            start[kind] = count
+        else:
+            skipped[kind] = reason
+    return start, skipped
 
 
 def parse_adapters(text: str) -> dict[str, int]:
@@ -246,13 +274,16 @@ def run_up(options: UpOptions) -> int:
             "orchestrator", ["server", "--host", options.host, "--port", str(options.port)], env
         )
         adapter_env = {k: v for k, v in env.items() if k != "SWARM_DATABASE_URL"}
-        for kind, count in options.adapters.items():
+        adapters, skipped = plan_adapters(options.adapters, dict(os.environ))
+        for kind, reason in skipped.items():
+            console.print(f"Skipped      {kind} adapter: {escape(reason)}")
+        for kind, count in adapters.items():
             for i in range(count):
                 stack.add(f"adapter-{kind}-{i + 1}", ["adapter", "--agent", kind], adapter_env)
         _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
         if stack.stop_requested.is_set():
             return 0
-        _banner(api_url, stack, options)
+        _banner(api_url, stack, adapters)
         if options.demo and not stack.stop_requested.is_set():
             from swarm_orchestrator.demo import run_demo
 
@@ -283,9 +314,9 @@ def _token() -> str | None:
     return os.environ.get("SWARM_API_TOKEN") or None
 
 
-def _banner(api_url: str, stack: _Stack, options: UpOptions) -> None:
-    adapters = ", ".join(f"{kind}×{n}" for kind, n in options.adapters.items() if n) or "none"
-    console.print(f"Adapters     {adapters}")
+def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
+    listed = ", ".join(f"{kind}×{n}" for kind, n in adapters.items() if n) or "none"
+    console.print(f"Adapters     {listed}")
     console.print(f"Logs         {stack.logs}")
     console.print(f"\n[bold green]Swarm is up:[/] [bold]{api_url}[/]  (API docs: {api_url}/docs)")
     console.print("  submit a graph:  swarm submit FILE.yaml --wait")

@@ -8,8 +8,9 @@ acknowledgement are the adapter's business, not the runner's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -17,8 +18,9 @@ from swarm_common.messages import TaskMessage
 
 __all__ = ["ProgressHandler", "RunContext", "RunResult", "Runner", "RunnerUnavailable", "base_env"]
 
-ProgressHandler = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-"""`(kind, text, data)`: something the agent did, for the timeline."""
+ProgressHandler = Callable[[str, str, dict[str, Any]], None]
+"""`(kind, text, data)`: something the agent did, for the timeline. Cheap and synchronous:
+the adapter batches these into `task.progress` events."""
 
 _ENV_ALLOWLIST = (
     "PATH",
@@ -62,13 +64,20 @@ class RunResult:
     error: str = ""
     output_tail: str = ""
     duration_s: float = 0.0
-    usage: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    """Tokens as `input`, `cached_input`, `output` (only what the agent reported)."""
     cost_usd: float | None = None
-    transcript_path: str | None = None
+    transcript_path: Path | None = None
+    retry_at: datetime | None = None
+    """For `rate_limited`: when the provider's limit resets, if it said."""
 
 
 class Runner(Protocol):
     agent: ClassVar[str]
+
+    @property
+    def secrets(self) -> list[str]:
+        """Credentials this runner hands its agent: never to be committed or reported."""
 
     async def check(self) -> None:
         """Raise `RunnerUnavailable` when this runner cannot run here."""

@@ -22,6 +22,10 @@ class ShellRunner:
     def __init__(self) -> None:
         self._shell = shutil.which("bash") or shutil.which("sh")
 
+    @property
+    def secrets(self) -> list[str]:
+        return []
+
     async def check(self) -> None:
         if self._shell is None:
             raise RunnerUnavailable("the shell agent needs bash or sh on PATH")

@@ -47,7 +47,13 @@ def up(
     data_dir: Annotated[Path, typer.Option(help="Where data, logs and the workspace live.")] = Path(
         ".swarm"
     ),
-    adapters: Annotated[str, typer.Option(help="Adapters to run, as KIND=N[,KIND=N].")] = "shell=2",
+    adapters: Annotated[
+        str | None,
+        typer.Option(
+            help="Adapters to run, as KIND=N[,KIND=N]. Default: shell=2, plus one per agent "
+            "CLI (claude, codex, gemini) that is installed and has its API key."
+        ),
+    ] = None,
     demo: Annotated[bool, typer.Option(help="Submit a demo graph and follow it.")] = False,
 ) -> None:
     """Run everything on this machine: PostgreSQL and Valkey (embedded unless
@@ -56,7 +62,11 @@ def up(
     from swarm_orchestrator.up import UpOptions, parse_adapters, run_up
 
     options = UpOptions(
-        host=host, port=port, data_dir=data_dir, adapters=parse_adapters(adapters), demo=demo
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        adapters=parse_adapters(adapters) if adapters is not None else None,
+        demo=demo,
     )
     raise typer.Exit(run_up(options))
 

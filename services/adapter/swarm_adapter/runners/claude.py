@@ -1,0 +1,189 @@
+"""Claude Code (`@anthropic-ai/claude-code`), headless: `claude -p … --output-format
+stream-json --verbose`, configured under a private `CLAUDE_CONFIG_DIR`.
+
+Facts this relies on (measured against 2.1.197, see `tests/agents/test_fake_claude.py`):
+the closing `result` event carries the run's total `usage`, `total_cost_usd` and
+`num_turns`; an API failure still says `"subtype": "success"`, so the outcome comes from the
+exit code, `is_error` and `api_error_status`; a turn limit is `subtype: error_max_turns`.
+With `CLAUDE_CODE_MAX_RETRIES=0` a 429 fails at once (Swarm schedules the retry itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from swarm_adapter.runners.base import RunContext
+from swarm_adapter.runners.cli import AgentCliRunner, CliRun, as_dict, as_int
+
+__all__ = ["ClaudeRunner", "RUNNER"]
+
+DEFAULT_TOOLS = ("Bash", "Edit", "MultiEdit", "Write", "Read", "Glob", "Grep")
+_FILE_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
+_ERRORS = {
+    "rate_limit": "rate_limited",
+    "authentication_failed": "auth",
+    "billing_error": "auth",
+    "server_error": "model_error",
+}
+
+
+class ClaudeRunner(AgentCliRunner):
+    agent: ClassVar[str] = "claude"
+    package: ClassVar[str] = "@anthropic-ai/claude-code"
+    binary: ClassVar[str] = "claude"
+    key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
+    base_url_env: ClassVar[str] = "ANTHROPIC_BASE_URL"
+    api_timeout_ms: ClassVar[int] = 300_000
+
+    def command(self, ctx: RunContext, prompt: str) -> list[str]:
+        tools = ctx.message.allowed_tools or list(DEFAULT_TOOLS)
+        argv = [
+            str(self.path),
+            "-p",
+            prompt,
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--max-turns",
+            str(self.max_turns(ctx)),
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            " ".join(tools),
+        ]
+        model = self.model(ctx)
+        if model:
+            argv += ["--model", model]
+        return argv
+
+    def configure(self, ctx: RunContext) -> dict[str, str]:
+        config = ctx.home / ".claude"
+        config.mkdir(parents=True, exist_ok=True)
+        env = {
+            "CLAUDE_CONFIG_DIR": str(config),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            "API_TIMEOUT_MS": str(self.api_timeout_ms),
+        }
+        if self.credentials.api_key:
+            env[self.key_env] = self.credentials.api_key
+        if self.credentials.base_url:
+            env[self.base_url_env] = self.credentials.base_url
+        return env
+
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+        kind = event.get("type")
+        if kind == "assistant":
+            return self._assistant(event, run)
+        if kind == "user":
+            return _tool_results(event)
+        if kind == "result":
+            self._result(event, run)
+            return []
+        if kind == "system" and event.get("subtype") == "init":
+            return [
+                (
+                    "init",
+                    f"model {event.get('model', '?')}",
+                    {"model": event.get("model"), "session_id": event.get("session_id")},
+                )
+            ]
+        return []
+
+    def _assistant(
+        self, event: dict[str, Any], run: CliRun
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        error = event.get("error")
+        if isinstance(error, str):  # a hint; the closing result explains better
+            run.notes["error"] = error
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        content = as_dict(event.get("message")).get("content") or []
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text" and block.get("text"):
+                found.append(("message", str(block["text"]), {}))
+            elif block.get("type") == "tool_use":
+                name = str(block.get("name", "?"))
+                tool_input = as_dict(block.get("input"))
+                found.append(
+                    (
+                        "tool_call",
+                        f"{name} {_brief(tool_input)}",
+                        {"tool": name, "input": _clip(tool_input)},
+                    )
+                )
+                path = tool_input.get("file_path") if tool_input else None
+                if name in _FILE_TOOLS and isinstance(path, str):
+                    found.append(("file_change", path, {"tool": name, "path": path}))
+        return found
+
+    def _result(self, event: dict[str, Any], run: CliRun) -> None:
+        run.final = event
+        run.is_error = bool(event.get("is_error"))
+        usage = as_dict(event.get("usage"))
+        fresh = as_int(usage.get("input_tokens"))
+        cached = as_int(usage.get("cache_read_input_tokens"))
+        created = as_int(usage.get("cache_creation_input_tokens"))
+        run.set_usage(
+            input=fresh + cached + created,
+            cached_input=cached,
+            output=as_int(usage.get("output_tokens")),
+        )
+        cost = event.get("total_cost_usd")
+        if isinstance(cost, int | float):
+            run.cost_usd = float(cost)
+        if isinstance(event.get("num_turns"), int):
+            run.turns = event["num_turns"]
+        run.result_text = str(event.get("result") or "")
+        if run.is_error:
+            self._explain(event, run)
+
+    def _explain(self, event: dict[str, Any], run: CliRun) -> None:
+        text = run.result_text or "; ".join(str(e) for e in event.get("errors") or [])
+        status = event.get("api_error_status")
+        if event.get("subtype") == "error_max_turns" or event.get("terminal_reason") == "max_turns":
+            run.fail("turn_limit", text or "reached the turn limit")
+        elif status == 429:
+            run.fail("rate_limited", text)
+        elif status in (401, 403) or "Invalid API key" in text or "Not logged in" in text:
+            run.fail("auth", text)
+        elif "Unable to connect" in text or "timed out" in text:
+            run.fail("model_unreachable", text)
+        elif isinstance(status, int) and status >= 500:
+            run.fail("model_error", text)
+        elif run.notes.get("error") in _ERRORS:
+            run.fail(_ERRORS[run.notes["error"]], text)
+        else:
+            run.fail("agent_error", text or "the agent reported an error")
+
+
+def _tool_results(event: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    content = as_dict(event.get("message")).get("content") or []
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            body = block.get("content")
+            text = body if isinstance(body, str) else str(body)
+            found.append(("tool_result", text[:500], {"is_error": bool(block.get("is_error"))}))
+    return found
+
+
+def _brief(tool_input: dict[str, Any]) -> str:
+    for key in ("file_path", "command", "path", "pattern", "url"):
+        if isinstance(tool_input.get(key), str):
+            return str(tool_input[key])[:200]
+    return ""
+
+
+def _clip(value: dict[str, Any], limit: int = 500) -> dict[str, Any]:
+    return {
+        k: (v[:limit] + "…" if isinstance(v, str) and len(v) > limit else v)
+        for k, v in value.items()
+    }
+
+
+RUNNER = ClaudeRunner

@@ -1,0 +1,307 @@
+"""What every agent CLI runner shares: finding the binary, credentials from the adapter's
+own environment, a clean environment and a private HOME per attempt, the redacted raw
+transcript, parsing JSON lines as they stream, and deciding the outcome.
+
+A CLI's runner (`claude.py`, `codex.py`, `gemini.py`) says how to build its command and its
+configuration (`command`, `configure`), how to read one line of its output (`observe`), and
+how to classify its failures (`classify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from swarm_adapter.procs import ProcessResult, kill_strays, run_process
+from swarm_adapter.prompts import build_prompt
+from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
+from swarm_adapter.settings import AdapterSettings
+from swarm_common.redaction import Redactor
+
+__all__ = ["AgentCliRunner", "CliRun", "Credentials", "as_dict", "as_int"]
+
+log = logging.getLogger(__name__)
+
+VERSION_TIMEOUT_S = 60.0
+TRANSCRIPT = "transcript.jsonl"
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (CLI output is not trusted)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_int(value: Any) -> int:
+    """`value` when it is a non-negative integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An agent's key and optional base URL, as the adapter's own environment holds them."""
+
+    api_key: str | None
+    base_url: str | None
+
+    def __repr__(self) -> str:  # never print a key
+        return f"Credentials(api_key={'set' if self.api_key else None}, base_url={self.base_url!r})"
+
+
+@dataclass
+class CliRun:
+    """What one run of an agent CLI has reported so far, as its output streams."""
+
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    final: dict[str, Any] | None = None
+    """The CLI's closing event (its `result`)."""
+    result_text: str = ""
+    is_error: bool = False
+    errors: list[str] = field(default_factory=list)
+    reason: str | None = None
+    """A failure the output already explains: `auth`, `rate_limited`, `turn_limit`, ..."""
+    retry_at: datetime | None = None
+    turns: int | None = None
+    lines: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Whatever a CLI's runner wants to remember between lines."""
+
+    def add_usage(self, **tokens: int | None) -> None:
+        for name, value in tokens.items():
+            if isinstance(value, int) and value >= 0:
+                self.usage[name] = self.usage.get(name, 0) + value
+
+    def set_usage(self, **tokens: int | None) -> None:
+        for name, value in tokens.items():
+            if isinstance(value, int) and value >= 0:
+                self.usage[name] = value
+
+    def fail(self, reason: str, error: str = "") -> None:
+        """Note a failure; the first explained one wins."""
+        if self.reason is None:
+            self.reason = reason
+        if error:
+            self.errors.append(error[:2000])
+
+
+class AgentCliRunner(ABC):
+    """Runs one agent CLI headless in a worktree; see the module docstring."""
+
+    agent: ClassVar[str]
+    package: ClassVar[str]
+    """The npm package, named in the error when the CLI is missing."""
+    binary: ClassVar[str]
+    key_env: ClassVar[str]
+    base_url_env: ClassVar[str]
+    enforce_turns: ClassVar[bool] = False
+    """For a CLI without a turn limit of its own: stop it once `run.turns` passes it."""
+
+    def __init__(
+        self, settings: AdapterSettings | None = None, environ: dict[str, str] | None = None
+    ) -> None:
+        self.settings = settings or AdapterSettings(agent=self.agent)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.credentials = Credentials(
+            api_key=self.environ.get(self.key_env) or None,
+            base_url=self.environ.get(self.base_url_env) or None,
+        )
+        self.path = self.find_binary(self.settings, self.environ)
+        self.redact = Redactor([self.credentials.api_key])
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.credentials.api_key] if self.credentials.api_key else []
+
+    @classmethod
+    def find_binary(cls, settings: AdapterSettings, environ: dict[str, str]) -> Path | None:
+        configured = getattr(settings, f"{cls.agent}_path", None)
+        if configured is not None:
+            return Path(configured) if Path(configured).exists() else None
+        found = shutil.which(cls.binary, path=environ.get("PATH"))
+        return Path(found) if found else None
+
+    @classmethod
+    def unavailable(cls, settings: AdapterSettings, environ: dict[str, str]) -> str | None:
+        """Why this agent cannot run here (CLI or key missing); None when it can."""
+        if cls.find_binary(settings, environ) is None:
+            return (
+                f"the `{cls.binary}` CLI is not installed: `npm install -g {cls.package}` "
+                f"(or set SWARM_{cls.agent.upper()}_PATH)"
+            )
+        if not environ.get(cls.key_env):
+            return f"{cls.key_env} is not set"
+        return None
+
+    async def check(self) -> None:
+        reason = self.unavailable(self.settings, self.environ)
+        if reason is not None:
+            raise RunnerUnavailable(f"the {self.agent} adapter cannot start: {reason}")
+        assert self.path is not None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                str(self.path),
+                "--version",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env={"PATH": self.environ.get("PATH", ""), "HOME": self.environ.get("HOME", "/")},
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=VERSION_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise RunnerUnavailable(f"`{self.path} --version` failed: {exc!r}") from None
+        if proc.returncode != 0:
+            raise RunnerUnavailable(
+                f"`{self.path} --version` exited {proc.returncode}: "
+                f"{out.decode(errors='replace')[-300:]}"
+            )
+        log.info(
+            "agent CLI found",
+            extra={
+                "agent": self.agent,
+                "path": str(self.path),
+                "version": out.decode(errors="replace").strip()[:80],
+            },
+        )
+
+    # -- what each CLI says ---------------------------------------------------------------
+
+    @abstractmethod
+    def command(self, ctx: RunContext, prompt: str) -> list[str]:
+        """The argv (never a shell string) of one headless run."""
+
+    @abstractmethod
+    def configure(self, ctx: RunContext) -> dict[str, str]:
+        """Write the CLI's configuration under `ctx.home`; return the environment it needs
+        beyond the common allowlist (its key goes here, to this process only)."""
+
+    @abstractmethod
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+        """Read one JSON line: update `run`, return observations `(kind, text, data)` for the
+        timeline (`message`, `tool_call`, `tool_result`, `file_change`, `error`, ...)."""
+
+    def observe_text(self, line: str, run: CliRun) -> None:
+        """A line that is not JSON (stderr, say): kept as an error when it reads like one."""
+        if "error" in line.lower() and len(run.errors) < 20:
+            run.errors.append(line[:500])
+
+    def classify(self, proc: ProcessResult, run: CliRun) -> RunResult:
+        """The outcome, from the exit code and the closing event."""
+        if proc.exit_code == 0 and run.final is not None and not run.is_error and not run.reason:
+            return RunResult(outcome="succeeded", exit_code=0)
+        if run.reason:
+            return RunResult(
+                outcome="failed",
+                exit_code=proc.exit_code,
+                reason=run.reason,
+                error="; ".join(run.errors)[:2000],
+                retry_at=run.retry_at,
+            )
+        if proc.exit_code is not None and proc.exit_code < 0:
+            return RunResult(
+                outcome="failed",
+                exit_code=proc.exit_code,
+                reason="crash",
+                error=f"killed by signal {-proc.exit_code}",
+            )
+        if proc.exit_code == 0:
+            return RunResult(
+                outcome="failed",
+                exit_code=0,
+                reason="no_result",
+                error="the CLI exited without a final result",
+            )
+        error = "; ".join(run.errors) or f"exited with code {proc.exit_code}"
+        return RunResult(
+            outcome="failed", exit_code=proc.exit_code, reason="exit_code", error=error[:2000]
+        )
+
+    # -- one run ---------------------------------------------------------------------------
+
+    def model(self, ctx: RunContext) -> str | None:
+        return ctx.message.model or getattr(self.settings, f"{self.agent}_model", None)
+
+    def max_turns(self, ctx: RunContext) -> int:
+        return ctx.message.max_turns or self.settings.max_turns
+
+    async def run(self, ctx: RunContext) -> RunResult:
+        env = base_env(ctx, self.environ)
+        env.update(self.configure(ctx))
+        argv = self.command(ctx, build_prompt(ctx.message))
+        transcript_path = ctx.artifacts / TRANSCRIPT
+        run = CliRun()
+        # Buffered writes of whole lines; the file is opened off the event loop.
+        transcript = await asyncio.to_thread(open, transcript_path, "w", encoding="utf-8")
+        with transcript:
+
+            async def on_line(raw: bytes) -> None:
+                text = self.redact(raw.decode("utf-8", errors="replace")).rstrip("\n")
+                transcript.write(text + "\n")
+                run.lines += 1
+                self._read(text, run, ctx)
+                if self.enforce_turns and (run.turns or 0) > self.max_turns(ctx):
+                    run.fail("turn_limit", f"more than {self.max_turns(ctx)} turns")
+                    stop.set()
+
+            stop = asyncio.Event()  # the person's cancel, or our own turn budget
+            relay = asyncio.create_task(_forward(ctx.cancel, stop))
+            try:
+                proc = await run_process(
+                    argv,
+                    cwd=ctx.worktree,
+                    env=env,
+                    timeout_s=ctx.message.timeout_s,
+                    cancel=stop,
+                    kill_grace_s=ctx.kill_grace_s,
+                    tail_bytes=ctx.tail_bytes,
+                    on_line=on_line,
+                )
+            finally:
+                relay.cancel()
+                await asyncio.to_thread(kill_strays, ctx.worktree)
+        if proc.cancelled and not ctx.cancel.is_set():  # stopped by the turn budget
+            result = self.classify(proc, run)
+        elif proc.cancelled:
+            result = RunResult(outcome="cancelled", exit_code=None, reason="cancelled")
+        elif proc.timed_out:
+            result = RunResult(
+                outcome="failed",
+                exit_code=None,
+                reason="timeout",
+                error=f"timed out after {ctx.message.timeout_s}s",
+            )
+        else:
+            result = self.classify(proc, run)
+        result.output_tail = self.redact(proc.tail)
+        result.error = self.redact(result.error)
+        result.duration_s = proc.duration_s
+        result.usage = dict(run.usage)
+        result.cost_usd = run.cost_usd
+        result.transcript_path = transcript_path
+        return result
+
+    def _read(self, text: str, run: CliRun, ctx: RunContext) -> None:
+        stripped = text.strip()
+        if not stripped:
+            return
+        try:
+            event = json.loads(stripped) if stripped[0] == "{" else None
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            self.observe_text(stripped, run)
+            return
+        for kind, summary, data in self.observe(event, run):
+            ctx.progress(kind, self.redact(summary), data)
+
+
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()

@@ -1,0 +1,43 @@
+"""The prompt an agent gets carries the task's title, body, criteria, files and context."""
+
+from __future__ import annotations
+
+import uuid
+
+from swarm_adapter.prompts import build_prompt
+from swarm_common.messages import TaskMessage
+
+
+def test_the_prompt_frames_the_task() -> None:
+    message = TaskMessage(
+        session_id=uuid.uuid4(),
+        task_id=uuid.uuid4(),
+        task_key="api",
+        attempt=1,
+        agent="claude",
+        title="Add the /health route",
+        prompt="Add GET /health returning ok.",
+        role="backend engineer",
+        acceptance=["returns 200", "has a test"],
+        files=["app/routes.py"],
+        context="Make the service observable.",
+        repo="repos/x.git",
+        base_commit="a" * 40,
+        branch="swarm/x/task/api",
+        timeout_s=60,
+        skills=["fastapi"],
+    )
+    prompt = build_prompt(message)
+    for part in (
+        "# Task: Add the /health route",
+        "You act as: backend engineer.",
+        "Make the service observable.",
+        "Add GET /health returning ok.",
+        "- returns 200",
+        "- has a test",
+        "- app/routes.py",
+        "fastapi",
+        "Do not commit",
+    ):
+        assert part in prompt
+    assert prompt.index("Goal of the whole session") < prompt.index("What to do")

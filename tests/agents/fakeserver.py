@@ -1,0 +1,125 @@
+"""A fake model server for the agent CLIs: one Starlette app on 127.0.0.1 that speaks the
+Anthropic Messages, OpenAI Responses and Gemini generateContent wire protocols (each in its
+own module, `fake_claude.py`, `fake_codex.py`, `fake_gemini.py`), so the tests run the real
+CLI binaries offline.
+
+It is stateless per request, as `agent-clis.md` advises: while the conversation holds no
+tool result it answers with the tool call the scenario asks for; once it does, with the
+final text. What to do comes from the `Scenario` the test sets; every request is recorded
+(`state.requests`) so tests can check what the CLI sent.
+
+    with FakeModelServer(Scenario(mode="write_file", file="hello.txt")) as server:
+        env["ANTHROPIC_BASE_URL"] = server.url
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+__all__ = ["FakeModelServer", "FakeState", "Scenario"]
+
+Mode = Literal[
+    "write_file", "text", "rate_limit", "auth_error", "server_error", "hang", "loop_tools"
+]
+
+
+@dataclass
+class Scenario:
+    """What the fake model does.
+
+    - `write_file`: call the CLI's file-writing tool (or shell tool) to write `content` to
+      `file` (relative to the CLI's working directory), then answer `reply`.
+    - `text`: answer `reply` with no tool call.
+    - `rate_limit`: answer HTTP 429 with a reset `reset_after_s` seconds ahead.
+    - `auth_error`: refuse the API key as the provider does (401; Gemini: 400
+      INVALID_ARGUMENT / API_KEY_INVALID).
+    - `server_error`: answer HTTP 500.
+    - `hang`: accept the request and never answer (until the server stops).
+    - `loop_tools`: call a harmless tool forever, to hit the CLI's turn limit.
+    """
+
+    mode: Mode = "write_file"
+    file: str = "hello.txt"
+    content: str = "hello from the agent\n"
+    reply: str = "Done: wrote the file."
+    reset_after_s: int = 30
+    input_tokens: int = 120
+    cached_tokens: int = 20
+    output_tokens: int = 30
+
+
+@dataclass
+class FakeState:
+    scenario: Scenario
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def record(self, path: str, headers: dict[str, str], body: Any) -> None:
+        with self.lock:
+            self.requests.append({"path": path, "headers": headers, "body": body})
+
+
+def _routes(state: FakeState) -> list[BaseRoute]:
+    from tests.agents import fake_claude, fake_codex, fake_gemini
+
+    return [*fake_claude.routes(state), *fake_codex.routes(state), *fake_gemini.routes(state)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeModelServer:
+    """The fake model API in a background thread; a context manager."""
+
+    def __init__(self, scenario: Scenario | None = None) -> None:
+        self.state = FakeState(scenario or Scenario())
+        self.port = _free_port()
+        app = Starlette(routes=_routes(self.state))
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.state.scenario
+
+    @scenario.setter
+    def scenario(self, value: Scenario) -> None:
+        self.state.scenario = value
+
+    def __enter__(self) -> FakeModelServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake model server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.state.stop.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
