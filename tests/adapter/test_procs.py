@@ -76,22 +76,40 @@ async def test_children_left_behind_by_a_finished_command_are_killed(tmp_path: P
     await wait_until(lambda: not pid_alive(background), timeout_s=5)
 
 
-async def test_strays_outside_the_group_are_found_by_path_and_killed(tmp_path: Path) -> None:
-    work = tmp_path / "t1-1"
-    other = tmp_path / "t1-10"
-    work.mkdir()
-    other.mkdir()
-    # Two detached processes in sessions of their own: one in `work`, one in `t1-10`.
-    stray = subprocess.Popen(["sleep", "60"], cwd=work, start_new_session=True)
-    bystander = subprocess.Popen(["sleep", "61"], cwd=other, start_new_session=True)
+async def test_strays_outside_the_group_are_found_by_their_marker_and_killed(
+    tmp_path: Path,
+) -> None:
+    marked = {**os.environ, "SWARM_WORKTREE": str(tmp_path / "t1-1")}
+    other = {**os.environ, "SWARM_WORKTREE": str(tmp_path / "t1-10")}
+    # Detached processes in sessions of their own, one of another attempt, and a person's
+    # shell sitting in the worktree (no marker).
+    stray = subprocess.Popen(["sleep", "60"], env=marked, start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "61"], env=other, start_new_session=True)
+    person = subprocess.Popen(["sleep", "62"], cwd=tmp_path, start_new_session=True)
     try:
-        killed = kill_strays(work)
-        assert stray.pid in killed and bystander.pid not in killed
+        killed = kill_strays(f"SWARM_WORKTREE={tmp_path / 't1-1'}")
+        assert killed == [stray.pid]
         assert stray.wait(timeout=5) == -9
-        assert bystander.poll() is None
+        assert bystander.poll() is None and person.poll() is None
     finally:
-        bystander.kill()
-        bystander.wait()
-        if stray.poll() is None:
-            stray.kill()
-            stray.wait()
+        for proc in (stray, bystander, person):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+async def test_overlong_lines_are_cut_and_the_next_lines_stay_whole(tmp_path: Path) -> None:
+    lines: list[bytes] = []
+
+    async def on_line(line: bytes) -> None:
+        lines.append(line)
+
+    script = (
+        "python3 -c \"import sys; sys.stdout.write('x' * (17 * 1024 * 1024) + '\\n')\"; "
+        "echo first; echo second; printf last"
+    )
+    result = await _run(script, tmp_path, on_line=on_line)
+    assert result.exit_code == 0
+    assert len(lines) == 4
+    assert len(lines[0]) == 16 * 1024 * 1024 + 1 and set(lines[0][:-1]) == {ord("x")}
+    assert lines[1:] == [b"first\n", b"second\n", b"last"]

@@ -40,3 +40,20 @@ async def test_nothing_is_published_when_nothing_happened() -> None:
     await asyncio.sleep(0.05)
     await batcher.stop()
     assert published == []
+
+
+async def test_large_observations_are_cut_to_a_preview() -> None:
+    published: list[dict[str, Any]] = []
+
+    async def publish(kind: str, text: str, data: dict[str, Any]) -> None:
+        published.append(data)
+
+    batcher = ProgressBatcher(publish, interval_s=10, max_data=1000)
+    batcher.add("tool_call", "mcp", {"input": {"nested": ["x" * 50_000]}})
+    batcher.add("tool_call", "small", {"input": {"a": 1}})
+    batcher.start()
+    await batcher.stop()
+    [data] = published
+    first, second = data["items"]
+    assert first["data"]["truncated"] and len(first["data"]["preview"]) <= 250
+    assert second["data"] == {"input": {"a": 1}}

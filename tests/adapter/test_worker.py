@@ -350,3 +350,14 @@ async def test_a_message_read_while_stopping_is_handed_back_unstarted(
     assert [e.TYPE for e in await events(redis, keys)] == ["task.cancelled"]
     assert not (tmp_path / "ran").exists()
     assert await pending(redis, keys) == 0
+
+
+async def test_a_shell_command_too_long_for_one_argument_runs_from_a_file(
+    adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror
+) -> None:
+    script = "\n".join(["# " + "x" * 200] * 800 + ["echo long > long.txt"])  # ~160 KB
+    await send(redis, keys, adapter, message(mirror, script))
+    await adapter.process_available()
+    done = (await events(redis, keys))[-1]
+    assert done.TYPE == "task.succeeded", getattr(done, "error", "")
+    assert done.changed_files == ["long.txt"]

@@ -301,3 +301,28 @@ def test_a_key_the_agent_writes_into_a_file_is_not_committed(
         committed = git.git("show", f"{task['result']['commit']}:config.env", git_dir=mirror).stdout
         assert committed == "API_KEY=[REDACTED]\n"
         _assert_no_secret(env, client, session_id)
+
+
+@agents
+def test_a_prompt_too_long_for_the_command_line_still_runs(
+    agent_stack: AgentStack, tmp_path: Path
+) -> None:
+    env = agent_stack
+    repo = init_repo(tmp_path / "project")
+    env.stack.start_orchestrator()
+    env.start_adapter()
+    long_prompt = "Create hello.txt saying hello.\n" + "Context line. " * 12_000  # ~170 KB
+    schema = {"type": "object", "properties": {"done": {"type": "boolean"}}}
+    with env.stack.client() as client:
+        _, task_id = _submit(
+            client,
+            repo,
+            env.case.agent,
+            prompt=long_prompt,
+            acceptance=["hello.txt exists"],
+            output_schema=schema,
+        )
+        task = _wait(client, task_id, lambda t: t["status"] not in ("pending", "queued", "running"))
+        assert task["status"] == "succeeded", task["attempts"]
+    first = env.server.state.requests[0]["body"]
+    assert "TASK.md" in json.dumps(first)  # the CLI was pointed at the file

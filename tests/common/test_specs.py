@@ -55,3 +55,26 @@ def test_unknown_fields_and_agents_are_refused() -> None:
         TaskSpec(key="k", prompt="p", colour="red")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         TaskSpec(key="k", prompt="p", agent="cursor")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-5.5", "claude-opus-4-8[1m]", "models/gemini-2.5-pro", "org/model:tag@v1"]
+)
+def test_model_names(model: str) -> None:
+    assert TaskSpec(key="k", prompt="p", model=model).model == model
+
+
+@pytest.mark.parametrize("model", ["--dangerously-skip-permissions", "-x", "a b", "", "a\nb"])
+def test_option_looking_model_names_are_refused(model: str) -> None:
+    with pytest.raises(ValidationError):
+        TaskSpec(key="k", prompt="p", model=model)
+
+
+def test_tool_names() -> None:
+    spec = TaskSpec(
+        key="k", prompt="p", allowed_tools=["Bash(git diff:*)", "Edit", "mcp__fs__read"]
+    )
+    assert spec.allowed_tools == ["Bash(git diff:*)", "Edit", "mcp__fs__read"]
+    for bad in ["Edit Write", "--x", "Bash(a)(b)", ""]:
+        with pytest.raises(ValidationError):
+            TaskSpec(key="k", prompt="p", allowed_tools=[bad])

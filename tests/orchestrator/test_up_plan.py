@@ -33,3 +33,29 @@ def test_an_explicit_list_is_kept_but_still_checked(tmp_path: Path) -> None:
     start, skipped = plan_adapters({"shell": 1, "claude": 2, "codex": 0}, env)
     assert start == {"shell": 1}
     assert list(skipped) == ["claude"]
+
+
+def test_each_child_gets_only_its_own_credentials() -> None:
+    from swarm_orchestrator.up import environment_for
+
+    env = {
+        "PATH": "/bin",
+        "SWARM_DATABASE_URL": "postgresql://db",
+        "SWARM_REDIS_URL": "r",
+        "ANTHROPIC_API_KEY": "a",
+        "ANTHROPIC_BASE_URL": "u",
+        "OPENAI_API_KEY": "o",
+        "GEMINI_API_KEY": "g",
+    }
+    assert environment_for(None, env) == {
+        "PATH": "/bin",
+        "SWARM_DATABASE_URL": "postgresql://db",
+        "SWARM_REDIS_URL": "r",
+    }
+    assert environment_for("claude", env) == {
+        "PATH": "/bin",
+        "SWARM_REDIS_URL": "r",
+        "ANTHROPIC_API_KEY": "a",
+        "ANTHROPIC_BASE_URL": "u",
+    }
+    assert environment_for("shell", env) == {"PATH": "/bin", "SWARM_REDIS_URL": "r"}

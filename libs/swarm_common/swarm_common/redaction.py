@@ -15,16 +15,20 @@ __all__ = ["REDACTED", "Redactor"]
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
 
+# A key starts a word (so `task-scheduler-integration-tests` is not `sk-…`) and, where its
+# prefix is short, holds a digit (so `sk-learn-the-long-way-round` is not a key either).
 _KNOWN = re.compile(
-    "|".join(
+    r"(?<![A-Za-z0-9])(?:"
+    + "|".join(
         [
             r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic
-            r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI
+            r"sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}",  # OpenAI
             r"AIza[0-9A-Za-z_\-]{30,}",  # Google
             r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub
             r"xox[abpr]-[A-Za-z0-9\-]{10,}",  # Slack
         ]
     )
+    + ")"
 )
 
 

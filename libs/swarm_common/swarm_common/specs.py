@@ -59,6 +59,27 @@ def check_text(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(check_text)]
 
+_MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]{0,199}")
+_TOOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}(\([^()\n]{0,200}\))?")
+
+
+def check_model(value: str) -> str:
+    """A model name goes into an agent's command line: it must not read as an option."""
+    if not _MODEL_RE.fullmatch(value):
+        raise ValueError("a model name holds letters, digits and . _ : / @ - [ ] only")
+    return value
+
+
+def check_tool(value: str) -> str:
+    """A tool name, optionally with a rule: `Bash`, `Bash(git diff:*)`, `mcp__x__y`."""
+    if not _TOOL_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a tool name")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(check_model)]
+ToolName = Annotated[str, AfterValidator(check_tool)]
+
 
 class TaskSpec(BaseModel):
     """One node of a task graph, as submitted."""
@@ -92,11 +113,11 @@ class TaskSpec(BaseModel):
     files: list[Annotated[Text, Field(max_length=500)]] = Field(
         default_factory=list, max_length=200, description="Files the task is expected to touch."
     )
-    model: Annotated[Text, Field(max_length=200)] | None = Field(
+    model: ModelName | None = Field(
         None, description="Model for an agent CLI; the adapter's default when left out."
     )
     max_turns: int | None = Field(None, ge=1, le=1000, description="Agent turn limit.")
-    allowed_tools: list[Annotated[Text, Field(max_length=100)]] | None = Field(
+    allowed_tools: list[ToolName] | None = Field(
         None, max_length=50, description="Tools the agent may use; the CLI's default set if null."
     )
     output_schema: dict[str, Any] | None = Field(

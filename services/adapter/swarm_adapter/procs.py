@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from swarm_common.text import clean_text
 
-__all__ = ["ProcessResult", "kill_group", "kill_strays", "run_process"]
+__all__ = ["OutputTail", "ProcessResult", "kill_group", "kill_strays", "run_process"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class ProcessResult:
     duration_s: float
 
 
-class _Tail:
+class OutputTail:
     """The last `limit` bytes of a stream."""
 
     def __init__(self, limit: int) -> None:
@@ -102,9 +101,8 @@ async def run_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-        limit=1 << 20,
     )
-    tail = _Tail(tail_bytes)
+    tail = OutputTail(tail_bytes)
     reader = asyncio.create_task(_read(proc, tail, on_line))
     waiter = asyncio.create_task(proc.wait())
     canceller = asyncio.create_task(cancel.wait())
@@ -139,55 +137,66 @@ async def run_process(
     )
 
 
-async def _read(proc: asyncio.subprocess.Process, tail: _Tail, on_line: LineHandler | None) -> None:
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""A longer line is handed over cut to this length, and reading resumes at its end."""
+_CHUNK = 64 * 1024
+
+
+async def _read(
+    proc: asyncio.subprocess.Process, tail: OutputTail, on_line: LineHandler | None
+) -> None:
+    """Split the output into lines ourselves: `readline()` drops a line longer than its
+    limit, and what follows it comes out glued together."""
     assert proc.stdout is not None
-    while True:
-        try:
-            line = await proc.stdout.readline()
-        except ValueError:  # a line over the stream limit: take it in pieces
-            line = await proc.stdout.read(1 << 20)
-        if not line:
-            return
-        tail.add(line)
-        if on_line is not None:
-            try:
-                await on_line(line)
-            except Exception:
-                log.exception("output handler failed; output is still collected")
+    pending = bytearray()
+    skipping = False  # inside the rest of an overlong line
+    while chunk := await proc.stdout.read(_CHUNK):
+        tail.add(chunk)
+        pending.extend(chunk)
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[: end + 1])
+            del pending[: end + 1]
+            if not skipping:
+                await _deliver(on_line, line)
+            skipping = False
+        if len(pending) > MAX_LINE_BYTES:
+            if not skipping:
+                await _deliver(on_line, bytes(pending[:MAX_LINE_BYTES]) + b"\n")
+            skipping = True
+            pending.clear()
+    if pending and not skipping:
+        await _deliver(on_line, bytes(pending))
 
 
-def kill_strays(path: Path) -> list[int]:
-    """SIGKILL every process (and its whole session) that still works in `path` or names it
-    on its command line: what an agent left behind outside its process group (Codex's
-    sandbox helper runs in sessions of its own). Never touches this process's session.
-    Linux only; elsewhere it finds nothing."""
+async def _deliver(on_line: LineHandler | None, line: bytes) -> None:
+    if on_line is None:
+        return
+    try:
+        await on_line(line)
+    except Exception:
+        log.exception("output handler failed; output is still collected")
+
+
+def kill_strays(marker: str) -> list[int]:
+    """SIGKILL every process whose environment holds `marker` (`SWARM_WORKTREE=<path>`, set
+    for every agent): what an agent left behind outside its process group, such as Codex's
+    sandbox helper, which runs in sessions of its own. A person's shell that merely sits in
+    the worktree is left alone. Linux only; elsewhere it finds nothing."""
     proc_root = Path("/proc")
     if not proc_root.is_dir():
         return []
-    marker, own_session = str(path).encode(), os.getsid(0)
-    # `…/t1-1` must not match `…/t1-10`: the path ends where a separator or the text does.
-    named_in = re.compile(re.escape(marker) + rb"(?=$|[/\0\s'\"])")
-    sessions: dict[int, list[int]] = {}
-    named: set[int] = set()
+    needle = marker.encode() + b"\0"
+    killed: list[int] = []
     for entry in proc_root.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
-            sessions.setdefault(session, []).append(int(entry.name))
-            cwd = os.readlink(entry / "cwd").encode()
-            if named_in.match(cwd) or named_in.search((entry / "cmdline").read_bytes()):
-                named.add(session)
-        except (OSError, ValueError, IndexError):
+            environ = (entry / "environ").read_bytes()
+            if environ.startswith(needle) or b"\0" + needle in environ:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+        except (OSError, ValueError):
             continue
-    killed: list[int] = []
-    for session in named - {own_session}:
-        for pid in sessions[session]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except (ProcessLookupError, PermissionError):
-                continue
     if killed:
         log.warning("killed processes an agent left behind", extra={"pids": killed[:20]})
     return killed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,11 +29,14 @@ class ProgressBatcher:
         interval_s: float = 1.0,
         max_items: int = 20,
         max_text: int = 1000,
+        max_data: int = 4000,
     ) -> None:
         self._publish = publish
         self._interval = interval_s
         self._max_items = max_items
         self._max_text = max_text
+        self._max_data = max_data
+        self._closing = asyncio.Event()
         self._items: list[dict[str, Any]] = []
         self._dropped = 0
         self._counts: dict[str, int] = {}
@@ -51,7 +55,7 @@ class ProgressBatcher:
             return
         item: dict[str, Any] = {"kind": kind, "text": text[: self._max_text]}
         if data:
-            item["data"] = data
+            item["data"] = _bounded(data, self._max_data)
         self._items.append(item)
 
     async def flush(self) -> None:
@@ -73,18 +77,26 @@ class ProgressBatcher:
         self._task = asyncio.create_task(self._loop(), name="progress")
 
     async def stop(self) -> None:
-        """Stop the loop and publish what is left."""
+        """Stop the loop (letting a publish in flight finish) and publish what is left."""
+        self._closing.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=self._interval)
             await self.flush()
+
+
+def _bounded(data: dict[str, Any], limit: int) -> dict[str, Any]:
+    """`data`, or a preview of it when its JSON is longer than `limit`."""
+    text = json.dumps(data, default=str)
+    if len(text) <= limit:
+        return data
+    return {"truncated": True, "preview": text[: limit // 4]}
 
 
 def _summary(counts: dict[str, int]) -> str:

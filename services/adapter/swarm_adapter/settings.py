@@ -7,10 +7,10 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from swarm_common.settings import CommonSettings
-from swarm_common.specs import AgentKind
+from swarm_common.specs import AgentKind, check_model
 
 __all__ = ["AdapterSettings", "get_settings"]
 
@@ -42,6 +42,11 @@ class AdapterSettings(CommonSettings):
     gemini_model: str | None = "gemini-2.5-pro"
     max_turns: int = Field(50, ge=1, le=1000)
     """Turn limit when a task names none."""
+
+    @field_validator("claude_model", "codex_model", "gemini_model")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        return check_model(value) if value else None
 
     @model_validator(mode="after")
     def _default_name(self) -> AdapterSettings:

@@ -23,6 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from swarm_adapter.procs import kill_strays
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult
 from swarm_adapter.settings import AdapterSettings
@@ -318,6 +319,8 @@ class Adapter:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             await batcher.stop()
+            # Whatever the agent left running outside its process group goes too.
+            await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
 
     def _outcome(self, running: _Running, result: RunResult, commit: Commit) -> Message:
         transcript = None

@@ -119,7 +119,9 @@ class Worktrees:
         await asyncio.to_thread(shutil.rmtree, self.home(message), True)
 
 
-MAX_SCRUB_BYTES = 20 * 1024 * 1024
+MAX_SCRUB_BYTES = 256 * 1024 * 1024
+"""Files up to this size are redacted in memory; a larger one holding a secret is refused."""
+_SCAN_CHUNK = 8 * 1024 * 1024
 
 
 def _scrub(worktree: Path, secrets: list[bytes]) -> list[str]:
@@ -132,21 +134,39 @@ def _scrub(worktree: Path, secrets: list[bytes]) -> list[str]:
     scrubbed = []
     for entry in filter(None, listing.split("\0")):
         name = entry[3:]
-        target = worktree / name
         try:
-            if (
-                not target.is_file()
-                or target.is_symlink()
-                or target.stat().st_size > MAX_SCRUB_BYTES
-            ):
-                continue
-            data = target.read_bytes()
-            cleaned = data
-            for secret in secrets:
-                cleaned = cleaned.replace(secret, REDACTED)
-            if cleaned != data:
-                target.write_bytes(cleaned)
+            if _scrub_file(worktree / name, secrets):
                 scrubbed.append(name)
         except OSError as exc:
             raise WorktreeError(f"cannot check {name} for secrets: {exc.strerror}") from None
     return scrubbed
+
+
+def _scrub_file(target: Path, secrets: list[bytes]) -> bool:
+    if not target.is_file() or target.is_symlink():
+        return False
+    if target.stat().st_size > MAX_SCRUB_BYTES:
+        if _holds(target, secrets):
+            raise WorktreeError(f"{target.name} is too large to redact and holds a secret")
+        return False
+    data = target.read_bytes()
+    cleaned = data
+    for secret in secrets:
+        cleaned = cleaned.replace(secret, REDACTED)
+    if cleaned == data:
+        return False
+    target.write_bytes(cleaned)
+    return True
+
+
+def _holds(target: Path, secrets: list[bytes]) -> bool:
+    """Whether a file holds a secret, read in chunks that overlap by a secret's length."""
+    overlap = max(len(s) for s in secrets) - 1
+    previous = b""
+    with open(target, "rb") as handle:
+        while chunk := handle.read(_SCAN_CHUNK):
+            window = previous + chunk
+            if any(secret in window for secret in secrets):
+                return True
+            previous = window[-overlap:] if overlap > 0 else b""
+    return False

@@ -213,6 +213,21 @@ class _Stack:
             self.postgres.stop()
 
 
+def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
+    """What one child gets: each adapter only its own agent's key and base URL and no
+    database URL; the orchestrator no agent key at all."""
+    from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
+
+    owned = {
+        agent: {cli_runner_class(agent).key_env, cli_runner_class(agent).base_url_env}
+        for agent in AGENT_CLIS
+    }
+    hidden = set().union(*owned.values()) - owned.get(kind or "", set())
+    if kind is not None:
+        hidden.add("SWARM_DATABASE_URL")
+    return {k: v for k, v in env.items() if k not in hidden}
+
+
 def _wait_ready(url: str, child: _Child, timeout_s: float, stop: threading.Event) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
@@ -271,15 +286,20 @@ def run_up(options: UpOptions) -> int:
         }
         api_url = f"http://{_client_host(options.host)}:{options.port}"
         orchestrator = stack.add(
-            "orchestrator", ["server", "--host", options.host, "--port", str(options.port)], env
+            "orchestrator",
+            ["server", "--host", options.host, "--port", str(options.port)],
+            environment_for(None, env),
         )
-        adapter_env = {k: v for k, v in env.items() if k != "SWARM_DATABASE_URL"}
         adapters, skipped = plan_adapters(options.adapters, dict(os.environ))
         for kind, reason in skipped.items():
             console.print(f"Skipped      {kind} adapter: {escape(reason)}")
         for kind, count in adapters.items():
             for i in range(count):
-                stack.add(f"adapter-{kind}-{i + 1}", ["adapter", "--agent", kind], adapter_env)
+                stack.add(
+                    f"adapter-{kind}-{i + 1}",
+                    ["adapter", "--agent", kind],
+                    environment_for(kind, env),
+                )
         _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
         if stack.stop_requested.is_set():
             return 0

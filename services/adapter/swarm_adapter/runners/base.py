@@ -33,6 +33,16 @@ _ENV_ALLOWLIST = (
     "LOGNAME",
     "SHELL",
     "TMPDIR",
+    # Reaching the model API from behind a proxy or a private certificate authority.
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 )
 
 

@@ -10,6 +10,8 @@ With `CLAUDE_CODE_MAX_RETRIES=0` a 429 fails at once (Swarm schedules the retry 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
@@ -35,7 +37,7 @@ class ClaudeRunner(AgentCliRunner):
     base_url_env: ClassVar[str] = "ANTHROPIC_BASE_URL"
     api_timeout_ms: ClassVar[int] = 300_000
 
-    def command(self, ctx: RunContext, prompt: str) -> list[str]:
+    def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
         tools = ctx.message.allowed_tools or list(DEFAULT_TOOLS)
         argv = [
             str(self.path),
@@ -44,16 +46,19 @@ class ClaudeRunner(AgentCliRunner):
             "--output-format",
             "stream-json",
             "--verbose",
-            "--max-turns",
-            str(self.max_turns(ctx)),
+            f"--max-turns={self.max_turns(ctx)}",
             "--permission-mode",
             "acceptEdits",
             "--allowedTools",
-            " ".join(tools),
+            *tools,
         ]
         model = self.model(ctx)
         if model:
-            argv += ["--model", model]
+            argv.append(f"--model={model}")
+        if ctx.message.output_schema is not None:
+            argv.append(f"--json-schema={json.dumps(ctx.message.output_schema)}")
+        for folder in readable:
+            argv.append(f"--add-dir={folder}")
         return argv
 
     def configure(self, ctx: RunContext) -> dict[str, str]:

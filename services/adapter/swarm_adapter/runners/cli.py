@@ -19,19 +19,36 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from swarm_adapter.procs import ProcessResult, kill_strays, run_process
+from swarm_adapter.procs import OutputTail, ProcessResult, run_process
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings
 from swarm_common.redaction import Redactor
 
-__all__ = ["AgentCliRunner", "CliRun", "Credentials", "as_dict", "as_int"]
+__all__ = ["AgentCliRunner", "CliRun", "Credentials", "as_dict", "as_int", "prompt_argument"]
 
 log = logging.getLogger(__name__)
 
 VERSION_TIMEOUT_S = 60.0
 TRANSCRIPT = "transcript.jsonl"
+PROMPT_ARG_BYTES = 100_000
+"""Longer prompts go into a file: Linux caps one argument at 128 KiB."""
+
+
+def prompt_argument(ctx: RunContext, prompt: str) -> tuple[str, list[Path]]:
+    """The prompt as a command-line argument, or, when too long for one, a short prompt
+    naming the file (in the agent's private home) that holds it."""
+    if len(prompt.encode()) <= PROMPT_ARG_BYTES:
+        return prompt, []
+    path = ctx.home / "TASK.md"
+    path.write_text(prompt, encoding="utf-8")
+    short = (
+        f"# Task: {ctx.message.title}\n\nThe full task is too long for the command line. "
+        f"It is in the file {path}. Read that whole file first, then do what it says."
+    )
+    return short, [ctx.home]
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -114,11 +131,16 @@ class AgentCliRunner(ABC):
             base_url=self.environ.get(self.base_url_env) or None,
         )
         self.path = self.find_binary(self.settings, self.environ)
-        self.redact = Redactor([self.credentials.api_key])
+        self.redact = Redactor(self.secrets)
 
     @property
     def secrets(self) -> list[str]:
-        return [self.credentials.api_key] if self.credentials.api_key else []
+        """The key, and any credentials written into the base URL."""
+        found = [self.credentials.api_key or ""]
+        if self.credentials.base_url:
+            parts = urlsplit(self.credentials.base_url)
+            found += [parts.password or "", parts.username or ""]
+        return [s for s in found if s]
 
     @classmethod
     def find_binary(cls, settings: AdapterSettings, environ: dict[str, str]) -> Path | None:
@@ -174,8 +196,9 @@ class AgentCliRunner(ABC):
     # -- what each CLI says ---------------------------------------------------------------
 
     @abstractmethod
-    def command(self, ctx: RunContext, prompt: str) -> list[str]:
-        """The argv (never a shell string) of one headless run."""
+    def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
+        """The argv (never a shell string) of one headless run. `readable` lists folders
+        outside the worktree the agent must be able to read (where a long prompt went)."""
 
     @abstractmethod
     def configure(self, ctx: RunContext) -> dict[str, str]:
@@ -234,9 +257,11 @@ class AgentCliRunner(ABC):
     async def run(self, ctx: RunContext) -> RunResult:
         env = base_env(ctx, self.environ)
         env.update(self.configure(ctx))
-        argv = self.command(ctx, build_prompt(ctx.message))
+        prompt, readable = prompt_argument(ctx, build_prompt(ctx.message))
+        argv = self.command(ctx, prompt, readable=readable)
         transcript_path = ctx.artifacts / TRANSCRIPT
         run = CliRun()
+        tail = OutputTail(ctx.tail_bytes)  # of redacted lines: a cut never splits a key
         # Buffered writes of whole lines; the file is opened off the event loop.
         transcript = await asyncio.to_thread(open, transcript_path, "w", encoding="utf-8")
         with transcript:
@@ -244,6 +269,7 @@ class AgentCliRunner(ABC):
             async def on_line(raw: bytes) -> None:
                 text = self.redact(raw.decode("utf-8", errors="replace")).rstrip("\n")
                 transcript.write(text + "\n")
+                tail.add((text + "\n").encode())
                 run.lines += 1
                 self._read(text, run, ctx)
                 if self.enforce_turns and (run.turns or 0) > self.max_turns(ctx):
@@ -265,7 +291,6 @@ class AgentCliRunner(ABC):
                 )
             finally:
                 relay.cancel()
-                await asyncio.to_thread(kill_strays, ctx.worktree)
         if proc.cancelled and not ctx.cancel.is_set():  # stopped by the turn budget
             result = self.classify(proc, run)
         elif proc.cancelled:
@@ -279,7 +304,7 @@ class AgentCliRunner(ABC):
             )
         else:
             result = self.classify(proc, run)
-        result.output_tail = self.redact(proc.tail)
+        result.output_tail = tail.text()
         result.error = self.redact(result.error)
         result.duration_s = proc.duration_s
         result.usage = dict(run.usage)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
@@ -52,7 +53,7 @@ class CodexRunner(AgentCliRunner):
     enforce_turns: ClassVar[bool] = True
     stream_idle_timeout_ms: ClassVar[int] = 300_000
 
-    def command(self, ctx: RunContext, prompt: str) -> list[str]:
+    def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
         base_url = self.credentials.base_url or DEFAULT_BASE_URL
         provider = (
             f'{{name="Swarm",base_url={json.dumps(base_url)},env_key="{self.key_env}",'
@@ -81,7 +82,7 @@ class CodexRunner(AgentCliRunner):
         ]
         model = self.model(ctx)
         if model:
-            argv += ["-m", model]
+            argv.append(f"--model={model}")
         if ctx.message.output_schema is not None:
             schema = ctx.home / "output-schema.json"
             schema.write_text(json.dumps(ctx.message.output_schema))
@@ -167,19 +168,27 @@ class CodexRunner(AgentCliRunner):
         return []
 
 
+_STATUS = re.compile(r"status:?\s*(\d{3})\b", re.IGNORECASE)
+
+
 def _explain(run: CliRun) -> None:
+    """Classify a failed turn from its message: by the HTTP status it names, else by its
+    wording. The `url: …` Codex appends is left out (a port can read as a status)."""
     text = run.result_text
-    lowered = text.lower()
-    if "429" in text or "usage limit" in lowered or "rate limit" in lowered:
+    wording = text.split(", url: ", 1)[0]
+    lowered = wording.lower()
+    match = _STATUS.search(wording)
+    status = int(match.group(1)) if match else None
+    if status == 429 or any(w in lowered for w in ("usage limit", "rate limit", "quota")):
         run.fail("rate_limited", text)
         run.retry_at = _try_again_at(text)
-    elif "401" in text or "403" in text or "api key" in lowered:
+    elif status in (401, 403) or "api key" in lowered:
         run.fail("auth", text)
     elif "connection failed" in lowered or "error sending request" in lowered:
         run.fail("model_unreachable", text)
     elif (
-        "high demand" in lowered
-        or re.search(r"\b5\d\d\b", text)
+        (status is not None and status >= 500)
+        or "high demand" in lowered
         or "stream disconnected" in lowered
     ):
         run.fail("model_error", text)

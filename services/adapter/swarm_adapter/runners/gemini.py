@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.procs import ProcessResult
@@ -33,6 +34,7 @@ _STATUS_OF_EXIT = {
     (status & 0xFF): status for status in (400, 401, 403, 404, 429, 500, 502, 503, 504)
 }
 TURN_LIMIT_EXIT = 53
+AUTH_EXIT = 41
 
 
 class GeminiRunner(AgentCliRunner):
@@ -42,7 +44,7 @@ class GeminiRunner(AgentCliRunner):
     key_env: ClassVar[str] = "GEMINI_API_KEY"
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"
 
-    def command(self, ctx: RunContext, prompt: str) -> list[str]:
+    def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
         argv = [
             str(self.path),
             "-p",
@@ -55,19 +57,27 @@ class GeminiRunner(AgentCliRunner):
         ]
         model = self.model(ctx)
         if model:
-            argv += ["-m", model]
+            argv.append(f"--model={model}")  # `-m --x` would read as an option
+        for folder in readable:
+            argv.append(f"--include-directories={folder}")
         return argv
 
     def configure(self, ctx: RunContext) -> dict[str, str]:
         folder = ctx.home / ".gemini"
         folder.mkdir(parents=True, exist_ok=True)
-        settings = {
-            "security": {"auth": {"selectedType": "gemini-api-key"}},
+        settings: dict[str, Any] = {
+            "security": {
+                "auth": {"selectedType": "gemini-api-key"},
+                # The agent's own shell commands do not see the key.
+                "environmentVariableRedaction": {"enabled": True, "blocked": [self.key_env]},
+            },
             "telemetry": {"enabled": False},
             "privacy": {"usageStatisticsEnabled": False},
             "general": {"enableAutoUpdate": False, "maxAttempts": 1},
             "model": {"maxSessionTurns": self.max_turns(ctx)},
         }
+        if ctx.message.allowed_tools:
+            settings["tools"] = {"core": list(ctx.message.allowed_tools)}
         (folder / "settings.json").write_text(json.dumps(settings, indent=2))
         tmp = ctx.home / "tmp"
         tmp.mkdir(exist_ok=True)
@@ -120,7 +130,7 @@ class GeminiRunner(AgentCliRunner):
             run.result_text = str(error.get("message", ""))
 
     def classify(self, proc: ProcessResult, run: CliRun) -> RunResult:
-        if run.is_error and not run.reason:
+        if not run.reason and (run.is_error or proc.exit_code in (AUTH_EXIT, TURN_LIMIT_EXIT)):
             self._explain(proc.exit_code, run)
         return super().classify(proc, run)
 
@@ -134,7 +144,12 @@ class GeminiRunner(AgentCliRunner):
             match = _RETRY_AFTER.search(text)
             if match:
                 run.retry_at = utcnow() + timedelta(seconds=float(match.group(1)))
-        elif status in (400, 401, 403) or "API_KEY_INVALID" in text or "API key not valid" in text:
+        elif (
+            status in (401, 403)
+            or exit_code == AUTH_EXIT
+            or "API_KEY_INVALID" in text
+            or "API key not valid" in text
+        ):
             run.fail("auth", text)
         elif "fetch failed" in text:
             run.fail("model_unreachable", text)

@@ -15,6 +15,8 @@ from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult,
 
 __all__ = ["ShellRunner"]
 
+PROMPT_ARG_BYTES = 100_000
+
 
 class ShellRunner:
     agent: ClassVar[str] = "shell"
@@ -32,8 +34,13 @@ class ShellRunner:
 
     async def run(self, ctx: RunContext) -> RunResult:
         env = base_env(ctx, dict(os.environ))
+        command = [self._shell or "/bin/sh", "-c", ctx.message.prompt]
+        if len(ctx.message.prompt.encode()) > PROMPT_ARG_BYTES:  # over one argument's limit
+            script = ctx.home / "task.sh"
+            script.write_text(ctx.message.prompt, encoding="utf-8")
+            command = [self._shell or "/bin/sh", str(script)]
         proc = await run_process(
-            [self._shell or "/bin/sh", "-c", ctx.message.prompt],
+            command,
             cwd=ctx.worktree,
             env=env,
             timeout_s=ctx.message.timeout_s,
