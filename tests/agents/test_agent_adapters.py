@@ -32,6 +32,18 @@ READY = ["claude", "codex", "gemini"]
 agents = pytest.mark.parametrize("agent_stack", READY, indirect=True)
 
 
+def _start(
+    env: AgentStack, tmp_path: Path, scenario: Scenario | None = None, base_url: str | None = None
+) -> Path:
+    """A project repository, the scenario, the orchestrator and one adapter of the agent."""
+    if scenario is not None:
+        env.server.scenario = scenario
+    repo = init_repo(tmp_path / "project")
+    env.stack.start_orchestrator()
+    env.start_adapter(base_url=base_url)
+    return repo
+
+
 def _submit(client: httpx.Client, repo: Path, agent: str, **task: Any) -> tuple[str, str]:
     body = {
         "title": "agents",
@@ -106,9 +118,7 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
     agent_stack: AgentStack, tmp_path: Path
 ) -> None:
     env = agent_stack
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path)
     with env.stack.client() as client:
         session_id, task_id = _submit(client, repo, env.case.agent)
         task = _wait(client, task_id, lambda t: t["status"] not in ("pending", "queued", "running"))
@@ -142,10 +152,7 @@ def test_an_auth_failure_ends_the_attempt_with_a_clear_reason(
     agent_stack: AgentStack, tmp_path: Path
 ) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(mode="auth_error")
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path, Scenario(mode="auth_error"))
     with env.stack.client() as client:
         session_id, task_id = _submit(client, repo, env.case.agent)
         task = _wait(client, task_id, lambda t: t["status"] == "failed")
@@ -158,9 +165,7 @@ def test_an_auth_failure_ends_the_attempt_with_a_clear_reason(
 @agents
 def test_an_unreachable_model_server(agent_stack: AgentStack, tmp_path: Path) -> None:
     env = agent_stack
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter(base_url="http://127.0.0.1:9" + env.case.url_suffix)
+    repo = _start(env, tmp_path, base_url="http://127.0.0.1:9" + env.case.url_suffix)
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent)
         task = _wait(client, task_id, lambda t: t["status"] == "failed")
@@ -172,10 +177,7 @@ def test_a_hang_past_the_timeout_is_killed_with_its_whole_group(
     agent_stack: AgentStack, tmp_path: Path
 ) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(mode="hang")
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path, Scenario(mode="hang"))
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent, timeout_s=4)
         task = _wait(client, task_id, lambda t: t["status"] == "failed")
@@ -186,10 +188,7 @@ def test_a_hang_past_the_timeout_is_killed_with_its_whole_group(
 @agents
 def test_a_cancel_stops_the_running_agent(agent_stack: AgentStack, tmp_path: Path) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(mode="hang")
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path, Scenario(mode="hang"))
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent)
         _wait(client, task_id, lambda t: t["status"] == "running")
@@ -220,10 +219,7 @@ def test_a_cancel_stops_the_running_agent(agent_stack: AgentStack, tmp_path: Pat
 @agents
 def test_a_rate_limit_is_retried_after_the_limit(agent_stack: AgentStack, tmp_path: Path) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(mode="rate_limit", reset_after_s=2)
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path, Scenario(mode="rate_limit", reset_after_s=2))
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent, max_attempts=1)
         limited = _wait(
@@ -239,10 +235,7 @@ def test_a_rate_limit_is_retried_after_the_limit(agent_stack: AgentStack, tmp_pa
 @agents
 def test_a_runaway_agent_stops_at_its_turn_limit(agent_stack: AgentStack, tmp_path: Path) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(mode="loop_tools")
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path, Scenario(mode="loop_tools"))
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent, max_turns=3)
         task = _wait(client, task_id, lambda t: t["status"] == "failed")
@@ -288,12 +281,8 @@ def test_a_key_the_agent_writes_into_a_file_is_not_committed(
     agent_stack: AgentStack, tmp_path: Path
 ) -> None:
     env = agent_stack
-    env.server.scenario = Scenario(
-        mode="write_file", file="config.env", content=f"API_KEY={env.secret}\n"
-    )
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    scenario = Scenario(mode="write_file", file="config.env", content=f"API_KEY={env.secret}\n")
+    repo = _start(env, tmp_path, scenario)
     with env.stack.client() as client:
         session_id, task_id = _submit(client, repo, env.case.agent)
         task = _wait(client, task_id, lambda t: t["status"] == "succeeded")
@@ -308,9 +297,7 @@ def test_a_prompt_too_long_for_the_command_line_still_runs(
     agent_stack: AgentStack, tmp_path: Path
 ) -> None:
     env = agent_stack
-    repo = init_repo(tmp_path / "project")
-    env.stack.start_orchestrator()
-    env.start_adapter()
+    repo = _start(env, tmp_path)
     long_prompt = "Create hello.txt saying hello.\n" + "Context line. " * 12_000  # ~170 KB
     schema = {"type": "object", "properties": {"done": {"type": "boolean"}}}
     with env.stack.client() as client:

@@ -73,11 +73,7 @@ class ClaudeRunner(AgentCliRunner):
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "API_TIMEOUT_MS": str(self.api_timeout_ms),
         }
-        if self.credentials.api_key:
-            env[self.key_env] = self.credentials.api_key
-        if self.credentials.base_url:
-            env[self.base_url_env] = self.credentials.base_url
-        return env
+        return {**env, **self.credential_env()}
 
     def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
         kind = event.get("type")

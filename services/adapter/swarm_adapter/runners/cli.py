@@ -142,6 +142,16 @@ class AgentCliRunner(ABC):
             found += [parts.password or "", parts.username or ""]
         return [s for s in found if s]
 
+    def credential_env(self, *, base_url: bool = True) -> dict[str, str]:
+        """The key (and the base URL, for CLIs that read it from the environment) under the
+        vendor's own names, for this CLI process only."""
+        env = {}
+        if self.credentials.api_key:
+            env[self.key_env] = self.credentials.api_key
+        if base_url and self.credentials.base_url:
+            env[self.base_url_env] = self.credentials.base_url
+        return env
+
     @classmethod
     def find_binary(cls, settings: AdapterSettings, environ: dict[str, str]) -> Path | None:
         configured = getattr(settings, f"{cls.agent}_path", None)

@@ -95,10 +95,12 @@ class CodexRunner(AgentCliRunner):
         (codex_home / "config.toml").write_text(CONFIG_TOML)
         tmp = ctx.home / "tmp"
         tmp.mkdir(exist_ok=True)
-        env = {"CODEX_HOME": str(codex_home), "TMPDIR": str(tmp)}
-        if self.credentials.api_key:
-            env[self.key_env] = self.credentials.api_key
-        return env
+        # The base URL goes into the provider configuration, not the environment.
+        return {
+            "CODEX_HOME": str(codex_home),
+            "TMPDIR": str(tmp),
+            **self.credential_env(base_url=False),
+        }
 
     def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
         kind = event.get("type")

@@ -82,11 +82,7 @@ class GeminiRunner(AgentCliRunner):
         tmp = ctx.home / "tmp"
         tmp.mkdir(exist_ok=True)
         env = {"TMPDIR": str(tmp), "GEMINI_CLI_NO_RELAUNCH": "true"}
-        if self.credentials.api_key:
-            env[self.key_env] = self.credentials.api_key
-        if self.credentials.base_url:
-            env[self.base_url_env] = self.credentials.base_url
-        return env
+        return {**env, **self.credential_env()}
 
     def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
         kind = event.get("type")
