@@ -10,6 +10,7 @@ how to classify its failures (`classify`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -301,6 +302,8 @@ class AgentCliRunner(ABC):
                 )
             finally:
                 relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
         if proc.cancelled and not ctx.cancel.is_set():  # stopped by the turn budget
             result = self.classify(proc, run)
         elif proc.cancelled:
