@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from swarm_adapter.procs import ProcessResult
+from swarm_common.procs import ProcessResult
 from swarm_adapter.runners import cli_runner_class
 from swarm_adapter.runners.base import RunContext
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun

@@ -23,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from swarm_adapter.procs import kill_strays
+from swarm_common.procs import kill_strays
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult
 from swarm_adapter.settings import AdapterSettings

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from swarm_adapter.procs import OutputTail, ProcessResult, run_process
+from swarm_common.procs import OutputTail, ProcessResult, run_process
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings

@@ -10,7 +10,7 @@ import os
 import shutil
 from typing import ClassVar, Literal
 
-from swarm_adapter.procs import ProcessResult, run_process
+from swarm_common.procs import ProcessResult, run_process
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 
 __all__ = ["ShellRunner"]

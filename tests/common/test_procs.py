@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from swarm_adapter.procs import kill_strays, run_process
+from swarm_common.procs import kill_strays, run_process
 from tests.waiting import pid_alive, wait_until
 
 

@@ -1,6 +1,6 @@
-"""Running an agent process: its own process group, stdin from /dev/null, a timeout, a
-cancel signal, and the whole group killed (TERM, then KILL after a grace period) when it
-must stop, so no child of the agent outlives its attempt."""
+"""Running a child process (an agent, a setup command, a quality gate): its own process
+group, stdin from /dev/null, a timeout, a cancel signal, and the whole group killed (TERM,
+then KILL after a grace period) when it must stop, so no child outlives its run."""
 
 from __future__ import annotations
 
