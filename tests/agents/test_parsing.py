@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from swarm_common.procs import ProcessResult
 from swarm_adapter.runners import cli_runner_class
 from swarm_adapter.runners.base import RunContext
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun
 from swarm_adapter.runners.codex import _explain as codex_explain
 from swarm_common.messages import TaskMessage
+from swarm_common.procs import ProcessResult
 
 DATA = json.loads((Path(__file__).parent / "data" / "transcripts.json").read_text())
 

@@ -23,7 +23,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from swarm_common.procs import kill_strays
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult
 from swarm_adapter.settings import AdapterSettings
@@ -41,6 +40,7 @@ from swarm_common.messages import (
     WorkerOnline,
     utcnow,
 )
+from swarm_common.procs import kill_strays
 from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_common.text import clean, clean_text

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from swarm_common.procs import OutputTail, ProcessResult, run_process
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings
+from swarm_common.procs import OutputTail, ProcessResult, run_process
 from swarm_common.redaction import Redactor
 
 __all__ = ["AgentCliRunner", "CliRun", "Credentials", "as_dict", "as_int", "prompt_argument"]

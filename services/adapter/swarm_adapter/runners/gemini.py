@@ -20,10 +20,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from swarm_common.procs import ProcessResult
 from swarm_adapter.runners.base import RunContext, RunResult
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun, as_dict, as_int
 from swarm_common.messages import utcnow
+from swarm_common.procs import ProcessResult
 
 __all__ = ["GeminiRunner", "RUNNER"]
 

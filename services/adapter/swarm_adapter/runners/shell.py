@@ -10,8 +10,8 @@ import os
 import shutil
 from typing import ClassVar, Literal
 
-from swarm_common.procs import ProcessResult, run_process
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
+from swarm_common.procs import ProcessResult, run_process
 
 __all__ = ["ShellRunner"]
 
