@@ -86,11 +86,19 @@ def test_a_task_graph_runs_end_to_end(stack: Stack, tmp_path: Path) -> None:
         assert task["result"]["changed_files"] == [f"out/{key}.txt"]
         content = git.git("show", f"{commit}:out/{key}.txt", git_dir=mirror).stdout
         assert content == f"{key}\n"
+        # It started from the integration head of its queueing time: the base for a task
+        # without parents, its parents' merged work otherwise.
         parents = git.git("rev-list", "--parents", "-n", "1", commit, git_dir=mirror).stdout
-        assert parents.split()[1:] == [base]
+        assert parents.split()[1:] == [attempt["base_commit"]]
+        if not spec["deps"]:
+            assert attempt["base_commit"] == base
+        for parent in spec["deps"]:
+            parent_file = f"{attempt['base_commit']}:out/{parent}.txt"
+            assert git.git("show", parent_file, git_dir=mirror).stdout == f"{parent}\n"
+        assert task["merge_status"] == "merged"
 
     # The timeline holds every transition of every task, in order, and dependents were
-    # queued only after their parents' success was recorded.
+    # queued only after their parents' work was merged.
     by_task: dict[str, list[dict[str, Any]]] = {}
     for event in timeline:
         if event["task_id"]:
@@ -98,12 +106,24 @@ def test_a_task_graph_runs_end_to_end(stack: Stack, tmp_path: Path) -> None:
     position = {}
     for key, task in details.items():
         types = [e["type"] for e in by_task[task["id"]]]
-        assert types == ["task.created", "task.queued", "task.started", "task.succeeded"], key
+        assert types == [
+            "task.created",
+            "task.queued",
+            "task.started",
+            "task.succeeded",
+            "task.merged",
+        ], key
         position[key] = {e["type"]: e["id"] for e in by_task[task["id"]]}
     for spec in GRAPH:
         for parent in spec["deps"]:
-            assert position[spec["key"]]["task.queued"] > position[parent]["task.succeeded"]
+            assert position[spec["key"]]["task.queued"] > position[parent]["task.merged"]
     assert timeline[-1]["type"] == "session.finished"
+    # The integration branch holds every task's work, one merge commit per task.
+    integration = f"swarm/{session_id}/integration"
+    files = git.git("ls-tree", "-r", "--name-only", integration, "out", git_dir=mirror).stdout
+    assert sorted(files.split()) == sorted(f"out/{t['key']}.txt" for t in GRAPH)
+    merges = git.git("rev-list", "--merges", "--count", integration, git_dir=mirror).stdout
+    assert int(merges) == len(GRAPH)
 
     ran_on = {details[k]["attempts"][0]["worker"] for k in details}
     assert ran_on <= {"shell-a", "shell-b"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common import git
 from swarm_common.messages import Message
 from swarm_common.streams import Envelope, Keys, decode, encode
 from swarm_orchestrator.db.models import Base as Model
@@ -17,6 +19,7 @@ from swarm_orchestrator.events import Outcome, apply_event
 
 __all__ = [
     "apply",
+    "mirror_commit",
     "count_rows",
     "envelope",
     "new_session",
@@ -85,3 +88,30 @@ def outcome_event(
         worker="w-test",
         **fields,
     )
+
+
+def mirror_commit(
+    workspace: Path, session: dict[str, Any], files: dict[str, str], *, parent: str | None = None
+) -> str:
+    """Make a commit in a session's mirror on top of `parent` (default: the session's base)
+    that writes `files`, as an agent's attempt would; return its hash."""
+    mirror = workspace / "repos" / f"{session['id']}.git"
+    tree = workspace / "scratch" / uuid.uuid4().hex
+    git.git(
+        "worktree",
+        "add",
+        "--detach",
+        "--quiet",
+        str(tree),
+        parent or session["base_commit"],
+        git_dir=mirror,
+    )
+    try:
+        for name, content in files.items():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            (tree / name).write_text(content)
+        git.commit_all(tree, mirror, message="work", author=git.Author("t", "t@example.com"))
+        return git.git("rev-parse", "HEAD", cwd=tree).stdout.strip()
+    finally:
+        git.git("worktree", "remove", "--force", str(tree), git_dir=mirror)
+        shutil.rmtree(tree, ignore_errors=True)

@@ -20,10 +20,12 @@ from swarm_common.messages import (
 )
 from swarm_common.streams import Keys
 from swarm_orchestrator import scheduler
+from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Attempt, Event, Worker
 from swarm_orchestrator.events import Outcome
 from tests.orchestrator.helpers import (
     apply,
+    mirror_commit,
     new_session,
     outcome_event,
     task,
@@ -34,10 +36,16 @@ from tests.orchestrator.helpers import (
 SM = async_sessionmaker[AsyncSession]
 
 
-async def test_a_task_runs_through_its_states_and_queues_its_dependents(
-    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+async def test_a_task_runs_through_its_states_and_queues_its_dependents_once_merged(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    sessionmaker: SM,
+    keys: Keys,
+    state: AppState,
+    workspace: Path,
 ) -> None:
     session = await new_session(api, git_repo, [task("a"), task("b", "a")])
+    work = mirror_commit(workspace, session, {"f.txt": "a's work"})
     sid = session["id"]
     ids = await task_ids(api, sid)
     started = outcome_event(TaskStarted, sid, ids["a"], branch="x", base_commit="y")
@@ -50,14 +58,21 @@ async def test_a_task_runs_through_its_states_and_queues_its_dependents(
         sid,
         ids["a"],
         exit_code=0,
-        commit="c" * 40,
+        commit=work,
         changed_files=["f.txt"],
         duration_s=1.5,
     )
     assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
+    # Succeeded, but its dependent waits until its work is in the integration branch.
+    assert await task_states(api, sid) == {"a": ("succeeded", 1), "b": ("pending", 0)}
+    assert (await api.get(f"/v1/tasks/{ids['a']}")).json()["merge_status"] == "pending"
+    assert await state.background.merge_once() == 1
     assert await task_states(api, sid) == {"a": ("succeeded", 1), "b": ("queued", 1)}
     detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
-    assert detail["result"]["commit"] == "c" * 40
+    assert detail["result"]["commit"] == work
+    assert detail["merge_status"] == "merged"
+    child = (await api.get(f"/v1/tasks/{ids['b']}")).json()
+    assert child["base_commit"] == detail["merge_commit"] != session["base_commit"]
     [attempt] = detail["attempts"]
     assert (attempt["status"], attempt["worker"], attempt["changed_files"]) == (
         "succeeded",
@@ -71,6 +86,7 @@ async def test_a_task_runs_through_its_states_and_queues_its_dependents(
         "task.started",
         "task.progress",
         "task.succeeded",
+        "task.merged",
     ]
 
 
@@ -195,14 +211,17 @@ async def test_cancelled_tasks_ignore_late_results_and_block_dependents(
     assert (not_retryable.status_code, not_retryable.json()["code"]) == (409, "task_blocked")
 
 
-async def test_a_finished_session_is_marked_done(
-    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+async def test_a_finished_session_is_marked_done_once_its_work_is_merged(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys, state: AppState
 ) -> None:
     session = await new_session(api, git_repo, [task("a")])
     sid = session["id"]
     ids = await task_ids(api, sid)
-    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="f" * 40)
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit=None)
     await apply(sessionmaker, keys, done)
+    body = (await api.get(f"/v1/sessions/{sid}")).json()
+    assert not body["done"] and body["finished_at"] is None  # still in the merge queue
+    assert await state.background.merge_once() == 1
     body = (await api.get(f"/v1/sessions/{sid}")).json()
     assert body["done"] and body["finished_at"] is not None
     timeline = [e["type"] for e in (await api.get(f"/v1/sessions/{sid}/events")).json()]

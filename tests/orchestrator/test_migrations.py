@@ -75,6 +75,7 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
         "events",
         "outbox",
         "workers",
+        "checkpoints",
     }
 
 

@@ -10,12 +10,20 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common import git
 from swarm_common.messages import TaskFailed, TaskSucceeded
 from swarm_common.streams import Keys
-from swarm_orchestrator import scheduler
+from swarm_orchestrator import merges, scheduler
 from swarm_orchestrator.db.models import Attempt, Outbox
 from swarm_orchestrator.events import Outcome
-from tests.orchestrator.helpers import apply, new_session, outcome_event, task, task_ids
+from tests.orchestrator.helpers import (
+    apply,
+    mirror_commit,
+    new_session,
+    outcome_event,
+    task,
+    task_ids,
+)
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -30,22 +38,38 @@ async def _attempts(sessionmaker: SM, task_id: object) -> int:
         )
 
 
-async def test_parents_finishing_at_once_queue_the_child_once(
-    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+async def test_parents_finishing_and_merging_at_once_queue_the_child_once(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
-    for _ in range(12):
+    for _ in range(8):
         session = await new_session(api, git_repo, [task("a"), task("b"), task("c", "a", "b")])
         sid = session["id"]
         ids = await task_ids(api, sid)
         events = [
-            outcome_event(TaskSucceeded, sid, ids[k], exit_code=0, commit="a" * 40)
+            outcome_event(
+                TaskSucceeded,
+                sid,
+                ids[k],
+                exit_code=0,
+                commit=mirror_commit(workspace, session, {f"{k}.txt": k}),
+            )
             for k in ("a", "b")
         ]
         outcomes = await asyncio.gather(*(apply(sessionmaker, keys, e) for e in events))
         assert outcomes == [Outcome.APPLIED, Outcome.APPLIED]
+        # Two merge loops (two orchestrator replicas) at once: each task merges once.
+        merged = await asyncio.gather(
+            *(merges.merge_pending(sessionmaker, workspace=workspace, keys=keys) for _ in "xy")
+        )
+        assert sum(merged) == 2
         child = (await api.get(f"/v1/tasks/{ids['c']}")).json()
         assert (child["status"], child["attempt"]) == ("queued", 1)
         assert await _attempts(sessionmaker, ids["c"]) == 1
+        mirror = workspace / "repos" / f"{sid}.git"
+        merges_made = git.git(
+            "rev-list", "--merges", "--count", child["base_commit"], git_dir=mirror
+        ).stdout
+        assert int(merges_made) == 2
 
 
 async def test_concurrent_sweeps_queue_a_due_retry_once(

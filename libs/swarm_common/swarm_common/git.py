@@ -23,15 +23,23 @@ from pathlib import Path
 __all__ = [
     "GitError",
     "Author",
+    "MergeResult",
+    "RefMoved",
+    "ZERO",
     "add_worktree",
     "branch_head",
     "changed_files",
     "clone_bare",
     "commit_all",
+    "diff",
     "git",
+    "is_ancestor",
+    "merge_into",
+    "numstat",
     "remove_worktree",
     "repo_lock",
     "resolve_commit",
+    "update_ref",
     "worktrees_on_branch",
 ]
 
@@ -114,7 +122,8 @@ def git(
                 cwd=cwd,
                 env=_env(env),
                 capture_output=True,
-                text=True,
+                encoding="utf-8",
+                errors="replace",  # a patch may hold any bytes
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
                 check=False,
@@ -233,19 +242,46 @@ def _drop_worktree(git_dir: Path, path: Path) -> None:
     git("worktree", "prune", git_dir=git_dir)
 
 
-def commit_all(worktree: Path, git_dir: Path, *, message: str, author: Author) -> bool:
-    """Commit every change in `worktree` (new, modified, deleted files); False if none."""
-    git("add", "--all", cwd=worktree)
-    if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
-        return False
-    identity = {
+def _identity(author: Author) -> dict[str, str]:
+    return {
         "GIT_AUTHOR_NAME": author.name,
         "GIT_AUTHOR_EMAIL": author.email,
         "GIT_COMMITTER_NAME": "Swarm",
         "GIT_COMMITTER_EMAIL": "swarm@localhost",
     }
+
+
+def commit_all(
+    worktree: Path,
+    git_dir: Path,
+    *,
+    message: str,
+    author: Author,
+    exclude: Sequence[str] = (),
+) -> bool:
+    """Commit every change in `worktree` (new, modified, deleted files) except the paths in
+    `exclude` (what a setup step made); False if there was nothing to commit. A merge in
+    progress (a conflict-resolution task) is always concluded with a merge commit."""
+    pathspec = [".", *(f":(exclude,literal){path}" for path in exclude)]
+    git("add", "--all", "--", *pathspec, cwd=worktree)
+    merging = git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=worktree, check=False)
+    in_merge = merging.returncode == 0
+    if (
+        not in_merge
+        and git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0
+    ):
+        return False
     with repo_lock(git_dir):
-        git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, env=identity)
+        git(
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "--allow-empty",
+            "-m",
+            message,
+            cwd=worktree,
+            env=_identity(author),
+        )
     return True
 
 
@@ -253,3 +289,110 @@ def changed_files(worktree: Path, base: str, head: str = "HEAD") -> list[str]:
     """Paths that differ between `base` and `head`, as git names them."""
     out = git("diff", "--name-only", "--no-renames", "-z", base, head, "--", cwd=worktree).stdout
     return [name for name in out.split("\0") if name]
+
+
+ZERO = "0" * 40
+"""As the expected old value of `update_ref`: the ref must not exist yet."""
+
+
+class RefMoved(GitError):
+    """A compare-and-swap `update_ref` found the ref somewhere else than expected."""
+
+
+def update_ref(git_dir: Path, ref: str, new: str, *, old: str | None, reason: str) -> None:
+    """Point `ref` at `new`, only if it still points at `old` (`ZERO`: does not exist; None:
+    wherever it is). Callers hold `repo_lock`."""
+    args = ["update-ref", "-m", reason, ref, new]
+    if old is not None:
+        args.append(old)
+    proc = git(*args, git_dir=git_dir, check=False, retries=0)
+    if proc.returncode != 0:
+        if "but expected" in proc.stderr or "already exists" in proc.stderr:
+            raise RefMoved(args, proc.returncode, proc.stderr)
+        raise GitError(args, proc.returncode, proc.stderr)
+
+
+def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+    proc = git("merge-base", "--is-ancestor", ancestor, descendant, git_dir=git_dir, check=False)
+    if proc.returncode not in (0, 1):
+        raise GitError(["merge-base", ancestor, descendant], proc.returncode, proc.stderr)
+    return proc.returncode == 0
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    head: str
+    """The branch head after the merge (unchanged on a conflict)."""
+    merged: bool
+    """A merge commit was made now."""
+    already: bool = False
+    """`commit` was already part of the branch: nothing to do."""
+    conflicts: tuple[str, ...] = ()
+
+
+def merge_into(
+    git_dir: Path, branch: str, commit: str, *, message: str, author: Author
+) -> MergeResult:
+    """Merge `commit` into `branch` with a merge commit (`--no-ff`), without a worktree:
+    `merge-tree` computes the result, `commit-tree` records it and a compare-and-swap moves
+    the branch. On a conflict nothing changes and the conflicting paths are returned.
+    Idempotent: merging a commit the branch already holds changes nothing."""
+    ref = f"refs/heads/{branch}"
+    with repo_lock(git_dir):
+        head = resolve_commit(git_dir, ref)
+        if is_ancestor(git_dir, commit, head):
+            return MergeResult(head=head, merged=False, already=True)
+        proc = git(
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            "-z",
+            head,
+            commit,
+            git_dir=git_dir,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):
+            raise GitError(["merge-tree", head, commit], proc.returncode, proc.stderr)
+        tree, *paths = [part for part in proc.stdout.split("\0") if part]
+        if proc.returncode == 1:
+            return MergeResult(head=head, merged=False, conflicts=tuple(dict.fromkeys(paths)))
+        merge = git(
+            "commit-tree",
+            tree,
+            "-p",
+            head,
+            "-p",
+            commit,
+            "-m",
+            message,
+            git_dir=git_dir,
+            env=_identity(author),
+        ).stdout.strip()
+        update_ref(git_dir, ref, merge, old=head, reason=f"swarm: merge {commit[:12]}")
+    return MergeResult(head=merge, merged=True)
+
+
+def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, int | None]]:
+    """(path, lines added, lines deleted) per changed file; None counts for binary files."""
+    out = git("diff", "--numstat", "-z", "--no-renames", base, head, "--", git_dir=git_dir).stdout
+    rows: list[tuple[str, int | None, int | None]] = []
+    for record in out.split("\0"):
+        if not record:
+            continue
+        added, deleted, path = record.split("\t", 2)
+        rows.append(
+            (path, int(added) if added != "-" else None, int(deleted) if deleted != "-" else None)
+        )
+    return rows
+
+
+def diff(git_dir: Path, base: str, head: str, *, max_bytes: int) -> tuple[str, bool]:
+    """The patch from `base` to `head` (binary files named, not shown), cut at `max_bytes`;
+    returns it and whether it was cut."""
+    out = git("diff", "--no-color", "--no-ext-diff", base, head, "--", git_dir=git_dir).stdout
+    data = out.encode()
+    if len(data) <= max_bytes:
+        return out, False
+    return data[:max_bytes].decode(errors="ignore"), True

@@ -64,6 +64,17 @@ class TaskMessage(Message):
     context: str = Field("", description="The session's goal, for agents that take context.")
     repo: str = Field(description="The session's bare repository, relative to the workspace.")
     base_commit: str = Field(description="The commit the task's worktree starts from.")
+    merge_with: str | None = Field(
+        None,
+        description="Conflict resolution: merge this commit (the integration head) into the "
+        "worktree, leaving conflict markers for the agent to resolve.",
+    )
+    conflict_files: list[str] = Field(
+        default_factory=list, description="Conflict resolution: the files that conflicted."
+    )
+    feedback: str | None = Field(
+        None, description="What went wrong in the previous attempt (failed gates' output)."
+    )
     branch: str
     timeout_s: int
     model: str | None = None
@@ -116,6 +127,9 @@ class TaskProgress(TaskEvent):
 
 class _TaskOutcome(TaskEvent):
     exit_code: int | None = None
+    gates: list[dict[str, Any]] = Field(
+        default_factory=list, description="Setup and quality gate results (GateResult)."
+    )
     commit: str | None = Field(None, description="The task branch's head after the attempt.")
     changed_files: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
@@ -138,7 +152,8 @@ class TaskFailed(_TaskOutcome):
 
     reason: str = Field(
         description="Stable code: exit_code, timeout, crash, auth, rate_limited, turn_limit, "
-        "model_unreachable, git_error, worktree_error, adapter_error"
+        "model_unreachable, git_error, worktree_error, adapter_error, setup_failed, "
+        "gate_failed, unresolved_conflict"
     )
     error: str = ""
     retry_at: datetime | None = Field(

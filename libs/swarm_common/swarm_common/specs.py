@@ -104,8 +104,15 @@ class TaskSpec(BaseModel):
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first among ready tasks.")
     timeout_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
     max_attempts: int = Field(1, ge=1, le=20)
-    gates: list[Annotated[Text, Field(max_length=100)]] | None = Field(
-        None, max_length=20, description="Quality gates to run; null means the session default."
+    gates: list[Literal["lint", "test", "build"]] | None = Field(
+        None,
+        max_length=3,
+        description="Quality gates to run after the agent; null means all the session has.",
+    )
+    retry_on_gate_failure: bool = Field(
+        False,
+        description="A failed gate counts as a failed attempt that is retried (up to "
+        "`max_attempts`), with the gate's output in the next prompt.",
     )
     acceptance: list[Annotated[Text, Field(max_length=2000)]] = Field(
         default_factory=list, max_length=50, description="Acceptance criteria for the agent."

@@ -1,6 +1,6 @@
 """The prompt an agent CLI gets: the task's own words, framed with what else it needs to
-know (its title, role, the session's goal, acceptance criteria, expected files) and the
-rules of working inside Swarm."""
+know (its title, role, the session's goal, acceptance criteria, expected files, what went
+wrong in the previous attempt) and the rules of working inside Swarm."""
 
 from __future__ import annotations
 
@@ -31,5 +31,10 @@ def build_prompt(message: TaskMessage) -> str:
         )
     if message.skills:
         parts.append("## Skills to use\n" + ", ".join(message.skills))
+    if message.feedback:
+        parts.append(
+            "## What went wrong in the previous attempt\n"
+            "Fix this; the quality gates run again when you finish.\n\n" + message.feedback
+        )
     parts.append(RULES)
     return "\n\n".join(parts)

@@ -2,8 +2,9 @@
 
 For each message: decode (bad ones go to the dead-letter stream), claim the attempt with
 `SET NX` (a second claim of the same attempt is refused, so a message delivered twice runs
-once), emit `task.started`, prepare the worktree, run the agent with heartbeats and cancel
-checks beside it, commit, emit the result event, and only then acknowledge.
+once), emit `task.started`, prepare the worktree (setup files and command, see
+`preparation`), run the agent with heartbeats and cancel checks beside it, commit, run the
+quality gates on the commit, emit the result event, and only then acknowledge.
 """
 
 from __future__ import annotations
@@ -20,13 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from swarm_adapter.preparation import SetupError, copy_setup_files, merge_in, unresolved, untracked
 from swarm_adapter.progress import ProgressBatcher
-from swarm_adapter.runners.base import RunContext, Runner, RunResult
+from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
+from swarm_common.gates import (
+    GateCommand,
+    GateMode,
+    GateResult,
+    blocking_failures,
+    plan_gates,
+    run_gates,
+)
 from swarm_common.messages import (
     Message,
     TaskCancelled,
@@ -41,6 +52,7 @@ from swarm_common.messages import (
     utcnow,
 )
 from swarm_common.procs import kill_strays
+from swarm_common.session_settings import SessionSettings
 from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_common.text import clean, clean_text
@@ -265,7 +277,23 @@ class Adapter:
             worktree = await self.worktrees.prepare(message)
         except WorktreeError as exc:
             return TaskFailed(**common, reason="worktree_error", error=str(exc))
+        settings = _session_settings(message)
+        checks: list[GateResult] = []
+        try:
+            exclude = await self._setup(running, worktree, settings, checks)
+        except SetupError as exc:
+            return TaskFailed(
+                **common,
+                reason="setup_failed",
+                error=str(exc),
+                gates=[c.model_dump(mode="json") for c in checks],
+            )
         result = await self._run_agent(running, worktree)
+        if result.outcome == "succeeded" and message.merge_with:
+            left = await unresolved(worktree, sorted({*message.conflict_files, *message.files}))
+            if left:
+                result.outcome, result.reason = "failed", "unresolved_conflict"
+                result.error = "conflict markers are left in " + ", ".join(left[:20])
         try:
             scrubbed = await self.worktrees.scrub(worktree, self.runner.secrets)
             if scrubbed:
@@ -273,7 +301,9 @@ class Adapter:
                     "the agent wrote its API key into files; redacted before commit",
                     extra=self._ctx(message, files=",".join(scrubbed[:20])),
                 )
-            commit = await self.worktrees.commit(message, worktree, status=result.outcome)
+            commit = await self.worktrees.commit(
+                message, worktree, status=result.outcome, exclude=exclude
+            )
         except WorktreeError as exc:
             return TaskFailed(
                 **common,
@@ -283,7 +313,91 @@ class Adapter:
                 output_tail=result.output_tail,
                 duration_s=result.duration_s,
             )
-        return self._outcome(running, result, commit)
+        if result.outcome == "succeeded":
+            checks.extend(await self._gates(running, worktree, settings))
+        return self._outcome(running, result, commit, checks, settings.gates.mode)
+
+    async def _setup(
+        self,
+        running: _Running,
+        worktree: Path,
+        settings: SessionSettings,
+        checks: list[GateResult],
+    ) -> list[str]:
+        """Merge in (resolution tasks), copy setup files, run the setup command; return the
+        paths to keep out of the commit. Raises `SetupError`."""
+        message = running.message
+        if message.merge_with:
+            conflicts = await merge_in(worktree, message.merge_with)
+            await self._progress(
+                message,
+                "setup",
+                f"merged the integration head; {len(conflicts)} file(s) to resolve",
+                {"conflicts": conflicts[:200]},
+            )
+        setup = settings.setup
+        if setup.files:
+            await copy_setup_files(self.worktrees.workspace, message, worktree, setup.files)
+        if setup.command:
+            command = GateCommand(
+                name="setup",
+                command=setup.command,
+                source="session",
+                tool=None,
+                timeout_s=setup.timeout_s,
+            )
+            [outcome] = await self._checks(running, worktree, [command])
+            checks.append(outcome)
+            if outcome.status != "passed":
+                raise SetupError(f"the setup command {outcome.status}: {outcome.reason}")
+        made = await untracked(worktree) if (setup.command or setup.files) else []
+        return sorted({*setup.files, *made})
+
+    async def _gates(
+        self, running: _Running, worktree: Path, settings: SessionSettings
+    ) -> list[GateResult]:
+        plan = plan_gates(settings.gates, worktree, only=running.message.gates)
+        if not plan:
+            return []
+        return await self._checks(running, worktree, plan)
+
+    async def _checks(
+        self, running: _Running, worktree: Path, plan: list[GateCommand]
+    ) -> list[GateResult]:
+        """Run setup or gate commands with the agent's environment, heartbeats beside."""
+        message = running.message
+        env = task_env(
+            message,
+            worktree=worktree,
+            home=self.worktrees.home(message),
+            environ=dict(os.environ),
+        )
+        beat = asyncio.create_task(self._beat(running))
+        try:
+            results = await run_gates(
+                plan,
+                cwd=worktree,
+                env=env,
+                log_dir=self.worktrees.artifacts(message),
+                cancel=running.cancel,
+                tail_bytes=self.settings.output_tail_bytes,
+                kill_grace_s=self.settings.kill_grace_s,
+                relative_to=self.worktrees.workspace,
+            )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
+        for result in results:
+            await self._progress(
+                message,
+                "gate",
+                f"{result.name}: {result.status}"
+                + (f" ({result.reason})" if result.reason else ""),
+                {"gate": result.name, "status": result.status, "exit_code": result.exit_code},
+            )
+        return results
 
     async def _run_agent(self, running: _Running, worktree: Path) -> RunResult:
         """The runner, with heartbeats and batched progress beside it."""
@@ -322,7 +436,14 @@ class Adapter:
             # Whatever the agent left running outside its process group goes too.
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
 
-    def _outcome(self, running: _Running, result: RunResult, commit: Commit) -> Message:
+    def _outcome(
+        self,
+        running: _Running,
+        result: RunResult,
+        commit: Commit,
+        checks: list[GateResult],
+        mode: GateMode,
+    ) -> Message:
         transcript = None
         if result.transcript_path is not None:
             with contextlib.suppress(ValueError):
@@ -337,7 +458,17 @@ class Adapter:
             "usage": result.usage,
             "cost_usd": result.cost_usd,
             "transcript_path": transcript,
+            "gates": [c.model_dump(mode="json") for c in checks],
         }
+        if result.outcome == "succeeded" and any(c.status == "cancelled" for c in checks):
+            return TaskCancelled(**outcome, reason=running.cancel_reason or "cancelled")
+        failed = blocking_failures(checks, mode)
+        if result.outcome == "succeeded" and failed:
+            return TaskFailed(
+                **outcome,
+                reason="gate_failed",
+                error="; ".join(f"gate {g.name} {g.status}: {g.reason}" for g in failed),
+            )
         if result.outcome == "succeeded":
             return TaskSucceeded(**outcome)
         if result.outcome == "cancelled":
@@ -467,6 +598,22 @@ class Adapter:
             "worker": self.worker,
             **extra,
         }
+
+
+def _session_settings(message: TaskMessage) -> SessionSettings:
+    """The session's settings as the orchestrator validated them; a newer orchestrator's
+    unknown keys are ignored here rather than failing the attempt."""
+    try:
+        return SessionSettings.model_validate(message.settings)
+    except ValidationError:
+        known = {k: v for k, v in message.settings.items() if k in SessionSettings.model_fields}
+        try:
+            return SessionSettings.model_validate(known)
+        except ValidationError:
+            log.warning(
+                "session settings unreadable; defaults used", extra={"task_key": message.task_key}
+            )
+            return SessionSettings()
 
 
 def _text(value: bytes | str) -> str:

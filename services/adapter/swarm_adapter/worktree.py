@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,11 @@ class Worktrees:
         home.mkdir(parents=True)
         self.artifacts(message).mkdir(parents=True, exist_ok=True)
 
-    async def commit(self, message: TaskMessage, path: Path, *, status: str) -> Commit:
-        """Commit whatever the agent changed; return the branch head and the files that
-        differ from the base commit."""
+    async def commit(
+        self, message: TaskMessage, path: Path, *, status: str, exclude: Sequence[str] = ()
+    ) -> Commit:
+        """Commit whatever the agent changed (but not the paths in `exclude`, which setup
+        made); return the branch head and the files that differ from the base commit."""
         repo = self.repo(message)
         author_name = message.role or message.agent
         text = "\n".join(
@@ -100,7 +103,9 @@ class Worktrees:
         )
         author = git.Author(name=f"{author_name} (swarm)", email=f"{message.agent}@swarm.invalid")
         try:
-            await asyncio.to_thread(git.commit_all, path, repo, message=text, author=author)
+            await asyncio.to_thread(
+                git.commit_all, path, repo, message=text, author=author, exclude=exclude
+            )
             head = (await asyncio.to_thread(git.git, "rev-parse", "HEAD", cwd=path)).stdout
             files = await asyncio.to_thread(git.changed_files, path, message.base_commit)
         except (git.GitError, TimeoutError) as exc:

@@ -1,5 +1,9 @@
 """Control actions of people and tools: retry or cancel a task, cancel a session.
 
+A succeeded task whose merge conflicted can be retried (a new attempt starts from the
+integration head, told which files conflicted) or cancelled (its work is abandoned and its
+dependents are blocked); once no conflict is left, a session awaiting review is active again.
+
 Each takes the session lock (see `scheduler`), checks the current state, changes it, writes
 the timeline entry with the actor and any cancel request to the outbox, and commits.
 """
@@ -9,13 +13,13 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
 from swarm_common.states import TERMINAL_TASK_STATES, AttemptStatus, SessionStatus, TaskStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator import outbox, scheduler, timeline
+from swarm_orchestrator import merges, outbox, scheduler, timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.sessions import CLOSED_SESSION_STATES
@@ -63,12 +67,24 @@ async def _lock(db: AsyncSession, task_id: uuid.UUID) -> tuple[Session, Task]:
     return session, task
 
 
+def _conflicted(task: Task) -> bool:
+    return task.status == TaskStatus.SUCCEEDED and task.merge_status == "conflict"
+
+
 async def retry_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor: str) -> Task:
-    """Give a failed or cancelled task a new attempt, and unblock what waited on it."""
+    """Give a failed or cancelled task, or one whose merge conflicted, a new attempt, and
+    unblock what waited on it."""
     session, task = await _lock(db, task_id)
     if session.status in CLOSED_SESSION_STATES:
         raise Conflict(f"session is {session.status}", code="session_closed")
-    if task.status not in RETRYABLE:
+    if _conflicted(task):
+        files = ", ".join(task.conflict_files or [])
+        task.feedback = (
+            "Your previous attempt's work conflicted with the integration branch "
+            f"(files: {files or 'unknown'}). This attempt starts from the current "
+            "integration branch, which holds the other tasks' work: build on it."
+        )
+    elif task.status not in RETRYABLE:
         code = "task_blocked" if task.status == TaskStatus.BLOCKED else "task_not_retryable"
         raise Conflict(
             f"a {task.status} task cannot be retried",
@@ -104,8 +120,10 @@ async def retry_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor:
             for tid in unblocked
         ),
     )
+    task.merge_status = None
     await db.flush()
     await scheduler.refresh_blocked(db, session_id=session.id)
+    await merges.resume_if_clear(db, session=session, keys=keys, actor=actor)
     await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id])
     await scheduler.update_progress(db, session=session)
     await db.commit()
@@ -114,9 +132,10 @@ async def retry_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor:
 
 
 async def cancel_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor: str) -> Task:
-    """Cancel a task that has not ended; a running attempt is asked to stop."""
+    """Cancel a task that has not ended, or abandon the work of one whose merge conflicted;
+    a running attempt is asked to stop."""
     session, task = await _lock(db, task_id)
-    if task.status not in CANCELLABLE:
+    if not _conflicted(task) and task.status not in CANCELLABLE:
         raise Conflict(
             f"a {task.status} task cannot be cancelled",
             code="task_not_cancellable",
@@ -125,6 +144,7 @@ async def cancel_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor
     await _cancel(db, session=session, task=task, keys=keys, actor=actor)
     await db.flush()
     await scheduler.refresh_blocked(db, session_id=session.id)
+    await merges.resume_if_clear(db, session=session, keys=keys, actor=actor)
     await scheduler.update_progress(db, session=session)
     await db.commit()
     return task
@@ -147,6 +167,8 @@ async def _cancel(
             attempt.finished_at = now
         outbox.add_cancel(db, keys=keys, task_id=task.id, attempt=task.attempt, reason=reason)
     previous = task.status
+    if task.merge_status in ("pending", "conflict"):
+        task.merge_status = "abandoned"
     task.status = TaskStatus.CANCELLED
     task.reason = reason
     task.finished_at = now
@@ -178,7 +200,10 @@ async def cancel_session(
             select(Task)
             .where(
                 Task.session_id == session_id,
-                Task.status.not_in([s.value for s in TERMINAL_TASK_STATES]),
+                or_(
+                    Task.status.not_in([s.value for s in TERMINAL_TASK_STATES]),
+                    Task.merge_status.in_(["pending", "conflict"]),
+                ),
             )
             .order_by(Task.id)
             .with_for_update()
@@ -186,6 +211,10 @@ async def cancel_session(
         )
     ).all()
     for task in tasks:
+        if task.status == TaskStatus.SUCCEEDED:  # its work stays on its branch, unmerged
+            task.merge_status = "abandoned"
+            task.updated_at = utcnow()
+            continue
         await _cancel(db, session=session, task=task, keys=keys, actor=actor)
     session.status = SessionStatus.CANCELLED
     session.updated_at = utcnow()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Conflict", "Invalid", "NotFound", "SwarmError", "Unavailable"]
+__all__ = ["Conflict", "Gone", "Invalid", "NotFound", "SwarmError", "Unavailable"]
 
 
 class SwarmError(Exception):
@@ -40,6 +40,11 @@ class NotFound(SwarmError):
 class Conflict(SwarmError):
     status = 409
     code = "conflict"
+
+
+class Gone(SwarmError):
+    status = 410
+    code = "gone"
 
 
 class Invalid(SwarmError):

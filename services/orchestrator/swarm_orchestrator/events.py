@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from swarm_common.gates import GateResult, feedback
 from swarm_common.messages import (
     TaskCancelled,
     TaskEvent,
@@ -37,7 +38,7 @@ from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Envelope, Keys
 from swarm_common.text import clean, has_nul
 from swarm_orchestrator import scheduler, timeline
-from swarm_orchestrator.db.models import Attempt, Session, Task, TaskDependency, Worker
+from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Session, Task, Worker
 
 __all__ = ["Outcome", "RetryPolicy", "UnknownTask", "apply_event"]
 
@@ -258,6 +259,7 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
     attempt.usage = dict(message.usage) or None
     attempt.cost_usd = Decimal(str(message.cost_usd)) if message.cost_usd is not None else None
     attempt.transcript_path = message.transcript_path
+    attempt.gates = list(message.gates) or None
     data: dict[str, Any] = {
         "worker": message.worker,
         "exit_code": message.exit_code,
@@ -270,36 +272,41 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
         data["usage"] = dict(message.usage)
     if message.cost_usd is not None:
         data["cost_usd"] = message.cost_usd
+    if message.gates:
+        data["gates"] = [
+            {k: g.get(k) for k in ("name", "status", "exit_code", "duration_s", "source")}
+            for g in message.gates
+        ]
     return data
 
 
 async def _on_succeeded(ctx: _Ctx) -> Outcome:
+    """The attempt's work joins the merge queue (in the order tasks finish); its dependents
+    are queued once it is merged (see `merges`)."""
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
     task = ctx.task
     task.status = TaskStatus.SUCCEEDED
     task.reason = None
+    task.feedback = None
     task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
+    task.merge_status = "pending"
+    task.merge_seq = await ctx.db.scalar(MERGE_SEQ.next_value())
     task.finished_at = utcnow()
     task.updated_at = task.finished_at
     ctx.record("task.succeeded", data)
     await ctx.db.flush()
-    children = (
-        await ctx.db.scalars(
-            select(TaskDependency.task_id).where(TaskDependency.depends_on_id == task.id)
-        )
-    ).all()
-    await scheduler.queue_ready(ctx.db, session=ctx.session, keys=ctx.keys, only=children)
     await scheduler.update_progress(ctx.db, session=ctx.session)
     return Outcome.APPLIED
 
 
 async def _on_failed(ctx: _Ctx) -> Outcome:
-    """A failed attempt is retried with backoff until the task's `max_attempts` failures. A
-    rate-limited one is not the task's fault: it is retried when the provider's limit resets
-    (or with backoff), up to `policy.max_rate_limited` times, and does not count as a
-    failure."""
+    """A failed attempt is retried with backoff until the task's `max_attempts` failures (a
+    failed quality gate only when the task says `retry_on_gate_failure`; the gates' output
+    then goes into the next prompt). A rate-limited one is not the task's fault: it is
+    retried when the provider's limit resets (or with backoff), up to
+    `policy.max_rate_limited` times, and does not count as a failure."""
     message = ctx.envelope.message
     assert isinstance(message, TaskFailed)
     if ctx.task.status not in ACTIVE:
@@ -308,6 +315,9 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
     data = _finish_attempt(ctx, AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED)
     ctx.attempt.reason = message.reason
     ctx.attempt.error = message.error[:MAX_TAIL_CHARS]
+    gate_failure = message.reason == "gate_failed"
+    if gate_failure:
+        ctx.task.feedback = _gate_feedback(message.gates) or None
     await ctx.db.flush()
     counts = await _attempt_counts(ctx)
     task = ctx.task
@@ -322,7 +332,9 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
         )
     else:
         tries = counts.get(AttemptStatus.FAILED, 0)
-        will_retry = tries < task.max_attempts
+        will_retry = tries < task.max_attempts and (
+            not gate_failure or bool(task.spec.get("retry_on_gate_failure"))
+        )
         delay = scheduler.retry_delay_s(
             tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
         )
@@ -342,6 +354,16 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
         await scheduler.refresh_blocked(ctx.db, session_id=ctx.session.id)
     await scheduler.update_progress(ctx.db, session=ctx.session)
     return Outcome.APPLIED
+
+
+def _gate_feedback(gates: list[dict[str, Any]]) -> str:
+    results = []
+    for gate in gates:
+        try:
+            results.append(GateResult.model_validate(gate))
+        except ValueError:
+            continue  # a newer adapter's shape: the timeline still has it
+    return feedback(results)
 
 
 async def _attempt_counts(ctx: _Ctx) -> dict[str, int]:

@@ -1,5 +1,9 @@
-"""The orchestrator's background loops (relay, event consumer, scheduler sweep) and their
-lifecycle. `stop()` is safe to call twice: it signals, waits a grace period, then cancels.
+"""The orchestrator's background loops (relay, event consumer, merge queue, checkpoints,
+scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to call twice: it
+signals, waits a grace period, then cancels.
+
+Each loop also has a one-shot method (`merge_once`, `checkpoints_once`, `prune_once`) that
+tests and tools call to run a step in the foreground.
 """
 
 from __future__ import annotations
@@ -7,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.streams import Keys
-from swarm_orchestrator import scheduler
+from swarm_orchestrator import checkpoints, merges, prune, scheduler
 from swarm_orchestrator.consumer import EventConsumer
 from swarm_orchestrator.events import RetryPolicy
 from swarm_orchestrator.failures import is_transient
@@ -38,6 +43,10 @@ class Background:
         self._keys = keys
         self._stop = asyncio.Event()
         self.wake = asyncio.Event()
+        """Set when outbox rows were committed: the relay publishes them."""
+        self.merge_wake = asyncio.Event()
+        """Set when tasks may have joined the merge queue."""
+        self.checkpoint_wake = asyncio.Event()
         self.relay = Relay(
             sessionmaker=sessionmaker,
             redis=redis,
@@ -53,7 +62,7 @@ class Background:
             batch=settings.consumer_batch,
             claim_idle_ms=settings.consumer_claim_idle_ms,
             policy=RetryPolicy(),
-            on_commit=self.wake.set,
+            on_commit=self._events_applied,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -76,6 +85,20 @@ class Background:
                 name="swarm-consumer",
             ),
             asyncio.create_task(self._sweep_loop(), name="swarm-sweep"),
+            asyncio.create_task(
+                self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
+                name="swarm-merge",
+            ),
+            asyncio.create_task(
+                self._loop(
+                    "checkpoint", self.checkpoints_once, self.checkpoint_wake, s.sweep_interval_s
+                ),
+                name="swarm-checkpoints",
+            ),
+            asyncio.create_task(
+                self._loop("prune", self.prune_once, asyncio.Event(), s.prune_interval_s),
+                name="swarm-prune",
+            ),
         ]
 
     async def _sweep_loop(self) -> None:
@@ -94,6 +117,48 @@ class Background:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
 
+    def _events_applied(self) -> None:
+        self.wake.set()
+        self.merge_wake.set()
+
+    async def merge_once(self) -> int:
+        merged = await merges.merge_pending(
+            self._sessionmaker, workspace=self._settings.workspace, keys=self._keys
+        )
+        if merged:
+            self.wake.set()
+        return merged
+
+    async def checkpoints_once(self) -> int:
+        return await checkpoints.run_due(self._sessionmaker, workspace=self._settings.workspace)
+
+    async def prune_once(self) -> int:
+        return await prune.prune_workspace(self._sessionmaker, workspace=self._settings.workspace)
+
+    async def _loop(
+        self, name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Event, interval: float
+    ) -> None:
+        """Run `step` whenever `wake` is set or `interval` passed; again at once while it
+        finds work; back off (logging) on errors."""
+        delay = 0.5
+        while not self._stop.is_set():
+            wake.clear()
+            try:
+                busy = await step()
+                delay = 0.5
+            except Exception as exc:
+                busy = 0
+                if is_transient(exc):
+                    log.warning(f"{name} loop waiting", extra={"error": repr(exc)})
+                else:
+                    log.exception(f"{name} loop failed")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            if busy:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._stop, wake), timeout=interval)
+
     async def stop(self, grace_s: float = 5.0) -> None:
         self._stop.set()
         if not self._tasks:
@@ -105,3 +170,12 @@ class Background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

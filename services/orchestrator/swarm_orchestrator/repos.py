@@ -1,7 +1,12 @@
-"""A session's repository: a bare mirror in the workspace, made from a local path or a URL.
+"""A session's repository: a bare mirror in the workspace, made from a local path or a URL,
+with the session's integration branch; and the setup files its worktrees get.
 
 Adapters create their worktrees from the mirror, so the user's own repository is never
-touched, and every task branch (`swarm/<session>/task/<key>`) lives in the mirror.
+touched, and every task branch (`swarm/<session>/task/<key>`) and the integration branch
+(`swarm/<session>/integration`) live in the mirror. Setup files (an untracked `.env`, say)
+are copied from a local repository once, at creation, to `setup/<session>/` in the
+workspace; adapters copy them into each worktree from there, so no secret travels in a
+task message.
 """
 
 from __future__ import annotations
@@ -14,10 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm_common import git
+from swarm_common.session_settings import MAX_SETUP_FILE_BYTES
 from swarm_common.settings import strip_credentials
-from swarm_orchestrator.errors import Invalid
+from swarm_orchestrator.errors import Gone, Invalid
 
-__all__ = ["Mirror", "check_ref", "check_repo", "create_mirror", "remove_mirror"]
+__all__ = [
+    "Diff",
+    "Mirror",
+    "check_ref",
+    "check_repo",
+    "copy_setup_files",
+    "create_mirror",
+    "remove_mirror",
+    "setup_dir",
+    "task_diff",
+]
 
 _URL_RE = re.compile(r"^(https?|ssh|git|file)://[^\s]+$")
 _SCP_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
@@ -57,9 +73,16 @@ def check_ref(ref: str) -> str:
 
 
 async def create_mirror(
-    *, workspace: Path, session_id: uuid.UUID, repo: str, base_ref: str, timeout_s: float
+    *,
+    workspace: Path,
+    session_id: uuid.UUID,
+    repo: str,
+    base_ref: str,
+    integration_branch: str,
+    timeout_s: float,
 ) -> Mirror:
-    """Clone `repo` bare into the workspace and resolve `base_ref` there."""
+    """Clone `repo` bare into the workspace, resolve `base_ref` there and start the
+    integration branch at it."""
     relative = f"repos/{session_id}.git"
     dest = workspace / relative
     public = strip_credentials(repo)
@@ -75,7 +98,48 @@ async def create_mirror(
     except git.GitError:
         await remove_mirror(workspace=workspace, path=relative)
         raise Invalid(f"{base_ref!r} names no commit in {public}", code="unknown_ref") from None
+    await asyncio.to_thread(
+        git.update_ref,
+        dest,
+        f"refs/heads/{integration_branch}",
+        commit,
+        old=None,
+        reason="swarm: integration branch",
+    )
     return Mirror(path=relative, base_commit=commit)
+
+
+def setup_dir(workspace: Path, session_id: uuid.UUID) -> Path:
+    return workspace / "setup" / str(session_id)
+
+
+def copy_setup_files(
+    *, workspace: Path, session_id: uuid.UUID, repo: str, files: list[str]
+) -> None:
+    """Copy each of `files` (relative paths, already checked) from the local repository
+    `repo` to the session's setup folder. Each must be a regular file inside the repository
+    (a symlink pointing out of it is refused) and at most `MAX_SETUP_FILE_BYTES`."""
+    if not files:
+        return
+    root = Path(repo)
+    if not root.is_absolute() or not root.is_dir():
+        raise Invalid(
+            "setup files can only be copied from a local repository", code="invalid_setup"
+        )
+    root = root.resolve()
+    dest = setup_dir(workspace, session_id)
+    for name in files:
+        source = (root / name).resolve()
+        if not source.is_relative_to(root) or source.is_relative_to(root / ".git"):
+            raise Invalid(f"setup file {name} lies outside the repository", code="invalid_setup")
+        if not source.is_file():
+            raise Invalid(f"setup file {name} is not a file in {repo}", code="invalid_setup")
+        if source.stat().st_size > MAX_SETUP_FILE_BYTES:
+            raise Invalid(f"setup file {name} is larger than 1 MiB", code="invalid_setup")
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        target.chmod(0o600)
 
 
 def _without_secrets(text: str, repo: str, public: str) -> str:
@@ -88,3 +152,25 @@ def _without_secrets(text: str, repo: str, public: str) -> str:
 
 async def remove_mirror(*, workspace: Path, path: str) -> None:
     await asyncio.to_thread(shutil.rmtree, workspace / path, True)
+
+
+@dataclass(frozen=True)
+class Diff:
+    files: list[tuple[str, int | None, int | None]]
+    patch: str
+    truncated: bool
+
+
+async def task_diff(*, workspace: Path, mirror: str, base: str, head: str, max_bytes: int) -> Diff:
+    """`base..head` in the session's mirror: line counts per file and the patch."""
+    git_dir = workspace / mirror
+
+    def read() -> Diff:
+        files = git.numstat(git_dir, base, head)
+        patch, truncated = git.diff(git_dir, base, head, max_bytes=max_bytes)
+        return Diff(files=files, patch=patch, truncated=truncated)
+
+    try:
+        return await asyncio.to_thread(read)
+    except git.GitError as exc:
+        raise Gone(f"the task's commits are gone from the repository: {exc.stderr[:200]}") from None

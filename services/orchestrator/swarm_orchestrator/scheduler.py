@@ -1,8 +1,10 @@
 """The scheduler: which tasks run next, and which can no longer run.
 
 A task is queued when it is `pending`, its retry time (if any) has passed, its session is
-`active` and every parent `succeeded`. Queueing a task makes a new attempt, writes the task
-message to the outbox and appends to the timeline, all in the caller's transaction.
+`active` and every parent `succeeded` and is merged into the integration branch. Queueing a
+task makes a new attempt starting from the integration head (so it builds on its parents'
+work), writes the task message to the outbox, flags other dispatched tasks that expect to
+touch the same files, and appends to the timeline, all in the caller's transaction.
 
 Concurrency: every transaction that changes tasks of a session first takes that session's
 row lock (`lock_session`). Two orchestrators finishing two parents of the same child at
@@ -27,7 +29,9 @@ from swarm_orchestrator import outbox, timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task, TaskDependency
 
 __all__ = [
+    "MERGED",
     "branch_name",
+    "integration_branch",
     "lock_session",
     "queue_ready",
     "refresh_blocked",
@@ -39,8 +43,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+MERGED = ("merged", "empty", "resolved", "rolled_back")
+"""Merge states in which a succeeded task's dependents may run."""
+
+
 def branch_name(session_id: uuid.UUID, key: str) -> str:
     return f"swarm/{session_id}/task/{key}"
+
+
+def integration_branch(session_id: uuid.UUID) -> str:
+    return f"swarm/{session_id}/integration"
 
 
 async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
@@ -68,7 +80,11 @@ async def queue_ready(
     unfinished_parent = exists().where(
         TaskDependency.task_id == Task.id,
         TaskDependency.depends_on_id == parent.id,
-        parent.status != TaskStatus.SUCCEEDED,
+        or_(
+            parent.status != TaskStatus.SUCCEEDED,
+            parent.merge_status.is_(None),
+            parent.merge_status.not_in(MERGED),
+        ),
     )
     stmt = (
         select(Task)
@@ -87,25 +103,95 @@ async def queue_ready(
             return []
         stmt = stmt.where(Task.id.in_(list(only)))
     tasks = list((await db.scalars(stmt)).all())
+    if not tasks:
+        return []
+    dispatched = await _dispatched_files(db, session.id)
     for task in tasks:
-        _queue(db, task=task, session=session, keys=keys)
+        base, merge_with = await _starting_point(db, task=task, session=session)
+        _queue(db, task=task, session=session, keys=keys, base=base, merge_with=merge_with)
+        _flag_overlaps(db, task=task, dispatched=dispatched)
     return tasks
 
 
-def _queue(db: AsyncSession, *, task: Task, session: Session, keys: Keys) -> None:
+async def _starting_point(
+    db: AsyncSession, *, task: Task, session: Session
+) -> tuple[str, str | None]:
+    """The commit a task's worktree starts from, and for a conflict-resolution task the
+    integration head to merge into it."""
+    head = session.integration_head or session.base_commit
+    if task.resolves_task_id is None:
+        return head, None
+    resolved = await db.get(Task, task.resolves_task_id)
+    commit = (resolved.result or {}).get("commit") if resolved is not None else None
+    return (commit, head) if commit else (head, None)
+
+
+async def _dispatched_files(db: AsyncSession, session_id: uuid.UUID) -> dict[str, set[str]]:
+    """Expected files of the session's tasks that are queued, running or not yet merged."""
+    rows = await db.execute(
+        select(Task.key, Task.spec["files"]).where(
+            Task.session_id == session_id,
+            or_(
+                Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]),
+                and_(Task.status == TaskStatus.SUCCEEDED, Task.merge_status == "pending"),
+            ),
+        )
+    )
+    return {key: set(files) for key, files in rows.all() if files}
+
+
+def _flag_overlaps(db: AsyncSession, *, task: Task, dispatched: dict[str, set[str]]) -> None:
+    files = set(task.spec.get("files") or ())
+    if not files:
+        return
+    overlaps = [
+        {"task": key, "files": sorted(files & theirs)}
+        for key, theirs in sorted(dispatched.items())
+        if key != task.key and files & theirs
+    ]
+    dispatched[task.key] = files
+    if not overlaps:
+        return
+    task.overlaps = overlaps
+    timeline.record(
+        db,
+        session_id=task.session_id,
+        task_id=task.id,
+        attempt=task.attempt,
+        type="task.overlap",
+        data={"overlaps": overlaps},
+    )
+    log.warning(
+        "task expects to touch files other dispatched tasks touch",
+        extra={"task_key": task.key, "overlaps": [o["task"] for o in overlaps]},
+    )
+
+
+def _queue(
+    db: AsyncSession,
+    *,
+    task: Task,
+    session: Session,
+    keys: Keys,
+    base: str,
+    merge_with: str | None,
+) -> None:
     now = utcnow()
     task.attempt += 1
     task.status = TaskStatus.QUEUED
     task.queued_at = now
     task.updated_at = now
     task.retry_at = None
-    task.base_commit = session.base_commit
+    task.base_commit = base
+    task.merge_status = None
+    task.merge_commit = None
+    task.overlaps = None
     db.add(
         Attempt(
             task_id=task.id,
             number=task.attempt,
             status=AttemptStatus.QUEUED,
-            base_commit=session.base_commit,
+            base_commit=base,
         )
     )
     spec = task.spec
@@ -124,7 +210,10 @@ def _queue(db: AsyncSession, *, task: Task, session: Session, keys: Keys) -> Non
         gates=spec.get("gates"),
         context=session.goal,
         repo=session.repo_path,
-        base_commit=session.base_commit,
+        base_commit=base,
+        merge_with=merge_with,
+        conflict_files=list(task.conflict_files or ()) if merge_with else [],
+        feedback=task.feedback,
         branch=branch_name(session.id, task.key),
         timeout_s=task.timeout_s,
         model=spec.get("model"),
@@ -140,7 +229,11 @@ def _queue(db: AsyncSession, *, task: Task, session: Session, keys: Keys) -> Non
         task_id=task.id,
         attempt=task.attempt,
         type="task.queued",
-        data={"base_commit": session.base_commit, "agent": task.agent},
+        data={
+            "base_commit": base,
+            "agent": task.agent,
+            **({"merge_with": merge_with} if merge_with else {}),
+        },
     )
     log.info(
         "task queued",
@@ -185,7 +278,8 @@ async def refresh_blocked(db: AsyncSession, *, session_id: uuid.UUID) -> list[st
 
 
 async def update_progress(db: AsyncSession, *, session: Session) -> None:
-    """Mark the session finished when its last task ended (and unfinished on a retry)."""
+    """Mark the session finished when its last task ended and every succeeded one is merged
+    (and unfinished again on a retry)."""
     counts = dict(
         (
             await db.execute(
@@ -195,7 +289,16 @@ async def update_progress(db: AsyncSession, *, session: Session) -> None:
             )
         ).all()
     )
-    open_tasks = sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES)
+    unmerged = await db.scalar(
+        select(func.count()).where(
+            Task.session_id == session.id,
+            Task.status == TaskStatus.SUCCEEDED,
+            Task.merge_status.in_(["pending", "conflict"]),
+        )
+    )
+    open_tasks = sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES) + int(
+        unmerged or 0
+    )
     now = utcnow()
     if open_tasks == 0 and counts and session.finished_at is None:
         session.finished_at = now

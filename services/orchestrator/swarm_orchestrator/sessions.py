@@ -6,7 +6,9 @@ commit it; on any error nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
@@ -72,9 +74,17 @@ async def create_session(
         session_id=session_id,
         repo=repo,
         base_ref=data.base_ref,
+        integration_branch=scheduler.integration_branch(session_id),
         timeout_s=git_timeout_s,
     )
     try:
+        await asyncio.to_thread(
+            repos.copy_setup_files,
+            workspace=workspace,
+            session_id=session_id,
+            repo=repo,
+            files=data.settings.setup.files,
+        )
         session = Session(
             id=session_id,
             title=data.title,
@@ -83,8 +93,9 @@ async def create_session(
             repo_path=mirror.path,
             base_ref=data.base_ref,
             base_commit=mirror.base_commit,
+            integration_head=mirror.base_commit,
             target_branch=data.target_branch,
-            settings=data.settings,
+            settings=data.settings.model_dump(mode="json", exclude_unset=True),
             status=SessionStatus.ACTIVE if ordered else SessionStatus.DRAFT,
             idempotency_key=data.idempotency_key,
         )
@@ -107,7 +118,7 @@ async def create_session(
         await db.commit()
     except IntegrityError:
         await db.rollback()
-        await repos.remove_mirror(workspace=workspace, path=mirror.path)
+        await _discard(workspace, session_id, mirror.path)
         existing = (
             await _by_idempotency_key(db, data.idempotency_key) if data.idempotency_key else None
         )
@@ -116,10 +127,15 @@ async def create_session(
         return existing, False
     except BaseException:
         await db.rollback()
-        await repos.remove_mirror(workspace=workspace, path=mirror.path)
+        await _discard(workspace, session_id, mirror.path)
         raise
     log.info("session created", extra={"session_id": str(session_id), "tasks": len(ordered)})
     return session, True
+
+
+async def _discard(workspace: Path, session_id: uuid.UUID, mirror: str) -> None:
+    await repos.remove_mirror(workspace=workspace, path=mirror)
+    await asyncio.to_thread(shutil.rmtree, repos.setup_dir(workspace, session_id), True)
 
 
 async def _by_idempotency_key(db: AsyncSession, key: str) -> Session | None:

@@ -30,6 +30,8 @@ class OrchestratorSettings(CommonSettings):
     event_max_deliveries: int = 10
     """An event that failed to apply this many times is dead-lettered."""
     sweep_interval_s: float = 5.0
+    prune_interval_s: float = 300.0
+    """How often leftover worktrees of ended attempts are removed."""
     stream_maxlen: int = 1_000_000
     outbox_retention_s: float = 24 * 3600
 

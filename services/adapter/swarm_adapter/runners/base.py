@@ -16,7 +16,15 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from swarm_common.messages import TaskMessage
 
-__all__ = ["ProgressHandler", "RunContext", "RunResult", "Runner", "RunnerUnavailable", "base_env"]
+__all__ = [
+    "ProgressHandler",
+    "RunContext",
+    "RunResult",
+    "Runner",
+    "RunnerUnavailable",
+    "base_env",
+    "task_env",
+]
 
 ProgressHandler = Callable[[str, str, dict[str, Any]], None]
 """`(kind, text, data)`: something the agent did, for the timeline. Cheap and synchronous:
@@ -99,14 +107,24 @@ class Runner(Protocol):
 def base_env(ctx: RunContext, environ: dict[str, str]) -> dict[str, str]:
     """The environment every agent starts from: an allowlist of the adapter's own variables
     (no credentials, no Swarm settings), a private HOME, and the task's identity."""
+    return task_env(ctx.message, worktree=ctx.worktree, home=ctx.home, environ=environ)
+
+
+def task_env(
+    message: TaskMessage, *, worktree: Path, home: Path, environ: dict[str, str]
+) -> dict[str, str]:
+    """`base_env` for anything run in a task's worktree (agent, setup command, gates).
+    `SWARM_FEEDBACK` holds what went wrong in the previous attempt, if anything."""
     env = {k: environ[k] for k in _ENV_ALLOWLIST if k in environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(
-        HOME=str(ctx.home),
-        SWARM_SESSION_ID=str(ctx.message.session_id),
-        SWARM_TASK_ID=str(ctx.message.task_id),
-        SWARM_TASK_KEY=ctx.message.task_key,
-        SWARM_ATTEMPT=str(ctx.message.attempt),
-        SWARM_WORKTREE=str(ctx.worktree),
+        HOME=str(home),
+        SWARM_SESSION_ID=str(message.session_id),
+        SWARM_TASK_ID=str(message.task_id),
+        SWARM_TASK_KEY=message.task_key,
+        SWARM_ATTEMPT=str(message.attempt),
+        SWARM_WORKTREE=str(worktree),
     )
+    if message.feedback:
+        env["SWARM_FEEDBACK"] = message.feedback
     return env

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from swarm_orchestrator.api.schemas import SessionPublic, TaskPublic
 from swarm_orchestrator.db.models import Session, Task
-from swarm_orchestrator.scheduler import branch_name
+from swarm_orchestrator.scheduler import branch_name, integration_branch
 
 __all__ = ["session_public", "task_public"]
 
@@ -17,7 +17,12 @@ def session_public(session: Session, counts: dict[str, int]) -> SessionPublic:
     total = sum(counts.values())
     done = total > 0 and not any(counts.get(s) for s in _OPEN)
     return SessionPublic.model_validate(session).model_copy(
-        update={"counts": counts, "total": total, "done": done}
+        update={
+            "counts": counts,
+            "total": total,
+            "done": done and session.finished_at is not None,
+            "integration_branch": integration_branch(session.id),
+        }
     )
 
 

@@ -7,13 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, Text
-from swarm_common.text import has_nul
 
 __all__ = [
     "AttemptPublic",
+    "CheckpointPublic",
+    "DiffFile",
+    "DiffPublic",
+    "RollbackPublic",
+    "RollbackRequest",
     "ErrorBody",
     "EventPublic",
     "SessionCreate",
@@ -47,18 +52,14 @@ class SessionCreate(BaseModel):
     )
     base_ref: Text = Field("HEAD", min_length=1, max_length=200)
     target_branch: Text | None = Field(None, max_length=200)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: SessionSettings = Field(
+        default_factory=SessionSettings,
+        description="Worktree setup, quality gates, conflict policy, pushing.",
+    )
     idempotency_key: Text | None = Field(None, min_length=1, max_length=200)
     tasks: list[TaskSpec] = Field(
         default_factory=list, description="Optional task graph, stored with the session."
     )
-
-    @field_validator("settings")
-    @classmethod
-    def _settings_text(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if has_nul(value):
-            raise ValueError("settings must not contain NUL characters")
-        return value
 
 
 class SessionPublic(BaseModel):
@@ -71,6 +72,8 @@ class SessionPublic(BaseModel):
     base_ref: str
     base_commit: str
     target_branch: str | None
+    integration_branch: str = ""
+    integration_head: str | None
     status: str
     settings: dict[str, Any]
     idempotency_key: str | None
@@ -101,6 +104,17 @@ class TaskPublic(BaseModel):
     base_commit: str | None
     reason: str | None
     result: dict[str, Any] | None
+    merge_status: str | None = Field(
+        None,
+        description="pending, merged, empty, conflict, resolved, rolled_back or abandoned; "
+        "null until the task succeeds.",
+    )
+    merge_commit: str | None = None
+    conflict_files: list[Any] | None = None
+    overlaps: list[Any] | None = Field(
+        None, description="Tasks dispatched beside it that expect to touch the same files."
+    )
+    resolves_task_id: uuid.UUID | None = None
     retry_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -129,12 +143,63 @@ class AttemptPublic(BaseModel):
     usage: dict[str, Any] | None
     cost_usd: Decimal | None
     transcript_path: str | None
+    gates: list[Any] | None
 
 
 class TaskDetail(TaskPublic):
     prompt: str
     spec: dict[str, Any]
+    feedback: str | None
     attempts: list[AttemptPublic] = Field(default_factory=list)
+
+
+class DiffFile(BaseModel):
+    path: str
+    additions: int | None = Field(description="Lines added; null for a binary file.")
+    deletions: int | None
+
+
+class DiffPublic(BaseModel):
+    task_id: uuid.UUID
+    attempt: int
+    base_commit: str
+    commit: str
+    files: list[DiffFile]
+    patch: str
+    truncated: bool = Field(description="The patch was cut at `max_bytes`.")
+
+
+class CheckpointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    session_id: uuid.UUID
+    number: int
+    status: str = Field(description="pending, running, passed or failed")
+    commit: str = Field(description="The integration head it checks.")
+    target_branch: str | None
+    tag: str | None
+    requested_by: str
+    gates: list[Any] | None
+    error: str | None
+    pushed: bool | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="A passed checkpoint's number; the newest if null."
+    )
+
+
+class RollbackPublic(BaseModel):
+    session_id: uuid.UUID
+    checkpoint: int
+    integration_head: str
+    rolled_back: list[str] = Field(description="Tasks whose merges were undone.")
 
 
 class EventPublic(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -32,7 +34,25 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from swarm_common.states import AttemptStatus, SessionStatus, TaskStatus
 
-__all__ = ["Attempt", "Base", "Event", "Outbox", "Session", "Task", "TaskDependency", "Worker"]
+__all__ = [
+    "MERGE_STATES",
+    "MERGE_SEQ",
+    "Attempt",
+    "Base",
+    "Checkpoint",
+    "Event",
+    "Outbox",
+    "Session",
+    "Task",
+    "TaskDependency",
+    "Worker",
+]
+
+MERGE_STATES = ("pending", "merged", "empty", "conflict", "resolved", "rolled_back", "abandoned")
+"""A succeeded task's way into the integration branch: `pending` (in the merge queue),
+`merged`, `empty` (it changed nothing), `conflict`, `resolved` (merged through a resolution
+task), `rolled_back` (its merge was undone by a rollback), `abandoned` (cancelled after a
+conflict)."""
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -53,6 +73,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
 
 
+MERGE_SEQ = Sequence("tasks_merge_seq", metadata=Base.metadata)
+"""Orders the merge queue: the value is drawn when a task succeeds."""
+
+
 def _now() -> Any:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
@@ -71,6 +95,9 @@ class Session(Base):
     base_ref: Mapped[str] = mapped_column(Text)
     base_commit: Mapped[str] = mapped_column(String(64))
     target_branch: Mapped[str | None] = mapped_column(Text)
+    integration_head: Mapped[str | None] = mapped_column(
+        String(64), doc="Head of `swarm/<session>/integration`, moved by merges and rollbacks."
+    )
     status: Mapped[str] = mapped_column(String(32), default=SessionStatus.DRAFT.value)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -91,6 +118,17 @@ class Task(Base):
         CheckConstraint(_one_of("status", TaskStatus), name="status"),
         Index("ix_tasks_session_status", "session_id", "status"),
         Index("ix_tasks_retry_at", "retry_at", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_tasks_merge_queue",
+            "session_id",
+            "merge_seq",
+            postgresql_where=text("merge_status = 'pending'"),
+        ),
+        CheckConstraint(
+            "merge_status IS NULL OR "
+            + ", ".join(f"'{m}'" for m in MERGE_STATES).join(("merge_status IN (", ")")),
+            name="merge_status",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -110,6 +148,20 @@ class Task(Base):
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text, doc="Why the task failed or was blocked.")
     result: Mapped[dict[str, Any] | None] = mapped_column()
+    merge_status: Mapped[str | None] = mapped_column(String(16))
+    merge_seq: Mapped[int | None] = mapped_column(BigInteger)
+    merge_commit: Mapped[str | None] = mapped_column(String(64))
+    conflict_files: Mapped[list[Any] | None] = mapped_column()
+    overlaps: Mapped[list[Any] | None] = mapped_column(
+        doc="Tasks dispatched beside this one that expect to touch the same files."
+    )
+    feedback: Mapped[str | None] = mapped_column(
+        Text, doc="What the next attempt's prompt is told about the last one (failed gates)."
+    )
+    resolves_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"),
+        doc="For a conflict-resolution task: the task whose work it brings in.",
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -167,8 +219,41 @@ class Attempt(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column()
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
     transcript_path: Mapped[str | None] = mapped_column(Text)
+    gates: Mapped[list[Any] | None] = mapped_column(doc="Setup and quality gate results.")
 
     task: Mapped[Task] = relationship(back_populates="attempts", lazy="raise")
+
+
+class Checkpoint(Base):
+    """A request to check the integration branch and, if its gates pass, fast-forward the
+    target branch and tag it. A runner leases it (`lease_until`), so a checkpoint whose
+    orchestrator died is run again."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("session_id", "number", name="uq_checkpoints_session_number"),
+        CheckConstraint("status IN ('pending', 'running', 'passed', 'failed')", name="status"),
+        Index(
+            "ix_checkpoints_open", "id", postgresql_where=text("status IN ('pending', 'running')")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    commit: Mapped[str] = mapped_column(String(64), doc="The integration head it checks.")
+    target_branch: Mapped[str | None] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    gates: Mapped[list[Any] | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    pushed: Mapped[bool | None] = mapped_column(Boolean)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Event(Base):

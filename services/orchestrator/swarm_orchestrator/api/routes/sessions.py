@@ -1,27 +1,32 @@
-"""`/v1/sessions`: create and list sessions, add and list their tasks, read the timeline."""
+"""`/v1/sessions`: create and list sessions, add and list their tasks, read the timeline,
+checkpoints and rollback of the integration branch."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from sqlalchemy import select
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
-from swarm_orchestrator import control, sessions, timeline
+from swarm_orchestrator import checkpoints, control, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
+    CheckpointPublic,
     ErrorBody,
     EventPublic,
+    RollbackPublic,
+    RollbackRequest,
     SessionCreate,
     SessionPublic,
     TaskPublic,
 )
-from swarm_orchestrator.db.models import Session, Task
+from swarm_orchestrator.db.models import Checkpoint, Session, Task
+from swarm_orchestrator.errors import NotFound
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -148,3 +153,69 @@ async def session_events(
     await sessions.get_session(db, session_id)
     rows = await timeline.page(db, session_id=session_id, after=after, limit=limit)
     return [EventPublic.model_validate(r) for r in rows]
+
+
+@router.post("/{session_id}/checkpoints", status_code=202, responses=_ERRORS)
+async def create_checkpoint(
+    session_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep
+) -> CheckpointPublic:
+    """Check the integration branch as it stands: its quality gates run in the background;
+    if they pass, the target branch is fast-forwarded and `swarm/<session>/checkpoint-N` is
+    tagged. Poll `GET .../checkpoints/{number}` (or watch the timeline) for the outcome."""
+    checkpoint = await checkpoints.request(db, session_id=session_id, actor=actor)
+    state.background.checkpoint_wake.set()
+    return CheckpointPublic.model_validate(checkpoint)
+
+
+@router.get("/{session_id}/checkpoints", responses=_ERRORS)
+async def list_checkpoints(session_id: uuid.UUID, db: DbDep, _: ActorDep) -> list[CheckpointPublic]:
+    await sessions.get_session(db, session_id)
+    rows = (
+        await db.scalars(
+            select(Checkpoint)
+            .where(Checkpoint.session_id == session_id)
+            .order_by(Checkpoint.number)
+        )
+    ).all()
+    return [CheckpointPublic.model_validate(r) for r in rows]
+
+
+@router.get("/{session_id}/checkpoints/{number}", responses=_ERRORS)
+async def get_checkpoint(
+    session_id: uuid.UUID,
+    number: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    db: DbDep,
+    _: ActorDep,
+) -> CheckpointPublic:
+    checkpoint = await db.scalar(
+        select(Checkpoint).where(Checkpoint.session_id == session_id, Checkpoint.number == number)
+    )
+    if checkpoint is None:
+        raise NotFound(f"checkpoint {number} not found", code="checkpoint_not_found")
+    return CheckpointPublic.model_validate(checkpoint)
+
+
+@router.post("/{session_id}/rollback", responses=_ERRORS)
+async def rollback(
+    session_id: uuid.UUID,
+    db: DbDep,
+    state: StateDep,
+    actor: ActorDep,
+    body: Annotated[RollbackRequest | None, Body()] = None,
+) -> RollbackPublic:
+    """Reset the integration branch to a passed checkpoint (the newest when none is named).
+    Tasks whose merges are undone show `merge_status` `rolled_back`; tasks that start later
+    build on the checkpoint."""
+    session, checkpoint, rolled = await checkpoints.rollback(
+        db,
+        session_id=session_id,
+        number=body.checkpoint if body is not None else None,
+        workspace=state.settings.workspace,
+        actor=actor,
+    )
+    return RollbackPublic(
+        session_id=session_id,
+        checkpoint=checkpoint.number,
+        integration_head=checkpoint.commit,
+        rolled_back=rolled,
+    )

@@ -1,25 +1,32 @@
-"""`/v1/tasks/{id}`: one task with its attempts, its timeline, and control (retry, cancel)."""
+"""`/v1/tasks/{id}`: one task with its attempts, its timeline, its diff, and control (retry,
+cancel)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 
-from swarm_orchestrator import control, sessions, timeline
+from swarm_orchestrator import control, repos, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     AttemptPublic,
+    DiffFile,
+    DiffPublic,
     ErrorBody,
     EventPublic,
     TaskDetail,
     TaskPublic,
 )
 from swarm_orchestrator.db.models import Attempt
+from swarm_orchestrator.errors import NotFound
+
+MAX_DIFF_BYTES = 16 * 1024 * 1024
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -40,6 +47,7 @@ async def get_task(task_id: uuid.UUID, db: DbDep, _: ActorDep) -> TaskDetail:
         **public.model_dump(),
         prompt=task.prompt,
         spec=task.spec,
+        feedback=task.feedback,
         attempts=[AttemptPublic.model_validate(a) for a in attempts],
     )
 
@@ -76,3 +84,48 @@ async def cancel_task(
     state.notify()
     deps = await sessions.dependency_keys(db, task_ids=[task_id])
     return task_public(task, deps.get(task_id, ()))
+
+
+@router.get(
+    "/{task_id}/diff",
+    responses={**_ERRORS, 200: {"content": {"text/x-diff": {}}}},
+)
+async def task_diff(
+    task_id: uuid.UUID,
+    db: DbDep,
+    state: StateDep,
+    _: ActorDep,
+    format: Annotated[Literal["json", "patch"], Query(description="`patch`: plain text")] = "json",
+    max_bytes: Annotated[int, Query(ge=1024, le=MAX_DIFF_BYTES)] = 2 * 1024 * 1024,
+) -> Response:
+    """The task's work against the commit it started from: per-file line counts and the
+    patch (cut at `max_bytes`). The newest attempt that committed counts."""
+    task = await sessions.get_task(db, task_id)
+    session = await sessions.get_session(db, task.session_id)
+    attempt = await db.scalar(
+        select(Attempt)
+        .where(Attempt.task_id == task_id, Attempt.commit.is_not(None))
+        .order_by(Attempt.number.desc())
+        .limit(1)
+    )
+    if attempt is None or attempt.commit is None or attempt.base_commit is None:
+        raise NotFound("the task has no committed work yet", code="no_diff")
+    diff = await repos.task_diff(
+        workspace=state.settings.workspace,
+        mirror=session.repo_path,
+        base=attempt.base_commit,
+        head=attempt.commit,
+        max_bytes=max_bytes,
+    )
+    if format == "patch":
+        return PlainTextResponse(diff.patch, media_type="text/x-diff")
+    body = DiffPublic(
+        task_id=task_id,
+        attempt=attempt.number,
+        base_commit=attempt.base_commit,
+        commit=attempt.commit,
+        files=[DiffFile(path=p, additions=a, deletions=d) for p, a, d in diff.files],
+        patch=diff.patch,
+        truncated=diff.truncated,
+    )
+    return JSONResponse(body.model_dump(mode="json"))
