@@ -121,7 +121,14 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
     repo = _start(env, tmp_path)
     with env.stack.client() as client:
         session_id, task_id = _submit(client, repo, env.case.agent)
-        task = _wait(client, task_id, lambda t: t["status"] not in ("pending", "queued", "running"))
+        task = _wait(
+            client,
+            task_id,
+            lambda t: (
+                t["status"] not in ("pending", "queued", "running")
+                and t["merge_status"] != "pending"
+            ),
+        )
         assert task["status"] == "succeeded", task["attempts"]
         [attempt] = task["attempts"]
         assert attempt["changed_files"] == ["hello.txt"]
@@ -142,7 +149,8 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
         assert progress, [e["type"] for e in events]
         kinds = {item["kind"] for e in progress for item in e["data"]["data"]["items"]}
         assert {"tool_call", "file_change"} <= kinds, kinds
-        assert [e["type"] for e in events][-1] == "task.succeeded"
+        assert [e["type"] for e in events][-2:] == ["task.succeeded", "task.merged"]
+        assert task["merge_status"] == "merged"
         _assert_no_secret(env, client, session_id)
     assert _agent_processes(env.stack.workspace) == []
 

@@ -33,6 +33,7 @@ __all__ = [
     "commit_all",
     "diff",
     "git",
+    "identity",
     "is_ancestor",
     "merge_into",
     "numstat",
@@ -242,7 +243,8 @@ def _drop_worktree(git_dir: Path, path: Path) -> None:
     git("worktree", "prune", git_dir=git_dir)
 
 
-def _identity(author: Author) -> dict[str, str]:
+def identity(author: Author) -> dict[str, str]:
+    """Environment naming `author` as the author and Swarm as the committer."""
     return {
         "GIT_AUTHOR_NAME": author.name,
         "GIT_AUTHOR_EMAIL": author.email,
@@ -280,7 +282,7 @@ def commit_all(
             "-m",
             message,
             cwd=worktree,
-            env=_identity(author),
+            env=identity(author),
         )
     return True
 
@@ -368,7 +370,7 @@ def merge_into(
             "-m",
             message,
             git_dir=git_dir,
-            env=_identity(author),
+            env=identity(author),
         ).stdout.strip()
         update_ref(git_dir, ref, merge, old=head, reason=f"swarm: merge {commit[:12]}")
     return MergeResult(head=merge, merged=True)

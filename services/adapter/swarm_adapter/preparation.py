@@ -34,7 +34,14 @@ async def merge_in(worktree: Path, commit: str) -> list[str]:
 
     def merge() -> list[str]:
         proc = git.git(
-            "merge", "--no-ff", "--no-commit", "--quiet", commit, cwd=worktree, check=False
+            "merge",
+            "--no-ff",
+            "--no-commit",
+            "--quiet",
+            commit,
+            cwd=worktree,
+            check=False,
+            env=git.identity(git.Author(name="Swarm", email="swarm@localhost")),
         )
         conflicts = git.git(
             "diff", "--name-only", "--diff-filter=U", "-z", cwd=worktree
@@ -60,13 +67,18 @@ async def copy_setup_files(
     def copy() -> None:
         for name in files:
             source = (source_root / name).resolve()
-            target = (worktree / name).resolve()
-            if not source.is_relative_to(source_root) or not target.is_relative_to(worktree):
+            if not source.is_relative_to(source_root):
                 raise SetupError(f"setup file {name} lies outside its folder")
             if not source.is_file():
                 raise SetupError(f"setup file {name} is missing from the workspace")
+            target = worktree / name  # not resolved: a tracked symlink is replaced, not followed
+            folder = worktree
+            for part in Path(name).parts[:-1]:
+                folder = folder / part
+                if folder.is_symlink():
+                    raise SetupError(f"setup file {name} would be written through a symlink")
             target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_symlink():
+            if target.is_symlink() or target.exists():
                 target.unlink()
             shutil.copyfile(source, target)
             target.chmod(0o600)

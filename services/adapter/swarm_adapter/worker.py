@@ -279,18 +279,18 @@ class Adapter:
             return TaskFailed(**common, reason="worktree_error", error=str(exc))
         settings = _session_settings(message)
         checks: list[GateResult] = []
+        conflicts: list[str] = []
         try:
-            exclude = await self._setup(running, worktree, settings, checks)
+            exclude = await self._setup(running, worktree, settings, checks, conflicts)
         except SetupError as exc:
-            return TaskFailed(
-                **common,
-                reason="setup_failed",
-                error=str(exc),
-                gates=[c.model_dump(mode="json") for c in checks],
-            )
+            gates = [c.model_dump(mode="json") for c in checks]
+            if running.cancel.is_set():
+                return TaskCancelled(**common, reason=running.cancel_reason, gates=gates)
+            return TaskFailed(**common, reason="setup_failed", error=str(exc), gates=gates)
         result = await self._run_agent(running, worktree)
         if result.outcome == "succeeded" and message.merge_with:
-            left = await unresolved(worktree, sorted({*message.conflict_files, *message.files}))
+            suspects = {*conflicts, *message.conflict_files, *message.files}
+            left = await unresolved(worktree, sorted(suspects))
             if left:
                 result.outcome, result.reason = "failed", "unresolved_conflict"
                 result.error = "conflict markers are left in " + ", ".join(left[:20])
@@ -323,12 +323,14 @@ class Adapter:
         worktree: Path,
         settings: SessionSettings,
         checks: list[GateResult],
+        conflicts: list[str],
     ) -> list[str]:
-        """Merge in (resolution tasks), copy setup files, run the setup command; return the
-        paths to keep out of the commit. Raises `SetupError`."""
+        """Merge in (resolution tasks; the conflicting paths go to `conflicts`), copy setup
+        files, run the setup command (its result goes to `checks`); return the paths to keep
+        out of the commit. Raises `SetupError`."""
         message = running.message
         if message.merge_with:
-            conflicts = await merge_in(worktree, message.merge_with)
+            conflicts.extend(await merge_in(worktree, message.merge_with))
             await self._progress(
                 message,
                 "setup",

@@ -1,5 +1,6 @@
 """The demo of `swarm up --demo`: a sample repository and a small graph of shell tasks, so a
-newcomer sees work flow through queueing, parallel adapters, commits and dependencies."""
+newcomer sees work flow through queueing, parallel adapters, commits, merges into the
+integration branch and dependencies that build on their parents' merged work."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ DEMO_TASKS: list[dict[str, Any]] = [
         "key": "check",
         "title": "Check the sources",
         "depends_on": ["greet", "count"],
-        "prompt": "python3 -c 'print(\"checked\")' > CHECKED.txt",
+        # Runs on the integration branch with both parents' work merged in.
+        "prompt": "python3 -B -c 'from app.greet import greet; from app.count import count; "
+        'print(greet("swarm"), count("a b"))\' > CHECKED.txt',
     },
     {
         "key": "release",
