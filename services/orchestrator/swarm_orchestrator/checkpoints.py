@@ -22,14 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
 from swarm_common.gates import GateName, GateResult, blocking_failures, plan_gates, run_gates
 from swarm_common.messages import utcnow
-from swarm_orchestrator import scheduler, timeline
-from swarm_orchestrator.db.models import Checkpoint, Session, Task
+from swarm_common.states import AttemptStatus, TaskStatus
+from swarm_common.streams import Keys
+from swarm_orchestrator import outbox, scheduler, timeline
+from swarm_orchestrator.db.models import Attempt, Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.merges import session_settings
 from swarm_orchestrator.sessions import CLOSED_SESSION_STATES
@@ -301,10 +303,14 @@ async def rollback(
     session_id: uuid.UUID,
     number: int | None,
     workspace: Path,
+    keys: Keys,
     actor: str,
 ) -> tuple[Session, Checkpoint, list[str]]:
     """Reset the integration branch to a passed checkpoint (the newest if `number` is None);
-    return the session, the checkpoint and the keys of tasks whose merges were undone."""
+    return the session, the checkpoint and the keys of tasks whose merges were undone.
+    Tasks in flight (queued, running, or waiting to merge) started from the old head: their
+    attempts are cancelled and they run again from the checkpoint, so their merges cannot
+    bring the undone work back."""
     session = await scheduler.lock_session(db, session_id)
     if session is None:
         raise NotFound(f"session {session_id} not found", code="session_not_found")
@@ -322,9 +328,23 @@ async def rollback(
             code="checkpoint_not_found",
         )
     mirror = workspace / session.repo_path
-    previous, undone = await asyncio.to_thread(
-        _reset, mirror, scheduler.integration_branch(session_id), checkpoint.commit
+    previous, undone, kept = await asyncio.to_thread(
+        _reset,
+        mirror,
+        scheduler.integration_branch(session_id),
+        checkpoint.commit,
+        session.base_commit,
     )
+    if kept:  # rolling forward again: work an earlier rollback undid is back
+        await db.execute(
+            update(Task)
+            .where(
+                Task.session_id == session_id,
+                Task.merge_status == "rolled_back",
+                Task.merge_commit.in_(kept),
+            )
+            .values(merge_status="merged", updated_at=utcnow())
+        )
     rolled: list[str] = []
     if undone:
         tasks = (
@@ -344,6 +364,7 @@ async def rollback(
             rolled.append(task.key)
     session.integration_head = checkpoint.commit
     session.updated_at = utcnow()
+    rerun = await _restart_in_flight(db, session=session, keys=keys, actor=actor)
     timeline.record(
         db,
         session_id=session_id,
@@ -354,6 +375,7 @@ async def rollback(
             "from": previous,
             "to": checkpoint.commit,
             "tasks": sorted(rolled),
+            "restarted": rerun,
         },
     )
     await db.commit()
@@ -364,13 +386,66 @@ async def rollback(
     return session, checkpoint, sorted(rolled)
 
 
-def _reset(mirror: Path, branch: str, commit: str) -> tuple[str, list[str]]:
-    """Move `branch` to `commit`; return where it was and the merge commits it no longer
-    holds."""
+async def _restart_in_flight(
+    db: AsyncSession, *, session: Session, keys: Keys, actor: str
+) -> list[str]:
+    tasks = (
+        await db.scalars(
+            select(Task)
+            .where(
+                Task.session_id == session.id,
+                or_(
+                    Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]),
+                    and_(Task.status == TaskStatus.SUCCEEDED, Task.merge_status == "pending"),
+                ),
+            )
+            .order_by(Task.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    reason = f"the integration branch was rolled back by {actor}"
+    now = utcnow()
+    for task in tasks:
+        if task.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+            await db.execute(
+                update(Attempt)
+                .where(Attempt.task_id == task.id, Attempt.number == task.attempt)
+                .values(status=AttemptStatus.CANCELLED, reason=reason, finished_at=now)
+            )
+            outbox.add_cancel(db, keys=keys, task_id=task.id, attempt=task.attempt, reason=reason)
+        task.status = TaskStatus.PENDING
+        task.merge_status = None
+        task.finished_at = None
+        task.updated_at = now
+        task.feedback = (
+            "The integration branch was rolled back while your previous attempt was under "
+            "way; that work built on changes that are gone and was set aside. Do the task "
+            "again on the branch as it is now."
+        )
+        timeline.record(
+            db,
+            session_id=session.id,
+            task_id=task.id,
+            attempt=task.attempt,
+            type="task.requeued",
+            actor=actor,
+            data={"reason": "rollback"},
+        )
+    await db.flush()
+    await scheduler.queue_ready(db, session=session, keys=keys, only=[t.id for t in tasks])
+    await scheduler.update_progress(db, session=session)
+    return [t.key for t in tasks]
+
+
+def _reset(mirror: Path, branch: str, commit: str, base: str) -> tuple[str, list[str], list[str]]:
+    """Move `branch` to `commit`; return where it was, the merge commits it no longer holds
+    and the merge commits it holds (since the session's base)."""
     ref = f"refs/heads/{branch}"
     with git.repo_lock(mirror):
         head = git.resolve_commit(mirror, ref)
         undone = git.git("rev-list", "--merges", f"{commit}..{head}", git_dir=mirror).stdout.split()
+        kept = git.git("rev-list", "--merges", f"{base}..{commit}", git_dir=mirror).stdout.split()
         if head != commit:
             git.update_ref(mirror, ref, commit, old=head, reason="swarm: rollback")
-    return head, undone
+    return head, undone, kept

@@ -205,14 +205,16 @@ async def rollback(
 ) -> RollbackPublic:
     """Reset the integration branch to a passed checkpoint (the newest when none is named).
     Tasks whose merges are undone show `merge_status` `rolled_back`; tasks that start later
-    build on the checkpoint."""
+    build on the checkpoint; tasks in flight are restarted from it."""
     session, checkpoint, rolled = await checkpoints.rollback(
         db,
         session_id=session_id,
         number=body.checkpoint if body is not None else None,
         workspace=state.settings.workspace,
+        keys=state.keys,
         actor=actor,
     )
+    state.notify()
     return RollbackPublic(
         session_id=session_id,
         checkpoint=checkpoint.number,
