@@ -17,26 +17,15 @@ from redis.asyncio import Redis
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.worker import Adapter
 from swarm_common import git
-from swarm_common.messages import Message, TaskMessage
-from swarm_common.streams import Keys, decode, encode
+from swarm_common.messages import TaskMessage
+from swarm_common.streams import Keys
 from swarm_orchestrator import repos
+from tests.adapter.helpers import Mirror, events, message, send
 from tests.conftest import branch_commit, init_repo
 from tests.waiting import pid_alive, wait_until
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
+IDENTITY = git.identity(git.Author("t", "t@t"))
 FEEDBACK = "### Gate `test` failed (exit 1): `pytest -q`\n```\nE  assert 'a' == \"b\" $HOME\n```"
-
-
-@dataclass
-class Mirror:
-    session_id: uuid.UUID
-    path: Path
-    base: str
 
 
 async def make_mirror(workspace: Path, source: Path, base_ref: str = "main") -> Mirror:
@@ -80,7 +69,14 @@ async def conflict(workspace: Path, tmp_path: Path) -> Conflict:
         for name, content in files.items():
             (source / name).write_text(content)
         git.git("add", "--all", cwd=source)
-        git.git("commit", "--quiet", "-m", "change", cwd=source, env=IDENTITY)
+        git.git(
+            "commit",
+            "--quiet",
+            "-m",
+            "change",
+            cwd=source,
+            env=IDENTITY,
+        )
         return git.git("rev-parse", "HEAD", cwd=source).stdout.strip()
 
     git.git("checkout", "--quiet", "-b", "task", cwd=source)
@@ -93,40 +89,9 @@ async def conflict(workspace: Path, tmp_path: Path) -> Conflict:
     return Conflict(mirror=mirror, task=task, integration=integration, later=later)
 
 
-def message(
-    mirror: Mirror, prompt: str, *, key: str = "t1", attempt: int = 1, **extra: Any
-) -> TaskMessage:
-    fields: dict[str, Any] = {
-        "session_id": mirror.session_id,
-        "task_id": uuid.uuid4(),
-        "task_key": key,
-        "attempt": attempt,
-        "agent": "shell",
-        "title": f"Task {key}",
-        "prompt": prompt,
-        "repo": f"repos/{mirror.session_id}.git",
-        "base_commit": mirror.base,
-        "branch": f"swarm/{mirror.session_id}/task/{key}",
-        "timeout_s": 30,
-    }
-    fields.update(extra)
-    return TaskMessage(**fields)
-
-
 def gates(mode: str = "strict", **commands: str) -> dict[str, Any]:
     """Session settings with these gate commands and no detection."""
     return {"gates": {"mode": mode, "detect": False, **commands}}
-
-
-async def send(redis: Redis, keys: Keys, adapter: Adapter, msg: Message) -> None:
-    await adapter.setup()
-    await redis.xadd(keys.tasks("shell"), encode(msg))  # type: ignore[arg-type]
-
-
-async def events(redis: Redis, keys: Keys) -> list[Any]:
-    """Every event so far, as messages (typed `Any`: tests read each type's own fields)."""
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(keys.events)  # type: ignore[assignment]
-    return [decode(fields).message for _, fields in entries]
 
 
 async def run_one(redis: Redis, keys: Keys, adapter: Adapter, msg: TaskMessage) -> Any:

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -16,16 +14,10 @@ from redis.asyncio import Redis
 from swarm_adapter.worker import Adapter
 from swarm_common import git
 from swarm_common.messages import Message, TaskMessage
-from swarm_common.streams import ADAPTERS_GROUP, Keys, decode, encode
+from swarm_common.streams import ADAPTERS_GROUP, Keys, encode
+from tests.adapter.helpers import Mirror, events, message, send
 from tests.conftest import branch_commit
 from tests.waiting import pid_alive, wait_until, wait_until_async
-
-
-@dataclass
-class Mirror:
-    session_id: uuid.UUID
-    path: Path
-    base: str
 
 
 @pytest.fixture
@@ -34,35 +26,6 @@ def mirror(workspace: Path, git_repo: Path) -> Mirror:
     path = workspace / "repos" / f"{session_id}.git"
     git.clone_bare(str(git_repo), path)
     return Mirror(session_id=session_id, path=path, base=git.resolve_commit(path, "main"))
-
-
-def message(
-    mirror: Mirror, prompt: str, *, key: str = "t1", attempt: int = 1, **extra: Any
-) -> TaskMessage:
-    fields: dict[str, Any] = {
-        "session_id": mirror.session_id,
-        "task_id": uuid.uuid4(),
-        "task_key": key,
-        "attempt": attempt,
-        "agent": "shell",
-        "title": f"Task {key}",
-        "prompt": prompt,
-        "repo": f"repos/{mirror.session_id}.git",
-        "base_commit": mirror.base,
-        "branch": f"swarm/{mirror.session_id}/task/{key}",
-        "timeout_s": 30,
-    }
-    fields.update(extra)
-    return TaskMessage(**fields)
-
-
-async def send(redis: Redis, keys: Keys, adapter: Adapter, msg: Message) -> None:
-    await adapter.setup()
-    await redis.xadd(keys.tasks("shell"), encode(msg))  # type: ignore[arg-type]
-
-
-async def events(redis: Redis, keys: Keys) -> list[Message]:
-    return [decode(fields).message for _, fields in await redis.xrange(keys.events)]
 
 
 async def pending(redis: Redis, keys: Keys) -> int:

@@ -47,8 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GateName = Literal["lint", "test", "build"]
-_GATES: tuple[GateName, ...] = ("lint", "test", "build")
-GATE_NAMES: tuple[str, ...] = _GATES
+GATE_NAMES: tuple[GateName, ...] = ("lint", "test", "build")
 """Every gate there is, in the order they run."""
 
 GateMode = Literal["strict", "permissive", "skip"]
@@ -291,7 +290,7 @@ def plan_gates(
     validated."""
     if config.mode == "skip":
         return []
-    wanted = [name for name in _GATES if only is None or name in only]
+    wanted = [name for name in GATE_NAMES if only is None or name in only]
     commands: dict[str, str | None] = {
         "lint": config.lint,
         "test": config.test,

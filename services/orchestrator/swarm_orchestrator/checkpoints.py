@@ -26,7 +26,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
-from swarm_common.gates import GateName, GateResult, blocking_failures, plan_gates, run_gates
+from swarm_common.gates import GATE_NAMES, GateResult, blocking_failures, plan_gates, run_gates
 from swarm_common.messages import utcnow
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Keys
@@ -41,7 +41,6 @@ __all__ = ["request", "rollback", "run_due", "tag_name"]
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 300.0
-GATE_NAMES_T: tuple[GateName, ...] = ("lint", "test", "build")
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
@@ -134,7 +133,7 @@ async def _lease_seconds(db: AsyncSession) -> float:
     longest = 0.0
     for session in pending:
         gates = session_settings(session).gates
-        longest = max(longest, sum(gates.timeouts.get(n, gates.timeout_s) for n in GATE_NAMES_T))
+        longest = max(longest, sum(gates.timeouts.get(n, gates.timeout_s) for n in GATE_NAMES))
     return longest + LEASE_MARGIN_S
 
 

@@ -2,8 +2,8 @@
 scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to call twice: it
 signals, waits a grace period, then cancels.
 
-Each loop also has a one-shot method (`merge_once`, `checkpoints_once`, `prune_once`) that
-tests and tools call to run a step in the foreground.
+Each loop also has a one-shot method (`sweep_once`, `merge_once`, `checkpoints_once`,
+`prune_once`) that tests and tools call to run a step in the foreground.
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ class Background:
                 self.consumer.run(stop=self._stop, block_ms=s.consumer_block_ms),
                 name="swarm-consumer",
             ),
-            asyncio.create_task(self._sweep_loop(), name="swarm-sweep"),
+            asyncio.create_task(
+                self._loop("sweep", self.sweep_once, asyncio.Event(), s.sweep_interval_s),
+                name="swarm-sweep",
+            ),
             asyncio.create_task(
                 self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
                 name="swarm-merge",
@@ -101,21 +104,11 @@ class Background:
             ),
         ]
 
-    async def _sweep_loop(self) -> None:
-        interval = self._settings.sweep_interval_s
-        while not self._stop.is_set():
-            try:
-                if await scheduler.sweep(self._sessionmaker, keys=self._keys):
-                    self.wake.set()
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning(
-                        "scheduler sweep waiting for the database", extra={"error": repr(exc)}
-                    )
-                else:
-                    log.exception("scheduler sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+    async def sweep_once(self) -> int:
+        queued = await scheduler.sweep(self._sessionmaker, keys=self._keys)
+        if queued:
+            self.wake.set()
+        return queued
 
     def _events_applied(self) -> None:
         self.wake.set()

@@ -280,25 +280,20 @@ async def refresh_blocked(db: AsyncSession, *, session_id: uuid.UUID) -> list[st
 async def update_progress(db: AsyncSession, *, session: Session) -> None:
     """Mark the session finished when its last task ended and every succeeded one is merged
     (and unfinished again on a retry)."""
-    counts = dict(
-        (
-            await db.execute(
-                select(Task.status, func.count())
-                .where(Task.session_id == session.id)
-                .group_by(Task.status)
+    rows = (
+        await db.execute(
+            select(
+                Task.status,
+                func.count(),
+                func.count().filter(Task.merge_status.in_(["pending", "conflict"])),
             )
-        ).all()
-    )
-    unmerged = await db.scalar(
-        select(func.count()).where(
-            Task.session_id == session.id,
-            Task.status == TaskStatus.SUCCEEDED,
-            Task.merge_status.in_(["pending", "conflict"]),
+            .where(Task.session_id == session.id)
+            .group_by(Task.status)
         )
-    )
-    open_tasks = sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES) + int(
-        unmerged or 0
-    )
+    ).all()
+    counts = {status: n for status, n, _ in rows}
+    unmerged = sum(waiting for status, _, waiting in rows if status == TaskStatus.SUCCEEDED)
+    open_tasks = sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES) + unmerged
     now = utcnow()
     if open_tasks == 0 and counts and session.finished_at is None:
         session.finished_at = now
