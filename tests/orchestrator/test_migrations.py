@@ -76,6 +76,7 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
         "outbox",
         "workers",
         "checkpoints",
+        "system_flags",
     }
 
 

@@ -153,7 +153,7 @@ class TaskFailed(_TaskOutcome):
     reason: str = Field(
         description="Stable code: exit_code, timeout, crash, auth, rate_limited, turn_limit, "
         "model_unreachable, git_error, worktree_error, adapter_error, setup_failed, "
-        "gate_failed, unresolved_conflict"
+        "gate_failed, unresolved_conflict, dead_lettered"
     )
     error: str = ""
     retry_at: datetime | None = Field(

@@ -8,21 +8,28 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm_common import supervise
 from swarm_common.text import clean_text
 
-__all__ = ["OutputTail", "ProcessResult", "kill_group", "kill_strays", "run_process"]
+__all__ = [
+    "OutputTail",
+    "ProcessResult",
+    "kill_group",
+    "kill_strays",
+    "run_process",
+    "supervised",
+]
 
 log = logging.getLogger(__name__)
 
 LineHandler = Callable[[bytes], Awaitable[None]]
-_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+_SUPERVISOR = supervise.__file__
 
 
 @dataclass(frozen=True)
@@ -71,12 +78,11 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     await proc.wait()
 
 
-def _with_parent_death(argv: Sequence[str]) -> list[str]:
-    """Prefix `setpriv --pdeathsig KILL` where util-linux has it, so the agent dies with the
-    adapter even on `kill -9`. (A `preexec_fn` would do the same but is unsafe in a process
-    that runs threads, as the adapter does for git.)"""
-    setpriv = _SETPRIV
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+def supervised(argv: Sequence[str]) -> list[str]:
+    """`argv` behind the supervisor (`swarm_common.supervise`), so that it and everything it
+    starts die with this process, even on `kill -9`. (A `preexec_fn` would be unsafe in a
+    process that runs threads, as the adapter does for git.)"""
+    return [sys.executable, "-I", "-S", _SUPERVISOR, str(os.getpid()), "--", *argv]
 
 
 async def run_process(
@@ -94,7 +100,7 @@ async def run_process(
     loop = asyncio.get_running_loop()
     started = loop.time()
     proc = await asyncio.create_subprocess_exec(
-        *_with_parent_death(argv),
+        *supervised(argv),
         cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
@@ -178,25 +184,8 @@ async def _deliver(on_line: LineHandler | None, line: bytes) -> None:
 
 
 def kill_strays(marker: str) -> list[int]:
-    """SIGKILL every process whose environment holds `marker` (`SWARM_WORKTREE=<path>`, set
-    for every agent): what an agent left behind outside its process group, such as Codex's
-    sandbox helper, which runs in sessions of its own. A person's shell that merely sits in
-    the worktree is left alone. Linux only; elsewhere it finds nothing."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
-        return []
-    needle = marker.encode() + b"\0"
-    killed: list[int] = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            if environ.startswith(needle) or b"\0" + needle in environ:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-        except (OSError, ValueError):
-            continue
+    """SIGKILL every process whose environment holds `marker`; see `supervise.kill_strays`."""
+    killed = supervise.kill_strays(marker)
     if killed:
         log.warning("killed processes an agent left behind", extra={"pids": killed[:20]})
     return killed

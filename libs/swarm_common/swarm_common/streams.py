@@ -91,6 +91,20 @@ class Keys:
         """Who claimed one attempt; `SET NX`, so a second claim of the same attempt fails."""
         return f"{self.prefix}:claim:{task_id}:{attempt}"
 
+    def lease(self, task_id: uuid.UUID | str, attempt: int) -> str:
+        """Expires unless the claiming worker renews it; see `swarm_common.leases`."""
+        return f"{self.prefix}:lease:{task_id}:{attempt}"
+
+    @property
+    def control(self) -> str:
+        """The system mode every adapter obeys (`running`, `draining`, `stopped`), as JSON."""
+        return f"{self.prefix}:control"
+
+    @property
+    def epoch(self) -> str:
+        """Set by the orchestrator; its absence means Redis lost its data."""
+        return f"{self.prefix}:epoch"
+
     @property
     def all_match(self) -> str:
         return f"{self.prefix}:*"

@@ -1,4 +1,5 @@
-"""`swarm adapter`: run one adapter process until SIGTERM or SIGINT."""
+"""`swarm adapter`: run one adapter process until SIGTERM or SIGINT (drain: running attempts
+get `shutdown_grace_s` to finish) or SIGUSR1 (emergency stop: agents are killed at once)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -38,11 +40,32 @@ async def serve(settings: AdapterSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, adapter.stop)
+    loop.add_signal_handler(signal.SIGUSR1, adapter.emergency_stop)
+    loop.add_signal_handler(signal.SIGQUIT, _dump_tasks)
     try:
         await adapter.run()
     finally:
         await redis.aclose()
     return 0
+
+
+def _dump_tasks() -> None:
+    """SIGQUIT: log where every coroutine waits (the whole await chain), to find out why an
+    adapter seems stuck."""
+    lines = []
+    for task in asyncio.all_tasks():
+        lines.append(f"task {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                lines.append(
+                    f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                )
+            else:
+                lines.append(f"  {awaited!r}"[:300])
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    log.warning("SIGQUIT: the adapter's tasks\n%s", "\n".join(lines))
 
 
 def main(settings: AdapterSettings) -> int:

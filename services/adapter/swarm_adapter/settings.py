@@ -26,6 +26,16 @@ class AdapterSettings(CommonSettings):
     read_block_ms: int = Field(2000, ge=10)
     shutdown_grace_s: float = Field(30.0, ge=0)
     """On SIGTERM, running attempts get this long to finish before they are cancelled."""
+    lease_s: float = Field(30.0, gt=0)
+    """An attempt's lease (see `swarm_common.leases`): renewed every heartbeat; once it
+    lapses, the orchestrator declares the attempt lost and runs the task again."""
+    claim_idle_ms: int = Field(60_000, ge=100)
+    """A task message pending this long on another adapter (which died: live ones keep
+    their entries fresh) is taken over."""
+    max_deliveries: int = Field(5, ge=1)
+    """A task message delivered more often goes to the dead-letter stream; its task fails."""
+    control_poll_interval_s: float = Field(1.0, gt=0)
+    """How often the system mode (drain, emergency stop) is read."""
     kill_grace_s: float = Field(5.0, ge=0)
     """Between SIGTERM and SIGKILL to an agent's process group."""
     output_tail_bytes: int = Field(8192, ge=256)

@@ -1,10 +1,19 @@
 """The adapter's consumer loop: one task message at a time per slot, from claim to ack.
 
-For each message: decode (bad ones go to the dead-letter stream), claim the attempt with
-`SET NX` (a second claim of the same attempt is refused, so a message delivered twice runs
-once), emit `task.started`, prepare the worktree (setup files and command, see
-`preparation`), run the agent with heartbeats and cancel checks beside it, commit, run the
-quality gates on the commit, emit the result event, and only then acknowledge.
+For each message: decode (bad ones, and ones naming no repository of the workspace, go to
+the dead-letter stream), claim the attempt and take its lease (`swarm_common.leases`: a
+second claim of the same attempt is refused, so a message delivered twice runs once), emit
+`task.started`, prepare the worktree (setup files and command, see `preparation`), run the
+agent, commit, run the quality gates on the commit, emit the result event, and only then
+acknowledge. Beside the whole attempt runs its heartbeat: cancel checks, lease renewal (an
+attempt whose lease is lost or about to lapse stops and commits nothing), and keeping the
+stream entry fresh so that peers do not take it over.
+
+Each slot also takes over, with `XAUTOCLAIM`, entries that adapters which died left
+pending; an entry delivered more than `max_deliveries` times is dead-lettered and its task
+failed. The adapter obeys the system mode (`swarm_common.system`): draining takes no new
+work, an emergency stop kills every agent at once. SIGTERM drains this adapter; SIGUSR1
+stops it at once.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
+from swarm_common import leases
 from swarm_common.gates import (
     GateCommand,
     GateMode,
@@ -55,6 +65,7 @@ from swarm_common.procs import kill_strays
 from swarm_common.session_settings import SessionSettings
 from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
 from swarm_common.streams import ensure_group as _ensure_group
+from swarm_common.system import SystemMode, read_mode
 from swarm_common.text import clean, clean_text
 
 __all__ = ["Adapter"]
@@ -69,13 +80,22 @@ EVENTS_MAXLEN = 1_000_000
 class _Running:
     message: TaskMessage
     entry_id: bytes
+    worktree: Path
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
+    fenced: bool = False
+    """The lease is lost: another attempt may own the task now; commit nothing."""
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    """The attempt's work is over: its heartbeat stops."""
 
     def request_cancel(self, reason: str) -> None:
         if not self.cancel.is_set():
             self.cancel_reason = reason
             self.cancel.set()
+
+    def fence(self, reason: str) -> None:
+        self.fenced = True
+        self.request_cancel(reason)
 
 
 class Adapter:
@@ -90,7 +110,11 @@ class Adapter:
         self.counts: Counter[str] = Counter()
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
+        self._accepting = asyncio.Event()
+        self._accepting.set()
+        self.mode = SystemMode.RUNNING
         self._running: dict[tuple[uuid.UUID, int], _Running] = {}
+        self._reclaim_cursor = "0-0"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,6 +124,24 @@ class Adapter:
     def stop(self) -> None:
         """Stop taking work; safe to call twice (from a signal handler, say)."""
         self._stopping.set()
+        self._accepting.set()  # wake slots waiting for the mode to change, so they exit
+
+    def emergency_stop(self, reason: str = "emergency stop") -> None:
+        """SIGUSR1: kill every agent now, report the attempts cancelled (they run again
+        elsewhere or later), and exit."""
+        self.kill_all(reason)
+        self.stop()
+
+    def kill_all(self, reason: str) -> int:
+        """Cancel every running attempt and kill its processes at once (no grace)."""
+        for running in list(self._running.values()):
+            running.request_cancel(reason)
+            kill_strays(f"SWARM_WORKTREE={running.worktree}")
+        if self._running:
+            log.warning(
+                "killed running attempts", extra={"count": len(self._running), "reason": reason}
+            )
+        return len(self._running)
 
     async def run(self) -> None:
         """Serve until `stop()`, then drain: running attempts get `shutdown_grace_s` to
@@ -120,6 +162,7 @@ class Adapter:
             for i in range(self.settings.concurrency)
         ]
         registry = asyncio.create_task(self._registry_loop(), name="registry")
+        control = asyncio.create_task(self._control_loop(), name="control")
         log.info(
             "adapter started",
             extra={
@@ -130,9 +173,9 @@ class Adapter:
         )
         await self._stopping.wait()
         await self._drain(slots)
-        registry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await registry
+        for helper in (registry, control):
+            helper.cancel()
+            await _settle(helper)
         await self._publish(WorkerOffline(worker=self.worker), retry=False)
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(self.keys.worker(self.worker))
@@ -165,8 +208,17 @@ class Adapter:
 
     async def _consume_loop(self) -> None:
         delay = 0.5
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + self.settings.claim_idle_ms / 2000
         while not self._stopping.is_set():
             try:
+                await self._accepting.wait()
+                if self._stopping.is_set():
+                    break
+                if loop.time() >= next_reclaim:
+                    if not await self.reclaim():
+                        next_reclaim = loop.time() + self.settings.claim_idle_ms / 2000
+                    continue
                 await self.process_next(block_ms=self.settings.read_block_ms)
                 delay = 0.5
             except (RedisError, OSError) as exc:
@@ -197,6 +249,43 @@ class Adapter:
         await self.handle(entry_id, fields)
         return True
 
+    async def reclaim(self) -> bool:
+        """Take over one entry another consumer (an adapter that died) left pending for
+        `claim_idle_ms`, and handle it; False when there was none."""
+        try:
+            reply: Any = await self.redis.xautoclaim(
+                self.stream,
+                ADAPTERS_GROUP,
+                self.worker,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=self._reclaim_cursor,
+                count=1,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.setup()
+            return False
+        cursor, entries = reply[0], reply[1]
+        self._reclaim_cursor = _text(cursor)
+        if not entries:
+            return self._reclaim_cursor != "0-0"  # more of the list to scan
+        entry_id, fields = entries[0]
+        if not fields:  # trimmed away while pending
+            await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
+            return True
+        pending: Any = await self.redis.xpending_range(
+            self.stream, ADAPTERS_GROUP, min=entry_id, max=entry_id, count=1
+        )
+        deliveries = int(pending[0]["times_delivered"]) if pending else 1
+        log.info(
+            "took over a pending task message",
+            extra={"entry_id": _text(entry_id), "deliveries": deliveries},
+        )
+        self.counts["reclaimed"] += 1
+        await self.handle(entry_id, fields, deliveries=deliveries)
+        return True
+
     async def process_available(self) -> int:
         """Burst mode (tests, one-shot runs): handle every waiting message, then return."""
         handled = 0
@@ -204,7 +293,9 @@ class Adapter:
             handled += 1
         return handled
 
-    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    async def handle(
+        self, entry_id: bytes, fields: dict[bytes, bytes], *, deliveries: int = 1
+    ) -> None:
         try:
             envelope = decode(fields)
         except DecodeError as exc:
@@ -216,10 +307,25 @@ class Adapter:
                 entry_id, fields, f"{envelope.type} is not a task message for {self.settings.agent}"
             )
             return
-        claim_key = self.keys.claim(message.task_id, message.attempt)
-        ttl = int(message.timeout_s + 24 * 3600)
-        if not await self.redis.set(claim_key, self.worker, nx=True, ex=ttl):
-            holder = await self.redis.get(claim_key)
+        try:
+            self.worktrees.repo(message)
+        except WorktreeError as exc:  # no session of ours: nothing to run it on
+            await self._dead(entry_id, fields, f"unknown task: {exc}")
+            return
+        if deliveries > self.settings.max_deliveries:
+            await self._give_up(entry_id, fields, message, deliveries)
+            return
+        claimed = await leases.claim(
+            self.redis,
+            self.keys,
+            task_id=message.task_id,
+            attempt=message.attempt,
+            worker=self.worker,
+            lease_s=self.settings.lease_s,
+            claim_ttl_s=int(message.timeout_s + 24 * 3600),
+        )
+        if not claimed:
+            holder = await self.redis.get(self.keys.claim(message.task_id, message.attempt))
             log.info(
                 "attempt already claimed; duplicate delivery dropped",
                 extra=self._ctx(message, holder=_text(holder or b"")),
@@ -227,9 +333,12 @@ class Adapter:
             self.counts["duplicate"] += 1
             await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
             return
-        running = _Running(message=message, entry_id=entry_id)
+        running = _Running(
+            message=message, entry_id=entry_id, worktree=self.worktrees.path(message)
+        )
         self._running[(message.task_id, message.attempt)] = running
         try:
+            beat = asyncio.create_task(self._beat(running))
             try:
                 outcome = await self._execute(running)
             except Exception as exc:  # a bug or an unforeseen failure: report, never hang
@@ -237,14 +346,49 @@ class Adapter:
                 outcome = TaskFailed(
                     **self._about(message), reason="adapter_error", error=f"{type(exc).__name__}"
                 )
+            finally:
+                running.finished.set()
+                await _settle(beat)
             await self._publish(outcome)
             self.counts[outcome.TYPE] += 1
-            await self.redis.set(claim_key, f"done:{self.worker}", xx=True, ex=CLAIM_DONE_TTL_S)
+            await leases.finish(
+                self.redis,
+                self.keys,
+                task_id=message.task_id,
+                attempt=message.attempt,
+                worker=self.worker,
+                done_ttl_s=CLAIM_DONE_TTL_S,
+            )
             await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
             log.info("attempt reported", extra=self._ctx(message, event=outcome.TYPE))
         finally:
             del self._running[(message.task_id, message.attempt)]
             await self._cleanup(message)
+
+    async def _give_up(
+        self, entry_id: bytes, fields: dict[bytes, bytes], message: TaskMessage, deliveries: int
+    ) -> None:
+        """A message delivered too often (it kept killing or stalling its adapters): keep it
+        in the dead-letter stream and fail its task, rather than try forever."""
+        reason = f"delivered {deliveries} times (limit {self.settings.max_deliveries})"
+        await dead_letter(
+            self.redis,
+            self.keys,
+            stream=self.stream,
+            entry_id=entry_id,
+            fields=fields,
+            reason=reason,
+            group=ADAPTERS_GROUP,
+        )
+        await self._publish(
+            TaskFailed(
+                **self._about(message),
+                reason="dead_lettered",
+                error=f"the task message was {reason}; it is kept in {self.keys.dead}",
+            )
+        )
+        await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
+        self.counts["dead"] += 1
 
     async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
         await dead_letter(
@@ -266,6 +410,8 @@ class Adapter:
         common = self._about(message)
         if self._stopping.is_set():  # read while stopping: hand it back, unstarted
             return TaskCancelled(**common, reason="adapter shutting down")
+        if self.mode != SystemMode.RUNNING:  # read as the mode changed: hand it back too
+            return TaskCancelled(**common, reason=f"system {self.mode}")
         reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
         if reason is not None:
             return TaskCancelled(**common, reason=_text(reason))
@@ -277,6 +423,12 @@ class Adapter:
             worktree = await self.worktrees.prepare(message)
         except WorktreeError as exc:
             return TaskFailed(**common, reason="worktree_error", error=str(exc))
+        return await self._work(running, worktree)
+
+    async def _work(self, running: _Running, worktree: Path) -> Message:
+        """Setup, agent, commit and gates in a prepared worktree."""
+        message = running.message
+        common = self._about(message)
         settings = _session_settings(message)
         checks: list[GateResult] = []
         conflicts: list[str] = []
@@ -294,6 +446,13 @@ class Adapter:
             if left:
                 result.outcome, result.reason = "failed", "unresolved_conflict"
                 result.error = "conflict markers are left in " + ", ".join(left[:20])
+        if running.fenced:  # another attempt may own the branch now: leave it alone
+            return TaskCancelled(
+                **common,
+                reason=running.cancel_reason,
+                exit_code=result.exit_code,
+                duration_s=result.duration_s,
+            )
         try:
             scrubbed = await self.worktrees.scrub(worktree, self.runner.secrets)
             if scrubbed:
@@ -366,7 +525,7 @@ class Adapter:
     async def _checks(
         self, running: _Running, worktree: Path, plan: list[GateCommand]
     ) -> list[GateResult]:
-        """Run setup or gate commands with the agent's environment, heartbeats beside."""
+        """Run setup or gate commands with the agent's environment."""
         message = running.message
         env = task_env(
             message,
@@ -374,7 +533,6 @@ class Adapter:
             home=self.worktrees.home(message),
             environ=dict(os.environ),
         )
-        beat = asyncio.create_task(self._beat(running))
         try:
             results = await run_gates(
                 plan,
@@ -387,9 +545,6 @@ class Adapter:
                 relative_to=self.worktrees.workspace,
             )
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
         for result in results:
             await self._progress(
@@ -402,7 +557,7 @@ class Adapter:
         return results
 
     async def _run_agent(self, running: _Running, worktree: Path) -> RunResult:
-        """The runner, with heartbeats and batched progress beside it."""
+        """The runner, with batched progress beside it."""
         message = running.message
         batcher = ProgressBatcher(
             lambda kind, text, data: self._progress(message, kind, text, data),
@@ -418,7 +573,6 @@ class Adapter:
             tail_bytes=self.settings.output_tail_bytes,
             progress=batcher.add,
         )
-        beat = asyncio.create_task(self._beat(running))
         batcher.start()
         try:
             return await self.runner.run(ctx)
@@ -431,9 +585,6 @@ class Adapter:
                 error=f"{type(exc).__name__}: {exc}",
             )
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
             await batcher.stop()
             # Whatever the agent left running outside its process group goes too.
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
@@ -462,6 +613,8 @@ class Adapter:
             "transcript_path": transcript,
             "gates": [c.model_dump(mode="json") for c in checks],
         }
+        if running.cancel.is_set() and result.outcome == "failed":  # killed for the cancel
+            result.outcome = "cancelled"
         if result.outcome == "succeeded" and any(c.status == "cancelled" for c in checks):
             return TaskCancelled(**outcome, reason=running.cancel_reason or "cancelled")
         failed = blocking_failures(checks, mode)
@@ -483,26 +636,73 @@ class Adapter:
         )
 
     async def _beat(self, running: _Running) -> None:
-        """Beside a running attempt: heartbeats, cancel checks, and keeping the stream entry
-        fresh so that peers do not take it over."""
+        """Beside a whole attempt, until `running.finished`: cancel checks; every heartbeat,
+        renew the lease, publish a heartbeat and keep the stream entry fresh (so peers do not
+        take it over). A lease that is gone, or not renewed for half its length, fences the
+        attempt: its agent is stopped before the reaper can hand the task to another worker.
+
+        It ends on an event, not by cancellation: a cancel that meets a timeout can be
+        swallowed (Python 3.11's `wait_for` and `timeout`), and a beat that outlived its
+        attempt would keep renewing a lease nobody uses. Each Redis round runs as a task of
+        its own with a deadline; one that hangs is abandoned."""
         message = running.message
+        lease_s = self.settings.lease_s
+        interval = min(self.settings.heartbeat_interval_s, lease_s / 3)
+        poll = min(self.settings.cancel_poll_interval_s, interval)
         loop = asyncio.get_running_loop()
-        last_beat = loop.time()
-        cancel_key = self.keys.cancel(message.task_id, message.attempt)
-        while True:
-            await asyncio.sleep(self.settings.cancel_poll_interval_s)
-            try:
-                reason = await self.redis.get(cancel_key)
-                if reason is not None:
-                    running.request_cancel(_text(reason))
-                if loop.time() - last_beat >= self.settings.heartbeat_interval_s:
+        renewed = last_beat = loop.time()  # the claim took the lease just now
+        finished = asyncio.ensure_future(running.finished.wait())
+        try:
+            while not running.finished.is_set():
+                await asyncio.wait([finished], timeout=poll)
+                if running.finished.is_set():
+                    return
+                beat_due = loop.time() - last_beat >= interval
+                if beat_due:
                     last_beat = loop.time()
-                    await self._publish(TaskHeartbeat(**self._about(message)), retry=False)
-                    await self.redis.xclaim(
-                        self.stream, ADAPTERS_GROUP, self.worker, 0, [running.entry_id], justid=True
+                round_ = asyncio.ensure_future(self._beat_round(running, renew=beat_due))
+                done, _ = await asyncio.wait([round_], timeout=max(poll, lease_s / 4))
+                if not done:
+                    round_.cancel()
+                    log.warning("heartbeat timed out", extra=self._ctx(message))
+                elif (error := round_.exception()) is not None:
+                    log.warning("heartbeat failed", extra=self._ctx(message, error=repr(error)))
+                elif round_.result():
+                    renewed = last_beat
+                if loop.time() - renewed > lease_s / 2 and not running.fenced:
+                    running.fence("lease_expiring")
+                    log.warning(
+                        "lease not renewed for half its length; stopping the attempt",
+                        extra=self._ctx(message, lease_s=lease_s),
                     )
-            except (RedisError, OSError) as exc:
-                log.warning("heartbeat failed", extra=self._ctx(message, error=repr(exc)))
+        finally:
+            finished.cancel()
+
+    async def _beat_round(self, running: _Running, *, renew: bool) -> bool:
+        """Check for a cancel request; with `renew`, renew the lease (True when renewed),
+        publish a heartbeat and touch the stream entry."""
+        message = running.message
+        reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
+        if reason is not None:
+            running.request_cancel(_text(reason))
+        if not renew:
+            return False
+        kept = await leases.renew(
+            self.redis,
+            self.keys,
+            task_id=message.task_id,
+            attempt=message.attempt,
+            worker=self.worker,
+            lease_s=self.settings.lease_s,
+        )
+        if not kept:
+            running.fence("lease_lost")
+            log.warning("attempt lost its lease; stopping it", extra=self._ctx(message))
+        await self._publish(TaskHeartbeat(**self._about(message)), retry=False)
+        await self.redis.xclaim(
+            self.stream, ADAPTERS_GROUP, self.worker, 0, [running.entry_id], justid=True
+        )
+        return kept
 
     async def _progress(
         self, message: TaskMessage, kind: str, text: str, data: dict[str, Any]
@@ -552,6 +752,26 @@ class Adapter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _control_loop(self) -> None:
+        """Follow the system mode: drain (take no new work), stop (kill everything now and
+        take no work), run."""
+        while True:
+            try:
+                mode = await read_mode(self.redis, self.keys)
+            except (RedisError, OSError) as exc:
+                log.warning("cannot read the system mode", extra={"error": repr(exc)})
+                mode = self.mode
+            if mode != self.mode:
+                log.warning("system mode changed", extra={"worker": self.worker, "mode": mode})
+                self.mode = mode
+                if mode == SystemMode.RUNNING:
+                    self._accepting.set()
+                else:
+                    self._accepting.clear()
+            if mode == SystemMode.STOPPED and self._running:
+                self.kill_all("emergency stop")
+            await asyncio.sleep(self.settings.control_poll_interval_s)
+
     async def _registry_loop(self) -> None:
         ttl = self.settings.worker_ttl_s
         key = self.keys.worker(self.worker)
@@ -574,6 +794,7 @@ class Adapter:
                         "pid": os.getpid(),
                         "concurrency": self.settings.concurrency,
                         "running": json.dumps(running),
+                        "mode": self.mode.value,
                         "updated_at": utcnow().isoformat(),
                     },
                 )
@@ -616,6 +837,19 @@ def _session_settings(message: TaskMessage) -> SessionSettings:
                 "session settings unreadable; defaults used", extra={"task_key": message.task_key}
             )
             return SessionSettings()
+
+
+async def _settle(task: asyncio.Task[Any], timeout_s: float = 5.0) -> None:
+    """Wait for `task` to end (cancelling it if it does not), never forever: a task that
+    swallowed its cancellation is left behind with a warning rather than hang its caller."""
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done:
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done:
+        log.warning("a background task does not end; left behind", extra={"task": task.get_name()})
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("a background task failed", extra={"error": repr(task.exception())})
 
 
 def _text(value: bytes | str) -> str:

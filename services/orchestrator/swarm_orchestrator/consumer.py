@@ -5,7 +5,8 @@ Entries that cannot be decoded, name an unknown task, or make `apply_event` rais
 non-transient error go to the dead-letter stream. A transient failure (database or Redis
 unreachable) leaves the entry pending; the consumer backs off and re-reads its own pending
 entries before new ones. Entries left pending by an orchestrator that vanished are taken
-over with `XAUTOCLAIM` once idle long enough.
+over with `XAUTOCLAIM` once idle long enough; one delivered more than `max_deliveries`
+times (it kept killing its consumer) is dead-lettered instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EventConsumer:
         consumer: str,
         batch: int = 100,
         claim_idle_ms: int = 60_000,
+        max_deliveries: int = 10,
         policy: RetryPolicy | None = None,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -49,6 +51,7 @@ class EventConsumer:
         self._consumer = consumer
         self._batch = batch
         self._claim_idle_ms = claim_idle_ms
+        self._max_deliveries = max_deliveries
         self._policy = policy or RetryPolicy()
         self._on_commit = on_commit
         self._recover = True
@@ -94,7 +97,18 @@ class EventConsumer:
             count=self._batch,
         )
         entries: list[Any] = reply[1] if reply else []
-        return await self._handle_all(entries)
+        handled = 0
+        for entry_id, fields in entries:
+            pending: Any = await self._redis.xpending_range(
+                self._keys.events, ORCHESTRATOR_GROUP, min=entry_id, max=entry_id, count=1
+            )
+            deliveries = int(pending[0]["times_delivered"]) if pending else 1
+            if fields and deliveries > self._max_deliveries:
+                await self._dead(entry_id, fields, f"delivered {deliveries} times")
+                handled += 1
+            else:
+                handled += await self._handle_all([(entry_id, fields)])
+        return handled
 
     async def _handle_all(self, entries: list[Any]) -> int:
         handled = 0

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MAX_TAIL_CHARS = 16 * 1024
 ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+FINAL_REASONS = frozenset({"dead_lettered"})
+"""Failure reasons never retried: the message itself is the problem."""
 
 
 class Outcome(StrEnum):
@@ -67,6 +69,9 @@ class RetryPolicy:
     """Rate-limited attempts of one task before it fails."""
     rate_limit_cap_s: float = 3600.0
     """Longest wait for a reported rate-limit reset."""
+    max_lost: int = 5
+    """Lost attempts of one task (its worker died or was cut off) before it fails; they do
+    not count against `max_attempts`."""
 
 
 @dataclass
@@ -304,7 +309,8 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
 async def _on_failed(ctx: _Ctx) -> Outcome:
     """A failed attempt is retried with backoff until the task's `max_attempts` failures (a
     failed quality gate only when the task says `retry_on_gate_failure`; the gates' output
-    then goes into the next prompt). A rate-limited one is not the task's fault: it is
+    then goes into the next prompt; a dead-lettered message never). A rate-limited one is
+    not the task's fault: it is
     retried when the provider's limit resets (or with backoff), up to
     `policy.max_rate_limited` times, and does not count as a failure."""
     message = ctx.envelope.message
@@ -332,8 +338,10 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
         )
     else:
         tries = counts.get(AttemptStatus.FAILED, 0)
-        will_retry = tries < task.max_attempts and (
-            not gate_failure or bool(task.spec.get("retry_on_gate_failure"))
+        will_retry = (
+            tries < task.max_attempts
+            and message.reason not in FINAL_REASONS
+            and (not gate_failure or bool(task.spec.get("retry_on_gate_failure")))
         )
         delay = scheduler.retry_delay_s(
             tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s

@@ -1,9 +1,10 @@
-"""The orchestrator's background loops (relay, event consumer, merge queue, checkpoints,
-scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to call twice: it
-signals, waits a grace period, then cancels.
+"""The orchestrator's background loops (relay, event consumer, reaper, merge queue,
+checkpoints, scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to
+call twice: it signals, waits a grace period, then cancels.
 
-Each loop also has a one-shot method (`sweep_once`, `merge_once`, `checkpoints_once`,
-`prune_once`) that tests and tools call to run a step in the foreground.
+Each loop also has a one-shot method (`sweep_once`, `reap_once`, `merge_once`,
+`checkpoints_once`, `prune_once`) that tests and tools call to run a step in the
+foreground.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from swarm_orchestrator.consumer import EventConsumer
 from swarm_orchestrator.events import RetryPolicy
 from swarm_orchestrator.failures import is_transient
 from swarm_orchestrator.outbox import Relay
+from swarm_orchestrator.reaper import Reaper
 from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = ["Background"]
@@ -47,6 +49,7 @@ class Background:
         self.merge_wake = asyncio.Event()
         """Set when tasks may have joined the merge queue."""
         self.checkpoint_wake = asyncio.Event()
+        policy = RetryPolicy(max_lost=settings.max_lost_attempts)
         self.relay = Relay(
             sessionmaker=sessionmaker,
             redis=redis,
@@ -61,8 +64,16 @@ class Background:
             consumer=settings.consumer_name,
             batch=settings.consumer_batch,
             claim_idle_ms=settings.consumer_claim_idle_ms,
-            policy=RetryPolicy(),
+            max_deliveries=settings.event_max_deliveries,
+            policy=policy,
             on_commit=self._events_applied,
+        )
+        self.reaper = Reaper(
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keys=keys,
+            policy=policy,
+            on_transport_lost=self.relay.forget_groups,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -89,6 +100,10 @@ class Background:
                 name="swarm-sweep",
             ),
             asyncio.create_task(
+                self._loop("reaper", self.reap_once, asyncio.Event(), s.reaper_interval_s),
+                name="swarm-reaper",
+            ),
+            asyncio.create_task(
                 self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
                 name="swarm-merge",
             ),
@@ -109,6 +124,12 @@ class Background:
         if queued:
             self.wake.set()
         return queued
+
+    async def reap_once(self) -> int:
+        lost = await self.reaper.reap_once()
+        if lost:
+            self.wake.set()
+        return lost
 
     def _events_applied(self) -> None:
         self.wake.set()

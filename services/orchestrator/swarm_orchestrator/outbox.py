@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common.messages import CancelRequest, Message, utcnow
 from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, encode, ensure_group
 from swarm_orchestrator.db.models import Outbox
+from swarm_orchestrator.failures import is_transient
+from swarm_orchestrator.locks import try_xact_lock
 
 __all__ = ["Relay", "add_cancel", "add_message"]
 
@@ -51,8 +53,9 @@ def add_cancel(
 
 
 class Relay:
-    """Publishes outbox rows to Redis. Safe to run in several processes at once: each batch
-    locks its rows with `SKIP LOCKED`."""
+    """Publishes outbox rows to Redis. Safe to run in several processes at once: one batch
+    at a time holds the relay's advisory lock (so rows go out in order), and its rows are
+    locked besides."""
 
     CANCEL_TTL_S = 7 * 24 * 3600
 
@@ -75,6 +78,8 @@ class Relay:
     async def publish_batch(self) -> int:
         """Publish up to one batch of unsent rows; return how many were published."""
         async with self._sessionmaker() as db, db.begin():
+            if not await try_xact_lock(db, f"relay:{self._keys.prefix}"):
+                return 0  # another replica publishes
             rows = (
                 await db.scalars(
                     select(Outbox)
@@ -144,9 +149,15 @@ class Relay:
                     "outbox relay cannot publish; retrying",
                     extra={"error": repr(exc), "retry_in_s": backoff},
                 )
-            except Exception:
+            except Exception as exc:
                 backoff = min(backoff * 2, 10.0)
-                log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
+                if is_transient(exc):
+                    log.warning(
+                        "outbox relay waiting for the database",
+                        extra={"error": repr(exc), "retry_in_s": backoff},
+                    )
+                else:
+                    log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
             await _wait_any(stop, wake, backoff)
 
 

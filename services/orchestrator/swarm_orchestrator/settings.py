@@ -30,6 +30,11 @@ class OrchestratorSettings(CommonSettings):
     event_max_deliveries: int = 10
     """An event that failed to apply this many times is dead-lettered."""
     sweep_interval_s: float = 5.0
+    reaper_interval_s: float = 2.0
+    """How often attempts are checked for expired leases (the adapters' `SWARM_LEASE_S`
+    sets how long a silent worker keeps its attempt)."""
+    max_lost_attempts: int = 5
+    """Lost attempts of one task before it fails."""
     prune_interval_s: float = 300.0
     """How often leftover worktrees of ended attempts are removed."""
     stream_maxlen: int = 1_000_000

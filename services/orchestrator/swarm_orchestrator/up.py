@@ -269,7 +269,14 @@ def run_up(options: UpOptions) -> int:
     def _request_stop(signum: int, _frame: object) -> None:
         stack.stop_requested.set()
 
+    def _emergency_stop(signum: int, _frame: object) -> None:
+        """SIGUSR1: the orchestrator stops every agent at once (`POST /v1/system/stop`)."""
+        for child in stack.children:
+            if child.name == "orchestrator" and child.proc is not None:
+                child.proc.send_signal(signal.SIGUSR1)
+
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _emergency_stop)
     try:
         try:
             db_url, redis_url = stack.start_servers(settings)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,13 +14,15 @@ from redis.asyncio import Redis
 
 import swarm_common
 from swarm_common.streams import Keys
+from swarm_common.system import SystemMode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
-from swarm_orchestrator.api.routes import health, sessions, tasks, workers
+from swarm_orchestrator.api.routes import health, sessions, system, tasks, workers
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.loops import Background
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
+from swarm_orchestrator.system import set_mode
 
 __all__ = ["create_app"]
 
@@ -55,10 +60,13 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         )
         if s.run_loops:
             background.start()
+            _on_sigusr1(app.state.swarm)
         log.info("orchestrator started", extra={"loops": s.run_loops})
         try:
             yield
         finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
             await background.stop()
             await redis.aclose()
             await engine.dispose()
@@ -71,8 +79,30 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, sessions, tasks, workers):
+    for module in (health, sessions, tasks, workers, system):
         app.include_router(module.router)
     max_body = (settings or get_settings()).max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
+
+
+def _on_sigusr1(state: AppState) -> None:
+    """SIGUSR1 to the orchestrator: emergency stop of the whole system, as `POST
+    /v1/system/stop` does."""
+
+    async def _stop() -> None:
+        async with state.sessionmaker() as db:
+            await set_mode(
+                db, redis=state.redis, keys=state.keys, mode=SystemMode.STOPPED, actor="SIGUSR1"
+            )
+
+    def _handler() -> None:
+        task = asyncio.create_task(_stop())
+        _signal_tasks.add(task)
+        task.add_done_callback(_signal_tasks.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _handler)
+
+
+_signal_tasks: set[asyncio.Task[None]] = set()

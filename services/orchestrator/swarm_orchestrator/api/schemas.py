@@ -23,6 +23,7 @@ __all__ = [
     "EventPublic",
     "SessionCreate",
     "SessionPublic",
+    "SystemPublic",
     "TaskCreate",
     "TaskDetail",
     "TaskPublic",
@@ -227,3 +228,15 @@ class WorkerPublic(BaseModel):
     alive: bool = Field(False, description="Its liveness key in Redis has not expired.")
     started_at: datetime
     last_seen_at: datetime
+
+
+class SystemPublic(BaseModel):
+    mode: str = Field(
+        description="`running`; `draining` (adapters take no new work and finish what they "
+        "run); `stopped` (emergency stop: agents killed, attempts run again on resume)."
+    )
+    changed_by: str = Field("", description="Who set the mode last.")
+    changed_at: datetime | None = None
+    running: int = Field(description="Attempts running now.")
+    queued: int = Field(description="Attempts waiting for an adapter.")
+    workers_alive: int = Field(description="Adapters whose liveness key has not expired.")

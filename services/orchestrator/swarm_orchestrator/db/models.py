@@ -43,6 +43,7 @@ __all__ = [
     "Event",
     "Outbox",
     "Session",
+    "SystemFlag",
     "Task",
     "TaskDependency",
     "Worker",
@@ -316,3 +317,15 @@ class Worker(Base):
     status: Mapped[str] = mapped_column(String(16), default="online")
     started_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime] = _now()
+
+
+class SystemFlag(Base):
+    """A switch of the whole deployment; `mode` holds the system mode (see
+    `swarm_common.system`), which the reaper mirrors to Redis for the adapters."""
+
+    __tablename__ = "system_flags"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = _now()

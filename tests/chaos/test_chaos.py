@@ -1,0 +1,374 @@
+"""Chaos: processes die at random moments, servers restart, bad messages arrive — and every
+task still ends exactly once, nothing accepted is lost, no result is applied twice.
+
+Each scenario prints one `CHAOS {...}` line with what it did and what it counted (run with
+`-s` to see them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from swarm_common.streams import Keys
+from tests.chaos.conftest import ChaosStack
+from tests.chaos.harness import Valkey, agent_pids, audit_run, graph, wait_done, wait_for
+from tests.conftest import init_repo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+
+def _prompt(end_log: Path, seconds: str) -> str:
+    """Work for a while, write the task's file, and note that the agent reached its end."""
+    return (
+        f"sleep {seconds}; mkdir -p out && echo $SWARM_TASK_KEY > out/$SWARM_TASK_KEY.txt; "
+        f'echo "$SWARM_TASK_KEY $SWARM_ATTEMPT" >> {end_log}'
+    )
+
+
+def _submit(client: httpx.Client, repo: Path, tasks: list[dict[str, Any]]) -> str:
+    created = client.post(
+        "/v1/sessions",
+        json={"title": "chaos", "repo": str(repo), "base_ref": "main", "tasks": tasks},
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def _report(scenario: str, **data: Any) -> None:
+    print("CHAOS " + json.dumps({"scenario": scenario, **data}))  # noqa: T201 - the record
+
+
+def _busy_workers(stack: ChaosStack, names: list[str]) -> list[str]:
+    """Adapters with an agent running now."""
+    agents = agent_pids(stack.workspace)
+    return [n for n in names if _descendants(stack.procs[n].pid) & agents]
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, set()).add(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_path: Path) -> None:
+    """4 adapters; 20 times, a random busy adapter is killed with SIGKILL in the middle of
+    a task and replaced. Every task succeeds exactly once; no agent of a killed adapter
+    survives it."""
+    rng = random.Random(5)
+    repo = init_repo(tmp_path / "project")
+    end_log = tmp_path / "ends.log"
+    chaos.start_orchestrator()
+    names = [f"shell-{i}" for i in range(4)]
+    for name in names:
+        chaos.start_adapter(name)
+    kills = orphans = 0
+    started = time.monotonic()
+    with chaos.client() as client:
+        session_id = _submit(client, repo, graph(50, prompt=_prompt(end_log, "1.5")))
+        while kills < 20:
+            assert time.monotonic() - started < 240, f"only {kills} kills before the deadline"
+            busy = _busy_workers(chaos, names)
+            if not busy:
+                session = client.get(f"/v1/sessions/{session_id}").json()
+                assert not session["done"], f"the run ended after only {kills} kills"
+                time.sleep(0.05)
+                continue
+            victim = rng.choice(busy)
+            time.sleep(rng.uniform(0.1, 0.9))  # somewhere in the middle of its task
+            proc = chaos.procs[victim]
+            doomed = _descendants(proc.pid)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            try:
+                wait_for(
+                    lambda doomed=doomed: not any(Path(f"/proc/{p}").exists() for p in doomed),  # type: ignore[misc]
+                    5,
+                    f"the agent processes of {victim} die with it",
+                )
+            except AssertionError:
+                orphans += 1
+            replacement = f"shell-{len(chaos.procs)}"
+            names[names.index(victim)] = replacement
+            chaos.start_adapter(replacement)
+        wait_done(client, session_id, timeout_s=240)
+        elapsed = time.monotonic() - started
+        mirror = chaos.workspace / "repos" / f"{session_id}.git"
+        audit = audit_run(client, session_id=session_id, mirror=mirror, end_log=end_log)
+    _report(
+        "kill -9 adapters",
+        kills=kills,
+        orphans=orphans,
+        seconds=round(elapsed, 1),
+        **json.loads(audit.summary()),
+    )
+    assert orphans == 0
+    assert audit.succeeded == audit.tasks == 50
+    assert audit.lost_work == 0 and audit.duplicated == 0, audit.summary()
+    assert audit.attempts["lost"] >= 1  # the kills did hit running attempts
+    assert not agent_pids(chaos.workspace)
+
+
+def test_orchestrator_restarts_and_redis_loses_its_data(
+    chaos: ChaosStack, valkey: Valkey, tmp_path: Path
+) -> None:
+    """The orchestrator is killed (SIGKILL) and later stopped (SIGTERM) during a run, and
+    Redis restarts empty once: the run completes, nothing lost, nothing applied twice."""
+    repo = init_repo(tmp_path / "project")
+    end_log = tmp_path / "ends.log"
+    chaos.start_orchestrator()
+    for i in range(3):
+        chaos.start_adapter(f"shell-{i}")
+    with chaos.client() as client:
+        session_id = _submit(client, repo, graph(30, prompt=_prompt(end_log, "0.8")))
+
+        def progressed(n: int) -> bool:
+            counts = client.get(f"/v1/sessions/{session_id}").json()["counts"]
+            return counts.get("succeeded", 0) >= n
+
+        started = time.monotonic()
+        wait_for(lambda: progressed(4), 60, "4 tasks done")
+        chaos.procs["orchestrator"].send_signal(signal.SIGKILL)
+        chaos.procs["orchestrator"].wait()
+        chaos.start_orchestrator()
+        wait_for(lambda: progressed(10), 60, "10 tasks done")
+        valkey.restart()
+        wait_for(lambda: progressed(18), 90, "18 tasks done")
+        chaos.procs["orchestrator"].send_signal(signal.SIGTERM)
+        chaos.procs["orchestrator"].wait(timeout=30)
+        chaos.start_orchestrator()
+        wait_done(client, session_id, timeout_s=180)
+        elapsed = time.monotonic() - started
+        mirror = chaos.workspace / "repos" / f"{session_id}.git"
+        audit = audit_run(client, session_id=session_id, mirror=mirror, end_log=end_log)
+        timeline = client.get(f"/v1/sessions/{session_id}/events", params={"limit": 5000}).json()
+    _report(
+        "orchestrator x2 + Redis restart", seconds=round(elapsed, 1), **json.loads(audit.summary())
+    )
+    assert audit.succeeded == audit.tasks == 30
+    assert audit.lost_work == 0 and audit.duplicated == 0, audit.summary()
+    lost = [e for e in timeline if e["type"] == "attempt.lost"]
+    assert any("Redis lost its data" in e["data"]["reason"] for e in lost) or not lost
+
+
+def test_poison_messages_are_dead_lettered_and_the_run_goes_on(
+    chaos: ChaosStack, tmp_path: Path
+) -> None:
+    repo = init_repo(tmp_path / "project")
+    chaos.start_orchestrator()
+    chaos.start_adapter("shell-0")
+    keys = Keys(chaos.redis_prefix)
+    r = redis.Redis.from_url(chaos.redis_url)
+    envelope = {
+        "v": 1,
+        "type": "task.run",
+        "id": "poison-1",
+        "ts": "2026-11-21T00:00:00+00:00",
+        "payload": {
+            "session_id": "7d7f1c0e-0000-4000-8000-000000000001",
+            "task_id": "7d7f1c0e-0000-4000-8000-000000000002",
+            "task_key": "ghost",
+            "attempt": 1,
+            "agent": "shell",
+            "title": "ghost",
+            "prompt": "touch /tmp/swarm-poison-ran",
+            "repo": "repos/7d7f1c0e-0000-4000-8000-000000000001.git",
+            "base_commit": "0" * 40,
+            "branch": "swarm/x/task/ghost",
+            "timeout_s": 60,
+        },
+    }
+    with chaos.client() as client:
+        session_id = _submit(client, repo, graph(6, prompt="sleep 0.2; echo ok > ok.txt", width=3))
+        r.xadd(keys.tasks("shell"), {"env": b"\xff\xfe not json"})
+        r.xadd(keys.tasks("shell"), {"env": json.dumps(envelope)[:90]})
+        r.xadd(keys.tasks("shell"), {"env": json.dumps(envelope)})
+        r.xadd(keys.tasks("shell"), {"other": "field"})
+        r.xadd(keys.events, {"env": b"{truncated"})
+        event = {**envelope, "type": "task.started", "id": "poison-2"}
+        event["payload"] = {
+            "session_id": envelope["payload"]["session_id"],  # type: ignore[index]
+            "task_id": envelope["payload"]["task_id"],  # type: ignore[index]
+            "attempt": 1,
+            "worker": "nobody",
+            "branch": "b",
+            "base_commit": "0" * 40,
+        }
+        r.xadd(keys.events, {"env": json.dumps(event)})
+        session = wait_done(client, session_id, timeout_s=60)
+        wait_for(lambda: r.xlen(keys.dead) >= 6, 10, "six dead letters")
+    dead = [
+        {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        for _, fields in r.xrange(keys.dead)
+    ]
+    reasons = sorted(d["reason"].split(":")[0] for d in dead)
+    _report("poison messages", dead_letters=len(dead), reasons=reasons, counts=session["counts"])
+    assert session["counts"] == {"succeeded": 6}
+    assert reasons.count("undecodable") == 4
+    assert reasons.count("unknown task") == 2
+    assert not Path("/tmp/swarm-poison-ran").exists()
+    for stream, group in ((keys.tasks("shell"), b"adapters"), (keys.events, b"orchestrator")):
+        [info] = [g for g in r.xinfo_groups(stream) if g["name"] == group]
+        assert info["pending"] == 0, stream
+
+
+def test_sigterm_lets_the_running_task_finish(chaos: ChaosStack, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "project")
+    chaos.start_orchestrator()
+    chaos.start_adapter("shell-0", SWARM_SHUTDOWN_GRACE_S="30")
+    with chaos.client() as client:
+        session_id = _submit(
+            client, repo, [{"key": "long", "prompt": "sleep 3; echo done > done.txt"}]
+        )
+        [task] = client.get(f"/v1/sessions/{session_id}/tasks").json()
+        wait_for(
+            lambda: client.get(f"/v1/tasks/{task['id']}").json()["status"] == "running",
+            30,
+            "the task runs",
+        )
+        adapter = chaos.procs["shell-0"]
+        adapter.send_signal(signal.SIGTERM)
+        code = adapter.wait(timeout=30)
+        wait_for(
+            lambda: client.get(f"/v1/tasks/{task['id']}").json()["status"] == "succeeded",
+            10,
+            "the result applied",
+        )
+        detail = client.get(f"/v1/tasks/{task['id']}").json()
+    attempts = [(a["number"], a["status"], a["worker"]) for a in detail["attempts"]]
+    _report("SIGTERM during a long task", exit_code=code, attempts=attempts)
+    assert code == 0
+    # The adapter finished the attempt it ran, and published its result, before it exited.
+    assert attempts == [(1, "succeeded", "shell-0")]
+
+
+@pytest.mark.parametrize("how", ["api", "sigusr1"])
+def test_emergency_stop_kills_every_agent_within_five_seconds(
+    chaos: ChaosStack, tmp_path: Path, how: str
+) -> None:
+    """Stop with `POST /v1/system/stop` (or SIGUSR1 to the orchestrator): every agent
+    process is gone within 5 s; after `resume` the interrupted tasks run again and finish."""
+    repo = init_repo(tmp_path / "project")
+    chaos.start_orchestrator()
+    chaos.start_adapter("shell-0", concurrency=2)
+    chaos.start_adapter("shell-1", concurrency=2)
+    prompt = (
+        'if [ "$SWARM_ATTEMPT" = 1 ]; then sleep 300 & sleep 300; fi; '
+        "echo $SWARM_ATTEMPT > attempt.txt"
+    )
+    with chaos.client() as client:
+        session_id = _submit(client, repo, [{"key": f"k{i}", "prompt": prompt} for i in range(4)])
+        wait_for(lambda: len(agent_pids(chaos.workspace)) >= 8, 30, "four agents running")
+        stopped_at = time.monotonic()
+        if how == "api":
+            assert client.post("/v1/system/stop").json()["mode"] == "stopped"
+        else:
+            os.kill(chaos.procs["orchestrator"].pid, signal.SIGUSR1)
+        wait_for(lambda: not agent_pids(chaos.workspace), 5, "every agent process gone")
+        gone_s = time.monotonic() - stopped_at
+        wait_for(lambda: client.get("/v1/system").json()["running"] == 0, 10, "no attempt running")
+        assert client.get("/v1/system").json()["mode"] == "stopped"
+        assert client.post("/v1/system/resume").json()["mode"] == "running"
+        session = wait_done(client, session_id, timeout_s=60)
+        tasks = client.get(f"/v1/sessions/{session_id}/tasks").json()
+        attempts = [
+            [a["status"] for a in client.get(f"/v1/tasks/{t['id']}").json()["attempts"]]
+            for t in tasks
+        ]
+    _report(f"emergency stop ({how})", seconds_to_no_agent=round(gone_s, 2), attempts=attempts)
+    assert session["counts"] == {"succeeded": 4}
+    for statuses in attempts:
+        assert statuses[0] == "cancelled" and statuses[-1] == "succeeded"
+
+
+def test_postgres_away_for_a_while(valkey: Valkey, redis_prefix: str, tmp_path: Path) -> None:
+    """PostgreSQL stops in the middle of a run: the API answers 503 (never 500), `/readyz`
+    says so, no process crashes; once it is back the run completes, nothing lost."""
+    from swarm_orchestrator import migrate
+    from swarm_orchestrator.embedded import EmbeddedPostgres
+
+    postgres = EmbeddedPostgres(tmp_path / "pg")
+    url = postgres.start()
+    migrate.upgrade(url)
+    stack = ChaosStack(
+        database_url=url,
+        redis_url=valkey.url,
+        redis_prefix=redis_prefix,
+        workspace=tmp_path / "workspace",
+        logs=tmp_path / "logs",
+    )
+    repo = init_repo(tmp_path / "project")
+    end_log = tmp_path / "ends.log"
+    try:
+        stack.start_orchestrator()
+        stack.start_adapter("shell-0")
+        stack.start_adapter("shell-1")
+        with stack.client() as client:
+            session_id = _submit(client, repo, graph(12, prompt=_prompt(end_log, "0.5"), width=3))
+            wait_for(
+                lambda: (
+                    client.get(f"/v1/sessions/{session_id}").json()["counts"].get("succeeded", 0)
+                    >= 3
+                ),
+                60,
+                "3 tasks done",
+            )
+            log_path = stack.logs / "orchestrator.log"
+            seen = len(log_path.read_text(errors="replace"))
+            postgres.stop()
+            down_at = time.monotonic()
+            ready = client.get("/readyz")
+            listed = client.get("/v1/sessions")
+            alive = client.get("/healthz")
+            # The loops notice, back off and say so; nothing exits.
+            wait_for(
+                lambda: log_path.read_text(errors="replace")[seen:].count("consumer waiting") >= 4,
+                30,
+                "the event consumer backs off four times",
+            )
+            assert all(p.poll() is None for p in stack.procs.values())
+            postgres.start()
+            down_s = time.monotonic() - down_at
+            session = wait_done(client, session_id, timeout_s=120)
+            audit = audit_run(
+                client,
+                session_id=session_id,
+                mirror=stack.workspace / "repos" / f"{session_id}.git",
+                end_log=end_log,
+            )
+    finally:
+        stack.stop()
+        postgres.stop()
+    _report(
+        "PostgreSQL away",
+        seconds_down=round(down_s, 1),
+        readyz=ready.status_code,
+        api=listed.status_code,
+        **json.loads(audit.summary()),
+    )
+    assert ready.status_code == 503 and ready.json()["code"] == "not_ready"
+    assert listed.status_code == 503 and alive.status_code == 200
+    assert session["counts"] == {"succeeded": 12}
+    assert audit.lost_work == 0 and audit.duplicated == 0, audit.summary()
