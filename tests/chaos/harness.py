@@ -4,10 +4,12 @@ task succeeded exactly once, nothing duplicated)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import httpx
 from swarm_common import git
 from swarm_orchestrator.embedded import _package_dir, free_port
 
-__all__ = ["RunAudit", "Valkey", "agent_pids", "audit_run", "graph", "wait_for"]
+__all__ = ["Partition", "RunAudit", "Valkey", "agent_pids", "audit_run", "graph", "wait_for"]
 
 
 @dataclass
@@ -66,6 +68,51 @@ class Valkey:
         """Kill it and start it empty on the same port."""
         self.kill()
         self.start()
+
+
+class Partition:
+    """A TCP proxy to 127.0.0.1:`target` that can stop carrying bytes while keeping every
+    connection open, as a network partition does (nothing is refused, nothing arrives)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.cut = threading.Event()
+        self._closed = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, dest: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self.cut.is_set() and not self._closed.is_set():
+                    time.sleep(0.02)
+                dest.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, dest):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
 
 
 def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
@@ -220,11 +267,3 @@ def wait_done(client: httpx.Client, session_id: str, timeout_s: float) -> dict[s
             return session
         time.sleep(0.2)
     raise AssertionError(f"session not done in {timeout_s}s: {session.get('counts')}")
-
-
-def pid_of(stack: Any, name: str) -> int:
-    return int(stack.procs[name].pid)
-
-
-def environment_clean() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}

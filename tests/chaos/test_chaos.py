@@ -20,7 +20,15 @@ import redis
 
 from swarm_common.streams import Keys
 from tests.chaos.conftest import ChaosStack
-from tests.chaos.harness import Valkey, agent_pids, audit_run, graph, wait_done, wait_for
+from tests.chaos.harness import (
+    Partition,
+    Valkey,
+    agent_pids,
+    audit_run,
+    graph,
+    wait_done,
+    wait_for,
+)
 from tests.conftest import init_repo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -372,3 +380,88 @@ def test_postgres_away_for_a_while(valkey: Valkey, redis_prefix: str, tmp_path: 
     assert listed.status_code == 503 and alive.status_code == 200
     assert session["counts"] == {"succeeded": 12}
     assert audit.lost_work == 0 and audit.duplicated == 0, audit.summary()
+
+
+def test_drain_finishes_running_work_and_takes_no_more(chaos: ChaosStack, tmp_path: Path) -> None:
+    """`POST /v1/system/drain`: what runs finishes, nothing new starts; `resume` goes on."""
+    repo = init_repo(tmp_path / "project")
+    end_log = tmp_path / "ends.log"
+    chaos.start_orchestrator()
+    chaos.start_adapter("shell-0")
+    chaos.start_adapter("shell-1")
+    with chaos.client() as client:
+        session_id = _submit(
+            client, repo, [{"key": f"k{i}", "prompt": _prompt(end_log, "2")} for i in range(6)]
+        )
+        wait_for(lambda: client.get("/v1/system").json()["running"] == 2, 30, "two running")
+        drained = client.post("/v1/system/drain").json()
+        assert drained["mode"] == "draining"
+        wait_for(lambda: client.get("/v1/system").json()["running"] == 0, 30, "drained")
+        counts = client.get(f"/v1/sessions/{session_id}").json()["counts"]
+        started_while_draining = len(end_log.read_text().splitlines())
+        # Drained means quiet: nothing starts while the mode lasts (give the adapters a
+        # few polls of the mode to prove it).
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert client.get("/v1/system").json()["running"] == 0
+            time.sleep(0.1)
+        assert client.post("/v1/system/resume").json()["mode"] == "running"
+        session = wait_done(client, session_id, timeout_s=60)
+    _report("drain", counts_when_drained=counts, finished_before_resume=started_while_draining)
+    assert counts.get("succeeded", 0) >= 2 and counts.get("queued", 0) >= 1
+    assert session["counts"] == {"succeeded": 6}
+    attempts = [line.split()[1] for line in end_log.read_text().splitlines()]
+    assert len(attempts) == 6
+
+
+def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
+    chaos: ChaosStack, valkey: Valkey, tmp_path: Path
+) -> None:
+    """Kill before reclaim: an adapter that loses Redis (a partition: connections open,
+    nothing arrives) stops its agent on its own, before its lease lapses and the reaper
+    hands the task to another adapter; when the partition heals, its late report is
+    ignored and it has committed nothing."""
+    repo = init_repo(tmp_path / "project")
+    end_log = tmp_path / "ends.log"
+    partition = Partition(valkey.port)
+    try:
+        chaos.start_orchestrator()
+        chaos.start_adapter("cut-off", SWARM_REDIS_URL=partition.url)
+        with chaos.client() as client:
+            session_id = _submit(client, repo, [{"key": "long", "prompt": _prompt(end_log, "8")}])
+            [task] = client.get(f"/v1/sessions/{session_id}/tasks").json()
+            wait_for(lambda: bool(agent_pids(chaos.workspace)), 30, "the agent runs")
+            partition.cut.set()
+            cut_at = time.monotonic()
+            chaos.start_adapter("healthy")
+            wait_for(lambda: not agent_pids(chaos.workspace), 10, "the cut-off agent stops")
+            agent_gone_s = time.monotonic() - cut_at
+            wait_for(
+                lambda: len(client.get(f"/v1/tasks/{task['id']}").json()["attempts"]) == 2,
+                15,
+                "the reaper hands the task on",
+            )
+            reclaimed_s = time.monotonic() - cut_at
+            partition.cut.clear()
+            wait_done(client, session_id, timeout_s=60)
+            detail = client.get(f"/v1/tasks/{task['id']}").json()
+            timeline = client.get(f"/v1/tasks/{task['id']}/events").json()
+            mirror = chaos.workspace / "repos" / f"{session_id}.git"
+            audit = audit_run(client, session_id=session_id, mirror=mirror, end_log=end_log)
+            # The cut-off adapter reports once the partition heals; it is stale by then.
+            wait_for(lambda: "event=task.cancelled" in chaos.log("cut-off"), 60, "the late report")
+    finally:
+        partition.close()
+    attempts = [(a["number"], a["status"], a["worker"]) for a in detail["attempts"]]
+    _report(
+        "partition",
+        agent_gone_s=round(agent_gone_s, 2),
+        reclaimed_s=round(reclaimed_s, 2),
+        attempt_history=attempts,
+        **json.loads(audit.summary()),
+    )
+    assert agent_gone_s < reclaimed_s  # killed before the task moved on
+    assert attempts == [(1, "lost", "cut-off"), (2, "succeeded", "healthy")]
+    assert end_log.read_text().split() == ["long", "2"]  # attempt 1 never reached its end
+    assert audit.lost_work == 0 and audit.duplicated == 0, audit.summary()
+    assert [e["type"] for e in timeline if e["attempt"] == 1][-1] == "attempt.lost"
