@@ -10,7 +10,6 @@ random password, kept in a 0600 file beside its data, so other local users canno
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib.util
 import logging
 import os
@@ -21,11 +20,11 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from swarm_common.children import die_with_parent
 
 __all__ = ["EmbeddedPostgres", "EmbeddedValkey", "ServerStartError", "free_port"]
 
@@ -50,18 +49,6 @@ def _package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ServerStartError(f"the Python package {name!r} is not installed")
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def _set() -> None:
-        libc.prctl(1, int(sig))  # PR_SET_PDEATHSIG
-
-    return _set
 
 
 def _secret(path: Path) -> str:
@@ -152,7 +139,7 @@ class EmbeddedPostgres(_Child):
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(signal.SIGINT),
+                preexec_fn=die_with_parent(signal.SIGINT),
                 **self._identity(),
             )
         self._wait_ready(timeout)
@@ -330,7 +317,7 @@ class EmbeddedValkey(_Child):
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(signal.SIGTERM),
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -24,6 +24,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from swarm_common.children import die_with_parent
 from swarm_common.settings import redact_url
 from swarm_common.specs import AGENT_KINDS
 from swarm_orchestrator import migrate
@@ -32,7 +33,6 @@ from swarm_orchestrator.embedded import (
     EmbeddedPostgres,
     EmbeddedValkey,
     ServerStartError,
-    _parent_death_signal,
 )
 from swarm_orchestrator.settings import OrchestratorSettings
 
@@ -120,7 +120,7 @@ class _Child:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(signal.SIGTERM),
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
 
     def stop(self, timeout: float) -> None:
