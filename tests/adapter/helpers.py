@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from swarm_adapter.worker import Adapter
 from swarm_common.messages import Message, TaskMessage
-from swarm_common.streams import Keys, decode, encode
+from swarm_common.streams import ADAPTERS_GROUP, Keys, decode, encode
 
-__all__ = ["Mirror", "events", "message", "send"]
+__all__ = ["Mirror", "events", "message", "pending", "send"]
 
 
 @dataclass
@@ -53,3 +53,8 @@ async def events(redis: Redis, keys: Keys) -> list[Any]:
     """Every event so far, as messages (typed `Any`: tests read each type's own fields)."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(keys.events)  # type: ignore[assignment]
     return [decode(fields).message for _, fields in entries]
+
+
+async def pending(redis: Redis, keys: Keys) -> int:
+    """Task messages read but not acknowledged."""
+    return int((await redis.xpending(keys.tasks("shell"), ADAPTERS_GROUP))["pending"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,22 +13,10 @@ from redis.asyncio import Redis
 from swarm_adapter.worker import Adapter
 from swarm_common import git
 from swarm_common.messages import Message, TaskMessage
-from swarm_common.streams import ADAPTERS_GROUP, Keys, encode
-from tests.adapter.helpers import Mirror, events, message, send
+from swarm_common.streams import Keys, encode
+from tests.adapter.helpers import Mirror, events, message, pending, send
 from tests.conftest import branch_commit
 from tests.waiting import pid_alive, wait_until, wait_until_async
-
-
-@pytest.fixture
-def mirror(workspace: Path, git_repo: Path) -> Mirror:
-    session_id = uuid.uuid4()
-    path = workspace / "repos" / f"{session_id}.git"
-    git.clone_bare(str(git_repo), path)
-    return Mirror(session_id=session_id, path=path, base=git.resolve_commit(path, "main"))
-
-
-async def pending(redis: Redis, keys: Keys) -> int:
-    return int((await redis.xpending(keys.tasks("shell"), ADAPTERS_GROUP))["pending"])
 
 
 async def test_a_task_runs_in_a_worktree_and_its_work_is_committed_on_its_branch(

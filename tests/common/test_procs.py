@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from swarm_common.procs import kill_strays, run_process
 from tests.waiting import pid_alive, wait_until
@@ -113,3 +117,97 @@ async def test_overlong_lines_are_cut_and_the_next_lines_stay_whole(tmp_path: Pa
     assert len(lines) == 4
     assert len(lines[0]) == 16 * 1024 * 1024 + 1 and set(lines[0][:-1]) == {ord("x")}
     assert lines[1:] == [b"first\n", b"second\n", b"last"]
+
+
+def carrying(marker: str) -> dict[int, str]:
+    """Live processes whose environment holds `marker`, with their command lines."""
+    needle = marker.encode() + b"\0"
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (environ.startswith(needle) or b"\0" + needle in environ) and pid_alive(int(entry.name)):
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+_PARENT = """
+import asyncio, os, sys
+from pathlib import Path
+from swarm_common.procs import run_process
+
+async def main() -> None:
+    env = {**os.environ, "SWARM_WORKTREE": sys.argv[1]}
+    await run_process(
+        ["sh", "-c", "sleep 300 & setsid sleep 301 & sleep 302"],
+        cwd=Path(sys.argv[2]), env=env, timeout_s=600, cancel=asyncio.Event(),
+    )
+
+asyncio.run(main())
+"""
+
+
+async def test_a_parent_killed_with_sigkill_takes_every_marked_process_with_it(
+    tmp_path: Path,
+) -> None:
+    marker = f"SWARM_WORKTREE={tmp_path / 'worktree'}"
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path / "worktree"), "."])
+    sleeps = {"sleep 300", "sleep 301", "sleep 302"}
+    try:
+        await wait_until(lambda: sleeps <= set(carrying(marker).values()), timeout_s=10)
+        os.kill(parent.pid, signal.SIGKILL)
+        assert parent.wait(timeout=5) == -signal.SIGKILL
+        await wait_until(lambda: not carrying(marker), timeout_s=5, message=str(carrying(marker)))
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        kill_strays(marker)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sh", "-c", "exit 3"], 3),
+        (["sh", "-c", "kill -TERM $$"], -signal.SIGTERM),
+        (["sh", "-c", "kill -9 $$"], -signal.SIGKILL),
+        (["sh", "-c", "kill -INT $$"], -signal.SIGINT),
+        (["no-such-command-for-swarm"], 127),
+    ],
+    ids=["exit-3", "sigterm", "sigkill", "sigint", "missing"],
+)
+async def test_the_supervisor_passes_the_exit_status_through(
+    tmp_path: Path, argv: list[str], expected: int
+) -> None:
+    result = await run_process(
+        argv, cwd=tmp_path, env=dict(os.environ), timeout_s=10, cancel=asyncio.Event()
+    )
+    assert result.exit_code == expected
+    assert not result.timed_out and not result.cancelled
+    if expected == 127:
+        assert "cannot run no-such-command-for-swarm" in result.tail
+
+
+@pytest.mark.parametrize("detach", ["", "setsid "], ids=["same-group", "own-session"])
+async def test_a_command_that_exits_is_done_though_a_child_still_holds_its_output(
+    tmp_path: Path, detach: str
+) -> None:
+    marker = f"SWARM_WORKTREE={tmp_path}"
+    try:
+        result = await run_process(
+            ["sh", "-c", f"{detach}sleep 3 & exit 0"],
+            cwd=tmp_path,
+            env={**os.environ, "SWARM_WORKTREE": str(tmp_path)},
+            timeout_s=1,
+            cancel=asyncio.Event(),
+            kill_grace_s=0.2,
+        )
+        assert (result.exit_code, result.timed_out) == (0, False)
+        assert result.duration_s < 1
+    finally:
+        kill_strays(marker)

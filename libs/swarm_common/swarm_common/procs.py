@@ -5,7 +5,6 @@ then KILL after a grace period) when it must stop, so no child outlives its run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -47,8 +46,10 @@ class OutputTail:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.buffer = bytearray()
+        self.total = 0
 
     def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
         self.buffer.extend(chunk)
         if len(self.buffer) > 2 * self.limit:
             del self.buffer[: len(self.buffer) - self.limit]
@@ -72,8 +73,7 @@ def kill_group(pgid: int, sig: signal.Signals) -> bool:
 async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     if proc.returncode is None:
         kill_group(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=grace_s)
+        await asyncio.wait([asyncio.ensure_future(proc.wait())], timeout=grace_s)
     kill_group(proc.pid, signal.SIGKILL)
     await proc.wait()
 
@@ -96,20 +96,37 @@ async def run_process(
     tail_bytes: int = 8192,
     on_line: LineHandler | None = None,
 ) -> ProcessResult:
-    """Run `argv` to its end, its timeout or `cancel`, whichever comes first."""
+    """Run `argv` to its end, its timeout or `cancel`, whichever comes first.
+
+    The output goes through a pipe of our own rather than asyncio's: asyncio's `wait()`
+    returns only once every holder of the output pipe closed it, so a child left behind
+    (`cmd &`, a daemon) would hold the run open past its end, its timeout and its cancel.
+    When the command ends, its process group is killed; what escaped the group is the
+    caller's to kill (`kill_strays`)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    proc = await asyncio.create_subprocess_exec(
-        *supervised(argv),
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *supervised(argv),
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    output = asyncio.StreamReader(limit=MAX_LINE_BYTES, loop=loop)
+    pipe, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(output, loop=loop), os.fdopen(read_fd, "rb", 0)
     )
     tail = OutputTail(tail_bytes)
-    reader = asyncio.create_task(_read(proc, tail, on_line))
+    reader = asyncio.create_task(_read(output, tail, on_line))
     waiter = asyncio.create_task(proc.wait())
     canceller = asyncio.create_task(cancel.wait())
     timed_out = cancelled = False
@@ -125,14 +142,9 @@ async def run_process(
         canceller.cancel()
         if proc.returncode is None:  # we are being cancelled ourselves
             kill_group(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), timeout=2.0)
-        except TimeoutError:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await _drain(reader, tail)
+        reader.cancel()
+        pipe.close()
     code = proc.returncode if not (timed_out or cancelled) else None
     return ProcessResult(
         exit_code=code,
@@ -143,20 +155,30 @@ async def run_process(
     )
 
 
+async def _drain(reader: asyncio.Task[None], tail: OutputTail, limit_s: float = 2.0) -> None:
+    """Let the reader take the rest of the output: until the end of the pipe, or while
+    bytes still arrive (an escaped child may hold the pipe open forever), at most `limit_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    seen = -1
+    while not reader.done() and tail.total != seen and loop.time() < deadline:
+        seen = tail.total
+        await asyncio.wait([reader], timeout=0.1)
+
+
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """A longer line is handed over cut to this length, and reading resumes at its end."""
 _CHUNK = 64 * 1024
 
 
 async def _read(
-    proc: asyncio.subprocess.Process, tail: OutputTail, on_line: LineHandler | None
+    output: asyncio.StreamReader, tail: OutputTail, on_line: LineHandler | None
 ) -> None:
     """Split the output into lines ourselves: `readline()` drops a line longer than its
     limit, and what follows it comes out glued together."""
-    assert proc.stdout is not None
     pending = bytearray()
     skipping = False  # inside the rest of an overlong line
-    while chunk := await proc.stdout.read(_CHUNK):
+    while chunk := await output.read(_CHUNK):
         tail.add(chunk)
         pending.extend(chunk)
         while (end := pending.find(b"\n")) >= 0:

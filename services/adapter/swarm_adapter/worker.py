@@ -202,7 +202,9 @@ class Adapter:
             self._abandon.set()
             for slot in pending:
                 slot.cancel()
-            await asyncio.wait(pending)
+            _, pending = await asyncio.wait(pending, timeout=10)
+            if pending:
+                log.warning("slots do not end; exiting without them", extra={"count": len(pending)})
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -310,10 +312,14 @@ class Adapter:
         try:
             self.worktrees.repo(message)
         except WorktreeError as exc:  # no session of ours: nothing to run it on
-            await self._dead(entry_id, fields, f"unknown task: {exc}")
+            # If the orchestrator knows the task after all (a workspace not shared with
+            # this adapter), it fails with the reason instead of waiting forever.
+            await self._dead(entry_id, fields, f"unknown task: {exc}", failing=message)
             return
         if deliveries > self.settings.max_deliveries:
-            await self._give_up(entry_id, fields, message, deliveries)
+            # It kept killing or stalling its adapters: keep it, fail its task, stop trying.
+            limit = f"delivered {deliveries} times (limit {self.settings.max_deliveries})"
+            await self._dead(entry_id, fields, limit, failing=message)
             return
         claimed = await leases.claim(
             self.redis,
@@ -365,12 +371,16 @@ class Adapter:
             del self._running[(message.task_id, message.attempt)]
             await self._cleanup(message)
 
-    async def _give_up(
-        self, entry_id: bytes, fields: dict[bytes, bytes], message: TaskMessage, deliveries: int
+    async def _dead(
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        reason: str,
+        *,
+        failing: TaskMessage | None = None,
     ) -> None:
-        """A message delivered too often (it kept killing or stalling its adapters): keep it
-        in the dead-letter stream and fail its task, rather than try forever."""
-        reason = f"delivered {deliveries} times (limit {self.settings.max_deliveries})"
+        """Move an entry to the dead-letter stream; with `failing`, also fail that attempt
+        (`dead_lettered`, never retried) so its task does not wait for it forever."""
         await dead_letter(
             self.redis,
             self.keys,
@@ -380,26 +390,11 @@ class Adapter:
             reason=reason,
             group=ADAPTERS_GROUP,
         )
-        await self._publish(
-            TaskFailed(
-                **self._about(message),
-                reason="dead_lettered",
-                error=f"the task message was {reason}; it is kept in {self.keys.dead}",
+        if failing is not None:
+            error = f"the task message was dead-lettered ({reason}); see {self.keys.dead}"
+            await self._publish(
+                TaskFailed(**self._about(failing), reason="dead_lettered", error=error)
             )
-        )
-        await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
-        self.counts["dead"] += 1
-
-    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
-        await dead_letter(
-            self.redis,
-            self.keys,
-            stream=self.stream,
-            entry_id=entry_id,
-            fields=fields,
-            reason=reason,
-            group=ADAPTERS_GROUP,
-        )
         await self.redis.xack(self.stream, ADAPTERS_GROUP, entry_id)
         self.counts["dead"] += 1
 
