@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import leases
-from swarm_common.messages import TaskFailed, TaskMessage, TaskStarted, TaskSucceeded
+from swarm_common.messages import TaskFailed, TaskMessage, TaskStarted, TaskSucceeded, utcnow
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode
-from swarm_common.system import SystemMode, read_mode
+from swarm_common.system import SystemMode, SystemState, publish_mode, read_mode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Attempt, Event, Outbox
 from swarm_orchestrator.events import Outcome, RetryPolicy
@@ -494,3 +495,20 @@ async def test_the_system_mode_is_set_published_and_noted_on_timelines(
             ("system.stopped", "api", "draining"),
             ("system.running", "api", "stopped"),
         ]
+
+
+async def test_the_reaper_never_undoes_a_mode_set_after_it_read_the_database(
+    state: AppState, redis: Redis, keys: Keys
+) -> None:
+    """The reaper re-publishes the mode it read from PostgreSQL; a stop set (and published)
+    in between must survive that, or adapters would run again for a pass."""
+    now = utcnow()
+    stale = SystemState(mode=SystemMode.RUNNING, by="reaper", at=now - timedelta(seconds=1))
+    never_set = SystemState(mode=SystemMode.RUNNING)  # no row in the database yet
+    await publish_mode(redis, keys, SystemState(mode=SystemMode.STOPPED, by="api", at=now))
+    assert not await publish_mode(redis, keys, stale, unless_newer=True)
+    assert not await publish_mode(redis, keys, never_set, unless_newer=True)
+    assert await read_mode(redis, keys) == SystemMode.STOPPED
+    await redis.delete(keys.control)  # Redis lost it: the reaper's copy is all there is
+    assert await publish_mode(redis, keys, stale, unless_newer=True)
+    assert await read_mode(redis, keys) == SystemMode.RUNNING

@@ -42,8 +42,21 @@ class SystemState:
         return json.dumps({"mode": self.mode.value, "by": self.by, "at": at})
 
 
-async def publish_mode(redis: Redis, keys: Keys, state: SystemState) -> None:
+async def publish_mode(
+    redis: Redis, keys: Keys, state: SystemState, *, unless_newer: bool = False
+) -> bool:
+    """Write the mode for the adapters; with `unless_newer`, leave a mode set later in place
+    (the reaper re-publishing what it read a moment ago must not undo a change made since).
+    Returns whether it wrote."""
+    if unless_newer and (raw := await redis.get(keys.control)) is not None:
+        try:
+            current: datetime | None = datetime.fromisoformat(json.loads(raw)["at"])
+        except (ValueError, KeyError, TypeError):
+            current = None
+        if state.at is None or (current is not None and current >= state.at):
+            return False
     await redis.set(keys.control, state.to_json())
+    return True
 
 
 async def read_mode(redis: Redis, keys: Keys) -> SystemMode:

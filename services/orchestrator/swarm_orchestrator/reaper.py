@@ -6,7 +6,7 @@ On every pass (one replica at a time, under an advisory lock):
    `FLUSHALL`), every queued or running attempt is declared lost and its task queued anew,
    so the messages and leases Redis lost are made again. Consumer groups are re-created by
    whoever next uses them.
-2. The system mode is re-published to Redis from PostgreSQL.
+2. The system mode is re-published to Redis from PostgreSQL (unless a newer one is there).
 3. Every queued or running attempt whose lease expired (`swarm_common.leases`: claimed,
    not done, lease gone) is declared lost: its worker died or was cut off for a whole lease
    and has stopped its agent on its own. A cancel request goes out for the old attempt in
@@ -66,7 +66,7 @@ class Reaper:
                 lost += await self._recover_transport()
             async with self.sessionmaker() as db:
                 state = await system.get_state(db)
-            await publish_mode(self.redis, self.keys, state)
+            await publish_mode(self.redis, self.keys, state, unless_newer=True)
             lost += await self._reap_expired()
             return lost
 
