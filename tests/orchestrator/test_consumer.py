@@ -123,6 +123,40 @@ async def test_entries_of_a_vanished_consumer_are_taken_over(
     assert await _pending(redis, keys) == 0
 
 
+async def test_an_event_delivered_too_often_is_dead_lettered_not_applied(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    """An event that kept killing the orchestrators that read it is put aside, and the
+    attempt it reported runs again rather than wait for it forever."""
+    session = await new_session(api, git_repo, [task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    gone = EventConsumer(sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="gone")
+    await gone.setup()
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="a" * 40)
+    [entry_id] = [await redis.xadd(keys.events, encode(done))]  # type: ignore[arg-type]
+    await redis.xreadgroup(ORCHESTRATOR_GROUP, "gone", {keys.events: ">"}, count=10)
+    for _ in range(2):  # two more orchestrators took it over and died with it
+        await redis.xclaim(keys.events, ORCHESTRATOR_GROUP, "gone", 0, [entry_id])
+    survivor = EventConsumer(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        keys=keys,
+        consumer="survivor",
+        claim_idle_ms=0,
+        max_deliveries=3,
+    )
+    assert await survivor.claim_stale() == 1  # its fourth delivery
+    assert (await task_states(api, sid))["a"] == ("queued", 2)
+    [(_, dead)] = await redis.xrange(keys.dead)
+    assert dead[b"reason"] == b"delivered 4 times"
+    assert await _pending(redis, keys) == 0
+
+
 async def test_nul_bytes_from_an_agent_do_not_lose_its_result(
     api: httpx.AsyncClient,
     git_repo: Path,

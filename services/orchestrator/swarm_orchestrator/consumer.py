@@ -21,10 +21,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
 from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.events import Outcome, RetryPolicy, UnknownTask, apply_event
 from swarm_orchestrator.failures import is_transient
+from swarm_orchestrator.reaper import declare_lost
 
 __all__ = ["EventConsumer"]
 
@@ -104,7 +106,7 @@ class EventConsumer:
             )
             deliveries = int(pending[0]["times_delivered"]) if pending else 1
             if fields and deliveries > self._max_deliveries:
-                await self._dead(entry_id, fields, f"delivered {deliveries} times")
+                await self._dead(entry_id, fields, f"delivered {deliveries} times", run_again=True)
                 handled += 1
             else:
                 handled += await self._handle_all([(entry_id, fields)])
@@ -144,14 +146,28 @@ class EventConsumer:
                 "event could not be applied",
                 extra={"entry_id": entry_id.decode(), "type": envelope.type},
             )
-            await self._dead(entry_id, fields, f"apply failed: {type(exc).__name__}: {exc}")
+            await self._dead(
+                entry_id, fields, f"apply failed: {type(exc).__name__}: {exc}", run_again=True
+            )
             return
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome == Outcome.APPLIED:
             self._on_commit()
         await self._redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
 
-    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+    async def _dead(
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        reason: str,
+        *,
+        run_again: bool = False,
+    ) -> None:
+        """Move an entry to the dead-letter stream. With `run_again`, an attempt whose
+        result it reported is declared lost, so its task runs again rather than wait for a
+        report that will never be applied."""
+        if run_again:
+            await self._lose_reported_attempt(fields, reason)
         await dead_letter(
             self._redis,
             self._keys,
@@ -163,6 +179,25 @@ class EventConsumer:
         )
         await self._redis.xack(self._keys.events, ORCHESTRATOR_GROUP, entry_id)
         self.counts["dead"] = self.counts.get("dead", 0) + 1
+
+    async def _lose_reported_attempt(self, fields: dict[bytes, bytes], reason: str) -> None:
+        try:
+            message = decode(fields).message
+        except DecodeError:
+            return
+        if not isinstance(message, TaskSucceeded | TaskFailed | TaskCancelled):
+            return
+        async with self._sessionmaker() as db, db.begin():
+            await declare_lost(
+                db,
+                task_id=message.task_id,
+                attempt=message.attempt,
+                reason=f"its report could not be applied ({reason[:200]})",
+                keys=self._keys,
+                policy=self._policy,
+                worker=message.worker,
+            )
+        self._on_commit()
 
     async def run(self, *, stop: asyncio.Event, block_ms: int) -> None:
         """Consume until `stop` is set, backing off while the database or Redis is away."""

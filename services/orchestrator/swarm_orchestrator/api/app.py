@@ -91,10 +91,13 @@ def _on_sigusr1(state: AppState) -> None:
     /v1/system/stop` does."""
 
     async def _stop() -> None:
-        async with state.sessionmaker() as db:
-            await set_mode(
-                db, redis=state.redis, keys=state.keys, mode=SystemMode.STOPPED, actor="SIGUSR1"
-            )
+        try:
+            async with state.sessionmaker() as db:
+                await set_mode(
+                    db, redis=state.redis, keys=state.keys, mode=SystemMode.STOPPED, actor="SIGUSR1"
+                )
+        except Exception:  # the database is away, say: say so; a second signal tries again
+            log.exception("emergency stop by SIGUSR1 failed")
 
     def _handler() -> None:
         task = asyncio.create_task(_stop())
