@@ -64,8 +64,7 @@ class Reaper:
             lost = 0
             if not await self.redis.exists(self.keys.epoch):
                 lost += await self._recover_transport()
-            async with self.sessionmaker() as db:
-                state = await system.get_state(db)
+            state = await system.get_state(guard)
             await publish_mode(self.redis, self.keys, state, unless_newer=True)
             lost += await self._reap_expired()
             return lost
