@@ -24,7 +24,7 @@ from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.migrate import upgrade
 from swarm_orchestrator.settings import OrchestratorSettings
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, stopped_after
 from tests.servers import (
     Servers,
     create_database,
@@ -234,14 +234,8 @@ def stack(
         workspace=workspace,
         logs=tmp_path / "logs",
     )
-    try:
+    with stopped_after(running, request):
         yield running
-    finally:
-        running.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for name in running.procs:
-                print(f"--- {name} ---\n{running.log(name)}")  # noqa: T201 - shown on failure
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

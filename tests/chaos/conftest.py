@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import Valkey
-from tests.e2e.stack import Stack
+from swarm_orchestrator.embedded import EmbeddedValkey
+from tests.e2e.stack import Stack, stopped_after
 
 FAST = {
     "SWARM_LEASE_S": "2",
@@ -34,19 +34,21 @@ class ChaosStack(Stack):
 
 
 @pytest.fixture
-def valkey(tmp_path: Path) -> Iterator[Valkey]:
-    server = Valkey(tmp_path / "valkey")
+def valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
+    """A Valkey that keeps nothing on disk: `stop()` then `start()` restarts it empty on the
+    same port."""
+    server = EmbeddedValkey(tmp_path / "valkey", persistent=False)
     server.start()
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
 
 
 @pytest.fixture
 def chaos(
     database_url: str,
-    valkey: Valkey,
+    valkey: EmbeddedValkey,
     redis_prefix: str,
     workspace: Path,
     tmp_path: Path,
@@ -59,11 +61,5 @@ def chaos(
         workspace=workspace,
         logs=tmp_path / "logs",
     )
-    try:
+    with stopped_after(running, request):
         yield running
-    finally:
-        running.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for name in running.procs:
-                print(f"--- {name} ---\n{running.log(name)}")  # noqa: T201 - shown on failure

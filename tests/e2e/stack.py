@@ -4,19 +4,22 @@ Their logs are kept under the test's folder and shown when a test fails."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from swarm_orchestrator.embedded import free_port
 
-__all__ = ["Stack"]
+__all__ = ["Stack", "stopped_after"]
 
 
 @dataclass
@@ -107,3 +110,16 @@ class Stack:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, timeout=30)
+
+
+@contextlib.contextmanager
+def stopped_after(stack: Stack, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop every process of `stack` at the end, and print their logs if the test failed."""
+    try:
+        yield
+    finally:
+        stack.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            for name in stack.procs:
+                print(f"--- {name} ---\n{stack.log(name)}")  # noqa: T201 - shown on failure

