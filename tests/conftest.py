@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,7 +25,7 @@ from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.migrate import upgrade
 from swarm_orchestrator.settings import OrchestratorSettings
-from tests.e2e.stack import Stack, stopped_after
+from tests.e2e.stack import TEST_TOKEN, Stack, stopped_after
 from tests.servers import (
     Servers,
     create_database,
@@ -141,6 +142,8 @@ def settings(
         workspace=workspace,
         run_loops=False,
         consumer_name="orch-test",
+        api_token=SecretStr(TEST_TOKEN),
+        rate_limit_per_s=0,
     )
 
 
@@ -151,7 +154,11 @@ async def app_state(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://swarm.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://swarm.test",
+            headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+        ) as client:
             yield client, app.state.swarm
 
 

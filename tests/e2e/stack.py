@@ -19,7 +19,11 @@ import pytest
 
 from swarm_orchestrator.embedded import free_port
 
-__all__ = ["Stack", "stopped_after"]
+__all__ = ["AUTH", "TEST_TOKEN", "Stack", "stopped_after"]
+
+TEST_TOKEN = "swarm-e2e-admin-token-0123456789"
+"""The orchestrator's bootstrap admin token (`SWARM_API_TOKEN`) in tests."""
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Stack:
             SWARM_SWEEP_INTERVAL_S="1",
             SWARM_HEARTBEAT_INTERVAL_S="1",
             SWARM_READ_BLOCK_MS="200",
+            SWARM_API_TOKEN=TEST_TOKEN,
+            SWARM_ALLOW_SHELL_AGENT="true",
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)
@@ -65,8 +71,10 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_orchestrator(self, timeout_s: float = 30.0) -> None:
-        proc = self.spawn("orchestrator", "server", "--host", "127.0.0.1", "--port", str(self.port))
+    def start_orchestrator(self, timeout_s: float = 30.0, **env: str) -> None:
+        proc = self.spawn(
+            "orchestrator", "server", "--host", "127.0.0.1", "--port", str(self.port), **env
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -109,7 +117,11 @@ class Stack:
                 proc.wait()
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30)
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=30,
+            headers=AUTH,
+        )
 
 
 @contextlib.contextmanager

@@ -379,7 +379,7 @@ def test_checkpoints_publish_only_passing_states_and_rollback_returns_to_one(
     }
     entries = {e["type"]: e for e in timeline if e["type"].startswith(("checkpoint.", "session."))}
     for kind in ("checkpoint.failed", "checkpoint.passed", "session.rolled_back"):
-        assert entries[kind]["actor"] == "api", entries[kind]
+        assert entries[kind]["actor"] == "token:bootstrap", entries[kind]
     assert entries["checkpoint.failed"]["data"]["number"] == 1
     assert entries["checkpoint.passed"]["data"]["number"] == 2
     assert entries["session.rolled_back"]["data"]["tasks"] == ["later"]

@@ -17,6 +17,7 @@ from swarm_orchestrator.api.app import create_app
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Attempt, Event, Outbox, Session, Task, TaskDependency
 from swarm_orchestrator.settings import OrchestratorSettings
+from tests.e2e.stack import AUTH
 from tests.orchestrator.helpers import count_rows, new_session, task
 
 SM = async_sessionmaker[AsyncSession]
@@ -190,7 +191,9 @@ async def test_oversized_bodies_are_refused_before_parsing(
     app = create_app(settings.model_copy(update={"max_body_bytes": 2048}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=AUTH
+        ) as client:
             big = {"title": "t", "repo": str(git_repo), "goal": "x" * 4096}
             response = await client.post("/v1/sessions", json=big)
             assert (response.status_code, response.json()["code"]) == (413, "body_too_large")
@@ -237,7 +240,9 @@ async def test_readyz_reports_an_unreachable_database(settings: OrchestratorSett
     app = create_app(broken)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=AUTH
+        ) as client:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["details"]["database"].startswith("error")

@@ -343,8 +343,8 @@ async def test_checkpoints_fast_forward_and_tag_only_when_the_gates_pass_and_rol
     assert (await _task(api, ids["later"]))["merge_status"] == "rolled_back"
     events = (await api.get(f"/v1/sessions/{sid}/events")).json()
     actors = {e["type"]: e["actor"] for e in events}
-    assert actors["checkpoint.failed"] == actors["checkpoint.passed"] == "api"
-    assert actors["session.rolled_back"] == "api"
+    assert actors["checkpoint.failed"] == actors["checkpoint.passed"] == "token:bootstrap"
+    assert actors["session.rolled_back"] == "token:bootstrap"
     unknown = await api.post(f"/v1/sessions/{sid}/rollback", json={"checkpoint": 1})
     assert (unknown.status_code, unknown.json()["code"]) == (404, "checkpoint_not_found")
 

@@ -77,6 +77,7 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
         "workers",
         "checkpoints",
         "system_flags",
+        "api_tokens",
     }
 
 

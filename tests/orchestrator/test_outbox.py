@@ -86,7 +86,7 @@ async def test_a_cancel_request_sets_its_key_and_is_announced(
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     assert (await api.post(f"/v1/tasks/{ids['a']}/cancel")).status_code == 200
     assert await state.background.relay.publish_batch() == 2
-    assert await redis.get(keys.cancel(ids["a"], 1)) == b"cancelled by api"
+    assert await redis.get(keys.cancel(ids["a"], 1)) == b"cancelled by token:bootstrap"
     notice = await pubsub.get_message(timeout=2)
     assert notice is not None and notice["data"] == f"{ids['a']}:1".encode()
     await pubsub.aclose()

@@ -468,12 +468,12 @@ async def test_the_system_mode_is_set_published_and_noted_on_timelines(
     drained = await api.post("/v1/system/drain")
     assert drained.status_code == 200
     body = drained.json()
-    assert (body["mode"], body["changed_by"]) == ("draining", "api")
+    assert (body["mode"], body["changed_by"]) == ("draining", "token:bootstrap")
     assert body["changed_at"] is not None
     assert (body["running"], body["queued"]) == (1, 2)
     assert await read_mode(redis, keys) == SystemMode.DRAINING
     control = await redis.get(keys.control)
-    assert control is not None and json.loads(control)["by"] == "api"
+    assert control is not None and json.loads(control)["by"] == "token:bootstrap"
     assert (await api.post("/v1/system/drain")).json()["mode"] == "draining"  # no change
 
     assert (await api.post("/v1/system/stop")).json()["mode"] == "stopped"
@@ -491,9 +491,9 @@ async def test_the_system_mode_is_set_published_and_noted_on_timelines(
     for sid in (first["id"], second["id"]):
         noted = await _timeline(api, sid, "system.")
         assert [(e["type"], e["actor"], e["data"]["from"]) for e in noted] == [
-            ("system.draining", "api", "running"),
-            ("system.stopped", "api", "draining"),
-            ("system.running", "api", "stopped"),
+            ("system.draining", "token:bootstrap", "running"),
+            ("system.stopped", "token:bootstrap", "draining"),
+            ("system.running", "token:bootstrap", "stopped"),
         ]
 
 

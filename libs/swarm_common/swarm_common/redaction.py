@@ -1,16 +1,19 @@
-"""One redaction filter for everything that leaves a process: transcripts, events, logs.
+"""One redaction filter for everything that leaves a process: transcripts, events, logs and
+API responses.
 
-It replaces every configured secret (an API key handed to an agent, say) and anything that
-looks like a well-known credential, so a CLI that echoes its key, or an agent that prints
-one it found, does not spread it further.
+It replaces every configured secret (an API key handed to an agent, a password in a server
+URL, the bootstrap API token: see `configured_secrets`) and anything that looks like a
+well-known credential, Swarm's own API tokens included, so a CLI that echoes its key, or an
+agent that prints one it found, does not spread it further.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = ["REDACTED", "Redactor", "configured_secrets", "looks_secret"]
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
@@ -26,6 +29,9 @@ _KNOWN = re.compile(
             r"AIza[0-9A-Za-z_\-]{30,}",  # Google
             r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub
             r"xox[abpr]-[A-Za-z0-9\-]{10,}",  # Slack
+            r"swarm_(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])",  # Swarm's API
+            r"AKIA[0-9A-Z]{16}",  # AWS access key id
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----",  # a PEM private key's first line
         ]
     )
     + ")"
@@ -44,3 +50,33 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return _KNOWN.sub(REDACTED, text)
+
+
+_SECRET_NAME = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)")
+_URL_NAME = re.compile(r"(?i)_URL$")
+
+
+def configured_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The secrets a process was configured with: the value of every variable whose name
+    says it holds one (`*_API_KEY`, `*_TOKEN`, `*SECRET*`, `*PASSWORD*`, ...) and the
+    password of every `*_URL` (a database or Redis URL, say)."""
+    found: list[str] = []
+    for name, value in environ.items():
+        if not value:
+            continue
+        if _SECRET_NAME.search(name):
+            found.append(value)
+        elif _URL_NAME.search(name) and "@" in value:
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                continue
+            if password:
+                found.extend({password, unquote(password)})
+    return found
+
+
+def looks_secret(text: str) -> str | None:
+    """The first well-known credential in `text`, if any (to refuse input that holds one)."""
+    match = _KNOWN.search(text)
+    return match.group(0) if match else None

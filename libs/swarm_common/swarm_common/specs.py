@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from swarm_common.redaction import looks_secret
+
 __all__ = [
     "AGENT_KINDS",
     "AgentKind",
@@ -51,9 +53,17 @@ TaskKey = Annotated[str, AfterValidator(check_task_key)]
 
 
 def check_text(value: str) -> str:
-    """PostgreSQL cannot store NUL, and no prompt or name needs one."""
+    """PostgreSQL cannot store NUL, and no prompt or name needs one. Nor does any of them
+    need a credential: what is submitted travels in task messages and shows on timelines,
+    so text holding a well-known key format is refused (without echoing it)."""
     if "\x00" in value:
         raise ValueError("text must not contain NUL characters")
+    found = looks_secret(value)
+    if found is not None:
+        raise ValueError(
+            f"text holds what looks like a credential ({found[:6]}…); give secrets to the "
+            "adapters through their environment, never in a task or a session"
+        )
     return value
 
 

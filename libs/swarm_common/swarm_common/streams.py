@@ -100,6 +100,10 @@ class Keys:
         """The system mode every adapter obeys (`running`, `draining`, `stopped`), as JSON."""
         return f"{self.prefix}:control"
 
+    def ratelimit(self, subject: str) -> str:
+        """The API's request budget of one token (or one client address): a hash."""
+        return f"{self.prefix}:ratelimit:{subject}"
+
     @property
     def epoch(self) -> str:
         """Set by the orchestrator; its absence means Redis lost its data."""

@@ -26,6 +26,7 @@ from swarm_orchestrator.errors import Gone, Invalid
 __all__ = [
     "Diff",
     "Mirror",
+    "check_branch",
     "check_ref",
     "check_repo",
     "copy_setup_files",
@@ -67,9 +68,32 @@ def check_repo(repo: str) -> str:
 
 
 def check_ref(ref: str) -> str:
+    """A revision to start from (`main`, `v1.2`, `HEAD~1`, a commit): nothing git could
+    read as an option or a range."""
     if not ref or len(ref) > 200 or ref.startswith("-") or ".." in ref or not _REF_RE.match(ref):
         raise Invalid(f"{ref!r} is not a valid git ref", code="invalid_ref")
     return ref
+
+
+_BRANCH_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{")
+
+
+def check_branch(name: str) -> str:
+    """A branch Swarm will write (`git check-ref-format --branch` rules): no `..`, `//`,
+    `@{`, control characters, space or `~^:?*[\\`; no component starting with `.` or
+    ending in `.lock`; not `@`, not starting with `-` or `/`, not ending with `/` or `.`."""
+    parts = name.split("/")
+    if (
+        not name
+        or len(name) > 200
+        or name == "@"
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", "."))
+        or _BRANCH_BAD.search(name)
+        or any(p.startswith(".") or p.endswith(".lock") for p in parts)
+    ):
+        raise Invalid(f"{name!r} is not a valid branch name", code="invalid_ref")
+    return name
 
 
 async def create_mirror(

@@ -13,7 +13,7 @@ __all__ = ["run_server"]
 
 def run_server(settings: OrchestratorSettings) -> None:
     """Serve until SIGINT or SIGTERM (uvicorn's graceful shutdown, then the loops stop)."""
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.secrets())
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -28,6 +28,7 @@ from swarm_orchestrator.api.schemas import SessionCreate
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import validate_graph
+from swarm_orchestrator.tokens import Principal
 
 __all__ = [
     "CLOSED_SESSION_STATES",
@@ -53,18 +54,19 @@ async def create_session(
     max_tasks: int,
     git_timeout_s: float,
     actor: str = "api",
+    tenant: str | None = None,
 ) -> tuple[Session, bool]:
     """Create a session (mirror its repository, store its optional graph, queue what is
-    ready). Returns the session and whether it is new; a known `idempotency_key` returns the
-    session made by the first request."""
+    ready). Returns the session and whether it is new; a known `idempotency_key` (of the same
+    tenant) returns the session made by the first request."""
     if data.idempotency_key:
-        existing = await _by_idempotency_key(db, data.idempotency_key)
+        existing = await _by_idempotency_key(db, data.idempotency_key, tenant)
         if existing is not None:
             return existing, False
     repo = repos.check_repo(data.repo)
     repos.check_ref(data.base_ref)
     if data.target_branch is not None:
-        repos.check_ref(data.target_branch)
+        repos.check_branch(data.target_branch)
     ordered = validate_graph(data.tasks, max_tasks=max_tasks) if data.tasks else []
     await db.rollback()  # no transaction stays open while git clones
 
@@ -98,6 +100,7 @@ async def create_session(
             settings=data.settings.model_dump(mode="json", exclude_unset=True),
             status=SessionStatus.ACTIVE if ordered else SessionStatus.DRAFT,
             idempotency_key=data.idempotency_key,
+            tenant=tenant,
         )
         db.add(session)
         await db.flush()
@@ -120,7 +123,9 @@ async def create_session(
         await db.rollback()
         await _discard(workspace, session_id, mirror.path)
         existing = (
-            await _by_idempotency_key(db, data.idempotency_key) if data.idempotency_key else None
+            await _by_idempotency_key(db, data.idempotency_key, tenant)
+            if data.idempotency_key
+            else None
         )
         if existing is None:
             raise
@@ -138,8 +143,12 @@ async def _discard(workspace: Path, session_id: uuid.UUID, mirror: str) -> None:
     await asyncio.to_thread(shutil.rmtree, repos.setup_dir(workspace, session_id), True)
 
 
-async def _by_idempotency_key(db: AsyncSession, key: str) -> Session | None:
-    return await db.scalar(select(Session).where(Session.idempotency_key == key))
+async def _by_idempotency_key(db: AsyncSession, key: str, tenant: str | None) -> Session | None:
+    return await db.scalar(
+        select(Session).where(
+            Session.idempotency_key == key, func.coalesce(Session.tenant, "") == (tenant or "")
+        )
+    )
 
 
 async def add_tasks(
@@ -238,15 +247,26 @@ async def _insert_tasks(
     return [ids[spec.key] for spec in specs]
 
 
-async def get_session(db: AsyncSession, session_id: uuid.UUID) -> Session:
+async def get_session(
+    db: AsyncSession, session_id: uuid.UUID, *, seen_by: Principal | None = None
+) -> Session:
+    """The session; with `seen_by`, only if that principal may see it (another tenant's
+    session is not found, so its existence is not told either)."""
     session = await db.get(Session, session_id)
-    if session is None:
+    if session is None or (seen_by is not None and not seen_by.can_see(session.tenant)):
         raise NotFound(f"session {session_id} not found", code="session_not_found")
     return session
 
 
-async def get_task(db: AsyncSession, task_id: uuid.UUID) -> Task:
+async def get_task(
+    db: AsyncSession, task_id: uuid.UUID, *, seen_by: Principal | None = None
+) -> Task:
+    """The task; with `seen_by`, only if that principal may see its session."""
     task = await db.get(Task, task_id)
+    if task is not None and seen_by is not None and seen_by.tenant is not None:
+        tenant = await db.scalar(select(Session.tenant).where(Session.id == task.session_id))
+        if not seen_by.can_see(tenant):
+            task = None
     if task is None:
         raise NotFound(f"task {task_id} not found", code="task_not_found")
     return task

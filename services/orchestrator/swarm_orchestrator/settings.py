@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
@@ -16,7 +18,13 @@ class OrchestratorSettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: SecretStr | None = None
-    """When set, every /v1 request must carry `Authorization: Bearer <token>`."""
+    """Accepted as an admin token named `bootstrap` (besides the tokens in the database),
+    so a deployment can create its first tokens; leave it unset once it has."""
+    rate_limit_per_s: float = Field(20.0, ge=0)
+    """Requests per second one token (or one address without a valid token) may make on
+    average; 0 turns the limit off."""
+    rate_limit_burst: int = Field(200, ge=1)
+    """Requests one token may make at once before the average applies."""
 
     run_loops: bool = True
     """Run the relay, event consumer and scheduler sweep in this process."""
@@ -45,6 +53,18 @@ class OrchestratorSettings(CommonSettings):
     max_session_tasks: int = 20_000
     max_body_bytes: int = 16 * 1024 * 1024
     git_timeout_s: float = 600.0
+
+    def bootstrap_token(self) -> str | None:
+        return self.api_token.get_secret_value() if self.api_token else None
+
+    def secrets(self) -> list[str]:
+        """What must never leave the process: the bootstrap token, the servers' passwords."""
+        found = [self.bootstrap_token()]
+        for url in (self.database_url, self.redis_url):
+            if url is not None:
+                with contextlib.suppress(ValueError):
+                    found.append(urlsplit(url.get_secret_value()).password)
+        return [s for s in found if s]
 
 
 def get_settings() -> OrchestratorSettings:

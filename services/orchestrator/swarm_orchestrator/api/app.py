@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,14 +14,17 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 import swarm_common
+from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
 from swarm_common.system import SystemMode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
-from swarm_orchestrator.api.routes import health, sessions, system, tasks, workers
+from swarm_orchestrator.api.routes import health, sessions, system, tasks, tokens, workers
+from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.loops import Background
+from swarm_orchestrator.ratelimit import RateLimiter
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
 from swarm_orchestrator.system import set_mode
 
@@ -57,6 +61,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             redis=redis,
             keys=keys,
             background=background,
+            limiter=RateLimiter(
+                redis, keys, rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst
+            ),
         )
         if s.run_loops:
             background.start()
@@ -79,10 +86,15 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, sessions, tasks, workers, system):
+    for module in (health, sessions, tasks, workers, system, tokens):
         app.include_router(module.router)
-    max_body = (settings or get_settings()).max_body_bytes
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    configured = settings or get_settings()
+    # The last added runs first: redaction wraps everything, then authentication (so a
+    # request without a token is refused before its body is read), then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=configured.max_body_bytes)
+    app.add_middleware(Guard)
+    redactor = Redactor([*configured_secrets(os.environ), *configured.secrets()])
+    app.add_middleware(RedactResponses, redact=redactor)
     return app
 
 

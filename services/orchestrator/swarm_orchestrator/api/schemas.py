@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, Text
+from swarm_orchestrator.tokens import Role, check_name
 
 __all__ = [
     "AttemptPublic",
@@ -20,6 +21,7 @@ __all__ = [
     "RollbackPublic",
     "RollbackRequest",
     "ErrorBody",
+    "error_responses",
     "EventPublic",
     "SessionCreate",
     "SessionPublic",
@@ -27,6 +29,10 @@ __all__ = [
     "TaskCreate",
     "TaskDetail",
     "TaskPublic",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenPublic",
+    "WhoAmI",
     "WorkerPublic",
 ]
 
@@ -39,6 +45,14 @@ class ErrorBody(BaseModel):
     code: str = Field(description="Stable, machine-readable error code.")
     message: str
     details: Any = None
+
+
+def error_responses(*extra: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for the OpenAPI document: every route may answer 400
+    (bad JSON), 401, 403, 413 (body too large), 422, 429 (rate limited) and 503; `extra`
+    adds the route's own (404, 409, ...)."""
+    codes = sorted({400, 401, 403, 413, 422, 429, 503, *extra})
+    return {code: {"model": ErrorBody} for code in codes}
 
 
 class SessionCreate(BaseModel):
@@ -240,3 +254,53 @@ class SystemPublic(BaseModel):
     running: int = Field(description="Attempts running now.")
     queued: int = Field(description="Attempts waiting for an adapter.")
     workers_alive: int = Field(description="Adapters whose liveness key has not expired.")
+
+
+def _tenant_name(value: str) -> str:
+    return check_name(value, "tenant")
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+TenantName = Annotated[str, AfterValidator(_tenant_name)]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Shown in audit entries; unique among active tokens.")
+    role: Role = Field(
+        description="`viewer` reads; `operator` also submits, retries, cancels and approves; "
+        "`admin` also manages tokens and drains or stops the system."
+    )
+    tenant: TenantName | None = Field(
+        None,
+        description="Scope the token to a tenant: it sees only that tenant's sessions. "
+        "A tenant's admin can only create tokens of its own tenant.",
+    )
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    role: str
+    tenant: str | None
+    prefix: str = Field(description="The token's first characters, to tell tokens apart.")
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    last_used_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The bearer token. It is shown only this once.")
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    tenant: str | None

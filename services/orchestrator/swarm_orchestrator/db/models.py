@@ -46,6 +46,7 @@ __all__ = [
     "SystemFlag",
     "Task",
     "TaskDependency",
+    "ApiToken",
     "Worker",
 ]
 
@@ -86,7 +87,16 @@ class Session(Base):
     """One run of Swarm on one repository: a goal, a task graph, an integration branch."""
 
     __tablename__ = "sessions"
-    __table_args__ = (CheckConstraint(_one_of("status", SessionStatus), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", SessionStatus), name="status"),
+        Index(
+            "uq_sessions_tenant_idempotency_key",
+            func.coalesce(text("tenant"), ""),
+            "idempotency_key",
+            unique=True,
+        ),
+        Index("ix_sessions_tenant_created_at", "tenant", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     title: Mapped[str] = mapped_column(String(200))
@@ -101,7 +111,11 @@ class Session(Base):
     )
     status: Mapped[str] = mapped_column(String(32), default=SessionStatus.DRAFT.value)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    """Unique per tenant."""
+    tenant: Mapped[str | None] = mapped_column(
+        String(100), doc="Only tokens of this tenant (or of none) see the session."
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -329,3 +343,33 @@ class SystemFlag(Base):
     value: Mapped[dict[str, Any]] = mapped_column()
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = _now()
+
+
+class ApiToken(Base):
+    """A bearer token of the API: its role, its tenant, and the SHA-256 digest of the token
+    (the token itself is shown once, at creation). Revoked tokens stay, for the audit."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),
+        Index(
+            "uq_api_tokens_active_name",
+            func.coalesce(text("tenant"), ""),
+            "name",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str | None] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), doc="The token's first characters.")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -13,31 +13,30 @@ from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
 from swarm_orchestrator import checkpoints, control, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
-from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
+from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     CheckpointPublic,
-    ErrorBody,
     EventPublic,
     RollbackPublic,
     RollbackRequest,
     SessionCreate,
     SessionPublic,
     TaskPublic,
+    error_responses,
 )
+from swarm_orchestrator.api.security import Operator, Viewer
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
-}
+_ERRORS = error_responses(404, 409)
 
 
 @router.post("", status_code=201, responses=_ERRORS)
 async def create_session(
-    body: SessionCreate, db: DbDep, state: StateDep, actor: ActorDep, response: Response
+    body: SessionCreate, db: DbDep, state: StateDep, who: Operator, response: Response
 ) -> SessionPublic:
     """Create a session on a repository, optionally with its task graph. A repeated
     `idempotency_key` returns the first session (200) instead of making another."""
@@ -49,7 +48,8 @@ async def create_session(
         keys=state.keys,
         max_tasks=s.max_graph_tasks,
         git_timeout_s=s.git_timeout_s,
-        actor=actor,
+        actor=who.actor,
+        tenant=who.tenant,
     )
     if not created:
         response.status_code = 200
@@ -61,7 +61,7 @@ async def create_session(
 @router.get("", responses=_ERRORS)
 async def list_sessions(
     db: DbDep,
-    _: ActorDep,
+    who: Viewer,
     status: SessionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
@@ -70,14 +70,16 @@ async def list_sessions(
     stmt = select(Session).order_by(Session.created_at.desc(), Session.id).limit(limit)
     if status is not None:
         stmt = stmt.where(Session.status == status)
+    if who.tenant is not None:
+        stmt = stmt.where(Session.tenant == who.tenant)
     rows = (await db.scalars(stmt.offset(offset))).all()
     counts = await sessions.session_counts(db, [r.id for r in rows])
     return [session_public(r, counts.get(r.id, {})) for r in rows]
 
 
 @router.get("/{session_id}", responses=_ERRORS)
-async def get_session(session_id: uuid.UUID, db: DbDep, _: ActorDep) -> SessionPublic:
-    session = await sessions.get_session(db, session_id)
+async def get_session(session_id: uuid.UUID, db: DbDep, who: Viewer) -> SessionPublic:
+    session = await sessions.get_session(db, session_id, seen_by=who)
     counts = await sessions.session_counts(db, [session_id])
     return session_public(session, counts.get(session_id, {}))
 
@@ -88,10 +90,11 @@ async def add_tasks(
     body: Annotated[list[TaskSpec], Body()],
     db: DbDep,
     state: StateDep,
-    actor: ActorDep,
+    who: Operator,
 ) -> list[TaskPublic]:
     """Add a task graph (a JSON array of tasks) in one transaction; nothing is stored when
     any task is invalid, a key repeats, a dependency is unknown or the graph has a cycle."""
+    await sessions.get_session(db, session_id, seen_by=who)
     s = state.settings
     tasks = await sessions.add_tasks(
         db,
@@ -100,7 +103,7 @@ async def add_tasks(
         keys=state.keys,
         max_tasks=s.max_graph_tasks,
         max_session_tasks=s.max_session_tasks,
-        actor=actor,
+        actor=who.actor,
     )
     state.notify()
     deps = {spec.key: spec.depends_on for spec in body}
@@ -111,12 +114,12 @@ async def add_tasks(
 async def list_tasks(
     session_id: uuid.UUID,
     db: DbDep,
-    _: ActorDep,
+    who: Viewer,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[TaskPublic]:
-    await sessions.get_session(db, session_id)
+    await sessions.get_session(db, session_id, seen_by=who)
     stmt = select(Task).where(Task.session_id == session_id)
     if status is not None:
         stmt = stmt.where(Task.status == status)
@@ -129,11 +132,14 @@ async def list_tasks(
 
 @router.post("/{session_id}/cancel", responses=_ERRORS)
 async def cancel_session(
-    session_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep
+    session_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator
 ) -> SessionPublic:
     """Cancel every task that has not ended (running ones are asked to stop), then the
     session. Cancelling a cancelled session changes nothing."""
-    session = await control.cancel_session(db, session_id=session_id, keys=state.keys, actor=actor)
+    await sessions.get_session(db, session_id, seen_by=who)
+    session = await control.cancel_session(
+        db, session_id=session_id, keys=state.keys, actor=who.actor
+    )
     state.notify()
     counts = await sessions.session_counts(db, [session_id])
     return session_public(session, counts.get(session_id, {}))
@@ -143,33 +149,34 @@ async def cancel_session(
 async def session_events(
     session_id: uuid.UUID,
     db: DbDep,
-    _: ActorDep,
+    who: Viewer,
     after: Annotated[
         int, Query(ge=0, le=MAX_INT, description="Only entries with a larger id.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[EventPublic]:
     """The session timeline in order, as JSON pages (`after` = the last id seen)."""
-    await sessions.get_session(db, session_id)
+    await sessions.get_session(db, session_id, seen_by=who)
     rows = await timeline.page(db, session_id=session_id, after=after, limit=limit)
     return [EventPublic.model_validate(r) for r in rows]
 
 
 @router.post("/{session_id}/checkpoints", status_code=202, responses=_ERRORS)
 async def create_checkpoint(
-    session_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep
+    session_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator
 ) -> CheckpointPublic:
     """Check the integration branch as it stands: its quality gates run in the background;
     if they pass, the target branch is fast-forwarded and `swarm/<session>/checkpoint-N` is
     tagged. Poll `GET .../checkpoints/{number}` (or watch the timeline) for the outcome."""
-    checkpoint = await checkpoints.request(db, session_id=session_id, actor=actor)
+    await sessions.get_session(db, session_id, seen_by=who)
+    checkpoint = await checkpoints.request(db, session_id=session_id, actor=who.actor)
     state.background.checkpoint_wake.set()
     return CheckpointPublic.model_validate(checkpoint)
 
 
 @router.get("/{session_id}/checkpoints", responses=_ERRORS)
-async def list_checkpoints(session_id: uuid.UUID, db: DbDep, _: ActorDep) -> list[CheckpointPublic]:
-    await sessions.get_session(db, session_id)
+async def list_checkpoints(session_id: uuid.UUID, db: DbDep, who: Viewer) -> list[CheckpointPublic]:
+    await sessions.get_session(db, session_id, seen_by=who)
     rows = (
         await db.scalars(
             select(Checkpoint)
@@ -185,8 +192,9 @@ async def get_checkpoint(
     session_id: uuid.UUID,
     number: Annotated[int, Path(ge=1, le=2**31 - 1)],
     db: DbDep,
-    _: ActorDep,
+    who: Viewer,
 ) -> CheckpointPublic:
+    await sessions.get_session(db, session_id, seen_by=who)
     checkpoint = await db.scalar(
         select(Checkpoint).where(Checkpoint.session_id == session_id, Checkpoint.number == number)
     )
@@ -200,19 +208,20 @@ async def rollback(
     session_id: uuid.UUID,
     db: DbDep,
     state: StateDep,
-    actor: ActorDep,
+    who: Operator,
     body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> RollbackPublic:
     """Reset the integration branch to a passed checkpoint (the newest when none is named).
     Tasks whose merges are undone show `merge_status` `rolled_back`; tasks that start later
     build on the checkpoint; tasks in flight are restarted from it."""
+    await sessions.get_session(db, session_id, seen_by=who)
     session, checkpoint, rolled = await checkpoints.rollback(
         db,
         session_id=session_id,
         number=body.checkpoint if body is not None else None,
         workspace=state.settings.workspace,
         keys=state.keys,
-        actor=actor,
+        actor=who.actor,
     )
     state.notify()
     return RollbackPublic(

@@ -3,21 +3,20 @@ resume — and what is in flight."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from swarm_common.states import TaskStatus
 from swarm_common.system import SystemMode
 from swarm_orchestrator import system
-from swarm_orchestrator.api.deps import ActorDep, AppState, DbDep, StateDep
-from swarm_orchestrator.api.schemas import ErrorBody, SystemPublic
+from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
+from swarm_orchestrator.api.schemas import SystemPublic, error_responses
+from swarm_orchestrator.api.security import SystemAdmin, Viewer
 from swarm_orchestrator.db.models import Task
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 503)}
+_ERRORS = error_responses()
 
 
 async def _public(db: DbDep, state: AppState) -> SystemPublic:
@@ -45,7 +44,7 @@ async def _public(db: DbDep, state: AppState) -> SystemPublic:
 
 
 @router.get("", responses=_ERRORS)
-async def get_system(db: DbDep, state: StateDep, _: ActorDep) -> SystemPublic:
+async def get_system(db: DbDep, state: StateDep, _: Viewer) -> SystemPublic:
     return await _public(db, state)
 
 
@@ -55,19 +54,19 @@ async def _set(db: DbDep, state: AppState, mode: SystemMode, actor: str) -> Syst
 
 
 @router.post("/drain", responses=_ERRORS)
-async def drain(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+async def drain(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Adapters take no new work and finish what they run; `running` reaches 0 when done."""
-    return await _set(db, state, SystemMode.DRAINING, actor)
+    return await _set(db, state, SystemMode.DRAINING, who.actor)
 
 
 @router.post("/stop", responses=_ERRORS)
-async def stop(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+async def stop(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Emergency stop: every agent process is killed within seconds, the interrupted
     attempts are queued again and run after `resume`."""
-    return await _set(db, state, SystemMode.STOPPED, actor)
+    return await _set(db, state, SystemMode.STOPPED, who.actor)
 
 
 @router.post("/resume", responses=_ERRORS)
-async def resume(db: DbDep, state: StateDep, actor: ActorDep) -> SystemPublic:
+async def resume(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Back to `running` after a drain or a stop."""
-    return await _set(db, state, SystemMode.RUNNING, actor)
+    return await _set(db, state, SystemMode.RUNNING, who.actor)

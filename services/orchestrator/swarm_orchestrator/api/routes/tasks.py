@@ -12,17 +12,18 @@ from sqlalchemy import select
 
 from swarm_orchestrator import control, repos, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
-from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
+from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     AttemptPublic,
     DiffFile,
     DiffPublic,
-    ErrorBody,
     EventPublic,
     TaskDetail,
     TaskPublic,
+    error_responses,
 )
+from swarm_orchestrator.api.security import Operator, Viewer
 from swarm_orchestrator.db.models import Attempt
 from swarm_orchestrator.errors import NotFound
 
@@ -30,14 +31,12 @@ MAX_DIFF_BYTES = 16 * 1024 * 1024
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 422, 503)
-}
+_ERRORS = error_responses(404, 409)
 
 
 @router.get("/{task_id}", responses=_ERRORS)
-async def get_task(task_id: uuid.UUID, db: DbDep, _: ActorDep) -> TaskDetail:
-    task = await sessions.get_task(db, task_id)
+async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
+    task = await sessions.get_task(db, task_id, seen_by=who)
     deps = await sessions.dependency_keys(db, task_ids=[task_id])
     attempts = (
         await db.scalars(select(Attempt).where(Attempt.task_id == task_id).order_by(Attempt.number))
@@ -56,31 +55,31 @@ async def get_task(task_id: uuid.UUID, db: DbDep, _: ActorDep) -> TaskDetail:
 async def task_events(
     task_id: uuid.UUID,
     db: DbDep,
-    _: ActorDep,
+    who: Viewer,
     after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[EventPublic]:
     """The task's part of the session timeline, in order."""
-    await sessions.get_task(db, task_id)
+    await sessions.get_task(db, task_id, seen_by=who)
     rows = await timeline.page(db, task_id=task_id, after=after, limit=limit)
     return [EventPublic.model_validate(r) for r in rows]
 
 
 @router.post("/{task_id}/retry", responses=_ERRORS)
-async def retry_task(task_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep) -> TaskPublic:
+async def retry_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator) -> TaskPublic:
     """Start a new attempt of a failed or cancelled task; tasks it blocked wait again."""
-    task = await control.retry_task(db, task_id=task_id, keys=state.keys, actor=actor)
+    await sessions.get_task(db, task_id, seen_by=who)
+    task = await control.retry_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
     state.notify()
     deps = await sessions.dependency_keys(db, task_ids=[task_id])
     return task_public(task, deps.get(task_id, ()))
 
 
 @router.post("/{task_id}/cancel", responses=_ERRORS)
-async def cancel_task(
-    task_id: uuid.UUID, db: DbDep, state: StateDep, actor: ActorDep
-) -> TaskPublic:
+async def cancel_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator) -> TaskPublic:
     """Cancel a task that has not ended; its running attempt is asked to stop."""
-    task = await control.cancel_task(db, task_id=task_id, keys=state.keys, actor=actor)
+    await sessions.get_task(db, task_id, seen_by=who)
+    task = await control.cancel_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
     state.notify()
     deps = await sessions.dependency_keys(db, task_ids=[task_id])
     return task_public(task, deps.get(task_id, ()))
@@ -94,13 +93,13 @@ async def task_diff(
     task_id: uuid.UUID,
     db: DbDep,
     state: StateDep,
-    _: ActorDep,
+    who: Viewer,
     format: Annotated[Literal["json", "patch"], Query(description="`patch`: plain text")] = "json",
     max_bytes: Annotated[int, Query(ge=1024, le=MAX_DIFF_BYTES)] = 2 * 1024 * 1024,
 ) -> Response:
     """The task's work against the commit it started from: per-file line counts and the
     patch (cut at `max_bytes`). The newest attempt that committed counts."""
-    task = await sessions.get_task(db, task_id)
+    task = await sessions.get_task(db, task_id, seen_by=who)
     session = await sessions.get_session(db, task.session_id)
     attempt = await db.scalar(
         select(Attempt)

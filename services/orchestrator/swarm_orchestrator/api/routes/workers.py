@@ -5,15 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from swarm_orchestrator.api.deps import ActorDep, DbDep, StateDep
-from swarm_orchestrator.api.schemas import ErrorBody, WorkerPublic
+from swarm_orchestrator.api.deps import DbDep, StateDep
+from swarm_orchestrator.api.schemas import WorkerPublic, error_responses
+from swarm_orchestrator.api.security import Viewer
 from swarm_orchestrator.db.models import Worker
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
 
-@router.get("", responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}})
-async def list_workers(db: DbDep, state: StateDep, _: ActorDep) -> list[WorkerPublic]:
+_ERRORS = error_responses()
+
+
+@router.get("", responses=_ERRORS)
+async def list_workers(db: DbDep, state: StateDep, _: Viewer) -> list[WorkerPublic]:
     rows = (await db.scalars(select(Worker).order_by(Worker.name))).all()
     if not rows:
         return []

@@ -1,0 +1,213 @@
+"""Who may call the API, how often, and what leaves it.
+
+- `Guard` (ASGI middleware) authenticates every request but the probes and the API's own
+  documentation: a bearer token is resolved to a `Principal` (see `swarm_orchestrator.tokens`)
+  before anything else of the request is read, and spends one request of its budget
+  (`swarm_orchestrator.ratelimit`). No token or an unknown one: 401 `unauthorized`; over
+  budget: 429 `rate_limited` with `Retry-After`.
+- The `Viewer`, `Operator`, `Admin` and `SystemAdmin` dependencies authorize: a role below the
+  route's is a 403 `forbidden`. They also declare the bearer scheme in the OpenAPI document.
+- `RedactResponses` (ASGI middleware) passes every response body through the redaction
+  filter, so a secret that reached a prompt, a transcript or a gate's output is not served.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from swarm_orchestrator import tokens
+from swarm_orchestrator.api.errors import error_response
+from swarm_orchestrator.failures import is_transient
+from swarm_orchestrator.tokens import Forbidden, Principal, Role
+
+__all__ = [
+    "PUBLIC_PATHS",
+    "Admin",
+    "Guard",
+    "Operator",
+    "RedactResponses",
+    "SystemAdmin",
+    "Viewer",
+    "skip_redaction",
+]
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+"""Answered without a token: the probes, and the API's description (it holds no data)."""
+
+MAX_TOKEN_CHARS = 512
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and 0 < len(token) <= MAX_TOKEN_CHARS:
+                return token
+            return None
+    return None
+
+
+class Guard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state.swarm
+        token = _bearer(scope)
+        principal: Principal | None = None
+        if token is not None:
+            try:
+                async with state.sessionmaker() as db:
+                    principal = await tokens.resolve(
+                        db, token, bootstrap=state.settings.bootstrap_token()
+                    )
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("token not checked: database unavailable", extra={"error": repr(exc)})
+                response = error_response(
+                    503,
+                    "unavailable",
+                    "the database is unavailable; try again",
+                    headers={"Retry-After": "2"},
+                )
+                await response(scope, receive, send)
+                return
+        if principal is not None:
+            subject = f"token:{principal.token_id or principal.name}"
+        else:
+            client = scope.get("client")
+            subject = f"addr:{client[0] if client else 'unknown'}"
+        budget = await state.limiter.take(subject)
+        if not budget.allowed:
+            response = error_response(
+                429,
+                "rate_limited",
+                "too many requests; slow down",
+                {"retry_after_s": budget.retry_after_s},
+                headers={"Retry-After": str(budget.retry_after_s)},
+            )
+            await response(scope, receive, send)
+            return
+        if principal is None:
+            message = (
+                "a bearer token is required (Authorization: Bearer <token>)"
+                if token is None
+                else "the bearer token is unknown, revoked or expired"
+            )
+            response = error_response(
+                401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+_bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A token from `swarm token create` (or the server's `SWARM_API_TOKEN`).",
+)
+
+
+def _require(role: Role, *, global_only: bool = False) -> Callable[..., Principal]:
+    def dependency(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
+    ) -> Principal:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:  # only a route outside the guard gets here
+            raise Forbidden("no principal for this request")
+        if not principal.role.allows(role):
+            raise Forbidden(
+                f"this needs the {role.value} role; token {principal.name!r} is a "
+                f"{principal.role.value}",
+                details={"needed": role.value, "role": principal.role.value},
+            )
+        if global_only and principal.tenant is not None:
+            raise Forbidden(
+                "this acts on the whole system and needs an admin token without a tenant",
+                code="system_admin_required",
+                details={"tenant": principal.tenant},
+            )
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(_require(Role.VIEWER))]
+"""Reads: any valid token."""
+Operator = Annotated[Principal, Depends(_require(Role.OPERATOR))]
+"""Submits and controls sessions and tasks."""
+Admin = Annotated[Principal, Depends(_require(Role.ADMIN))]
+"""Manages tokens (of its own tenant, when it has one)."""
+SystemAdmin = Annotated[Principal, Depends(_require(Role.ADMIN, global_only=True))]
+"""Acts on the whole system (drain, stop): an admin without a tenant."""
+
+
+def skip_redaction(request: Request) -> None:
+    """This response carries a secret on purpose (a token shown once, at creation)."""
+    request.state.skip_redaction = True
+
+
+_REDACTED_TYPES = (b"application/json", b"text/")
+
+
+class RedactResponses:
+    """Redact every JSON and text response body; a streamed body chunk by chunk."""
+
+    def __init__(self, app: ASGIApp, *, redact: Callable[[str], str]) -> None:
+        self.app = app
+        self.redact = redact
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        redacting = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal start, redacting
+            if message["type"] == "http.response.start":
+                kind = dict(message.get("headers") or []).get(b"content-type", b"")
+                skip = (scope.get("state") or {}).get("skip_redaction", False)
+                redacting = not skip and kind.startswith(_REDACTED_TYPES)
+                if not redacting:
+                    await send(message)
+                else:
+                    start = message
+                return
+            if message["type"] != "http.response.body" or not redacting:
+                await send(message)
+                return
+            body = message.get("body", b"")
+            cleaned = self.redact(body.decode("utf-8", errors="surrogateescape")).encode(
+                "utf-8", errors="surrogateescape"
+            )
+            if start is not None:
+                headers: list[tuple[bytes, bytes]] = [
+                    (k, v) for k, v in start.get("headers") or [] if k.lower() != b"content-length"
+                ]
+                if not message.get("more_body", False):
+                    headers.append((b"content-length", str(len(cleaned)).encode()))
+                await send({**start, "headers": headers})
+                start = None
+            out: dict[str, Any] = {**message, "body": cleaned}
+            await send(out)
+
+        await self.app(scope, receive, wrapped)
