@@ -12,14 +12,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import init_repo
-from tests.e2e.stack import Stack
+from tests.e2e.stack import TEST_TOKEN, Stack
 
 pytestmark = pytest.mark.e2e
 
 
-def swarm(*args: str, url: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def swarm(
+    *args: str, url: str, timeout_s: float = 60, token: str | None = TEST_TOKEN
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
-    env.update(SWARM_API_URL=url, COLUMNS="200")
+    env.update(SWARM_API_URL=url, COLUMNS="200", SWARM_TOKEN_FILE="/nonexistent/token")
+    if token is not None:
+        env["SWARM_API_TOKEN"] = token
     return subprocess.run(
         [sys.executable, "-m", "swarm_orchestrator", *args],
         env=env,
@@ -99,3 +103,48 @@ def test_adapter_refuses_an_unknown_agent_kind(stack: Stack) -> None:
     result = swarm("adapter", "--agent", "cursor", url=stack.api_url, timeout_s=30)
     assert result.returncode != 0 and time.monotonic() - started < 30
     assert "Traceback" not in result.stderr
+
+
+def test_tokens_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
+    stack.start_orchestrator()
+    url = stack.api_url
+    made = swarm("token", "create", "--name", "watcher", "--role", "viewer", url=url)
+    assert made.returncode == 0, made.stderr
+    viewer = made.stdout.strip()
+    assert viewer.startswith("swarm_") and "not shown again" in made.stderr
+    assert viewer not in made.stderr
+
+    listed = swarm("token", "list", "--json", url=url)
+    names = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert names["watcher"]["role"] == "viewer" and "token" not in names["watcher"]
+    table = swarm("token", "list", url=url)
+    assert "watcher" in table.stdout and viewer not in table.stdout
+
+    # The viewer reads, and is refused what its role does not allow.
+    assert swarm("status", url=url, token=viewer).returncode == 0
+    refused = swarm("token", "create", "--name", "x", "--role", "admin", url=url, token=viewer)
+    assert (
+        refused.returncode == 1 and "forbidden" in refused.stderr and "HTTP 403" in refused.stderr
+    )
+
+    revoked = swarm("token", "revoke", "watcher", url=url)
+    assert revoked.returncode == 0, revoked.stderr
+    gone = swarm("status", url=url, token=viewer)
+    assert gone.returncode == 1 and "HTTP 401" in gone.stderr
+
+    # A token file stands in when no token is given (what `swarm up` writes).
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(TEST_TOKEN + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+    env.update(SWARM_API_URL=url, SWARM_TOKEN_FILE=str(token_file))
+    from_file = subprocess.run(
+        [sys.executable, "-m", "swarm_orchestrator", "token", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    none = swarm("status", url=url, token=None)
+    assert none.returncode == 1 and "bearer token is required" in none.stderr

@@ -1,12 +1,21 @@
-"""A small REST client for the CLI: errors become `CliError` with the server's code."""
+"""A small REST client for the CLI: errors become `CliError` with the server's code.
+
+The token comes from `--token` or `SWARM_API_TOKEN`; without either, from the file
+`SWARM_TOKEN_FILE` names, else `.swarm/admin.token` (where `swarm up` keeps the admin token
+it made), so commands run beside `swarm up` need no setup.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["ApiClient", "CliError"]
+__all__ = ["DEFAULT_TOKEN_FILE", "ApiClient", "CliError", "resolve_token"]
+
+DEFAULT_TOKEN_FILE = Path(".swarm") / "admin.token"
 
 
 class CliError(Exception):
@@ -18,9 +27,20 @@ class CliError(Exception):
         self.details = details
 
 
+def resolve_token(token: str | None) -> str | None:
+    if token:
+        return token
+    path = Path(os.environ.get("SWARM_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 class ApiClient:
     def __init__(self, url: str, token: str | None = None, *, timeout_s: float = 60.0) -> None:
         self.url = url.rstrip("/")
+        token = resolve_token(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
@@ -59,3 +79,6 @@ class ApiClient:
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)

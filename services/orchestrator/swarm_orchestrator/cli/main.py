@@ -187,6 +187,98 @@ def tasks(
         console.print(task_table(data))
 
 
+token_app = typer.Typer(
+    no_args_is_help=True, help="API tokens: create, list and revoke them (admin tokens only)."
+)
+app.add_typer(token_app, name="token")
+
+Role = Annotated[
+    str,
+    typer.Option(
+        "--role",
+        help="viewer: read; operator: also submit, retry, cancel, approve; admin: also "
+        "tokens, drain, stop.",
+    ),
+]
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Shown in audit entries.")],
+    role: Role,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's sessions are visible to the token.")
+    ] = None,
+    expires_in_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a token and print it (on stdout, alone): it is shown only this once."""
+    body = {"name": name, "role": role, "tenant": tenant, "expires_in_days": expires_in_days}
+    with ApiClient(api_url, token) as client:
+        created = client.post("/v1/tokens", body)
+    if as_json:
+        _print_json(created)
+        return
+    scope = f" of tenant {created['tenant']}" if created["tenant"] else ""
+    err.print(
+        f"Created {created['role']} token {escape(created['name'])}{escape(scope)} "
+        f"(id {created['id']}). Keep it now: it is not shown again."
+    )
+    sys.stdout.write(created["token"] + "\n")
+
+
+@token_app.command("list")
+def token_list(
+    revoked: Annotated[bool, typer.Option(help="Include revoked tokens.")] = False,
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Tokens (never the tokens themselves)."""
+    from swarm_orchestrator.cli.render import token_table
+
+    with ApiClient(api_url, token) as client:
+        data = client.get("/v1/tokens", revoked=str(revoked).lower())
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(token_table(data))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    which: Annotated[str, typer.Argument(help="The token's id, or the name of an active one.")],
+    api_url: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Revoke a token: its next request is refused."""
+    with ApiClient(api_url, token) as client:
+        token_id = which
+        if not _is_uuid(which):
+            matches = [t["id"] for t in client.get("/v1/tokens") if t["name"] == which]
+            if len(matches) != 1:
+                raise CliError(f"no single active token is named {which!r}", code="not_found")
+            token_id = matches[0]
+        revoked = client.delete(f"/v1/tokens/{token_id}")
+    if as_json:
+        _print_json(revoked)
+    else:
+        err.print(f"Revoked token {escape(revoked['name'])} ({revoked['id']}).")
+
+
+def _is_uuid(text: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main() -> None:
     try:
         app()

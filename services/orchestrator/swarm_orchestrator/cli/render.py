@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["STATE_STYLE", "session_table", "status_table", "task_table"]
+__all__ = ["STATE_STYLE", "session_table", "status_table", "task_table", "token_table"]
 
 STATE_STYLE = {
     "pending": "dim",
@@ -86,5 +86,23 @@ def task_table(tasks: Iterable[dict[str, Any]]) -> Table:
             ", ".join(t.get("depends_on", [])),
             commit,
             escape((t.get("reason") or "")[:60]),
+        )
+    return table
+
+
+def token_table(tokens: Iterable[dict[str, Any]]) -> Table:
+    table = Table(title="Tokens")
+    for column in ("id", "name", "role", "tenant", "prefix", "created", "last used", "revoked"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(
+            str(t["id"]),
+            escape(t["name"]),
+            t["role"],
+            escape(t["tenant"] or "-"),
+            escape(t["prefix"]) + "…",
+            (t["created_at"] or "")[:19],
+            (t["last_used_at"] or "-")[:19],
+            (t["revoked_at"] or "-")[:19],
         )
     return table
