@@ -279,6 +279,8 @@ async def test_another_tenant_sees_none_of_acme(world: World) -> None:
     globex = bearer(world.tokens["other_tenant"])
     listed = (await world.api.get("/v1/sessions", headers=globex)).json()
     assert listed == []
+    assert (await world.api.get("/v1/system", headers=globex)).json()["queued"] == 0
+    assert (await world.api.get("/v1/system")).json()["queued"] >= 1  # acme's queued task
     everyone = (await world.api.get("/v1/sessions", headers=bearer(world.tokens["viewer"]))).json()
     assert world.session_id in {s["id"] for s in everyone}
     # The same idempotency key in another tenant makes that tenant's own session.

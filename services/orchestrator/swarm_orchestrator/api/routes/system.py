@@ -12,24 +12,25 @@ from swarm_orchestrator import system
 from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import SystemPublic, error_responses
 from swarm_orchestrator.api.security import SystemAdmin, Viewer
-from swarm_orchestrator.db.models import Task
+from swarm_orchestrator.db.models import Session, Task
+from swarm_orchestrator.tokens import Principal
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
 _ERRORS = error_responses()
 
 
-async def _public(db: DbDep, state: AppState) -> SystemPublic:
+async def _public(db: DbDep, state: AppState, who: Principal) -> SystemPublic:
+    """The mode, and the work in flight (a tenant's token counts its tenant's only)."""
     current = await system.get_state(db)
-    counts = dict(
-        (
-            await db.execute(
-                select(Task.status, func.count())
-                .where(Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]))
-                .group_by(Task.status)
-            )
-        ).all()
+    stmt = (
+        select(Task.status, func.count())
+        .where(Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]))
+        .group_by(Task.status)
     )
+    if who.tenant is not None:
+        stmt = stmt.join(Session, Session.id == Task.session_id).where(Session.tenant == who.tenant)
+    counts = dict((await db.execute(stmt)).all())
     alive = 0
     async for _ in state.redis.scan_iter(match=state.keys.workers_match, count=500):
         alive += 1
@@ -44,29 +45,29 @@ async def _public(db: DbDep, state: AppState) -> SystemPublic:
 
 
 @router.get("", responses=_ERRORS)
-async def get_system(db: DbDep, state: StateDep, _: Viewer) -> SystemPublic:
-    return await _public(db, state)
+async def get_system(db: DbDep, state: StateDep, who: Viewer) -> SystemPublic:
+    return await _public(db, state, who)
 
 
-async def _set(db: DbDep, state: AppState, mode: SystemMode, actor: str) -> SystemPublic:
-    await system.set_mode(db, redis=state.redis, keys=state.keys, mode=mode, actor=actor)
-    return await _public(db, state)
+async def _set(db: DbDep, state: AppState, mode: SystemMode, who: Principal) -> SystemPublic:
+    await system.set_mode(db, redis=state.redis, keys=state.keys, mode=mode, actor=who.actor)
+    return await _public(db, state, who)
 
 
 @router.post("/drain", responses=_ERRORS)
 async def drain(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Adapters take no new work and finish what they run; `running` reaches 0 when done."""
-    return await _set(db, state, SystemMode.DRAINING, who.actor)
+    return await _set(db, state, SystemMode.DRAINING, who)
 
 
 @router.post("/stop", responses=_ERRORS)
 async def stop(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Emergency stop: every agent process is killed within seconds, the interrupted
     attempts are queued again and run after `resume`."""
-    return await _set(db, state, SystemMode.STOPPED, who.actor)
+    return await _set(db, state, SystemMode.STOPPED, who)
 
 
 @router.post("/resume", responses=_ERRORS)
 async def resume(db: DbDep, state: StateDep, who: SystemAdmin) -> SystemPublic:
     """Back to `running` after a drain or a stop."""
-    return await _set(db, state, SystemMode.RUNNING, who.actor)
+    return await _set(db, state, SystemMode.RUNNING, who)
