@@ -20,6 +20,9 @@ from tests.waiting import pid_alive
 
 pytestmark = pytest.mark.e2e
 
+TOKEN = "swarm-up-admin-token-0123456789abcdef"
+"""`SWARM_API_TOKEN` of the `swarm up` under test: the orchestrator gets it, adapters must not."""
+
 
 def _descendants(pid: int) -> set[int]:
     """Every process below `pid` (from /proc), including those in other sessions."""
@@ -50,9 +53,14 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
 def _start_up(tmp_path: Path, port: int, *args: str) -> tuple[subprocess.Popen[str], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
-    env.update(COLUMNS="200", PYTHONUNBUFFERED="1")
+    env.update(COLUMNS="200", PYTHONUNBUFFERED="1", SWARM_API_TOKEN=TOKEN)
     output = tmp_path / "up.out"
     with open(output, "w") as handle:
         proc = subprocess.Popen(
@@ -103,11 +111,46 @@ def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         assert len(children) >= 5  # postgres, valkey, orchestrator, two adapters
         adapters = [p for p in children if b"adapter" in _cmdline(p)]
         assert len(adapters) == 2
-        for pid in adapters:  # adapters hold no database credentials
-            assert b"SWARM_DATABASE_URL" not in Path(f"/proc/{pid}/environ").read_bytes()
-            assert b"SWARM_REDIS_URL" in Path(f"/proc/{pid}/environ").read_bytes()
-        sessions = httpx.get(f"http://127.0.0.1:{port}/v1/sessions").json()
+        for pid in adapters:  # adapters hold no database credentials, and a user of their own
+            environ = _environ(pid)
+            assert "SWARM_DATABASE_URL" not in environ and "SWARM_API_TOKEN" not in environ
+            assert environ["SWARM_REDIS_URL"].startswith("redis://adapter:")
+            assert environ["SWARM_ALLOW_SHELL_AGENT"] == "true"
+        [orchestrator] = [p for p in children if b"swarm_orchestrator\x00server\x00" in _cmdline(p)]
+        assert _environ(orchestrator)["SWARM_REDIS_URL"].startswith("redis://orchestrator:")
+        for user in ("orchestrator", "adapter"):  # the Redis passwords are never printed
+            password = (tmp_path / ".swarm" / f"valkey-{user}.password").read_text().strip()
+            assert len(password) >= 24 and password not in text
+        sessions = httpx.get(
+            f"http://127.0.0.1:{port}/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
         assert sessions[0]["counts"] == {"succeeded": 6}
+        # The admin token swarm up made for the local user: kept 0600, never printed, and
+        # what `swarm` commands run beside it use (the demo submitted with it).
+        token_file = tmp_path / ".swarm" / "admin.token"
+        admin = token_file.read_text().strip()
+        assert token_file.stat().st_mode & 0o777 == 0o600 and admin not in text
+        assert str(token_file) in text
+        who = httpx.get(
+            f"http://127.0.0.1:{port}/v1/whoami", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert who.json() == {"name": "local-admin", "role": "admin", "tenant": None}
+        events = httpx.get(
+            f"http://127.0.0.1:{port}/v1/sessions/{sessions[0]['id']}/events",
+            headers={"Authorization": f"Bearer {admin}"},
+        ).json()
+        assert events[0]["actor"] == "token:local-admin"
+        status = subprocess.run(
+            [sys.executable, "-m", "swarm_orchestrator", "status", "--json"],
+            env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+            | {"SWARM_API_URL": f"http://127.0.0.1:{port}"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0

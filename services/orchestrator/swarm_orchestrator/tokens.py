@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +43,9 @@ __all__ = [
     "check_name",
     "create_token",
     "digest",
+    "ensure_local_admin",
     "list_tokens",
+    "write_secret_file",
     "new_token",
     "resolve",
     "revoke_token",
@@ -196,3 +200,44 @@ async def resolve(db: AsyncSession, token: str, *, bootstrap: str | None) -> Pri
         )
         await db.commit()
     return Principal(name=row.name, role=Role(row.role), tenant=row.tenant, token_id=row.id)
+
+
+LOCAL_ADMIN_NAME = "local-admin"
+
+
+async def ensure_local_admin(db: AsyncSession, kept: str, *, created_by: str) -> str | None:
+    """`kept` (the token `swarm up` keeps for the local user) if it is a valid admin token;
+    otherwise a new admin token named `local-admin` (revoking an older one, whose token
+    is lost) is made and returned. Commits."""
+    row = None
+    if _TOKEN_RE.fullmatch(kept):
+        row = await db.scalar(select(ApiToken).where(ApiToken.digest == digest(kept)))
+    if (
+        row is not None
+        and row.revoked_at is None
+        and row.role == Role.ADMIN
+        and (row.expires_at is None or row.expires_at > utcnow())
+    ):
+        return None
+    await db.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.name == LOCAL_ADMIN_NAME,
+            ApiToken.tenant.is_(None),
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow(), revoked_by=created_by)
+    )
+    _, token = await create_token(
+        db, name=LOCAL_ADMIN_NAME, role=Role.ADMIN, tenant=None, created_by=created_by
+    )
+    return token
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Write `value` to `path`, readable by its owner only (0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(value + "\n")
+    os.chmod(path, 0o600)

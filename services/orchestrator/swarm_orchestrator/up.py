@@ -1,10 +1,11 @@
 """`swarm up`: everything on one machine, supervised.
 
-Starts the servers it needs (embedded PostgreSQL and Valkey unless URLs are configured),
-runs the migrations, then the orchestrator and the adapters as child processes, prints the
-API URL once it answers, restarts a child that dies, and on Ctrl-C (or SIGTERM) stops the
-adapters first (they hand back unfinished attempts), then the orchestrator, then the
-servers.
+Starts the servers it needs (embedded PostgreSQL and Valkey unless URLs are configured; the
+embedded Valkey gives the orchestrator and the adapters a Redis user each, see
+`swarm_common.acl`), runs the migrations, then the orchestrator and the adapters as child
+processes, prints the API URL once it answers, restarts a child that dies, and on Ctrl-C
+(or SIGTERM) stops the adapters first (they hand back unfinished attempts), then the
+orchestrator, then the servers.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from swarm_common import acl
 from swarm_common.children import die_with_parent
-from swarm_common.settings import redact_url
+from swarm_common.settings import normalize_database_url, redact_url
 from swarm_common.specs import AGENT_KINDS
 from swarm_orchestrator import migrate
 from swarm_orchestrator.cli.client import CliError
@@ -36,7 +38,16 @@ from swarm_orchestrator.embedded import (
 )
 from swarm_orchestrator.settings import OrchestratorSettings
 
-__all__ = ["UpOptions", "parse_adapters", "run_up"]
+__all__ = [
+    "RedisUrls",
+    "UpOptions",
+    "agent_environ",
+    "environment_for",
+    "parse_adapters",
+    "plan_adapters",
+    "run_up",
+    "start_valkey",
+]
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True, highlight=False)
@@ -46,6 +57,7 @@ RESTART_LIMIT = 5
 
 
 DEFAULT_SHELL_ADAPTERS = 2
+ALLOW_SHELL_ENV = "SWARM_ALLOW_SHELL_AGENT"
 
 
 @dataclass
@@ -74,7 +86,7 @@ def plan_adapters(
     for kind, count in wanted.items():
         if count <= 0:
             continue
-        reason = unavailable(kind, environ)
+        reason = unavailable(kind, agent_environ(kind, environ))
         if reason is None:
             start[kind] = count
         else:
@@ -100,6 +112,28 @@ def parse_adapters(text: str) -> dict[str, int]:
             raise CliError(f"--adapters: {kind} count must be 0 to 64")
         result[kind] = n
     return result
+
+
+@dataclass(frozen=True)
+class RedisUrls:
+    """Where the orchestrator and the adapters connect (each URL holds a password)."""
+
+    orchestrator: str
+    adapter: str
+
+
+def start_valkey(root: Path, prefix: str) -> tuple[EmbeddedValkey, RedisUrls]:
+    """The embedded Valkey with Swarm's two users (`swarm_common.acl`) for `prefix` and
+    the `default` user off. Their passwords are made once and kept in 0600 files under
+    `root`, so a restart (of `swarm up` or of Valkey) gives the same URLs."""
+    try:
+        valkey = EmbeddedValkey(root, acl_prefix=prefix)
+    except ValueError as exc:  # a prefix ACL rules cannot hold
+        raise CliError(str(exc)) from None
+    valkey.start()
+    return valkey, RedisUrls(
+        orchestrator=valkey.url_for(acl.ORCHESTRATOR), adapter=valkey.url_for(acl.ADAPTER)
+    )
 
 
 @dataclass
@@ -144,7 +178,7 @@ class _Stack:
         self.children: list[_Child] = []
         self.stop_requested = threading.Event()
 
-    def start_servers(self, settings: OrchestratorSettings) -> tuple[str, str]:
+    def start_servers(self, settings: OrchestratorSettings) -> tuple[str, RedisUrls]:
         if settings.database_url is not None:
             db_url = settings.database_url.get_secret_value()
             console.print(f"PostgreSQL   {escape(redact_url(db_url))} (configured)")
@@ -158,13 +192,13 @@ class _Stack:
         if settings.redis_url is not None:
             redis_url = settings.redis_url.get_secret_value()
             console.print(f"Redis        {escape(redact_url(redis_url))} (configured)")
-        else:
-            self.valkey = EmbeddedValkey(self.root)
-            redis_url = self.valkey.start()
-            console.print(
-                f"Valkey       embedded, 127.0.0.1:{self.valkey.port}, data in {self.valkey.dir}"
-            )
-        return db_url, redis_url
+            return db_url, RedisUrls(orchestrator=redis_url, adapter=redis_url)
+        self.valkey, urls = start_valkey(self.root, settings.redis_prefix)
+        console.print(
+            f"Valkey       embedded, 127.0.0.1:{self.valkey.port}, data in {self.valkey.dir}; "
+            f"users {acl.ORCHESTRATOR} and {acl.ADAPTER}"
+        )
+        return db_url, urls
 
     def add(self, name: str, args: list[str], env: dict[str, str]) -> _Child:
         child = _Child(
@@ -214,8 +248,9 @@ class _Stack:
 
 
 def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
-    """What one child gets: each adapter only its own agent's key and base URL and no
-    database URL; the orchestrator no agent key at all."""
+    """What one child gets: each adapter only its own agent's key and base URL, no database
+    URL and no API token (shell adapters are allowed to run shell tasks); the orchestrator no
+    agent key at all."""
     from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
 
     owned = {
@@ -224,8 +259,18 @@ def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
     }
     hidden = set().union(*owned.values()) - owned.get(kind or "", set())
     if kind is not None:
-        hidden.add("SWARM_DATABASE_URL")
+        hidden |= {"SWARM_DATABASE_URL", "SWARM_API_TOKEN"}
+        env = agent_environ(kind, env)
     return {k: v for k, v in env.items() if k not in hidden}
+
+
+def agent_environ(kind: str, environ: dict[str, str]) -> dict[str, str]:
+    """`environ` as an adapter of `kind` sees it: `swarm up` runs shell tasks (the demo is
+    made of them), so shell adapters get `SWARM_ALLOW_SHELL_AGENT=true` unless the user set
+    it; other kinds get nothing more."""
+    if kind == "shell" and not environ.get(ALLOW_SHELL_ENV):
+        return {**environ, ALLOW_SHELL_ENV: "true"}
+    return environ
 
 
 def _wait_ready(url: str, child: _Child, timeout_s: float, stop: threading.Event) -> None:
@@ -279,15 +324,16 @@ def run_up(options: UpOptions) -> int:
     previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _emergency_stop)
     try:
         try:
-            db_url, redis_url = stack.start_servers(settings)
+            db_url, redis = stack.start_servers(settings)
             console.print("Migrations   running")
             migrate.upgrade(db_url)
         except ServerStartError as exc:
             raise CliError(str(exc)) from None
+        admin_token = local_admin_token(db_url, stack.root / ADMIN_TOKEN_FILE)
         env = {
             **os.environ,
             "SWARM_DATABASE_URL": db_url,
-            "SWARM_REDIS_URL": redis_url,
+            "SWARM_REDIS_URL": redis.orchestrator,
             "SWARM_WORKSPACE": str(workspace),
             "PYTHONUNBUFFERED": "1",
         }
@@ -297,6 +343,7 @@ def run_up(options: UpOptions) -> int:
             ["server", "--host", options.host, "--port", str(options.port)],
             environment_for(None, env),
         )
+        adapter_env = {**env, "SWARM_REDIS_URL": redis.adapter}
         adapters, skipped = plan_adapters(options.adapters, dict(os.environ))
         for kind, reason in skipped.items():
             console.print(f"Skipped      {kind} adapter: {escape(reason)}")
@@ -305,7 +352,7 @@ def run_up(options: UpOptions) -> int:
                 stack.add(
                     f"adapter-{kind}-{i + 1}",
                     ["adapter", "--agent", kind],
-                    environment_for(kind, env),
+                    environment_for(kind, adapter_env),
                 )
         _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
         if stack.stop_requested.is_set():
@@ -316,7 +363,7 @@ def run_up(options: UpOptions) -> int:
 
             run_demo(
                 api_url=api_url,
-                token=_token(),
+                token=admin_token,
                 data_dir=stack.root,
                 workspace=workspace,
                 console=console,
@@ -337,8 +384,38 @@ def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def _token() -> str | None:
-    return os.environ.get("SWARM_API_TOKEN") or None
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def local_admin_token(db_url: str, path: Path) -> str:
+    """The admin token of the local user, kept in `path` (mode 0600): the one already there
+    while it is valid, else a new one (`local-admin`). Every `swarm` command run here reads
+    it (see `swarm_orchestrator.cli.client`)."""
+    import asyncio
+
+    from swarm_orchestrator import tokens
+    from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+
+    try:
+        kept = path.read_text().strip()
+    except OSError:
+        kept = ""
+
+    async def ensure() -> str | None:
+        engine = make_engine(normalize_database_url(db_url), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as db:
+                return await tokens.ensure_local_admin(db, kept, created_by="swarm up")
+        finally:
+            await engine.dispose()
+
+    made = asyncio.run(ensure())
+    if made is not None:
+        tokens.write_secret_file(path, made)
+        console.print(f"Admin token  new, kept in {path} (mode 0600)")
+        return made
+    console.print(f"Admin token  kept in {path}")
+    return kept
 
 
 def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
@@ -348,4 +425,9 @@ def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
     console.print(f"\n[bold green]Swarm is up:[/] [bold]{api_url}[/]  (API docs: {api_url}/docs)")
     console.print("  submit a graph:  swarm submit FILE.yaml --wait")
     console.print("  see progress:    swarm status   ·   swarm tasks SESSION")
+    token_file = stack.root / ADMIN_TOKEN_FILE
+    console.print(
+        f"  other tools:     export SWARM_API_TOKEN=\"$(cat {token_file})\"  "
+        "(swarm commands run here read it themselves)"
+    )
     console.print("  Ctrl-C stops everything.\n")

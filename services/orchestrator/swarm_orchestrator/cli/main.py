@@ -124,6 +124,32 @@ def migrate() -> None:
     err.print("database is at the newest schema")
 
 
+@app.command("redis-acl")
+def redis_acl(
+    prefix: Annotated[
+        str, typer.Option(envvar="SWARM_REDIS_PREFIX", help="Prefix of Swarm's Redis keys.")
+    ] = "swarm",
+) -> None:
+    """Print ACL-file lines for a Redis of your own: the default user off, a user for the
+    orchestrator and one for the adapters. Each password is read from
+    SWARM_REDIS_ORCHESTRATOR_PASSWORD / SWARM_REDIS_ADAPTER_PASSWORD and printed only as
+    its SHA-256 hash; a user whose variable is not set has no password (it cannot log in)."""
+    import os
+
+    from swarm_common import acl
+
+    passwords = {user: os.environ.get(f"SWARM_REDIS_{user.upper()}_PASSWORD") for user in acl.USERS}
+    hashes = {user: acl.password_hash(p) if p else None for user, p in passwords.items()}
+    try:
+        lines = acl.acl_lines(prefix, hashes)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for user, digest in hashes.items():
+        if digest is None:
+            err.print(f"note: SWARM_REDIS_{user.upper()}_PASSWORD is not set: {user} cannot log in")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(help="A task graph file (YAML or JSON).")],
