@@ -207,6 +207,7 @@ def adapter_settings(redis_url: str, redis_prefix: str, workspace: Path) -> Adap
         cancel_poll_interval_s=0.05,
         kill_grace_s=1.0,
         shutdown_grace_s=2.0,
+        allow_shell_agent=True,
     )
 
 

@@ -314,11 +314,12 @@ def plan_gates(
 
 
 class _GateLog:
-    """The whole output of one gate, as it comes. A disk that fails stops the log, not the
-    gate: the tail in the result still tells what happened."""
+    """The whole output of one gate, as it comes (through `redact`). A disk that fails stops
+    the log, not the gate: the tail in the result still tells what happened."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: Callable[[bytes], bytes] | None = None) -> None:
         self.path = path
+        self.redact = redact
         self.file: BinaryIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +331,7 @@ class _GateLog:
         if self.file is None:
             return
         try:
-            self.file.write(line)
+            self.file.write(self.redact(line) if self.redact else line)
         except OSError:
             log.warning("gate log write failed", extra={"path": str(self.path)}, exc_info=True)
             self.close()
@@ -388,8 +389,9 @@ async def _run_gate(
     tail_bytes: int,
     kill_grace_s: float,
     relative_to: Path | None,
+    redact: Callable[[bytes], bytes] | None = None,
 ) -> GateResult:
-    gate_log = _GateLog(log_path)
+    gate_log = _GateLog(log_path, redact)
     shown_log = _shown_path(log_path, relative_to) if gate_log.file is not None else None
     try:
         done = await run_process(
@@ -432,12 +434,13 @@ async def run_gates(
     kill_grace_s: float = 5.0,
     relative_to: Path | None = None,
     stop_on_failure: bool = False,
+    redact: Callable[[bytes], bytes] | None = None,
 ) -> list[GateResult]:
     """Run `plan` in order in `cwd`, one result per gate. Each gate's whole output goes to
-    `log_dir/gate-<name>.log`. A detected gate whose tool is not on `env`'s PATH is skipped.
-    Once `cancel` is set, the running gate is stopped and the rest are cancelled unrun; with
-    `stop_on_failure`, gates after a failed one are skipped. `CI=1` is added to `env` (unless
-    it is set) so tools do not wait for a person."""
+    `log_dir/gate-<name>.log`, through `redact` when given. A detected gate whose tool is not
+    on `env`'s PATH is skipped. Once `cancel` is set, the running gate is stopped and the rest
+    are cancelled unrun; with `stop_on_failure`, gates after a failed one are skipped. `CI=1`
+    is added to `env` (unless it is set) so tools do not wait for a person."""
     gate_env = {**env}
     gate_env.setdefault("CI", "1")
     results: list[GateResult] = []
@@ -459,6 +462,7 @@ async def run_gates(
                 tail_bytes=tail_bytes,
                 kill_grace_s=kill_grace_s,
                 relative_to=relative_to,
+                redact=redact,
             )
             results.append(result)
             failed = failed or result.status in _FAILING

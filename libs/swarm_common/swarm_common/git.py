@@ -1,10 +1,12 @@
 """Git helpers used by both services: a mirror per session, worktrees, commits.
 
 Every call runs `git` with an argv list (never a shell), no terminal prompt, no hooks, no
-automatic gc, and an allowlist of transport protocols. Operations that touch a repository's
-shared state (worktrees, refs) hold `repo_lock`, a file lock, so concurrent adapters and
-threads never race on git's own lock files. These functions block; async callers run them
-with `asyncio.to_thread`.
+automatic gc, and an allowlist of transport protocols. Revisions and refs that come from
+outside (task messages, events, the database) follow `--end-of-options` or are checked
+first, so a value that begins with `-` is never read as an option. Operations that touch a
+repository's shared state (worktrees, refs) hold `repo_lock`, a file lock, so concurrent
+adapters and threads never race on git's own lock files. These functions block; async
+callers run them with `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "add_worktree",
     "branch_head",
     "changed_files",
+    "check_branch",
     "clone_bare",
     "commit_all",
     "diff",
@@ -59,6 +62,8 @@ _CONFIG = (
     "tag.gpgsign=false",
     "-c",
     "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",  # no command from a repository's config on every status
     "-c",
     "safe.directory=*",
     "-c",
@@ -196,10 +201,25 @@ def branch_head(git_dir: Path, branch: str) -> str | None:
     return proc.stdout.strip() or None
 
 
+def check_branch(branch: str) -> str:
+    """`branch` when it is a valid branch name; `GitError` otherwise. `git worktree add`
+    hands its branch and commit to an inner `git branch` without `--end-of-options`, so an
+    option-looking name must be refused before."""
+    if (
+        not branch
+        or branch.startswith("-")
+        or git("check-ref-format", f"refs/heads/{branch}", check=False).returncode != 0
+    ):
+        raise GitError(["check-ref-format", branch], 1, f"{branch!r} is not a valid branch name")
+    return branch
+
+
 def add_worktree(git_dir: Path, path: Path, *, branch: str, commit: str) -> None:
     """Check out `branch`, reset to `commit`, in a fresh worktree at `path`. A worktree an
     earlier attempt left on the same branch is removed first: the new attempt supersedes
     it."""
+    check_branch(branch)
+    commit = resolve_commit(git_dir, commit)  # a full hash: never read as an option
     with repo_lock(git_dir):
         for stale in worktrees_on_branch(git_dir, branch):
             _drop_worktree(git_dir, stale)
@@ -289,7 +309,17 @@ def commit_all(
 
 def changed_files(worktree: Path, base: str, head: str = "HEAD") -> list[str]:
     """Paths that differ between `base` and `head`, as git names them."""
-    out = git("diff", "--name-only", "--no-renames", "-z", base, head, "--", cwd=worktree).stdout
+    out = git(
+        "diff",
+        "--name-only",
+        "--no-renames",
+        "-z",
+        "--end-of-options",
+        base,
+        head,
+        "--",
+        cwd=worktree,
+    ).stdout
     return [name for name in out.split("\0") if name]
 
 
@@ -304,7 +334,7 @@ class RefMoved(GitError):
 def update_ref(git_dir: Path, ref: str, new: str, *, old: str | None, reason: str) -> None:
     """Point `ref` at `new`, only if it still points at `old` (`ZERO`: does not exist; None:
     wherever it is). Callers hold `repo_lock`."""
-    args = ["update-ref", "-m", reason, ref, new]
+    args = ["update-ref", "-m", reason, "--end-of-options", ref, new]
     if old is not None:
         args.append(old)
     proc = git(*args, git_dir=git_dir, check=False, retries=0)
@@ -315,7 +345,15 @@ def update_ref(git_dir: Path, ref: str, new: str, *, old: str | None, reason: st
 
 
 def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
-    proc = git("merge-base", "--is-ancestor", ancestor, descendant, git_dir=git_dir, check=False)
+    proc = git(
+        "merge-base",
+        "--is-ancestor",
+        "--end-of-options",
+        ancestor,
+        descendant,
+        git_dir=git_dir,
+        check=False,
+    )
     if proc.returncode not in (0, 1):
         raise GitError(["merge-base", ancestor, descendant], proc.returncode, proc.stderr)
     return proc.returncode == 0
@@ -350,6 +388,7 @@ def merge_into(
             "--name-only",
             "--no-messages",
             "-z",
+            "--end-of-options",
             head,
             commit,
             git_dir=git_dir,
@@ -378,7 +417,17 @@ def merge_into(
 
 def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, int | None]]:
     """(path, lines added, lines deleted) per changed file; None counts for binary files."""
-    out = git("diff", "--numstat", "-z", "--no-renames", base, head, "--", git_dir=git_dir).stdout
+    out = git(
+        "diff",
+        "--numstat",
+        "-z",
+        "--no-renames",
+        "--end-of-options",
+        base,
+        head,
+        "--",
+        git_dir=git_dir,
+    ).stdout
     rows: list[tuple[str, int | None, int | None]] = []
     for record in out.split("\0"):
         if not record:
@@ -393,7 +442,16 @@ def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, 
 def diff(git_dir: Path, base: str, head: str, *, max_bytes: int) -> tuple[str, bool]:
     """The patch from `base` to `head` (binary files named, not shown), cut at `max_bytes`;
     returns it and whether it was cut."""
-    out = git("diff", "--no-color", "--no-ext-diff", base, head, "--", git_dir=git_dir).stdout
+    out = git(
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--end-of-options",
+        base,
+        head,
+        "--",
+        git_dir=git_dir,
+    ).stdout
     data = out.encode()
     if len(data) <= max_bytes:
         return out, False

@@ -153,7 +153,9 @@ class TaskFailed(_TaskOutcome):
     reason: str = Field(
         description="Stable code: exit_code, timeout, crash, auth, rate_limited, turn_limit, "
         "model_unreachable, git_error, worktree_error, adapter_error, setup_failed, "
-        "gate_failed, unresolved_conflict, dead_lettered"
+        "gate_failed, unresolved_conflict, dead_lettered, workspace_escape (the attempt "
+        "wrote outside its worktree; never retried), invalid_task (a value the adapter may "
+        "not pass to its agent)"
     )
     error: str = ""
     retry_at: datetime | None = Field(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REDACTED", "Redactor", "configured_secrets", "looks_secret"]
+__all__ = ["KNOWN_BYTES", "REDACTED", "Redactor", "configured_secrets", "looks_secret"]
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
@@ -37,6 +37,9 @@ _KNOWN = re.compile(
     + ")"
 )
 
+KNOWN_BYTES = re.compile(_KNOWN.pattern.encode())
+"""The well-known key formats, for bytes (files an agent wrote)."""
+
 
 class Redactor:
     """`redactor(text)` → `text` with the secrets replaced by `[REDACTED]`."""
@@ -50,6 +53,15 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return _KNOWN.sub(REDACTED, text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """The same for bytes (a file, a log line) that need not be UTF-8."""
+        return self(data.decode("utf-8", errors="surrogateescape")).encode(
+            "utf-8", errors="surrogateescape"
+        )
+
+    def holds_secret(self, text: str) -> bool:
+        return any(s in text for s in self._secrets) or _KNOWN.search(text) is not None
 
 
 _SECRET_NAME = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)")

@@ -1,10 +1,15 @@
 """`swarm adapter`: run one adapter process until SIGTERM or SIGINT (drain: running attempts
-get `shutdown_grace_s` to finish) or SIGUSR1 (emergency stop: agents are killed at once)."""
+get `shutdown_grace_s` to finish) or SIGUSR1 (emergency stop: agents are killed at once).
+
+At start the adapter drops any database URL from its environment (it never uses one), and
+refuses to run an agent kind it may not run here (exit code 2): a CLI that is missing, or
+the shell agent without `SWARM_ALLOW_SHELL_AGENT=true`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -12,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm_adapter.runners import RunnerUnavailable, get_runner
-from swarm_adapter.settings import AdapterSettings
+from swarm_adapter.settings import AdapterSettings, drop_database_credentials
 from swarm_adapter.worker import Adapter
 from swarm_common.logs import setup_logging
 
@@ -70,5 +75,6 @@ def _dump_tasks() -> None:
 
 def main(settings: AdapterSettings) -> int:
     setup_logging(settings.log_level)
+    drop_database_credentials(os.environ)
     settings.workspace.mkdir(parents=True, exist_ok=True)
     return asyncio.run(serve(settings))

@@ -38,6 +38,7 @@ async def merge_in(worktree: Path, commit: str) -> list[str]:
             "--no-ff",
             "--no-commit",
             "--quiet",
+            "--end-of-options",
             commit,
             cwd=worktree,
             check=False,

@@ -1,10 +1,13 @@
 """Settings of an adapter process (`SWARM_*` environment variables). Adapters need Redis and
-the shared workspace, never the database."""
+the shared workspace, never the database: a database URL given to one is ignored, and
+`drop_database_credentials` takes it out of the process's environment at start."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -12,7 +15,11 @@ from pydantic import Field, field_validator, model_validator
 from swarm_common.settings import CommonSettings
 from swarm_common.specs import AgentKind, check_model
 
-__all__ = ["AdapterSettings", "get_settings"]
+__all__ = ["DATABASE_URL_ENV", "AdapterSettings", "drop_database_credentials", "get_settings"]
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "SWARM_DATABASE_URL"
 
 
 class AdapterSettings(CommonSettings):
@@ -52,6 +59,15 @@ class AdapterSettings(CommonSettings):
     gemini_model: str | None = "gemini-2.5-pro"
     max_turns: int = Field(50, ge=1, le=1000)
     """Turn limit when a task names none."""
+    allow_shell_agent: bool = False
+    """`SWARM_ALLOW_SHELL_AGENT`: the shell agent runs every task's prompt as a shell command,
+    so an adapter of that kind starts only when this says so."""
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _normalize_db(cls, value: object) -> None:
+        """Adapters never use the database: whatever URL was given is dropped unread."""
+        return None
 
     @field_validator("claude_model", "codex_model", "gemini_model")
     @classmethod
@@ -63,6 +79,19 @@ class AdapterSettings(CommonSettings):
         if not self.worker_name:
             self.worker_name = f"{self.agent}-{socket.gethostname()}-{os.getpid()}"
         return self
+
+
+def drop_database_credentials(environ: MutableMapping[str, str]) -> bool:
+    """Remove `SWARM_DATABASE_URL` from `environ` (the process's own, at start), so nothing
+    the adapter spawns (agents, gates, git) inherits it; True when it was there."""
+    if environ.pop(DATABASE_URL_ENV, None) is None:
+        return False
+    log.warning(
+        "%s is set, but adapters never use the database: ignored, and removed from the "
+        "environment so that no agent, gate or git process inherits it",
+        DATABASE_URL_ENV,
+    )
+    return True
 
 
 def get_settings(**overrides: object) -> AdapterSettings:

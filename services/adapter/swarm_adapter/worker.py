@@ -4,10 +4,12 @@ For each message: decode (bad ones, and ones naming no repository of the workspa
 the dead-letter stream), claim the attempt and take its lease (`swarm_common.leases`: a
 second claim of the same attempt is refused, so a message delivered twice runs once), emit
 `task.started`, prepare the worktree (setup files and command, see `preparation`), run the
-agent, commit, run the quality gates on the commit, emit the result event, and only then
-acknowledge. Beside the whole attempt runs its heartbeat: cancel checks, lease renewal (an
-attempt whose lease is lost or about to lapse stops and commits nothing), and keeping the
-stream entry fresh so that peers do not take it over.
+agent, check that nothing was written outside the worktree (`escape`: a failure with
+`workspace_escape`, nothing committed), commit, run the quality gates on the commit (and
+check again), emit the result event, and only then acknowledge. Beside the whole attempt
+runs its heartbeat: cancel checks, lease renewal (an attempt whose lease is lost or about to
+lapse stops and commits nothing), and keeping the stream entry fresh so that peers do not
+take it over.
 
 Each slot also takes over, with `XAUTOCLAIM`, entries that adapters which died left
 pending; an entry delivered more than `max_deliveries` times is dead-lettered and its task
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -34,12 +37,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from swarm_adapter import escape
 from swarm_adapter.preparation import SetupError, copy_setup_files, merge_in, unresolved, untracked
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
-from swarm_common import leases
+from swarm_common import git, leases
 from swarm_common.gates import (
     GateCommand,
     GateMode,
@@ -62,6 +66,7 @@ from swarm_common.messages import (
     utcnow,
 )
 from swarm_common.procs import kill_strays
+from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.session_settings import SessionSettings
 from swarm_common.streams import ADAPTERS_GROUP, DecodeError, Keys, dead_letter, decode, encode
 from swarm_common.streams import ensure_group as _ensure_group
@@ -107,6 +112,9 @@ class Adapter:
         self.stream = self.keys.tasks(settings.agent)
         self.worker = settings.worker_name
         self.worktrees = Worktrees(settings.workspace)
+        self.redact = Redactor([*configured_secrets(os.environ), *runner.secrets])
+        """One filter for everything this adapter publishes or writes: events (results,
+        progress, gate tails), gate logs, and files before they are committed."""
         self.counts: Counter[str] = Counter()
         self._stopping = asyncio.Event()
         self._abandon = asyncio.Event()
@@ -427,13 +435,17 @@ class Adapter:
         settings = _session_settings(message)
         checks: list[GateResult] = []
         conflicts: list[str] = []
+        before = await asyncio.to_thread(escape.snapshot, self.worktrees.workspace, worktree)
         try:
             exclude = await self._setup(running, worktree, settings, checks, conflicts)
         except SetupError as exc:
             gates = [c.model_dump(mode="json") for c in checks]
             if running.cancel.is_set():
                 return TaskCancelled(**common, reason=running.cancel_reason, gates=gates)
-            return TaskFailed(**common, reason="setup_failed", error=str(exc), gates=gates)
+            escaped = await self._escaped(running, worktree, before, checks)
+            return escaped or TaskFailed(
+                **common, reason="setup_failed", error=str(exc), gates=gates
+            )
         result = await self._run_agent(running, worktree)
         if result.outcome == "succeeded" and message.merge_with:
             suspects = {*conflicts, *message.conflict_files, *message.files}
@@ -448,11 +460,16 @@ class Adapter:
                 exit_code=result.exit_code,
                 duration_s=result.duration_s,
             )
+        escaped = await self._escaped(running, worktree, before, checks, result, exclude=exclude)
+        if escaped is not None:
+            return escaped
         try:
-            scrubbed = await self.worktrees.scrub(worktree, self.runner.secrets)
+            scrubbed = await self.worktrees.scrub(
+                worktree, [*self.runner.secrets, *configured_secrets(os.environ)]
+            )
             if scrubbed:
                 log.warning(
-                    "the agent wrote its API key into files; redacted before commit",
+                    "the agent wrote a secret into files; redacted before commit",
                     extra=self._ctx(message, files=",".join(scrubbed[:20])),
                 )
             commit = await self.worktrees.commit(
@@ -469,7 +486,76 @@ class Adapter:
             )
         if result.outcome == "succeeded":
             checks.extend(await self._gates(running, worktree, settings))
+            escaped = await self._escaped(running, worktree, before, checks, result)
+            if escaped is not None:  # by the gates, which run what the agent wrote
+                return escaped
         return self._outcome(running, result, commit, checks, settings.gates.mode)
+
+    async def _escaped(
+        self,
+        running: _Running,
+        worktree: Path,
+        before: escape.Snapshot,
+        checks: list[GateResult],
+        result: RunResult | None = None,
+        *,
+        exclude: list[str] | None = None,
+    ) -> TaskFailed | None:
+        """The `workspace_escape` failure when the attempt wrote to the workspace outside its
+        worktree since `before` or (with `exclude`, before the commit) leaves a symlink or a
+        `.git` file pointing out of it; None when it did not. The task's branch is put back
+        where the attempt started, so nothing of it stays committed."""
+        message = running.message
+        ran = result or RunResult(outcome="failed", exit_code=None)
+        gates = [c.model_dump(mode="json") for c in checks]
+        workspace = self.worktrees.workspace
+        links: list[str] = []
+        # The workspace first: before git runs again here, a mirror's config written by the
+        # agent (a filter or fsmonitor command, say) is put back.
+        writes = await asyncio.to_thread(escape.writes_outside, workspace, before)
+        if writes:
+            undone = await asyncio.to_thread(escape.restore_mirrors, workspace, before)
+            if undone:
+                log.warning("writes into the mirror undone", extra=self._ctx(message, paths=undone))
+        elif exclude is not None:
+            try:
+                links = await asyncio.to_thread(
+                    functools.partial(
+                        escape.escaping_symlinks,
+                        worktree,
+                        message.base_commit,
+                        exclude=exclude,
+                        expected_git_link=before.git_link,
+                    )
+                )
+            except (git.GitError, TimeoutError) as exc:  # unchecked: not to be committed
+                return TaskFailed(
+                    **self._about(message),
+                    reason="git_error",
+                    error=f"cannot check the worktree for symlinks: {exc}",
+                    exit_code=ran.exit_code,
+                    gates=gates,
+                )
+        if not links and not writes:
+            return None
+        error = clean_text(self.redact(escape.describe(links, writes)))
+        log.warning(
+            "the attempt wrote outside its worktree; its work is refused",
+            extra=self._ctx(message, error=error[:1000]),
+        )
+        try:
+            await self.worktrees.restore_branch(message)
+        except WorktreeError as exc:
+            log.warning("task branch not restored", extra=self._ctx(message, error=str(exc)))
+        return TaskFailed(
+            **self._about(message),
+            reason="workspace_escape",
+            error=error[:4000],
+            exit_code=ran.exit_code,
+            output_tail=ran.output_tail,
+            duration_s=ran.duration_s,
+            gates=gates,
+        )
 
     async def _setup(
         self,
@@ -538,6 +624,7 @@ class Adapter:
                 tail_bytes=self.settings.output_tail_bytes,
                 kill_grace_s=self.settings.kill_grace_s,
                 relative_to=self.worktrees.workspace,
+                redact=self.redact.redact_bytes,
             )
         finally:
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
@@ -722,8 +809,11 @@ class Adapter:
 
     async def _publish(self, message: Message, *, retry: bool = True) -> None:
         """Append an event; with `retry`, keep trying (same envelope id, so a duplicate is
-        recognised) until Redis takes it or the adapter is abandoning its work."""
-        fields = encode(message)
+        recognised) until Redis takes it or the adapter is abandoning its work. What goes out
+        passes the redaction filter."""
+        fields = {
+            name: self.redact(value.decode()).encode() for name, value in encode(message).items()
+        }
         delay = 0.2
         while True:
             try:

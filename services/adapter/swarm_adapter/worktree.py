@@ -12,6 +12,7 @@ from pathlib import Path
 
 from swarm_common import git
 from swarm_common.messages import TaskMessage
+from swarm_common.redaction import KNOWN_BYTES
 from swarm_common.redaction import REDACTED as _REDACTED
 
 REDACTED = _REDACTED.encode()
@@ -112,12 +113,29 @@ class Worktrees:
             raise WorktreeError(f"cannot commit the agent's work: {exc}") from None
         return Commit(sha=head.strip(), changed_files=files)
 
+    async def restore_branch(self, message: TaskMessage) -> None:
+        """Put the task's branch back on the commit the attempt started from (its work was
+        refused), by compare-and-swap under the repository's lock. Raises `WorktreeError`."""
+        repo = self.repo(message)
+        ref = f"refs/heads/{message.branch}"
+
+        def restore() -> None:
+            with git.repo_lock(repo):
+                head = git.branch_head(repo, message.branch)
+                if head is not None and head != message.base_commit:
+                    git.update_ref(
+                        repo, ref, message.base_commit, old=head, reason="swarm: work refused"
+                    )
+
+        try:
+            await asyncio.to_thread(restore)
+        except (git.GitError, TimeoutError) as exc:
+            raise WorktreeError(f"cannot restore the branch: {exc}") from None
+
     async def scrub(self, path: Path, secrets: list[str]) -> list[str]:
-        """Replace `secrets` in every file the agent changed, before anything is committed;
-        return the files that held one."""
-        if not secrets:
-            return []
-        return await asyncio.to_thread(_scrub, path, [s.encode() for s in secrets])
+        """Replace `secrets`, and every well-known key format, in every file the agent
+        changed, before anything is committed; return the files that held one."""
+        return await asyncio.to_thread(_scrub, path, [s.encode() for s in secrets if s])
 
     async def remove(self, message: TaskMessage) -> None:
         await asyncio.to_thread(git.remove_worktree, self.repo(message), self.path(message))
@@ -151,13 +169,14 @@ def _scrub_file(target: Path, secrets: list[bytes]) -> bool:
     if not target.is_file() or target.is_symlink():
         return False
     if target.stat().st_size > MAX_SCRUB_BYTES:
-        if _holds(target, secrets):
+        if secrets and _holds(target, secrets):
             raise WorktreeError(f"{target.name} is too large to redact and holds a secret")
         return False
     data = target.read_bytes()
     cleaned = data
     for secret in secrets:
         cleaned = cleaned.replace(secret, REDACTED)
+    cleaned = KNOWN_BYTES.sub(REDACTED, cleaned)
     if cleaned == data:
         return False
     target.write_bytes(cleaned)

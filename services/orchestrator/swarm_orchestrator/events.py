@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 MAX_TAIL_CHARS = 16 * 1024
 ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
-FINAL_REASONS = frozenset({"dead_lettered"})
-"""Failure reasons never retried: the message itself is the problem."""
+FINAL_REASONS = frozenset({"dead_lettered", "workspace_escape", "invalid_task"})
+"""Failure reasons never retried: the message itself is the problem, or the agent wrote
+outside its worktree (it would again; a person looks first and retries by hand)."""
 
 
 class Outcome(StrEnum):

@@ -25,10 +25,20 @@ from urllib.parse import urlsplit
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings
+from swarm_common.messages import TaskMessage
 from swarm_common.procs import OutputTail, ProcessResult, run_process
 from swarm_common.redaction import Redactor
+from swarm_common.specs import check_model, check_tool
 
-__all__ = ["AgentCliRunner", "CliRun", "Credentials", "as_dict", "as_int", "prompt_argument"]
+__all__ = [
+    "AgentCliRunner",
+    "CliRun",
+    "Credentials",
+    "as_dict",
+    "as_int",
+    "invalid_arguments",
+    "prompt_argument",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,20 @@ def prompt_argument(ctx: RunContext, prompt: str) -> tuple[str, list[Path]]:
         f"It is in the file {path}. Read that whole file first, then do what it says."
     )
     return short, [ctx.home]
+
+
+def invalid_arguments(message: TaskMessage) -> str | None:
+    """Why the task's model or tool names may not reach a command line (one that begins
+    with `-` would read as an option: `--allowedTools` takes each tool as an argument of its
+    own); None when they may. The API checks them too; this holds for any message."""
+    try:
+        if message.model:
+            check_model(message.model)
+        for tool in message.allowed_tools or ():
+            check_tool(tool)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -266,6 +290,11 @@ class AgentCliRunner(ABC):
         return ctx.message.max_turns or self.settings.max_turns
 
     async def run(self, ctx: RunContext) -> RunResult:
+        refused = invalid_arguments(ctx.message)
+        if refused is not None:
+            return RunResult(
+                outcome="failed", exit_code=None, reason="invalid_task", error=refused[:500]
+            )
         env = base_env(ctx, self.environ)
         env.update(self.configure(ctx))
         prompt, readable = prompt_argument(ctx, build_prompt(ctx.message))

@@ -1,7 +1,8 @@
 """The `shell` agent: the task's prompt is a shell command, run by bash in the worktree.
 
 Success is exit code 0. Useful for scripted steps (codegen, formatting, migrations) and for
-testing Swarm end to end without a model.
+testing Swarm end to end without a model. It hands task text to a shell, so an adapter runs
+it only when enabled (`SWARM_ALLOW_SHELL_AGENT`, see `swarm_adapter.runners`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class ShellRunner:
 
     async def run(self, ctx: RunContext) -> RunResult:
         env = base_env(ctx, dict(os.environ))
-        command = [self._shell or "/bin/sh", "-c", ctx.message.prompt]
+        # `--`: a command that begins with `-` is run, not read as the shell's own options.
+        command = [self._shell or "/bin/sh", "-c", "--", ctx.message.prompt]
         if len(ctx.message.prompt.encode()) > PROMPT_ARG_BYTES:  # over one argument's limit
             script = ctx.home / "task.sh"
             script.write_text(ctx.message.prompt, encoding="utf-8")
