@@ -427,7 +427,7 @@ def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
     console.print("  see progress:    swarm status   ·   swarm tasks SESSION")
     token_file = stack.root / ADMIN_TOKEN_FILE
     console.print(
-        f"  other tools:     export SWARM_API_TOKEN=\"$(cat {token_file})\"  "
+        f'  other tools:     export SWARM_API_TOKEN="$(cat {token_file})"  '
         "(swarm commands run here read it themselves)"
     )
     console.print("  Ctrl-C stops everything.\n")
