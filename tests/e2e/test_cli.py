@@ -18,10 +18,14 @@ pytestmark = pytest.mark.e2e
 
 
 def swarm(
-    *args: str, url: str, timeout_s: float = 60, token: str | None = TEST_TOKEN
+    *args: str,
+    url: str,
+    timeout_s: float = 60,
+    token: str | None = TEST_TOKEN,
+    token_file: str = "/nonexistent/token",
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
-    env.update(SWARM_API_URL=url, COLUMNS="200", SWARM_TOKEN_FILE="/nonexistent/token")
+    env.update(SWARM_API_URL=url, COLUMNS="200", SWARM_TOKEN_FILE=token_file)
     if token is not None:
         env["SWARM_API_TOKEN"] = token
     return subprocess.run(
@@ -135,16 +139,7 @@ def test_tokens_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
     # A token file stands in when no token is given (what `swarm up` writes).
     token_file = tmp_path / "admin.token"
     token_file.write_text(TEST_TOKEN + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
-    env.update(SWARM_API_URL=url, SWARM_TOKEN_FILE=str(token_file))
-    from_file = subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", "token", "list", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    from_file = swarm("token", "list", "--json", url=url, token=None, token_file=str(token_file))
     assert from_file.returncode == 0, from_file.stderr
     none = swarm("status", url=url, token=None)
     assert none.returncode == 1 and "bearer token is required" in none.stderr

@@ -60,23 +60,20 @@ class World:
         self.counter += 1
         return f"{prefix}-{self.counter}"
 
+    def client(self, token: str) -> httpx.AsyncClient:
+        """A client of the same app that sends `token`."""
+        return httpx.AsyncClient(
+            transport=self.api._transport, base_url=str(self.api.base_url), headers=bearer(token)
+        )
+
     async def acme_session(self, **extra: Any) -> dict[str, Any]:
         """A new session of tenant `acme` with one queued task."""
-        api = httpx.AsyncClient(
-            transport=self.api._transport,
-            base_url=str(self.api.base_url),
-            headers=bearer(self.tokens["acme_operator"]),
-        )
-        async with api:
+        async with self.client(self.tokens["acme_operator"]) as api:
             return await new_session(api, self.repo, [task(self.fresh("t"))], **extra)
 
     async def acme_task(self) -> str:
         session = await self.acme_session()
-        async with httpx.AsyncClient(
-            transport=self.api._transport,
-            base_url=str(self.api.base_url),
-            headers=bearer(self.tokens["acme_operator"]),
-        ) as api:
+        async with self.client(self.tokens["acme_operator"]) as api:
             tasks = (await api.get(f"/v1/sessions/{session['id']}/tasks")).json()
         return str(tasks[0]["id"])
 
@@ -89,9 +86,7 @@ async def world(api: httpx.AsyncClient, git_repo: Path) -> World:
     w = World(api=api, repo=git_repo, tokens=tokens, session_id="", task_id="")
     session = await w.acme_session(idempotency_key="acme-main")
     w.session_id = session["id"]
-    async with httpx.AsyncClient(
-        transport=api._transport, base_url=str(api.base_url), headers=bearer(tokens["admin"])
-    ) as admin:
+    async with w.client(tokens["admin"]) as admin:
         w.task_id = (await admin.get(f"/v1/sessions/{w.session_id}/tasks")).json()[0]["id"]
         # A checkpoint to read back.
         assert (await admin.post(f"/v1/sessions/{w.session_id}/checkpoints")).status_code == 202

@@ -112,7 +112,9 @@ class Adapter:
         self.stream = self.keys.tasks(settings.agent)
         self.worker = settings.worker_name
         self.worktrees = Worktrees(settings.workspace)
-        self.redact = Redactor([*configured_secrets(os.environ), *runner.secrets])
+        self.secrets = [*configured_secrets(os.environ), *runner.secrets]
+        """What this adapter must never let out: its environment's secrets, its agent's key."""
+        self.redact = Redactor(self.secrets)
         """One filter for everything this adapter publishes or writes: events (results,
         progress, gate tails), gate logs, and files before they are committed."""
         self.counts: Counter[str] = Counter()
@@ -464,9 +466,7 @@ class Adapter:
         if escaped is not None:
             return escaped
         try:
-            scrubbed = await self.worktrees.scrub(
-                worktree, [*self.runner.secrets, *configured_secrets(os.environ)]
-            )
+            scrubbed = await self.worktrees.scrub(worktree, self.secrets)
             if scrubbed:
                 log.warning(
                     "the agent wrote a secret into files; redacted before commit",

@@ -188,9 +188,7 @@ async def resolve(db: AsyncSession, token: str, *, bootstrap: str | None) -> Pri
         return None
     row = await db.scalar(select(ApiToken).where(ApiToken.digest == digest(token)))
     now = utcnow()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
+    if row is None or not _valid(row, now):
         return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
         await db.execute(
@@ -200,6 +198,11 @@ async def resolve(db: AsyncSession, token: str, *, bootstrap: str | None) -> Pri
         )
         await db.commit()
     return Principal(name=row.name, role=Role(row.role), tenant=row.tenant, token_id=row.id)
+
+
+def _valid(row: ApiToken, now: datetime) -> bool:
+    """Neither revoked nor expired."""
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
 
 LOCAL_ADMIN_NAME = "local-admin"
@@ -212,12 +215,7 @@ async def ensure_local_admin(db: AsyncSession, kept: str, *, created_by: str) ->
     row = None
     if _TOKEN_RE.fullmatch(kept):
         row = await db.scalar(select(ApiToken).where(ApiToken.digest == digest(kept)))
-    if (
-        row is not None
-        and row.revoked_at is None
-        and row.role == Role.ADMIN
-        and (row.expires_at is None or row.expires_at > utcnow())
-    ):
+    if row is not None and row.role == Role.ADMIN and _valid(row, utcnow()):
         return None
     await db.execute(
         update(ApiToken)
