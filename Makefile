@@ -5,8 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install up test lint typecheck check fmt clean
+.PHONY: install browser up test lint typecheck check fmt clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Swarm needs Python 3.11 or newer")'
@@ -18,10 +22,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	$(SUDO) $(APT) install chromium || ($(SUDO) $(APT) update && $(SUDO) $(APT) install chromium)
+
+browser: $(CHROMIUM)
+
 up: install
 	$(BIN)/swarm up --demo
 
-test: install
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

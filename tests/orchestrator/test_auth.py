@@ -174,6 +174,9 @@ ENDPOINTS = [
     _ep("GET", "/v1/sessions/{session_id}/tasks", "viewer", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/cancel", "operator", "session", 200, _cancel_session),
     _ep("GET", "/v1/sessions/{session_id}/events", "viewer", "session", 200),
+    _ep("GET", "/v1/sessions/{session_id}/progress", "viewer", "session", 200),
+    _ep("POST", "/v1/sessions/{session_id}/pause", "operator", "session", 200),
+    _ep("POST", "/v1/sessions/{session_id}/resume", "operator", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/checkpoints", "operator", "session", 202, _checkpoint),
     _ep("GET", "/v1/sessions/{session_id}/checkpoints", "viewer", "session", 200),
     _ep("GET", "/v1/sessions/{session_id}/checkpoints/{number}", "viewer", "session", 200),
@@ -198,6 +201,15 @@ ENDPOINTS = [
         ok_code="task_not_retryable",
     ),
     _ep("POST", "/v1/tasks/{task_id}/cancel", "operator", "session", 200, _cancel_task),
+    # The task does not ask for approval: an allowed caller learns it is not awaiting one.
+    _ep(
+        "POST",
+        "/v1/tasks/{task_id}/approve",
+        "operator",
+        "session",
+        409,
+        ok_code="not_awaiting_approval",
+    ),
     # Nothing is committed yet: an allowed caller learns there is no diff.
     _ep("GET", "/v1/tasks/{task_id}/diff", "viewer", "session", 404, ok_code="no_diff"),
     _ep("GET", "/v1/workers", "viewer", "global", 200),

@@ -124,6 +124,12 @@ class TaskSpec(BaseModel):
         description="A failed gate counts as a failed attempt that is retried (up to "
         "`max_attempts`), with the gate's output in the next prompt.",
     )
+    requires_approval: bool = Field(
+        False,
+        description="After a successful attempt the task waits in `awaiting_approval` until "
+        "a person approves it (`POST /v1/tasks/{id}/approve`); only then is it merged and "
+        "its dependents run. Cancelling it instead abandons the work.",
+    )
     acceptance: list[Annotated[Text, Field(max_length=2000)]] = Field(
         default_factory=list, max_length=50, description="Acceptance criteria for the agent."
     )

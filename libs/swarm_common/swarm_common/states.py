@@ -71,6 +71,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
             TaskStatus.FAILED,
             TaskStatus.CANCELLED,
             TaskStatus.PENDING,
+            TaskStatus.AWAITING_APPROVAL,
         }
     ),
     TaskStatus.RUNNING: frozenset(

@@ -1,4 +1,9 @@
-"""Control actions of people and tools: retry or cancel a task, cancel a session.
+"""Control actions of people and tools: retry, cancel or approve a task; pause, resume or
+cancel a session.
+
+A task whose spec says `requires_approval` waits in `awaiting_approval` after its attempt
+succeeded; approving it puts its work in the merge queue, cancelling it abandons the work. A
+paused (`suspended`) session queues nothing new; what is queued or running finishes.
 
 A succeeded task whose merge conflicted can be retried (a new attempt starts from the
 integration head, told which files conflicted) or cancelled (its work is abandoned and its
@@ -13,18 +18,25 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
 from swarm_common.states import TERMINAL_TASK_STATES, AttemptStatus, SessionStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator import merges, outbox, scheduler, timeline
-from swarm_orchestrator.db.models import Attempt, Session, Task
+from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.sessions import CLOSED_SESSION_STATES
 
-__all__ = ["cancel_session", "cancel_task", "retry_task"]
+__all__ = [
+    "approve_task",
+    "cancel_session",
+    "cancel_task",
+    "pause_session",
+    "resume_session",
+    "retry_task",
+]
 
 log = logging.getLogger(__name__)
 
@@ -228,4 +240,93 @@ async def cancel_session(
     await db.flush()
     await scheduler.update_progress(db, session=session)
     await db.commit()
+    return session
+
+
+async def approve_task(db: AsyncSession, *, task_id: uuid.UUID, actor: str) -> Task:
+    """Accept the work of a task awaiting approval: it succeeds and joins the merge queue.
+    Approving an approved task changes nothing."""
+    session, task = await _lock(db, task_id)
+    if task.status == TaskStatus.SUCCEEDED and task.spec.get("requires_approval"):
+        return task  # approved already
+    if task.status != TaskStatus.AWAITING_APPROVAL:
+        raise Conflict(
+            f"a {task.status} task is not awaiting approval",
+            code="not_awaiting_approval",
+            details={"status": task.status},
+        )
+    now = utcnow()
+    task.status = TaskStatus.SUCCEEDED
+    task.merge_status = "pending"
+    task.merge_seq = await db.scalar(MERGE_SEQ.next_value())
+    task.finished_at = now
+    task.updated_at = now
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=task.id,
+        attempt=task.attempt,
+        type="task.approved",
+        actor=actor,
+    )
+    await db.flush()
+    await scheduler.update_progress(db, session=session)
+    await db.commit()
+    log.info("task approved", extra={"task_id": str(task.id), "actor": actor})
+    return task
+
+
+async def _lock_open_session(db: AsyncSession, session_id: uuid.UUID) -> Session:
+    session = await scheduler.lock_session(db, session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found", code="session_not_found")
+    if session.status in CLOSED_SESSION_STATES:
+        raise Conflict(f"session is {session.status}", code="session_closed")
+    return session
+
+
+async def pause_session(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Session:
+    """Queue no new task of the session until it is resumed; queued and running attempts
+    finish. Pausing a paused session changes nothing."""
+    session = await _lock_open_session(db, session_id)
+    if session.status == SessionStatus.SUSPENDED:
+        return session
+    previous = session.status
+    session.status = SessionStatus.SUSPENDED
+    session.updated_at = utcnow()
+    timeline.record(
+        db, session_id=session.id, type="session.paused", actor=actor, data={"from": previous}
+    )
+    await db.commit()
+    log.info("session paused", extra={"session_id": str(session.id), "actor": actor})
+    return session
+
+
+async def resume_session(
+    db: AsyncSession, *, session_id: uuid.UUID, keys: Keys, actor: str
+) -> Session:
+    """Let a paused session queue its ready tasks again (or wait for review, when a merge
+    conflicted meanwhile). Resuming a session that is not paused changes nothing."""
+    session = await _lock_open_session(db, session_id)
+    if session.status != SessionStatus.SUSPENDED:
+        return session
+    conflicts = await db.scalar(
+        select(func.count()).where(
+            Task.session_id == session.id,
+            Task.status == TaskStatus.SUCCEEDED,
+            Task.merge_status == "conflict",
+        )
+    )
+    session.status = SessionStatus.AWAITING_REVIEW if conflicts else SessionStatus.ACTIVE
+    session.updated_at = utcnow()
+    timeline.record(
+        db,
+        session_id=session.id,
+        type="session.resumed",
+        actor=actor,
+        data={"to": session.status},
+    )
+    await scheduler.queue_ready(db, session=session, keys=keys)
+    await db.commit()
+    log.info("session resumed", extra={"session_id": str(session.id), "actor": actor})
     return session

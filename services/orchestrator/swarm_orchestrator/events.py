@@ -287,21 +287,26 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
 
 
 async def _on_succeeded(ctx: _Ctx) -> Outcome:
-    """The attempt's work joins the merge queue (in the order tasks finish); its dependents
-    are queued once it is merged (see `merges`)."""
+    """The attempt's work joins the merge queue (in the order tasks finish), or waits for a
+    person's approval first when the task asks for one; its dependents are queued once it is
+    merged (see `merges`)."""
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
     task = ctx.task
-    task.status = TaskStatus.SUCCEEDED
     task.reason = None
     task.feedback = None
     task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
-    task.merge_status = "pending"
-    task.merge_seq = await ctx.db.scalar(MERGE_SEQ.next_value())
-    task.finished_at = utcnow()
-    task.updated_at = task.finished_at
-    ctx.record("task.succeeded", data)
+    task.updated_at = utcnow()
+    if task.spec.get("requires_approval"):  # merged once a person approves (see `control`)
+        task.status = TaskStatus.AWAITING_APPROVAL
+        ctx.record("task.awaiting_approval", data)
+    else:
+        task.status = TaskStatus.SUCCEEDED
+        task.merge_status = "pending"
+        task.merge_seq = await ctx.db.scalar(MERGE_SEQ.next_value())
+        task.finished_at = task.updated_at
+        ctx.record("task.succeeded", data)
     await ctx.db.flush()
     await scheduler.update_progress(ctx.db, session=ctx.session)
     return Outcome.APPLIED

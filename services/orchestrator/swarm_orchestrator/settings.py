@@ -25,6 +25,9 @@ class OrchestratorSettings(CommonSettings):
     average; 0 turns the limit off."""
     rate_limit_burst: int = Field(200, ge=1)
     """Requests one token may make at once before the average applies."""
+    stream_token_check_s: float = Field(30.0, gt=0)
+    """How often an open event stream checks that its token is still valid (a revoked
+    token's stream ends within this time)."""
 
     run_loops: bool = True
     """Run the relay, event consumer and scheduler sweep in this process."""

@@ -1,21 +1,61 @@
 """The session timeline: one row per transition or control action, in order.
 
 Every state change of a task writes an entry here in the same transaction, so the timeline
-is a complete, replayable history (and later the source of the SSE stream).
+is a complete, replayable history, and the source of the SSE stream.
+
+Readers take entries in stream order, `(tx, id)`, `tx` being the id of the transaction that
+wrote the entry, and only *settled* ones: written by a transaction older than every
+transaction still running (`pg_snapshot_xmin`). Row ids come from a sequence when a row is
+written, not when it commits, so a reader going by id alone could pass entry 7 while entry
+6 is still uncommitted, and never see 6. Settled entries are final: no transaction can
+commit one before them any more. So "everything after entry N" is exact, and a client that
+reconnects with `Last-Event-ID: N` gets each entry exactly once. The price: an entry shows
+once the oldest write transaction running at its commit has ended (milliseconds here; the
+longest are merges, which hold a session's lock while git merges).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import exists, insert, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnClause
 
 from swarm_orchestrator.db.models import Event
 
-__all__ = ["page", "record", "record_many", "seen"]
+__all__ = [
+    "START",
+    "Batch",
+    "Cursor",
+    "cursor_after",
+    "page",
+    "read",
+    "record",
+    "record_many",
+    "seen",
+]
+
+Cursor = tuple[int, int]
+"""A position in stream order: (transaction id, entry id) of the last entry read."""
+START: Cursor = (0, 0)
+
+_TX: ColumnClause[Any] = literal_column("events.tx")
+_TX_INT: ColumnClause[int] = literal_column("events.tx::text::bigint")
+_SETTLED: ColumnClause[bool] = literal_column("events.tx < pg_snapshot_xmin(pg_current_snapshot())")
+_BEYOND = text("(events.tx, events.id) > (CAST(CAST(:ctx AS text) AS xid8), :cid)")
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: list[Event]
+    cursor: Cursor
+    """Where the next read starts."""
+    held_back: bool
+    """Committed entries wait for an older transaction to end: read again soon."""
 
 
 def record(
@@ -52,6 +92,51 @@ async def record_many(db: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
         await db.execute(insert(Event), values)
 
 
+async def cursor_after(db: AsyncSession, event_id: int) -> tuple[Cursor, int]:
+    """The cursor just past entry `event_id`, and the smallest id still to read (the id
+    itself when no such entry exists, as after a typo: entries with larger ids follow)."""
+    if event_id <= 0:
+        return START, 0
+    tx = await db.scalar(select(_TX_INT).where(Event.id == event_id))
+    if tx is None:
+        return START, event_id
+    return (int(tx), event_id), 0
+
+
+async def read(
+    db: AsyncSession,
+    *,
+    after: Cursor = START,
+    session_id: uuid.UUID | None = None,
+    task_id: uuid.UUID | None = None,
+    min_id: int = 0,
+    limit: int = 1000,
+) -> Batch:
+    """Settled entries of a session or a task past `after`, in stream order."""
+    stmt = (
+        select(Event, _TX_INT, _SETTLED)
+        .where(_BEYOND.bindparams(ctx=str(after[0]), cid=after[1]))
+        .order_by(_TX, Event.id)
+        .limit(limit)
+    )
+    if session_id is not None:
+        stmt = stmt.where(Event.session_id == session_id)
+    if task_id is not None:
+        stmt = stmt.where(Event.task_id == task_id)
+    if min_id:
+        stmt = stmt.where(Event.id > min_id)
+    events: list[Event] = []
+    cursor = after
+    held_back = False
+    for event, tx, settled in (await db.execute(stmt)).all():
+        if not settled:  # and none after it is either: they are in tx order
+            held_back = True
+            break
+        events.append(event)
+        cursor = (int(tx), event.id)
+    return Batch(events=events, cursor=cursor, held_back=held_back)
+
+
 async def page(
     db: AsyncSession,
     *,
@@ -59,14 +144,13 @@ async def page(
     task_id: uuid.UUID | None = None,
     after: int = 0,
     limit: int = 1000,
-) -> Sequence[Event]:
-    """Timeline entries of a session or a task with an id above `after`, in order."""
-    stmt = select(Event).where(Event.id > after).order_by(Event.id).limit(limit)
-    if session_id is not None:
-        stmt = stmt.where(Event.session_id == session_id)
-    if task_id is not None:
-        stmt = stmt.where(Event.task_id == task_id)
-    return (await db.scalars(stmt)).all()
+) -> list[Event]:
+    """Settled entries of a session or a task after entry `after`, in stream order."""
+    cursor, min_id = await cursor_after(db, after)
+    batch = await read(
+        db, after=cursor, session_id=session_id, task_id=task_id, min_id=min_id, limit=limit
+    )
+    return batch.events
 
 
 async def seen(db: AsyncSession, source_id: str) -> bool:

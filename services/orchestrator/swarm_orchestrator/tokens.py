@@ -49,6 +49,7 @@ __all__ = [
     "new_token",
     "resolve",
     "revoke_token",
+    "still_valid",
 ]
 
 TOKEN_PREFIX = "swarm_"
@@ -198,6 +199,16 @@ async def resolve(db: AsyncSession, token: str, *, bootstrap: str | None) -> Pri
         )
         await db.commit()
     return Principal(name=row.name, role=Role(row.role), tenant=row.tenant, token_id=row.id)
+
+
+async def still_valid(db: AsyncSession, principal: Principal) -> bool:
+    """Whether the token behind `principal` is still neither revoked nor expired (for
+    long requests, such as an event stream, that outlive one check). The bootstrap token
+    lives as long as the server's configuration."""
+    if principal.token_id is None:
+        return True
+    row = await db.get(ApiToken, principal.token_id, populate_existing=True)
+    return row is not None and _valid(row, utcnow())
 
 
 def _valid(row: ApiToken, now: datetime) -> bool:

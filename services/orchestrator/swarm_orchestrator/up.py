@@ -423,9 +423,10 @@ def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
     console.print(f"Adapters     {listed}")
     console.print(f"Logs         {stack.logs}")
     console.print(f"\n[bold green]Swarm is up:[/] [bold]{api_url}[/]  (API docs: {api_url}/docs)")
-    console.print("  submit a graph:  swarm submit FILE.yaml --wait")
-    console.print("  see progress:    swarm status   ·   swarm tasks SESSION")
     token_file = stack.root / ADMIN_TOKEN_FILE
+    console.print(f"  dashboard:       {api_url}/  (sign in with the token in {token_file})")
+    console.print("  submit a graph:  swarm submit FILE.yaml --wait")
+    console.print("  see progress:    swarm status   ·   swarm watch SESSION")
     console.print(
         f'  other tools:     export SWARM_API_TOKEN="$(cat {token_file})"  '
         "(swarm commands run here read it themselves)"

@@ -20,9 +20,18 @@ from swarm_common.system import SystemMode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
-from swarm_orchestrator.api.routes import health, sessions, system, tasks, tokens, workers
+from swarm_orchestrator.api.routes import (
+    dashboard,
+    health,
+    sessions,
+    system,
+    tasks,
+    tokens,
+    workers,
+)
 from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from swarm_orchestrator.live import TimelineWatch, asyncpg_dsn
 from swarm_orchestrator.loops import Background
 from swarm_orchestrator.ratelimit import RateLimiter
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
@@ -54,6 +63,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         )
         keys = Keys(s.redis_prefix)
         background = Background(settings=s, sessionmaker=sessionmaker, redis=redis, keys=keys)
+        watch = TimelineWatch(asyncpg_dsn(s.require_database_url()))
         app.state.swarm = AppState(
             settings=s,
             engine=engine,
@@ -64,7 +74,9 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             limiter=RateLimiter(
                 redis, keys, rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst
             ),
+            timeline_watch=watch,
         )
+        watch.start()
         if s.run_loops:
             background.start()
             _on_sigusr1(app.state.swarm)
@@ -74,6 +86,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+            await watch.stop()
             await background.stop()
             await redis.aclose()
             await engine.dispose()
@@ -88,6 +101,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, sessions, tasks, workers, system, tokens):
         app.include_router(module.router)
+    dashboard.install(app)
     configured = settings or get_settings()
     # The last added runs first: redaction wraps everything, then authentication (so a
     # request without a token is refused before its body is read), then the body limit.

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from swarm_orchestrator.api.schemas import SessionPublic, TaskPublic
 from swarm_orchestrator.db.models import Session, Task
+from swarm_orchestrator.progress import Spend
 from swarm_orchestrator.scheduler import branch_name, integration_branch
 
 __all__ = ["session_public", "task_public"]
@@ -26,7 +27,13 @@ def session_public(session: Session, counts: dict[str, int]) -> SessionPublic:
     )
 
 
-def task_public(task: Task, depends_on: Iterable[str] = ()) -> TaskPublic:
-    return TaskPublic.model_validate(task).model_copy(
-        update={"depends_on": list(depends_on), "branch": branch_name(task.session_id, task.key)}
-    )
+def task_public(
+    task: Task, depends_on: Iterable[str] = (), spend: Spend | None = None
+) -> TaskPublic:
+    update: dict[str, object] = {
+        "depends_on": list(depends_on),
+        "branch": branch_name(task.session_id, task.key),
+    }
+    if spend is not None:
+        update.update(usage=spend.usage or None, tokens=spend.tokens, cost_usd=spend.cost_usd)
+    return TaskPublic.model_validate(task).model_copy(update=update)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from swarm_common.streams import Keys
+from swarm_orchestrator.live import TimelineWatch
 from swarm_orchestrator.loops import Background
 from swarm_orchestrator.ratelimit import RateLimiter
 from swarm_orchestrator.settings import OrchestratorSettings
@@ -27,6 +28,7 @@ class AppState:
     keys: Keys
     background: Background
     limiter: RateLimiter
+    timeline_watch: TimelineWatch
 
     def notify(self) -> None:
         """Wake the relay: the request committed outbox rows."""

@@ -136,6 +136,13 @@ class TaskPublic(BaseModel):
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    usage: dict[str, int] | None = Field(
+        None,
+        description="Tokens the agent reported, summed over attempts (`input`, "
+        "`cached_input`, `output`).",
+    )
+    tokens: int | None = Field(None, description="Input plus output tokens, over attempts.")
+    cost_usd: float | None = Field(None, description="Cost the agent reported, over attempts.")
 
 
 class AttemptPublic(BaseModel):
@@ -230,6 +237,42 @@ class EventPublic(BaseModel):
     created_at: datetime
 
 
+class SessionProgress(BaseModel):
+    """How far a session is: done / total, elapsed, an estimate of time left, spend."""
+
+    session_id: uuid.UUID
+    status: str
+    total: int
+    ended: int = Field(description="Tasks that ended (succeeded, failed, cancelled, blocked).")
+    percent: float
+    counts: dict[str, int] = Field(description="Tasks by status.")
+    running: int
+    queued: int
+    created_at: datetime
+    started_at: datetime | None = Field(description="When the first attempt started.")
+    finished_at: datetime | None
+    elapsed_s: float = Field(description="Since the session was created, until it finished.")
+    eta_s: float | None = Field(
+        description="Estimated seconds left: tasks left ÷ the rate tasks ended at so far; "
+        "null until one task has ended."
+    )
+    mean_task_s: float | None = Field(description="Mean duration of the attempts that ended.")
+    usage: dict[str, int] = Field(default_factory=dict)
+    tokens: int | None
+    cost_usd: float | None
+
+
+class WorkerTask(BaseModel):
+    """An attempt a worker runs now."""
+
+    task_id: uuid.UUID
+    session_id: uuid.UUID
+    task_key: str
+    attempt: int
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+
+
 class WorkerPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -242,6 +285,10 @@ class WorkerPublic(BaseModel):
     alive: bool = Field(False, description="Its liveness key in Redis has not expired.")
     started_at: datetime
     last_seen_at: datetime
+    last_heartbeat_at: datetime | None = Field(
+        None, description="The newest heartbeat of the worker or of an attempt it runs."
+    )
+    running: list[WorkerTask] = Field(default_factory=list, description="What it runs now.")
 
 
 class SystemPublic(BaseModel):

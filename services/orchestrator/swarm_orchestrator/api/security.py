@@ -28,6 +28,7 @@ from swarm_orchestrator.tokens import Forbidden, Principal, Role
 
 __all__ = [
     "PUBLIC_PATHS",
+    "is_public",
     "Admin",
     "Guard",
     "Operator",
@@ -43,6 +44,15 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
 """Answered without a token: the probes, and the API's description (it holds no data)."""
+
+DASHBOARD_PREFIX = "/ui/"
+"""The dashboard's page (`/`) and assets: public, they hold no data (every call the page
+makes carries the token its user entered)."""
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path == "/" or path.startswith(DASHBOARD_PREFIX)
+
 
 MAX_TOKEN_CHARS = 512
 
@@ -63,7 +73,7 @@ class Guard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state.swarm
@@ -175,7 +185,7 @@ class RedactResponses:
         self.redact = redact
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         start: Message | None = None

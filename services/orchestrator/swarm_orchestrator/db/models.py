@@ -30,7 +30,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import UserDefinedType
 
 from swarm_common.states import AttemptStatus, SessionStatus, TaskStatus
 
@@ -55,6 +57,18 @@ MERGE_STATES = ("pending", "merged", "empty", "conflict", "resolved", "rolled_ba
 `merged`, `empty` (it changed nothing), `conflict`, `resolved` (merged through a resolution
 task), `rolled_back` (its merge was undone by a rollback), `abandoned` (cancelled after a
 conflict)."""
+
+
+class XID8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (`pg_current_xact_id()`)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "XID8"
+
+
+ischema_names["xid8"] = XID8  # so reflection (and the migration check) knows the type
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -274,14 +288,19 @@ class Checkpoint(Base):
 class Event(Base):
     """The session timeline: every transition and control action, in order.
 
-    `id` orders the timeline (and is the SSE event id). `source_id` is the envelope id of the
-    stream message that caused the entry, unique, so a re-delivered message is applied once.
+    `id` names an entry (it is the SSE event id). Entries are read in `(tx, id)` order, `tx`
+    being the id of the transaction that wrote them, and only once every transaction with a
+    smaller id has ended (see `swarm_orchestrator.timeline`): ids are taken when a row is
+    written, not when it commits, so id order alone could show entry 7 before entry 6
+    commits. `source_id` is the envelope id of the stream message that caused the entry,
+    unique, so a re-delivered message is applied once.
     """
 
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_session_id_id", "session_id", "id"),
         Index("ix_events_task_id_id", "task_id", "id"),
+        Index("ix_events_session_id_tx_id", "session_id", "tx", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -293,6 +312,9 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = _now()
+    tx: Mapped[int] = mapped_column(
+        XID8(), server_default=text("pg_current_xact_id()"), deferred=True
+    )
 
 
 class Outbox(Base):

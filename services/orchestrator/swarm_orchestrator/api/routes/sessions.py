@@ -4,14 +4,14 @@ checkpoints and rollback of the integration branch."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from sqlalchemy import select
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
-from swarm_orchestrator import checkpoints, control, sessions, timeline
+from swarm_orchestrator import checkpoints, control, progress, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -21,17 +21,20 @@ from swarm_orchestrator.api.schemas import (
     RollbackPublic,
     RollbackRequest,
     SessionCreate,
+    SessionProgress,
     SessionPublic,
     TaskPublic,
     error_responses,
 )
 from swarm_orchestrator.api.security import Operator, Viewer
+from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 _ERRORS = error_responses(404, 409)
+NO_SPEND = progress.Spend()
 
 
 @router.post("", status_code=201, responses=_ERRORS)
@@ -116,18 +119,83 @@ async def list_tasks(
     db: DbDep,
     who: Viewer,
     status: TaskStatus | None = None,
+    id: Annotated[
+        list[uuid.UUID] | None,
+        Query(max_length=500, description="Only these tasks (repeat the parameter)."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[TaskPublic]:
+    """The session's tasks, with their dependencies and what their agents spent."""
     await sessions.get_session(db, session_id, seen_by=who)
     stmt = select(Task).where(Task.session_id == session_id)
     if status is not None:
         stmt = stmt.where(Task.status == status)
+    if id is not None:
+        stmt = stmt.where(Task.id.in_(id))
     rows = (
         await db.scalars(stmt.order_by(Task.created_at, Task.key).limit(limit).offset(offset))
     ).all()
-    deps = await sessions.dependency_keys(db, session_id=session_id)
-    return [task_public(t, deps.get(t.id, ())) for t in rows]
+    if id is not None:
+        ids = [r.id for r in rows]
+        deps = await sessions.dependency_keys(db, task_ids=ids)
+        spend = await progress.task_spend(db, task_ids=ids)
+    else:
+        deps = await sessions.dependency_keys(db, session_id=session_id)
+        spend = await progress.task_spend(db, session_id=session_id)
+    return [task_public(t, deps.get(t.id, ()), spend.get(t.id, NO_SPEND)) for t in rows]
+
+
+@router.get("/{session_id}/progress", responses=_ERRORS)
+async def session_progress(session_id: uuid.UUID, db: DbDep, who: Viewer) -> SessionProgress:
+    """Done / total, elapsed time, an estimate of the time left, and the tokens and cost of
+    the session's agents."""
+    session = await sessions.get_session(db, session_id, seen_by=who)
+    p = await progress.session_progress(db, session)
+    return SessionProgress(
+        session_id=session.id,
+        status=session.status,
+        total=p.total,
+        ended=p.ended,
+        percent=p.percent,
+        counts=p.counts,
+        running=p.counts.get(TaskStatus.RUNNING, 0),
+        queued=p.counts.get(TaskStatus.QUEUED, 0),
+        created_at=session.created_at,
+        started_at=p.started_at,
+        finished_at=session.finished_at,
+        elapsed_s=p.elapsed_s,
+        eta_s=p.eta_s,
+        mean_task_s=p.mean_task_s,
+        usage=p.spend.usage,
+        tokens=p.spend.tokens,
+        cost_usd=p.spend.cost_usd,
+    )
+
+
+@router.post("/{session_id}/pause", responses=_ERRORS)
+async def pause_session(session_id: uuid.UUID, db: DbDep, who: Operator) -> SessionPublic:
+    """Queue no new task until `resume` (the session shows `suspended`); queued and running
+    attempts finish. Pausing a paused session changes nothing."""
+    await sessions.get_session(db, session_id, seen_by=who)
+    session = await control.pause_session(db, session_id=session_id, actor=who.actor)
+    counts = await sessions.session_counts(db, [session_id])
+    return session_public(session, counts.get(session_id, {}))
+
+
+@router.post("/{session_id}/resume", responses=_ERRORS)
+async def resume_session(
+    session_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator
+) -> SessionPublic:
+    """Queue the paused session's ready tasks again. Resuming a running session changes
+    nothing."""
+    await sessions.get_session(db, session_id, seen_by=who)
+    session = await control.resume_session(
+        db, session_id=session_id, keys=state.keys, actor=who.actor
+    )
+    state.notify()
+    counts = await sessions.session_counts(db, [session_id])
+    return session_public(session, counts.get(session_id, {}))
 
 
 @router.post("/{session_id}/cancel", responses=_ERRORS)
@@ -145,20 +213,37 @@ async def cancel_session(
     return session_public(session, counts.get(session_id, {}))
 
 
-@router.get("/{session_id}/events", responses=_ERRORS)
+@router.get(
+    "/{session_id}/events",
+    response_model=list[EventPublic],
+    responses={**_ERRORS, **SSE_RESPONSE},
+)
 async def session_events(
     session_id: uuid.UUID,
     db: DbDep,
+    state: StateDep,
     who: Viewer,
-    after: Annotated[
-        int, Query(ge=0, le=MAX_INT, description="Only entries with a larger id.")
-    ] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT, description="Only entries after this one.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[EventPublic]:
-    """The session timeline in order, as JSON pages (`after` = the last id seen)."""
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(ge=0, le=MAX_INT, description="Resume a stream after this entry (SSE)."),
+    ] = None,
+) -> Any:
+    """The session timeline in order: JSON pages (`after` = the last id seen), or, with
+    `Accept: text/event-stream`, Server-Sent Events that replay every entry after
+    `Last-Event-ID` (or `after`) exactly once and then follow live."""
     await sessions.get_session(db, session_id, seen_by=who)
-    rows = await timeline.page(db, session_id=session_id, after=after, limit=limit)
-    return [EventPublic.model_validate(r) for r in rows]
+    start = max(after, last_event_id or 0)
+    if not wants_stream(accept):
+        rows = await timeline.page(db, session_id=session_id, after=start, limit=limit)
+        return [EventPublic.model_validate(r) for r in rows]
+    cursor, min_id = await timeline.cursor_after(db, start)
+    await db.close()  # the stream must not hold a connection while it waits
+    return event_stream(
+        state, session_id=session_id, task_id=None, cursor=cursor, min_id=min_id, who=who
+    )
 
 
 @router.post("/{session_id}/checkpoints", status_code=202, responses=_ERRORS)

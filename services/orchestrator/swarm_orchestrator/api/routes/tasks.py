@@ -1,16 +1,16 @@
-"""`/v1/tasks/{id}`: one task with its attempts, its timeline, its diff, and control (retry,
-cancel)."""
+"""`/v1/tasks/{id}`: one task with its attempts, its timeline (JSON or a live stream), its
+diff, and control (retry, cancel, approve)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 
-from swarm_orchestrator import control, repos, sessions, timeline
+from swarm_orchestrator import control, progress, repos, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -24,6 +24,7 @@ from swarm_orchestrator.api.schemas import (
     error_responses,
 )
 from swarm_orchestrator.api.security import Operator, Viewer
+from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
 from swarm_orchestrator.db.models import Attempt
 from swarm_orchestrator.errors import NotFound
 
@@ -41,7 +42,8 @@ async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
     attempts = (
         await db.scalars(select(Attempt).where(Attempt.task_id == task_id).order_by(Attempt.number))
     ).all()
-    public = task_public(task, deps.get(task_id, ()))
+    spend = await progress.task_spend(db, task_ids=[task_id])
+    public = task_public(task, deps.get(task_id, ()), spend.get(task_id, progress.Spend()))
     return TaskDetail(
         **public.model_dump(),
         prompt=task.prompt,
@@ -51,18 +53,37 @@ async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
     )
 
 
-@router.get("/{task_id}/events", responses=_ERRORS)
+@router.get(
+    "/{task_id}/events",
+    response_model=list[EventPublic],
+    responses={**_ERRORS, **SSE_RESPONSE},
+)
 async def task_events(
     task_id: uuid.UUID,
     db: DbDep,
+    state: StateDep,
     who: Viewer,
     after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[EventPublic]:
-    """The task's part of the session timeline, in order."""
-    await sessions.get_task(db, task_id, seen_by=who)
-    rows = await timeline.page(db, task_id=task_id, after=after, limit=limit)
-    return [EventPublic.model_validate(r) for r in rows]
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(ge=0, le=MAX_INT, description="Resume a stream after this entry (SSE)."),
+    ] = None,
+) -> Any:
+    """The task's part of the session timeline, in order: JSON pages, or Server-Sent Events
+    with `Accept: text/event-stream` (see the session's events)."""
+    task = await sessions.get_task(db, task_id, seen_by=who)
+    start = max(after, last_event_id or 0)
+    if not wants_stream(accept):
+        rows = await timeline.page(db, task_id=task_id, after=start, limit=limit)
+        return [EventPublic.model_validate(r) for r in rows]
+    cursor, min_id = await timeline.cursor_after(db, start)
+    session_id = task.session_id
+    await db.close()  # the stream must not hold a connection while it waits
+    return event_stream(
+        state, session_id=session_id, task_id=task_id, cursor=cursor, min_id=min_id, who=who
+    )
 
 
 @router.post("/{task_id}/retry", responses=_ERRORS)
@@ -81,6 +102,17 @@ async def cancel_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Opera
     await sessions.get_task(db, task_id, seen_by=who)
     task = await control.cancel_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
     state.notify()
+    deps = await sessions.dependency_keys(db, task_ids=[task_id])
+    return task_public(task, deps.get(task_id, ()))
+
+
+@router.post("/{task_id}/approve", responses=_ERRORS)
+async def approve_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator) -> TaskPublic:
+    """Accept the work of a task awaiting approval (its spec says `requires_approval`): it
+    succeeds, is merged, and its dependents run. Cancel it instead to reject the work."""
+    await sessions.get_task(db, task_id, seen_by=who)
+    task = await control.approve_task(db, task_id=task_id, actor=who.actor)
+    state.background.merge_wake.set()
     deps = await sessions.dependency_keys(db, task_ids=[task_id])
     return task_public(task, deps.get(task_id, ()))
 

@@ -1,14 +1,19 @@
-"""`/v1/workers`: the adapters the orchestrator has heard from, and whether they are alive."""
+"""`/v1/workers`: the adapters the orchestrator has heard from, whether they are alive, and
+what each runs now (a tenant's token sees only its own tenant's tasks there)."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from swarm_common.states import AttemptStatus
 from swarm_orchestrator.api.deps import DbDep, StateDep
-from swarm_orchestrator.api.schemas import WorkerPublic, error_responses
+from swarm_orchestrator.api.schemas import WorkerPublic, WorkerTask, error_responses
 from swarm_orchestrator.api.security import Viewer
-from swarm_orchestrator.db.models import Worker
+from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
+from swarm_orchestrator.tokens import Principal
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
@@ -17,7 +22,7 @@ _ERRORS = error_responses()
 
 
 @router.get("", responses=_ERRORS)
-async def list_workers(db: DbDep, state: StateDep, _: Viewer) -> list[WorkerPublic]:
+async def list_workers(db: DbDep, state: StateDep, who: Viewer) -> list[WorkerPublic]:
     rows = (await db.scalars(select(Worker).order_by(Worker.name))).all()
     if not rows:
         return []
@@ -25,7 +30,43 @@ async def list_workers(db: DbDep, state: StateDep, _: Viewer) -> list[WorkerPubl
     for row in rows:
         pipe.exists(state.keys.worker(row.name))
     alive = await pipe.execute()
-    return [
-        WorkerPublic.model_validate(r).model_copy(update={"alive": bool(a)})
-        for r, a in zip(rows, alive, strict=True)
-    ]
+    running = await _running(db, who)
+    out = []
+    for row, up in zip(rows, alive, strict=True):
+        mine = running.get(row.name, [])
+        beats = [row.last_seen_at, *(t.heartbeat_at for t in mine if t.heartbeat_at)]
+        out.append(
+            WorkerPublic.model_validate(row).model_copy(
+                update={"alive": bool(up), "running": mine, "last_heartbeat_at": max(beats)}
+            )
+        )
+    return out
+
+
+async def _running(db: DbDep, who: Principal) -> dict[str, list[WorkerTask]]:
+    """The attempts running now, by worker."""
+    stmt = (
+        select(Attempt, Task.session_id, Task.key)
+        .join(Task, Task.id == Attempt.task_id)
+        .where(
+            Attempt.status == AttemptStatus.RUNNING,
+            Attempt.worker.is_not(None),
+            Attempt.number == Task.attempt,
+        )
+        .order_by(Attempt.started_at)
+    )
+    if who.tenant is not None:
+        stmt = stmt.join(Session, Session.id == Task.session_id).where(Session.tenant == who.tenant)
+    found: dict[str, list[WorkerTask]] = defaultdict(list)
+    for attempt, session_id, key in (await db.execute(stmt)).all():
+        found[attempt.worker or ""].append(
+            WorkerTask(
+                task_id=attempt.task_id,
+                session_id=session_id,
+                task_key=key,
+                attempt=attempt.number,
+                started_at=attempt.started_at,
+                heartbeat_at=attempt.heartbeat_at,
+            )
+        )
+    return found
