@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from swarm_orchestrator.cli import config, refs, sessions, system, tasks
 from swarm_orchestrator.cli.client import ApiClient, CliError
+from swarm_orchestrator.cli.options import (
+    ApiUrl,
+    AsJson,
+    Token,
+    connect,
+    console,
+    err,
+    print_json,
+    warn,
+)
 
 __all__ = ["app", "main"]
 
@@ -22,22 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Swarm runs many AI coding agents on one codebase at once.",
 )
-console = Console()
-err = Console(stderr=True)
-
-ApiUrl = Annotated[
-    str, typer.Option("--api-url", envvar="SWARM_API_URL", help="Where Swarm's API answers.")
-]
-Token = Annotated[
-    str | None,
-    typer.Option("--token", envvar="SWARM_API_TOKEN", show_default=False, help="Bearer token."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+_SESSIONS = "Sessions"
+_TASKS = "Tasks"
+_SYSTEM = "Workers and system"
 
 
 @app.command()
@@ -150,73 +146,87 @@ def redis_acl(
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-@app.command()
-def submit(
-    file: Annotated[Path, typer.Argument(help="A task graph file (YAML or JSON).")],
-    api_url: ApiUrl = DEFAULT_URL,
-    token: Token = None,
-    wait: Annotated[bool, typer.Option(help="Follow the session until it is done.")] = False,
-    as_json: AsJson = False,
-) -> None:
-    """Create a session from a task graph file and print its id."""
-    from swarm_orchestrator.cli.taskfile import load_taskfile
+# --- client commands (see `swarm_orchestrator.cli.config` for --api-url and --token) ------
 
-    body = load_taskfile(file)
-    with ApiClient(api_url, token) as client:
-        session = client.post("/v1/sessions", body)
-        if wait:
-            from swarm_orchestrator.cli.watch import follow
+app.command(rich_help_panel=_SESSIONS)(sessions.submit)
+app.command(rich_help_panel=_SESSIONS)(sessions.status)
+app.command(rich_help_panel=_SESSIONS)(sessions.tasks)
+app.command(rich_help_panel=_SESSIONS)(sessions.watch)
+app.command(rich_help_panel=_SESSIONS)(sessions.pause)
+app.command(rich_help_panel=_SESSIONS)(sessions.resume)
+app.command(rich_help_panel=_TASKS)(tasks.task)
+app.command(rich_help_panel=_TASKS)(tasks.logs)
+app.command(rich_help_panel=_TASKS)(tasks.retry)
+app.command(rich_help_panel=_TASKS)(tasks.cancel)
+app.command(rich_help_panel=_TASKS)(tasks.approve)
+app.command(rich_help_panel=_SYSTEM)(system.workers)
+app.command(rich_help_panel=_SYSTEM)(system.system)
+app.command(rich_help_panel=_SYSTEM)(system.drain)
+app.command(rich_help_panel=_SYSTEM)(system.stop)
 
-            session = follow(client, session["id"], err)
-    if as_json:
-        _print_json(session)
-    else:
-        sys.stdout.write(session["id"] + "\n")
-
-
-@app.command()
-def status(
-    session: Annotated[str | None, typer.Argument(help="A session id; all when left out.")] = None,
-    api_url: ApiUrl = DEFAULT_URL,
-    token: Token = None,
-    as_json: AsJson = False,
-) -> None:
-    """Task counts by state, for one session or for all."""
-    from swarm_orchestrator.cli.render import session_table, status_table
-
-    with ApiClient(api_url, token) as client:
-        data = client.get(f"/v1/sessions/{session}") if session else client.get("/v1/sessions")
-    if as_json:
-        _print_json(data)
-    elif session:
-        console.print(status_table(data))
-    else:
-        console.print(session_table(data))
+config_app = typer.Typer(
+    no_args_is_help=True,
+    help="Where the client commands connect: --api-url, SWARM_API_URL, the config file "
+    "(~/.config/swarm/config.toml, or SWARM_CONFIG) with api_url and token or token_file.",
+)
+app.add_typer(config_app, name="config", rich_help_panel=_SYSTEM)
 
 
-@app.command()
-def tasks(
-    session: Annotated[str, typer.Argument(help="A session id.")],
-    state: Annotated[str | None, typer.Option("--status", help="Only tasks in this state.")] = None,
-    api_url: ApiUrl = DEFAULT_URL,
+@config_app.command("show")
+def config_show(
+    offline: Annotated[bool, typer.Option(help="Do not ask the server who the token is.")] = False,
+    api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """The tasks of a session."""
-    from swarm_orchestrator.cli.render import task_table
-
-    with ApiClient(api_url, token) as client:
-        data = client.get(f"/v1/sessions/{session}/tasks", status=state)
+    """The API URL and where the token comes from (never the token), the config file, and,
+    unless --offline, whom the server takes the token for."""
+    resolved = config.resolve(api_url=api_url, token=token)
+    for warning in resolved.warnings:
+        warn(warning)
+    who: dict[str, Any] | None = None
+    problem = None
+    if not offline:
+        try:
+            with ApiClient(resolved.api_url, resolved.token) as client:
+                who = client.get("/v1/whoami")
+        except CliError as exc:
+            problem = str(exc)
     if as_json:
-        _print_json(data)
+        print_json(
+            {
+                "api_url": resolved.api_url,
+                "api_url_from": resolved.api_url_from,
+                "token_set": resolved.token is not None,
+                "token_from": resolved.token_from,
+                "config_file": str(resolved.config_file),
+                "config_found": resolved.config_found,
+                "whoami": who,
+                "error": problem,
+            }
+        )
+        return
+    found = "" if resolved.config_found else "  [dim](none there)[/]"
+    source = escape(resolved.api_url_from)
+    console.print(f"[bold]API URL[/]  {escape(resolved.api_url)}  [dim]from {source}[/]")
+    if resolved.token is None:
+        console.print("[bold]token[/]    [yellow]none[/]")
     else:
-        console.print(task_table(data))
+        console.print(f"[bold]token[/]    set  [dim]from {escape(resolved.token_from)}[/]")
+    console.print(f"[bold]config[/]   {escape(str(resolved.config_file))}{found}")
+    if who is not None:
+        tenant = f", tenant {who['tenant']}" if who.get("tenant") else ""
+        console.print(
+            f"[bold]server[/]   you are {escape(who['name'])} ({who['role']}{escape(tenant)})"
+        )
+    elif problem is not None:
+        console.print(f"[bold]server[/]   [red]{escape(problem)}[/]")
 
 
 token_app = typer.Typer(
     no_args_is_help=True, help="API tokens: create, list and revoke them (admin tokens only)."
 )
-app.add_typer(token_app, name="token")
+app.add_typer(token_app, name="token", rich_help_panel=_SYSTEM)
 
 Role = Annotated[
     str,
@@ -236,16 +246,16 @@ def token_create(
         str | None, typer.Option(help="Only this tenant's sessions are visible to the token.")
     ] = None,
     expires_in_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
-    api_url: ApiUrl = DEFAULT_URL,
+    api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Create a token and print it (on stdout, alone): it is shown only this once."""
     body = {"name": name, "role": role, "tenant": tenant, "expires_in_days": expires_in_days}
-    with ApiClient(api_url, token) as client:
+    with connect(api_url, token) as client:
         created = client.post("/v1/tokens", body)
     if as_json:
-        _print_json(created)
+        print_json(created)
         return
     scope = f" of tenant {created['tenant']}" if created["tenant"] else ""
     err.print(
@@ -258,17 +268,17 @@ def token_create(
 @token_app.command("list")
 def token_list(
     revoked: Annotated[bool, typer.Option(help="Include revoked tokens.")] = False,
-    api_url: ApiUrl = DEFAULT_URL,
+    api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Tokens (never the tokens themselves)."""
     from swarm_orchestrator.cli.render import token_table
 
-    with ApiClient(api_url, token) as client:
+    with connect(api_url, token) as client:
         data = client.get("/v1/tokens", revoked=str(revoked).lower())
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         console.print(token_table(data))
 
@@ -276,33 +286,23 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(
     which: Annotated[str, typer.Argument(help="The token's id, or the name of an active one.")],
-    api_url: ApiUrl = DEFAULT_URL,
+    api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Revoke a token: its next request is refused."""
-    with ApiClient(api_url, token) as client:
+    with connect(api_url, token) as client:
         token_id = which
-        if not _is_uuid(which):
+        if not refs.is_uuid(which):
             matches = [t["id"] for t in client.get("/v1/tokens") if t["name"] == which]
             if len(matches) != 1:
                 raise CliError(f"no single active token is named {which!r}", code="not_found")
             token_id = matches[0]
         revoked = client.delete(f"/v1/tokens/{token_id}")
     if as_json:
-        _print_json(revoked)
+        print_json(revoked)
     else:
         err.print(f"Revoked token {escape(revoked['name'])} ({revoked['id']}).")
-
-
-def _is_uuid(text: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def main() -> None:
