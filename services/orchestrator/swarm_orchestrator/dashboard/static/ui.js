@@ -1,0 +1,78 @@
+// Toasts (API errors and notices) and the confirmation dialog asked before any action
+// that destroys work.
+
+import { h } from './dom.js';
+
+const TOAST_MS = { info: 5000, error: 10000 };
+const MAX_TOASTS = 5;
+
+export function toast(message, kind = 'info') {
+  const box = document.querySelector('.toasts');
+  if (!box) return;
+  while (box.children.length >= MAX_TOASTS) box.firstElementChild.remove();
+  const close = h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss', text: '×' });
+  const el = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-testid': 'toast', 'data-kind': kind },
+    h('span', { class: 'toast-text', text: message }), close);
+  close.addEventListener('click', () => el.remove());
+  box.append(el);
+  setTimeout(() => el.remove(), TOAST_MS[kind] || TOAST_MS.info);
+}
+
+/** Toast an error the way the API described it ({code, message}). */
+const recent = new Map(); // message -> when it was last shown
+
+export function toastError(err, what = '') {
+  if (err && err.name === 'AbortError') return;
+  const message = (err && err.message) || String(err);
+  const text = what ? `${what}: ${message}` : message;
+  const now = Date.now();
+  if (now - (recent.get(text) || 0) < 5000) return; // the same failure, again: once is enough
+  recent.set(text, now);
+  if (recent.size > 50) recent.delete(recent.keys().next().value);
+  toast(text, 'error');
+}
+
+let pending = null;
+
+/**
+ * Ask before a destructive action. Resolves true only when the user confirms.
+ * The dialog is the page's own <dialog> (testable: data-testid="confirm-dialog").
+ */
+export function confirmAction({ title, text, ok = 'Confirm' }) {
+  const dialog = document.querySelector('dialog.confirm');
+  if (pending) pending(false);
+  dialog.querySelector('.confirm-title').textContent = title;
+  dialog.querySelector('.confirm-text').textContent = text || '';
+  dialog.querySelector('[data-testid="confirm-ok"]').textContent = ok;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    pending = (answer) => {
+      pending = null;
+      resolve(answer);
+    };
+    dialog.addEventListener('close', () => {
+      if (pending) pending(dialog.returnValue === 'ok');
+    }, { once: true });
+    dialog.showModal();
+    dialog.querySelector('[data-testid="confirm-cancel"]').focus();
+  });
+}
+
+/**
+ * Run an API action from a button: disabled while in flight, asks first when `confirm` is
+ * given, toasts the outcome.
+ */
+export async function runAction(button, { confirm, run, done }) {
+  if (confirm && !(await confirmAction(confirm))) return;
+  if (button) button.disabled = true;
+  try {
+    const result = await run();
+    if (done) toast(typeof done === 'function' ? done(result) : done);
+    return result;
+  } catch (err) {
+    toastError(err);
+    return undefined;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
