@@ -178,6 +178,8 @@ async def test_approval_progress_and_spend(
     assert entry["actor"] == "token:bootstrap"
     progress = (await api.get(f"/v1/sessions/{sid}/progress")).json()
     assert (progress["ended"], progress["percent"]) == (1, 50.0)
+    entries = (await api.get(f"/v1/sessions/{sid}/events")).json()
+    assert progress["last_event_id"] == entries[-1]["id"]  # stream after it: nothing missed
     assert progress["eta_s"] is not None and progress["eta_s"] >= 0
     refused = await api.post(f"/v1/tasks/{ids['b']}/approve")
     assert refused.status_code == 409

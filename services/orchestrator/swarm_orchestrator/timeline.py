@@ -32,6 +32,7 @@ __all__ = [
     "Batch",
     "Cursor",
     "cursor_after",
+    "last_settled",
     "page",
     "read",
     "record",
@@ -90,6 +91,19 @@ async def record_many(db: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     ]
     if values:
         await db.execute(insert(Event), values)
+
+
+async def last_settled(db: AsyncSession, *, session_id: uuid.UUID) -> int | None:
+    """The id of the session's newest settled entry: a client that reads the session's
+    state now and then streams after this id misses nothing and repeats little."""
+    stmt = (
+        select(Event.id)
+        .where(Event.session_id == session_id, _SETTLED)
+        .order_by(_TX.desc(), Event.id.desc())
+        .limit(1)
+    )
+    found: int | None = await db.scalar(stmt)
+    return found
 
 
 async def cursor_after(db: AsyncSession, event_id: int) -> tuple[Cursor, int]:

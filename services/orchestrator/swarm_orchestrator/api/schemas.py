@@ -260,6 +260,11 @@ class SessionProgress(BaseModel):
     usage: dict[str, int] = Field(default_factory=dict)
     tokens: int | None
     cost_usd: float | None
+    last_event_id: int | None = Field(
+        None,
+        description="The newest timeline entry this answer reflects: stream the events after "
+        "it (`Last-Event-ID`) to follow on from here without replaying the history.",
+    )
 
 
 class WorkerTask(BaseModel):

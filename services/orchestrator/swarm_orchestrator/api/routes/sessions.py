@@ -151,6 +151,7 @@ async def session_progress(session_id: uuid.UUID, db: DbDep, who: Viewer) -> Ses
     """Done / total, elapsed time, an estimate of the time left, and the tokens and cost of
     the session's agents."""
     session = await sessions.get_session(db, session_id, seen_by=who)
+    last = await timeline.last_settled(db, session_id=session_id)  # before the counts
     p = await progress.session_progress(db, session)
     return SessionProgress(
         session_id=session.id,
@@ -170,6 +171,7 @@ async def session_progress(session_id: uuid.UUID, db: DbDep, who: Viewer) -> Ses
         usage=p.spend.usage,
         tokens=p.spend.tokens,
         cost_usd=p.spend.cost_usd,
+        last_event_id=last,
     )
 
 
