@@ -18,28 +18,17 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import bench_stack  # noqa: E402
 from playwright.sync_api import Page  # noqa: E402
-from tests.conftest import init_repo, run_sync_blocking  # noqa: E402
+from tests.conftest import init_repo  # noqa: E402
 from tests.e2e.browser import chromium, layered_graph, open_dashboard  # noqa: E402
 from tests.e2e.stack import TEST_TOKEN, Stack  # noqa: E402
-from tests.servers import (  # noqa: E402
-    Servers,
-    create_database,
-    database_name,
-    drop_database,
-    run_sync,
-    with_database,
-)
-
-from swarm_orchestrator.migrate import upgrade  # noqa: E402
 
 PROBES = """
 window.benchLag = {max: 0, samples: []};
@@ -88,27 +77,9 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="skip running the session")
     args = parser.parse_args()
 
-    servers = Servers()
-    name = database_name("benchdash")
-    run_sync(lambda: create_database(servers.pg_admin_url, name))
-    url = with_database(servers.pg_admin_url, name)
-    run_sync_blocking(upgrade, url)
-    with tempfile.TemporaryDirectory(prefix="swarm-bench-dash-") as tmp:
-        root = Path(tmp)
-        stack = Stack(
-            database_url=url,
-            redis_url=servers.redis_url,
-            redis_prefix=f"swarmbench-{uuid.uuid4().hex[:8]}",
-            workspace=root / "workspace",
-            logs=root / "logs",
-        )
-        try:
-            stack.start_orchestrator()
-            results = _measure(stack, root, args)
-        finally:
-            stack.stop()
-            run_sync(lambda: drop_database(servers.pg_admin_url, name))
-            servers.close()
+    with bench_stack("benchdash") as (stack, root):
+        stack.start_orchestrator()
+        results = _measure(stack, root, args)
     sys.stdout.write(json.dumps(results) + "\n")
     for key, value in results.items():
         sys.stdout.write(f"{key:>32}: {value}\n")

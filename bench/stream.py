@@ -14,28 +14,17 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import init_repo, run_sync_blocking  # noqa: E402
-from tests.e2e.stack import AUTH, Stack  # noqa: E402
-from tests.servers import (  # noqa: E402
-    Servers,
-    create_database,
-    database_name,
-    drop_database,
-    run_sync,
-    with_database,
-)
-
-from swarm_orchestrator.migrate import upgrade  # noqa: E402
+from harness import bench_stack  # noqa: E402
+from tests.conftest import init_repo  # noqa: E402
+from tests.e2e.stack import AUTH  # noqa: E402
 
 
 def main() -> None:
@@ -44,88 +33,66 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=1)
     args = parser.parse_args()
 
-    servers = Servers()
-    name = database_name("bench")
-    run_sync(lambda: create_database(servers.pg_admin_url, name))
-    url = with_database(servers.pg_admin_url, name)
-    run_sync_blocking(upgrade, url)
-    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
-        root = Path(tmp)
-        stack = Stack(
-            database_url=url,
-            redis_url=servers.redis_url,
-            redis_prefix=f"swarmbench-{uuid.uuid4().hex[:8]}",
-            workspace=root / "workspace",
-            logs=root / "logs",
+    with bench_stack() as (stack, root):
+        stack.start_orchestrator(SWARM_RATE_LIMIT_PER_S="0")
+        repo = init_repo(root / "repo")
+        with stack.client() as client:
+            sid = client.post("/v1/sessions", json={"title": "b", "repo": str(repo)}).json()["id"]
+            arrived: dict[str, float] = {}
+            answered: dict[str, float] = {}
+            ready = threading.Event()
+
+            def read() -> None:
+                headers = {**AUTH, "Accept": "text/event-stream"}
+                with httpx.stream(
+                    "GET",
+                    f"{stack.api_url}/v1/sessions/{sid}/events",
+                    headers=headers,
+                    timeout=None,
+                ) as response:
+                    ready.set()
+                    for line in response.iter_lines():
+                        if line.startswith("data:"):
+                            entry = json.loads(line[5:])
+                            if entry["type"] == "task.created":
+                                arrived[entry["data"]["key"]] = time.perf_counter()
+                                if len(arrived) >= args.entries:
+                                    return
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            ready.wait(10)
+
+            def write(w: int) -> None:
+                with stack.client() as mine:
+                    for i in range(w, args.entries, args.writers):
+                        key = f"t{i}"
+                        response = mine.post(
+                            f"/v1/sessions/{sid}/tasks", json=[{"key": key, "prompt": "true"}]
+                        )
+                        response.raise_for_status()
+                        answered[key] = time.perf_counter()
+
+            writers = [threading.Thread(target=write, args=(w,)) for w in range(args.writers)]
+            for t in writers:
+                t.start()
+            for t in writers:
+                t.join()
+            reader.join(60)
+        lat = sorted(max(0.0, arrived[k] - answered[k]) * 1000 for k in answered if k in arrived)
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "entries": args.entries,
+                    "writers": args.writers,
+                    "received": len(lat),
+                    "median_ms": round(statistics.median(lat), 1),
+                    "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1),
+                    "max_ms": round(lat[-1], 1),
+                }
+            )
+            + "\n"
         )
-        try:
-            stack.start_orchestrator(SWARM_RATE_LIMIT_PER_S="0")
-            repo = init_repo(root / "repo")
-            with stack.client() as client:
-                sid = client.post("/v1/sessions", json={"title": "b", "repo": str(repo)}).json()[
-                    "id"
-                ]
-                arrived: dict[str, float] = {}
-                answered: dict[str, float] = {}
-                ready = threading.Event()
-
-                def read() -> None:
-                    headers = {**AUTH, "Accept": "text/event-stream"}
-                    with httpx.stream(
-                        "GET",
-                        f"{stack.api_url}/v1/sessions/{sid}/events",
-                        headers=headers,
-                        timeout=None,
-                    ) as response:
-                        ready.set()
-                        for line in response.iter_lines():
-                            if line.startswith("data:"):
-                                entry = json.loads(line[5:])
-                                if entry["type"] == "task.created":
-                                    arrived[entry["data"]["key"]] = time.perf_counter()
-                                    if len(arrived) >= args.entries:
-                                        return
-
-                reader = threading.Thread(target=read, daemon=True)
-                reader.start()
-                ready.wait(10)
-
-                def write(w: int) -> None:
-                    with stack.client() as mine:
-                        for i in range(w, args.entries, args.writers):
-                            key = f"t{i}"
-                            response = mine.post(
-                                f"/v1/sessions/{sid}/tasks", json=[{"key": key, "prompt": "true"}]
-                            )
-                            response.raise_for_status()
-                            answered[key] = time.perf_counter()
-
-                writers = [threading.Thread(target=write, args=(w,)) for w in range(args.writers)]
-                for t in writers:
-                    t.start()
-                for t in writers:
-                    t.join()
-                reader.join(60)
-            lat = sorted(
-                max(0.0, arrived[k] - answered[k]) * 1000 for k in answered if k in arrived
-            )
-            sys.stdout.write(
-                json.dumps(
-                    {
-                        "entries": args.entries,
-                        "writers": args.writers,
-                        "received": len(lat),
-                        "median_ms": round(statistics.median(lat), 1),
-                        "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1),
-                        "max_ms": round(lat[-1], 1),
-                    }
-                )
-                + "\n"
-            )
-        finally:
-            stack.stop()
-            run_sync(lambda: drop_database(servers.pg_admin_url, name))
-            servers.close()
 
 
 if __name__ == "__main__":

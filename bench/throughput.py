@@ -14,26 +14,14 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import init_repo, run_sync_blocking  # noqa: E402
-from tests.e2e.stack import Stack  # noqa: E402
-from tests.servers import (  # noqa: E402
-    Servers,
-    create_database,
-    database_name,
-    drop_database,
-    run_sync,
-    with_database,
-)
-
-from swarm_orchestrator.migrate import upgrade  # noqa: E402
+from harness import bench_stack  # noqa: E402
+from tests.conftest import init_repo  # noqa: E402
 
 
 def main() -> None:
@@ -44,66 +32,48 @@ def main() -> None:
     parser.add_argument("--chain", action="store_true", help="one long chain, not a fan-out")
     args = parser.parse_args()
 
-    servers = Servers()
-    name = database_name("bench")
-    run_sync(lambda: create_database(servers.pg_admin_url, name))
-    url = with_database(servers.pg_admin_url, name)
-    run_sync_blocking(upgrade, url)
-    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
-        root = Path(tmp)
-        stack = Stack(
-            database_url=url,
-            redis_url=servers.redis_url,
-            redis_prefix=f"swarmbench-{uuid.uuid4().hex[:8]}",
-            workspace=root / "workspace",
-            logs=root / "logs",
-        )
-        try:
-            stack.start_orchestrator()
-            for i in range(args.adapters):
-                stack.start_adapter(f"bench-{i}", concurrency=args.concurrency)
-            repo = init_repo(root / "repo")
-            tasks = [
+    with bench_stack() as (stack, root):
+        stack.start_orchestrator()
+        for i in range(args.adapters):
+            stack.start_adapter(f"bench-{i}", concurrency=args.concurrency)
+        repo = init_repo(root / "repo")
+        tasks = [
+            {
+                "key": f"t{i}",
+                "prompt": "true",
+                "depends_on": [f"t{i - 1}"] if args.chain and i else [],
+            }
+            for i in range(args.tasks)
+        ]
+        with stack.client() as client:
+            started = time.monotonic()
+            session = client.post(
+                "/v1/sessions", json={"title": "bench", "repo": str(repo), "tasks": tasks}
+            ).json()
+            while not client.get(f"/v1/sessions/{session['id']}").json()["done"]:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            events = []
+            after = 0
+            while page := client.get(
+                f"/v1/sessions/{session['id']}/events", params={"after": after, "limit": 10000}
+            ).json():
+                events.extend(page)
+                after = page[-1]["id"]
+        sys.stdout.write(
+            json.dumps(
                 {
-                    "key": f"t{i}",
-                    "prompt": "true",
-                    "depends_on": [f"t{i - 1}"] if args.chain and i else [],
+                    "tasks": args.tasks,
+                    "adapters": args.adapters,
+                    "concurrency": args.concurrency,
+                    "chain": args.chain,
+                    "seconds": round(elapsed, 2),
+                    "tasks_per_s": round(args.tasks / elapsed, 1),
+                    **_latencies(events),
                 }
-                for i in range(args.tasks)
-            ]
-            with stack.client() as client:
-                started = time.monotonic()
-                session = client.post(
-                    "/v1/sessions", json={"title": "bench", "repo": str(repo), "tasks": tasks}
-                ).json()
-                while not client.get(f"/v1/sessions/{session['id']}").json()["done"]:
-                    time.sleep(0.05)
-                elapsed = time.monotonic() - started
-                events = []
-                after = 0
-                while page := client.get(
-                    f"/v1/sessions/{session['id']}/events", params={"after": after, "limit": 10000}
-                ).json():
-                    events.extend(page)
-                    after = page[-1]["id"]
-            sys.stdout.write(
-                json.dumps(
-                    {
-                        "tasks": args.tasks,
-                        "adapters": args.adapters,
-                        "concurrency": args.concurrency,
-                        "chain": args.chain,
-                        "seconds": round(elapsed, 2),
-                        "tasks_per_s": round(args.tasks / elapsed, 1),
-                        **_latencies(events),
-                    }
-                )
-                + "\n"
             )
-        finally:
-            stack.stop()
-            run_sync(lambda: drop_database(servers.pg_admin_url, name))
-            servers.close()
+            + "\n"
+        )
 
 
 def _latencies(events: list[dict[str, object]]) -> dict[str, float]:
