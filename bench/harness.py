@@ -24,7 +24,7 @@ from tests.servers import (  # noqa: E402
     with_database,
 )
 
-from swarm_orchestrator.migrate import upgrade  # noqa: E402
+from swarm_orchestrator.db.migrate import upgrade  # noqa: E402
 
 __all__ = ["bench_stack"]
 

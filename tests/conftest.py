@@ -23,7 +23,7 @@ from swarm_common.streams import Keys
 from swarm_orchestrator.api.app import create_app
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
-from swarm_orchestrator.migrate import upgrade
+from swarm_orchestrator.db.migrate import upgrade
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.e2e.stack import TEST_TOKEN, Stack, stopped_after
 from tests.servers import (

@@ -24,8 +24,8 @@ import asyncpg
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
+from swarm_cli.local.embedded import EmbeddedPostgres, EmbeddedValkey
 from swarm_common.settings import normalize_database_url, normalize_redis_url
-from swarm_orchestrator.embedded import EmbeddedPostgres, EmbeddedValkey
 
 T = TypeVar("T")
 

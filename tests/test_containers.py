@@ -15,7 +15,7 @@ def test_migrate_and_publish_on_container_servers() -> None:
     from testcontainers.postgres import PostgresContainer
     from testcontainers.redis import RedisContainer
 
-    from swarm_orchestrator.migrate import upgrade
+    from swarm_orchestrator.db.migrate import upgrade
 
     with PostgresContainer("postgres:16-alpine") as pg, RedisContainer("redis:7-alpine") as rd:
         upgrade(pg.get_connection_url().replace("psycopg2", "asyncpg"))

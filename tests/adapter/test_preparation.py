@@ -19,7 +19,7 @@ from swarm_adapter.worker import Adapter
 from swarm_common import git
 from swarm_common.messages import TaskMessage
 from swarm_common.streams import Keys
-from swarm_orchestrator import repos
+from swarm_orchestrator.integration import repos
 from tests.adapter.helpers import Mirror, events, message, send
 from tests.conftest import branch_commit, init_repo
 from tests.waiting import pid_alive, wait_until

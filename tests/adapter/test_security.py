@@ -29,7 +29,7 @@ from swarm_adapter.worker import Adapter
 from swarm_common import git
 from swarm_common.messages import TaskFailed, TaskMessage
 from swarm_common.streams import Keys, encode
-from swarm_orchestrator.events import Outcome
+from swarm_orchestrator.graph.reports import Outcome
 from tests.adapter.helpers import Mirror, events, message, pending, send
 from tests.conftest import branch_commit, init_repo
 from tests.orchestrator.helpers import (
@@ -155,7 +155,7 @@ def test_swarm_adapter_agent_shell_exits_2_without_the_switch(tmp_path: Path) ->
         SWARM_DATABASE_URL=LEAKS["SWARM_DATABASE_URL"],
     )
     done = subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", "adapter", "--agent", "shell"],
+        [sys.executable, "-m", "swarm_cli", "adapter", "--agent", "shell"],
         env=env,
         capture_output=True,
         text=True,

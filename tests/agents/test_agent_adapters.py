@@ -271,7 +271,7 @@ def test_an_adapter_without_its_cli_says_which_npm_package_to_install(
         "GEMINI_API_KEY": "x",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", "adapter", "--agent", agent],
+        [sys.executable, "-m", "swarm_cli", "adapter", "--agent", agent],
         env=env,
         capture_output=True,
         text=True,

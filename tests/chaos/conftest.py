@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_orchestrator.embedded import EmbeddedValkey
+from swarm_cli.local.embedded import EmbeddedValkey
 from tests.e2e.stack import Stack, stopped_after
 
 FAST = {

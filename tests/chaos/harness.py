@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from swarm_cli.local.embedded import free_port
 from swarm_common import git
-from swarm_orchestrator.embedded import free_port
 
 __all__ = ["Partition", "RunAudit", "agent_pids", "audit_run", "graph", "wait_for"]
 

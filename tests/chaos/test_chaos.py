@@ -18,9 +18,9 @@ import httpx
 import pytest
 import redis
 
+from swarm_cli.local.embedded import EmbeddedPostgres, EmbeddedValkey
 from swarm_common.streams import Keys
-from swarm_orchestrator import migrate
-from swarm_orchestrator.embedded import EmbeddedPostgres, EmbeddedValkey
+from swarm_orchestrator.db import migrate
 from tests.chaos.conftest import ChaosStack
 from tests.chaos.harness import (
     Partition,

@@ -27,11 +27,11 @@ from redis.exceptions import AuthenticationError, NoPermissionError
 from swarm_adapter.runners.shell import ShellRunner
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worker import Adapter
+from swarm_cli.local.embedded import EmbeddedValkey
+from swarm_cli.local.up import start_valkey
 from swarm_common import acl, git, leases
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode, encode, ensure_group
 from swarm_common.system import SystemMode, SystemState, read_mode
-from swarm_orchestrator.embedded import EmbeddedValkey
-from swarm_orchestrator.up import start_valkey
 from tests.adapter.helpers import Mirror, message
 from tests.conftest import init_repo
 from tests.e2e.stack import Stack, stopped_after

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from swarm_orchestrator.embedded import free_port
+from swarm_cli.local.embedded import free_port
 
 __all__ = ["AUTH", "TEST_TOKEN", "Stack", "stopped_after"]
 
@@ -61,7 +61,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_orchestrator", *args],
+                [sys.executable, "-m", "swarm_cli", *args],
                 env=self.env(**env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -48,7 +48,7 @@ def swarm(
 ) -> subprocess.CompletedProcess[str]:
     """Run `swarm ARGS` (stdin not a terminal, no config file unless `config_home` has one)."""
     return subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", *args],
+        [sys.executable, "-m", "swarm_cli", *args],
         env=swarm_env(url, token, token_file, config_home),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -61,7 +61,7 @@ def swarm(
 
 def spawn_swarm(*args: str, url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "swarm_orchestrator", *args],
+        [sys.executable, "-m", "swarm_cli", *args],
         env=swarm_env(url, TEST_TOKEN, "/nonexistent/token", NO_CONFIG),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

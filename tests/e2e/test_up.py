@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from swarm_orchestrator.embedded import free_port
+from swarm_cli.local.embedded import free_port
 from tests.waiting import pid_alive
 
 pytestmark = pytest.mark.e2e
@@ -141,7 +141,7 @@ def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         ).json()
         assert events[0]["actor"] == "token:local-admin"
         status = subprocess.run(
-            [sys.executable, "-m", "swarm_orchestrator", "status", "--json"],
+            [sys.executable, "-m", "swarm_cli", "status", "--json"],
             env={k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
             | {"SWARM_API_URL": f"http://127.0.0.1:{port}"},
             cwd=tmp_path,
@@ -185,7 +185,7 @@ def test_a_supervisor_killed_outright_takes_its_children_with_it(tmp_path: Path)
 def _swarm_up_once(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`swarm up` expected to refuse its arguments and exit at once."""
     return subprocess.run(
-        [sys.executable, "-m", "swarm_orchestrator", "up", *args],
+        [sys.executable, "-m", "swarm_cli", "up", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -15,7 +15,7 @@ from swarm_common import git
 from swarm_common.messages import Message
 from swarm_common.streams import Envelope, Keys, decode, encode
 from swarm_orchestrator.db.models import Base as Model
-from swarm_orchestrator.events import Outcome, apply_event
+from swarm_orchestrator.graph.reports import Outcome, apply_event
 
 __all__ = [
     "apply",

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from swarm_common.messages import utcnow
-from swarm_orchestrator import tokens
+from swarm_orchestrator.access import tokens
 from swarm_orchestrator.api.app import create_app
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import ApiToken

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common.messages import TaskStarted, TaskSucceeded
 from swarm_common.streams import ORCHESTRATOR_GROUP, Keys, encode
 from swarm_orchestrator.api.deps import AppState
-from swarm_orchestrator.consumer import EventConsumer
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from swarm_orchestrator.runtime.consumer import EventConsumer
 from tests.orchestrator.helpers import new_session, outcome_event, task, task_ids, task_states
 
 SM = async_sessionmaker[AsyncSession]

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from swarm_common.messages import TaskStarted, TaskSucceeded, WorkerOnline
 from swarm_common.streams import Keys
-from swarm_orchestrator import timeline
 from swarm_orchestrator.api.deps import AppState
-from swarm_orchestrator.events import Outcome
+from swarm_orchestrator.db import timeline
+from swarm_orchestrator.graph.reports import Outcome
 from tests.orchestrator.helpers import (
     apply,
     mirror_commit,

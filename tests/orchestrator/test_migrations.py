@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from swarm_orchestrator.db.migrate import alembic_config
 from swarm_orchestrator.db.models import Base
-from swarm_orchestrator.migrate import alembic_config
 from tests.conftest import run_sync_blocking
 from tests.servers import (
     Servers,
@@ -50,7 +50,7 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
     env["SWARM_DATABASE_URL"] = empty_database
     for _ in range(2):  # a second run is a no-op
         done = subprocess.run(
-            [sys.executable, "-m", "swarm_orchestrator", "migrate"],
+            [sys.executable, "-m", "swarm_cli", "migrate"],
             env=env,
             capture_output=True,
             text=True,

@@ -18,7 +18,7 @@ from swarm_common.messages import TaskMessage
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Outbox
-from swarm_orchestrator.outbox import Relay
+from swarm_orchestrator.runtime.relay import Relay
 from tests.orchestrator.helpers import new_session, task, task_ids
 
 SM = async_sessionmaker[AsyncSession]

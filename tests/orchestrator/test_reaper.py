@@ -22,10 +22,10 @@ from swarm_common.messages import TaskFailed, TaskMessage, TaskStarted, TaskSucc
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode
 from swarm_common.system import SystemMode, SystemState, publish_mode, read_mode
 from swarm_orchestrator.api.deps import AppState
+from swarm_orchestrator.db.advisory import try_xact_lock
 from swarm_orchestrator.db.models import Attempt, Event, Outbox
-from swarm_orchestrator.events import Outcome, RetryPolicy
-from swarm_orchestrator.locks import try_xact_lock
-from swarm_orchestrator.reaper import Reaper, declare_lost
+from swarm_orchestrator.graph.reports import Outcome, RetryPolicy
+from swarm_orchestrator.runtime.reaper import Reaper, declare_lost
 from tests.orchestrator.helpers import (
     apply,
     count_rows,

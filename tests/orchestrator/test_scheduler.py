@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common import git
 from swarm_common.messages import TaskFailed, TaskSucceeded
 from swarm_common.streams import Keys
-from swarm_orchestrator import merges, scheduler
 from swarm_orchestrator.db.models import Attempt, Outbox
-from swarm_orchestrator.events import Outcome
+from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.graph.reports import Outcome
+from swarm_orchestrator.integration import merges
 from tests.orchestrator.helpers import (
     apply,
     mirror_commit,

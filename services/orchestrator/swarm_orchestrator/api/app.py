@@ -17,9 +17,11 @@ import swarm_common
 from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
 from swarm_common.system import SystemMode
+from swarm_orchestrator.access.ratelimit import RateLimiter
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
+from swarm_orchestrator.api.live import TimelineWatch, asyncpg_dsn
 from swarm_orchestrator.api.routes import (
     dashboard,
     health,
@@ -31,11 +33,9 @@ from swarm_orchestrator.api.routes import (
 )
 from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
-from swarm_orchestrator.live import TimelineWatch, asyncpg_dsn
-from swarm_orchestrator.loops import Background
-from swarm_orchestrator.ratelimit import RateLimiter
+from swarm_orchestrator.runtime.background import Background
+from swarm_orchestrator.runtime.system_mode import set_mode
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
-from swarm_orchestrator.system import set_mode
 
 __all__ = ["create_app"]
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from swarm_orchestrator.api.schemas import SessionPublic, TaskPublic
 from swarm_orchestrator.db.models import Session, Task
-from swarm_orchestrator.progress import Spend
-from swarm_orchestrator.scheduler import branch_name, integration_branch
+from swarm_orchestrator.graph.progress import Spend
+from swarm_orchestrator.graph.scheduler import branch_name, integration_branch
 
 __all__ = ["session_public", "task_public"]
 

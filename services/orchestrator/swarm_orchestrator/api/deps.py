@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from swarm_common.streams import Keys
-from swarm_orchestrator.live import TimelineWatch
-from swarm_orchestrator.loops import Background
-from swarm_orchestrator.ratelimit import RateLimiter
+from swarm_orchestrator.access.ratelimit import RateLimiter
+from swarm_orchestrator.api.live import TimelineWatch
+from swarm_orchestrator.runtime.background import Background
 from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = ["AppState", "DbDep", "StateDep", "get_db", "get_state"]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swarm_orchestrator.errors import SwarmError
-from swarm_orchestrator.failures import is_bad_data, is_transient
+from swarm_orchestrator.runtime.failures import is_bad_data, is_transient
 
 __all__ = ["error_response", "install_error_handlers"]
 

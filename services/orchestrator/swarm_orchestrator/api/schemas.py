@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, Text
-from swarm_orchestrator.tokens import Role, check_name
+from swarm_orchestrator.access.tokens import Role, check_name
 
 __all__ = [
     "AttemptPublic",

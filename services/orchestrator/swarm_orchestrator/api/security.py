@@ -1,10 +1,10 @@
 """Who may call the API, how often, and what leaves it.
 
 - `Guard` (ASGI middleware) authenticates every request but the probes and the API's own
-  documentation: a bearer token is resolved to a `Principal` (see `swarm_orchestrator.tokens`)
-  before anything else of the request is read, and spends one request of its budget
-  (`swarm_orchestrator.ratelimit`). No token or an unknown one: 401 `unauthorized`; over
-  budget: 429 `rate_limited` with `Retry-After`.
+  documentation: a bearer token is resolved to a `Principal` (see
+  `swarm_orchestrator.access.tokens`) before anything else of the request is read, and
+  spends one request of its budget (`swarm_orchestrator.access.ratelimit`). No token or an
+  unknown one: 401 `unauthorized`; over budget: 429 `rate_limited` with `Retry-After`.
 - The `Viewer`, `Operator`, `Admin` and `SystemAdmin` dependencies authorize: a role below the
   route's is a 403 `forbidden`. They also declare the bearer scheme in the OpenAPI document.
 - `RedactResponses` (ASGI middleware) passes every response body through the redaction
@@ -21,10 +21,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swarm_orchestrator import tokens
+from swarm_orchestrator.access import tokens
+from swarm_orchestrator.access.tokens import Forbidden, Principal, Role
 from swarm_orchestrator.api.errors import error_response
-from swarm_orchestrator.failures import is_transient
-from swarm_orchestrator.tokens import Forbidden, Principal, Role
+from swarm_orchestrator.runtime.failures import is_transient
 
 __all__ = [
     "PUBLIC_PATHS",

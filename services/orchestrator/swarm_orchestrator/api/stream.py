@@ -4,10 +4,10 @@
 client accepts `text/event-stream`. Each timeline entry is one event: `id:` is the entry's
 id, `data:` its JSON (`EventPublic`). A client that reconnects with `Last-Event-ID: N` (or
 `?after=N`) gets every entry after N exactly once, in the timeline's stream order (see
-`swarm_orchestrator.timeline`), then new ones as they commit.
+`swarm_orchestrator.db.timeline`), then new ones as they commit.
 
 The stream holds no database connection while it waits: PostgreSQL's notice wakes it (see
-`swarm_orchestrator.live`), or a poll when no listener is up. It ends when the client goes,
+`swarm_orchestrator.api.live`), or a poll when no listener is up. It ends when the client goes,
 when the server stops, or when the caller's token is revoked or expires (checked every
 `SWARM_STREAM_TOKEN_CHECK_S`); the client then reconnects, or stops.
 """
@@ -24,11 +24,12 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from swarm_orchestrator import timeline, tokens
+from swarm_orchestrator.access import tokens
+from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.schemas import EventPublic
-from swarm_orchestrator.failures import is_transient
-from swarm_orchestrator.tokens import Principal
+from swarm_orchestrator.db import timeline
+from swarm_orchestrator.runtime.failures import is_transient
 
 __all__ = ["SSE_RESPONSE", "event_stream", "wants_stream"]
 

@@ -1,1 +1,3 @@
-"""Persistence: the schema (`models`) and the async engine (`engine`)."""
+"""Persistence: the schema (`models`), the async engine (`engine`), migrations (`migrate`),
+the session timeline (`timeline`), the transactional outbox (`outbox`) and advisory locks
+(`advisory`)."""

@@ -290,7 +290,7 @@ class Event(Base):
 
     `id` names an entry (it is the SSE event id). Entries are read in `(tx, id)` order, `tx`
     being the id of the transaction that wrote them, and only once every transaction with a
-    smaller id has ended (see `swarm_orchestrator.timeline`): ids are taken when a row is
+    smaller id has ended (see `swarm_orchestrator.db.timeline`): ids are taken when a row is
     written, not when it commits, so id order alone could show entry 7 before entry 6
     commits. `source_id` is the envelope id of the stream message that caused the entry,
     unique, so a re-delivered message is applied once.

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
-from swarm_orchestrator import checkpoints, control, progress, sessions, timeline
 from swarm_orchestrator.api.convert import session_public, task_public
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -28,8 +27,11 @@ from swarm_orchestrator.api.schemas import (
 )
 from swarm_orchestrator.api.security import Operator, Viewer
 from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
+from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.graph import control, progress, sessions
+from swarm_orchestrator.integration import checkpoints
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

@@ -1,5 +1,5 @@
-"""`/v1/system`: the system mode (see `swarm_orchestrator.system`) — drain, emergency stop,
-resume — and what is in flight."""
+"""`/v1/system`: the system mode (see `swarm_orchestrator.runtime.system_mode`) — drain,
+emergency stop, resume — and what is in flight."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from sqlalchemy import func, select
 
 from swarm_common.states import TaskStatus
 from swarm_common.system import SystemMode
-from swarm_orchestrator import system
+from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import SystemPublic, error_responses
 from swarm_orchestrator.api.security import SystemAdmin, Viewer
 from swarm_orchestrator.db.models import Session, Task
-from swarm_orchestrator.tokens import Principal
+from swarm_orchestrator.runtime import system_mode
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
@@ -22,7 +22,7 @@ _ERRORS = error_responses()
 
 async def _public(db: DbDep, state: AppState, who: Principal) -> SystemPublic:
     """The mode, and the work in flight (a tenant's token counts its tenant's only)."""
-    current = await system.get_state(db)
+    current = await system_mode.get_state(db)
     stmt = (
         select(Task.status, func.count())
         .where(Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]))
@@ -50,7 +50,7 @@ async def get_system(db: DbDep, state: StateDep, who: Viewer) -> SystemPublic:
 
 
 async def _set(db: DbDep, state: AppState, mode: SystemMode, who: Principal) -> SystemPublic:
-    await system.set_mode(db, redis=state.redis, keys=state.keys, mode=mode, actor=who.actor)
+    await system_mode.set_mode(db, redis=state.redis, keys=state.keys, mode=mode, actor=who.actor)
     return await _public(db, state, who)
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 
-from swarm_orchestrator import control, progress, repos, sessions, timeline
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
@@ -25,8 +24,11 @@ from swarm_orchestrator.api.schemas import (
 )
 from swarm_orchestrator.api.security import Operator, Viewer
 from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
+from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Attempt
 from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.graph import control, progress, sessions
+from swarm_orchestrator.integration import repos
 
 MAX_DIFF_BYTES = 16 * 1024 * 1024
 

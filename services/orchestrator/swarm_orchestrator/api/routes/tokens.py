@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from swarm_common.messages import utcnow
-from swarm_orchestrator import tokens
+from swarm_orchestrator.access import tokens
+from swarm_orchestrator.access.tokens import Forbidden
 from swarm_orchestrator.api.deps import DbDep
 from swarm_orchestrator.api.schemas import (
     TokenCreate,
@@ -21,7 +22,6 @@ from swarm_orchestrator.api.schemas import (
     error_responses,
 )
 from swarm_orchestrator.api.security import Admin, Viewer, skip_redaction
-from swarm_orchestrator.tokens import Forbidden
 
 router = APIRouter(tags=["tokens"])
 

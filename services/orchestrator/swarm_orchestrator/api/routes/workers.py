@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from swarm_common.states import AttemptStatus
+from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import WorkerPublic, WorkerTask, error_responses
 from swarm_orchestrator.api.security import Viewer
 from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
-from swarm_orchestrator.tokens import Principal
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 

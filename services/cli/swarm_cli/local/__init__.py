@@ -1,0 +1,2 @@
+"""Swarm on one machine: `swarm up` with its embedded PostgreSQL and Valkey servers, and the
+demo it runs."""

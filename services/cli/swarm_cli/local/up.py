@@ -1,0 +1,434 @@
+"""`swarm up`: everything on one machine, supervised.
+
+Starts the servers it needs (embedded PostgreSQL and Valkey unless URLs are configured; the
+embedded Valkey gives the orchestrator and the adapters a Redis user each, see
+`swarm_common.acl`), runs the migrations, then the orchestrator and the adapters as child
+processes, prints the API URL once it answers, restarts a child that dies, and on Ctrl-C
+(or SIGTERM) stops the adapters first (they hand back unfinished attempts), then the
+orchestrator, then the servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+
+from swarm_cli.client import CliError
+from swarm_cli.local.embedded import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    ServerStartError,
+)
+from swarm_common import acl
+from swarm_common.children import die_with_parent
+from swarm_common.settings import normalize_database_url, redact_url
+from swarm_common.specs import AGENT_KINDS
+from swarm_orchestrator.db import migrate
+from swarm_orchestrator.settings import OrchestratorSettings
+
+__all__ = [
+    "RedisUrls",
+    "UpOptions",
+    "agent_environ",
+    "environment_for",
+    "parse_adapters",
+    "plan_adapters",
+    "run_up",
+    "start_valkey",
+]
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True, highlight=False)
+
+READY_TIMEOUT_S = 60.0
+RESTART_LIMIT = 5
+
+
+DEFAULT_SHELL_ADAPTERS = 2
+ALLOW_SHELL_ENV = "SWARM_ALLOW_SHELL_AGENT"
+
+
+@dataclass
+class UpOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".swarm")
+    adapters: dict[str, int] | None = None
+    """None: two shell adapters, and one per agent CLI that is installed and has its key."""
+    demo: bool = False
+
+
+def plan_adapters(
+    requested: dict[str, int] | None, environ: dict[str, str]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """The adapters to start, and the agent kinds skipped with the reason."""
+    from swarm_adapter.runners import AGENT_CLIS, unavailable
+
+    wanted = (
+        dict(requested)
+        if requested is not None
+        else {"shell": DEFAULT_SHELL_ADAPTERS, **dict.fromkeys(AGENT_CLIS, 1)}
+    )
+    start: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for kind, count in wanted.items():
+        if count <= 0:
+            continue
+        reason = unavailable(kind, agent_environ(kind, environ))
+        if reason is None:
+            start[kind] = count
+        else:
+            skipped[kind] = reason
+    return start, skipped
+
+
+def parse_adapters(text: str) -> dict[str, int]:
+    """`shell=2,claude=1` → {"shell": 2, "claude": 1}."""
+    result: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, count = part.partition("=")
+        kind = kind.strip()
+        if kind not in AGENT_KINDS:
+            raise CliError(
+                f"unknown agent kind {kind!r} in --adapters; known: {', '.join(AGENT_KINDS)}"
+            )
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            raise CliError(f"--adapters: {part!r} is not KIND=N") from None
+        if not 0 <= n <= 64:
+            raise CliError(f"--adapters: {kind} count must be 0 to 64")
+        result[kind] = n
+    return result
+
+
+@dataclass(frozen=True)
+class RedisUrls:
+    """Where the orchestrator and the adapters connect (each URL holds a password)."""
+
+    orchestrator: str
+    adapter: str
+
+
+def start_valkey(root: Path, prefix: str) -> tuple[EmbeddedValkey, RedisUrls]:
+    """The embedded Valkey with Swarm's two users (`swarm_common.acl`) for `prefix` and
+    the `default` user off. Their passwords are made once and kept in 0600 files under
+    `root`, so a restart (of `swarm up` or of Valkey) gives the same URLs."""
+    try:
+        valkey = EmbeddedValkey(root, acl_prefix=prefix)
+    except ValueError as exc:  # a prefix ACL rules cannot hold
+        raise CliError(str(exc)) from None
+    valkey.start()
+    return valkey, RedisUrls(
+        orchestrator=valkey.url_for(acl.ORCHESTRATOR), adapter=valkey.url_for(acl.ADAPTER)
+    )
+
+
+@dataclass
+class _Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+
+    def stop(self, timeout: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class _Stack:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.root = options.data_dir.resolve()
+        self.logs = self.root / "logs"
+        self.postgres: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.children: list[_Child] = []
+        self.stop_requested = threading.Event()
+
+    def start_servers(self, settings: OrchestratorSettings) -> tuple[str, RedisUrls]:
+        if settings.database_url is not None:
+            db_url = settings.database_url.get_secret_value()
+            console.print(f"PostgreSQL   {escape(redact_url(db_url))} (configured)")
+        else:
+            self.postgres = EmbeddedPostgres(self.root)
+            db_url = self.postgres.start()
+            console.print(
+                f"PostgreSQL   embedded, 127.0.0.1:{self.postgres.port}, "
+                f"data in {self.postgres.pgdata}"
+            )
+        if settings.redis_url is not None:
+            redis_url = settings.redis_url.get_secret_value()
+            console.print(f"Redis        {escape(redact_url(redis_url))} (configured)")
+            return db_url, RedisUrls(orchestrator=redis_url, adapter=redis_url)
+        self.valkey, urls = start_valkey(self.root, settings.redis_prefix)
+        console.print(
+            f"Valkey       embedded, 127.0.0.1:{self.valkey.port}, data in {self.valkey.dir}; "
+            f"users {acl.ORCHESTRATOR} and {acl.ADAPTER}"
+        )
+        return db_url, urls
+
+    def add(self, name: str, args: list[str], env: dict[str, str]) -> _Child:
+        child = _Child(
+            name=name,
+            argv=[sys.executable, "-m", "swarm_cli", *args],
+            env=env,
+            log_path=self.logs / f"{name}.log",
+        )
+        child.start()
+        self.children.append(child)
+        return child
+
+    def supervise(self) -> None:
+        """Restart children that die, until a stop is requested."""
+        while not self.stop_requested.wait(0.5):
+            for child in self.children:
+                if child.proc is None or child.proc.poll() is None:
+                    continue
+                code = child.proc.returncode
+                if child.restarts >= RESTART_LIMIT:
+                    console.print(
+                        f"[red]{child.name} exited ({code}) too often; see {child.log_path}[/]"
+                    )
+                    self.stop_requested.set()
+                    break
+                child.restarts += 1
+                console.print(
+                    f"[yellow]{child.name} exited ({code}); restarting "
+                    f"({child.restarts}/{RESTART_LIMIT})[/]"
+                )
+                child.start()
+
+    def stop(self) -> None:
+        adapters = [c for c in self.children if c.name.startswith("adapter")]
+        others = [c for c in self.children if not c.name.startswith("adapter")]
+        for child in adapters:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in adapters:
+            child.stop(timeout=45)
+        for child in others:
+            child.stop(timeout=20)
+        if self.valkey is not None:
+            self.valkey.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
+    """What one child gets: each adapter only its own agent's key and base URL, no database
+    URL and no API token (shell adapters are allowed to run shell tasks); the orchestrator no
+    agent key at all."""
+    from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
+
+    owned = {
+        agent: {cli_runner_class(agent).key_env, cli_runner_class(agent).base_url_env}
+        for agent in AGENT_CLIS
+    }
+    hidden = set().union(*owned.values()) - owned.get(kind or "", set())
+    if kind is not None:
+        hidden |= {"SWARM_DATABASE_URL", "SWARM_API_TOKEN"}
+        env = agent_environ(kind, env)
+    return {k: v for k, v in env.items() if k not in hidden}
+
+
+def agent_environ(kind: str, environ: dict[str, str]) -> dict[str, str]:
+    """`environ` as an adapter of `kind` sees it: `swarm up` runs shell tasks (the demo is
+    made of them), so shell adapters get `SWARM_ALLOW_SHELL_AGENT=true` unless the user set
+    it; other kinds get nothing more."""
+    if kind == "shell" and not environ.get(ALLOW_SHELL_ENV):
+        return {**environ, ALLOW_SHELL_ENV: "true"}
+    return environ
+
+
+def _wait_ready(url: str, child: _Child, timeout_s: float, stop: threading.Event) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        if child.proc is not None and child.proc.poll() is not None:
+            raise CliError(f"the orchestrator exited while starting; see {child.log_path}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    if not stop.is_set():
+        raise CliError(
+            f"the orchestrator did not become ready in {timeout_s:.0f}s; see {child.log_path}"
+        )
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is Swarm already running? "
+                "Pass --port to use another port."
+            ) from None
+
+
+def run_up(options: UpOptions) -> int:
+    _check_port(options.host, options.port)
+    settings = OrchestratorSettings(host=options.host, port=options.port)
+    stack = _Stack(options)
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    workspace = settings.workspace if "SWARM_WORKSPACE" in os.environ else stack.root / "workspace"
+    workspace = workspace.resolve()
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        stack.stop_requested.set()
+
+    def _emergency_stop(signum: int, _frame: object) -> None:
+        """SIGUSR1: the orchestrator stops every agent at once (`POST /v1/system/stop`)."""
+        for child in stack.children:
+            if child.name == "orchestrator" and child.proc is not None:
+                child.proc.send_signal(signal.SIGUSR1)
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _emergency_stop)
+    try:
+        try:
+            db_url, redis = stack.start_servers(settings)
+            console.print("Migrations   running")
+            migrate.upgrade(db_url)
+        except ServerStartError as exc:
+            raise CliError(str(exc)) from None
+        admin_token = local_admin_token(db_url, stack.root / ADMIN_TOKEN_FILE)
+        env = {
+            **os.environ,
+            "SWARM_DATABASE_URL": db_url,
+            "SWARM_REDIS_URL": redis.orchestrator,
+            "SWARM_WORKSPACE": str(workspace),
+            "PYTHONUNBUFFERED": "1",
+        }
+        api_url = f"http://{_client_host(options.host)}:{options.port}"
+        orchestrator = stack.add(
+            "orchestrator",
+            ["server", "--host", options.host, "--port", str(options.port)],
+            environment_for(None, env),
+        )
+        adapter_env = {**env, "SWARM_REDIS_URL": redis.adapter}
+        adapters, skipped = plan_adapters(options.adapters, dict(os.environ))
+        for kind, reason in skipped.items():
+            console.print(f"Skipped      {kind} adapter: {escape(reason)}")
+        for kind, count in adapters.items():
+            for i in range(count):
+                stack.add(
+                    f"adapter-{kind}-{i + 1}",
+                    ["adapter", "--agent", kind],
+                    environment_for(kind, adapter_env),
+                )
+        _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
+        if stack.stop_requested.is_set():
+            return 0
+        _banner(api_url, stack, adapters)
+        if options.demo and not stack.stop_requested.is_set():
+            from swarm_cli.local.demo import run_demo
+
+            run_demo(
+                api_url=api_url,
+                token=admin_token,
+                data_dir=stack.root,
+                workspace=workspace,
+                console=console,
+                stop=stack.stop_requested,
+            )
+            console.print(f"\nSwarm keeps serving at [bold]{api_url}[/]; Ctrl-C stops it.")
+        stack.supervise()
+        return 0
+    finally:
+        console.print("Stopping     adapters, orchestrator, servers ...")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stack.stop()
+        console.print("Stopped.")
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def local_admin_token(db_url: str, path: Path) -> str:
+    """The admin token of the local user, kept in `path` (mode 0600): the one already there
+    while it is valid, else a new one (`local-admin`). Every `swarm` command run here reads
+    it (see `swarm_cli.client`)."""
+    import asyncio
+
+    from swarm_orchestrator.access import tokens
+    from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+
+    try:
+        kept = path.read_text().strip()
+    except OSError:
+        kept = ""
+
+    async def ensure() -> str | None:
+        engine = make_engine(normalize_database_url(db_url), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as db:
+                return await tokens.ensure_local_admin(db, kept, created_by="swarm up")
+        finally:
+            await engine.dispose()
+
+    made = asyncio.run(ensure())
+    if made is not None:
+        tokens.write_secret_file(path, made)
+        console.print(f"Admin token  new, kept in {path} (mode 0600)")
+        return made
+    console.print(f"Admin token  kept in {path}")
+    return kept
+
+
+def _banner(api_url: str, stack: _Stack, adapters: dict[str, int]) -> None:
+    listed = ", ".join(f"{kind}×{n}" for kind, n in adapters.items() if n) or "none"
+    console.print(f"Adapters     {listed}")
+    console.print(f"Logs         {stack.logs}")
+    console.print(f"\n[bold green]Swarm is up:[/] [bold]{api_url}[/]  (API docs: {api_url}/docs)")
+    token_file = stack.root / ADMIN_TOKEN_FILE
+    console.print(f"  dashboard:       {api_url}/  (sign in with the token in {token_file})")
+    console.print("  submit a graph:  swarm submit FILE.yaml --wait")
+    console.print("  see progress:    swarm status   ·   swarm watch SESSION")
+    console.print(
+        f'  other tools:     export SWARM_API_TOKEN="$(cat {token_file})"  '
+        "(swarm commands run here read it themselves)"
+    )
+    console.print("  Ctrl-C stops everything.\n")

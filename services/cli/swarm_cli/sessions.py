@@ -1,0 +1,205 @@
+"""Client commands about sessions: `submit`, `status`, `tasks`, `watch`, `pause`, `resume`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from swarm_cli import refs, render
+from swarm_cli.client import ApiClient, CliError
+from swarm_cli.options import (
+    ApiUrl,
+    AsJson,
+    Token,
+    connect,
+    console,
+    err,
+    print_json,
+)
+
+__all__ = ["pause", "resume", "status", "submit", "tasks", "watch"]
+
+WIDE_TABLE = 110
+"""Below this many columns, the session table shows short ids."""
+
+SessionArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SESSION", help="A session id, or its first characters.", show_default=False
+    ),
+]
+
+
+def submit(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A task graph file (YAML or JSON).")],
+    api_url: ApiUrl = None,
+    token: Token = None,
+    wait: Annotated[bool, typer.Option(help="Follow the session until it is done.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Create a session from a task graph file and print its id."""
+    from swarm_cli.taskfile import load_taskfile
+
+    body = load_taskfile(file)
+    with connect(api_url, token) as client:
+        session = client.post("/v1/sessions", body)
+        if wait:
+            from swarm_cli.watch import follow
+
+            session = follow(client, session["id"], err)
+    if as_json:
+        print_json(session)
+    else:
+        sys.stdout.write(session["id"] + "\n")
+
+
+def status(
+    session: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SESSION", help="A session id (or its first characters); all when left out."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest sessions shown.")] = 20,
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Sessions at a glance (status, tasks done of all, running, failed, age), or one
+    session in detail with its progress."""
+    with connect(api_url, token) as client:
+        if session is None:
+            _list_sessions(client, limit=limit, as_json=as_json)
+        else:
+            _show_session(client, refs.session_id(client, session), as_json=as_json)
+
+
+def _list_sessions(client: ApiClient, *, limit: int, as_json: bool) -> None:
+    sessions = client.get("/v1/sessions", limit=limit)
+    if as_json:
+        print_json(sessions)
+    elif not sessions:
+        err.print("No sessions yet. Create one with `swarm submit FILE`.")
+    else:
+        narrow = console.width < WIDE_TABLE
+        console.print(render.session_table(sessions, short_ids=narrow))
+        if len(sessions) == limit:
+            err.print(f"[dim]The newest {limit} shown; --limit N shows more.[/]")
+
+
+def _show_session(client: ApiClient, sid: str, *, as_json: bool) -> None:
+    """The session's fields and progress, and the tasks that need a look."""
+    from swarm_cli.watch import derived_progress, session_progress
+
+    body: dict[str, Any] = client.get(f"/v1/sessions/{sid}")
+    progress = session_progress(client, body)
+    if as_json:
+        print_json({**body, "progress": progress} if progress is not None else body)
+        return
+    console.print(render.session_panel(body, progress or derived_progress(body)))
+    counts = body.get("counts") or {}
+    if not any(counts.get(s) for s in _TROUBLED):
+        return
+    troubled = [t for t in client.get(f"/v1/sessions/{sid}/tasks") if t["status"] in _TROUBLED]
+    for t in troubled[:TROUBLED_SHOWN]:
+        reason = f": {escape(t['reason'])}" if t.get("reason") else ""
+        console.print(f"  {render.state(t['status'])} {escape(t['key'])}{reason}")
+    if len(troubled) > TROUBLED_SHOWN:
+        console.print(f"  … and {len(troubled) - TROUBLED_SHOWN} more")
+    console.print(f"[dim]Details: swarm task {sid[:8]}/KEY; all tasks: swarm tasks {sid[:8]}[/]")
+
+
+_TROUBLED = ("failed", "awaiting_approval")
+TROUBLED_SHOWN = 20
+
+
+def tasks(
+    session: SessionArg,
+    state: Annotated[str | None, typer.Option("--status", help="Only tasks in this state.")] = None,
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """The tasks of a session: state, agent, attempt, dependencies, time, commit, reason."""
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, session)
+        data = client.get(f"/v1/sessions/{sid}/tasks", status=state)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(render.task_table(data))
+
+
+def watch(
+    session: SessionArg,
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print every event of the session as one JSON line (NDJSON)."),
+    ] = False,
+) -> None:
+    """Follow a session live until it is over: a progress bar with elapsed time and ETA,
+    counts by state, the running tasks with their worker and latest activity, and the
+    recent events. Without a terminal, one line per event and a summary at the end.
+    Ctrl-C stops watching (the session goes on)."""
+    from swarm_cli.watch import watch as follow_session
+
+    if as_json:
+        mode = "json"
+    elif console.is_terminal and not console.is_dumb_terminal:
+        mode = "live"
+    else:
+        mode = "lines"
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, session)
+        try:
+            follow_session(client, sid, console, mode=mode)  # type: ignore[arg-type]
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+def _control(session: str, action: str, api_url: str | None, token: str | None) -> dict[str, Any]:
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, session)
+        try:
+            body: dict[str, Any] = client.post(f"/v1/sessions/{sid}/{action}")
+        except CliError as exc:
+            if exc.status in (404, 405) and exc.code in ("not_found", "method_not_allowed"):
+                raise CliError(
+                    f"this server cannot {action} sessions (an older version)", code=exc.code
+                ) from None
+            raise
+    return body
+
+
+def pause(
+    session: SessionArg, api_url: ApiUrl = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Pause a session: no new task of it starts; running ones finish."""
+    body = _control(session, "pause", api_url, token)
+    _print_session_state(body, as_json)
+
+
+def resume(
+    session: SessionArg, api_url: ApiUrl = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Resume a paused (or suspended) session. (The whole system after `swarm drain` or
+    `swarm stop`: `swarm system resume`.)"""
+    body = _control(session, "resume", api_url, token)
+    _print_session_state(body, as_json)
+
+
+def _print_session_state(body: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(body)
+        return
+    label = render.session_label(body)
+    console.print(
+        f"Session {escape(str(body.get('title', '')))} ({body['id']}): {render.state(label)}",
+        highlight=False,
+    )

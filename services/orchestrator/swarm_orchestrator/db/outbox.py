@@ -1,0 +1,38 @@
+"""The transactional outbox: messages decided in a database transaction, published later.
+
+State changes that must reach Redis (a queued task, a cancel request) add an `Outbox` row in
+the same transaction as the change; `swarm_orchestrator.runtime.relay` publishes the rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from swarm_common.messages import CancelRequest, Message
+from swarm_common.streams import ENVELOPE_FIELD, Keys, encode
+from swarm_orchestrator.db.models import Outbox
+
+__all__ = ["add_cancel", "add_message"]
+
+
+def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
+    """Publish `message` to `stream` once the current transaction commits."""
+    env = encode(message)[ENVELOPE_FIELD].decode()
+    db.add(Outbox(kind="xadd", target=stream, payload={ENVELOPE_FIELD: env}, publish_count=0))
+
+
+def add_cancel(
+    db: AsyncSession, *, keys: Keys, task_id: uuid.UUID, attempt: int, reason: str
+) -> None:
+    """Ask whoever runs this attempt to stop, once the current transaction commits."""
+    request = CancelRequest(task_id=task_id, attempt=attempt, reason=reason)
+    db.add(
+        Outbox(
+            kind="cancel",
+            target=keys.cancel(task_id, attempt),
+            payload={"channel": keys.cancel_channel, "request": request.model_dump(mode="json")},
+            publish_count=0,
+        )
+    )

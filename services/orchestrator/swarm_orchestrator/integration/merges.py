@@ -1,0 +1,385 @@
+"""The merge queue: succeeded tasks join the integration branch one at a time, in the order
+they finished, before their dependents are queued.
+
+A merge is a `--no-ff` merge commit made without a worktree (`git.merge_into`), done while
+the session's row lock is held, so merges, rollbacks and queueing of one session never
+interleave, whichever orchestrator replica runs them. Git is the truth for the branch: a
+crash after the branch moved but before the transaction committed is found again on the
+next try (the task's commit is already in the branch) and recorded then.
+
+A conflict leaves the branch untouched and, per the session's `conflicts` policy, either
+puts the session in `awaiting_review` or adds a resolution task: an agent gets a worktree of
+the task's work with the integration head merged in, conflict markers and all, and its
+result is merged in the task's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common import git
+from swarm_common.messages import utcnow
+from swarm_common.session_settings import SessionSettings
+from swarm_common.specs import TaskSpec, check_task_key
+from swarm_common.states import SessionStatus, TaskStatus
+from swarm_common.streams import Keys
+from swarm_orchestrator.db import timeline
+from swarm_orchestrator.db.models import Session, Task, TaskDependency
+from swarm_orchestrator.graph import scheduler
+
+__all__ = [
+    "merge_next",
+    "merge_pending",
+    "resume_if_clear",
+    "session_settings",
+]
+
+log = logging.getLogger(__name__)
+
+RESOLVE_PROMPT = """\
+The work of task `{key}` ({title}) conflicts with the session's integration branch, which \
+other tasks have changed since this work began. Git has merged the integration branch into \
+this worktree and left conflict markers (<<<<<<<, =======, >>>>>>>) in these files:
+
+{files}
+
+Resolve every conflict so that the intent of both sides is kept, remove every conflict \
+marker, and make sure the project still works. The original task was:
+
+{prompt}"""
+
+
+def session_settings(session: Session) -> SessionSettings:
+    """The session's settings; sessions made before a setting existed get its default."""
+    try:
+        return SessionSettings.model_validate(session.settings or {})
+    except ValidationError:
+        log.warning("session settings unreadable; defaults used", extra={"id": str(session.id)})
+        return SessionSettings()
+
+
+async def merge_pending(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    workspace: Path,
+    keys: Keys,
+    limit: int = 200,
+) -> int:
+    """Merge what waits in every session's queue (at most `limit` tasks); return how many
+    tasks left the queue."""
+    async with sessionmaker() as db:
+        session_ids = (
+            await db.scalars(
+                select(Task.session_id).where(Task.merge_status == "pending").distinct()
+            )
+        ).all()
+    done = 0
+    for session_id in session_ids:
+        while done < limit and await merge_next(
+            sessionmaker, session_id, workspace=workspace, keys=keys
+        ):
+            done += 1
+    return done
+
+
+async def merge_next(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session_id: uuid.UUID,
+    *,
+    workspace: Path,
+    keys: Keys,
+) -> bool:
+    """Merge the first task of one session's queue; False when the queue is empty."""
+    async with sessionmaker() as db, db.begin():
+        session = await scheduler.lock_session(db, session_id)
+        if session is None:
+            return False
+        task = await db.scalar(
+            select(Task)
+            .where(
+                Task.session_id == session_id,
+                Task.merge_status == "pending",
+                Task.status == TaskStatus.SUCCEEDED,
+            )
+            .order_by(Task.merge_seq, Task.id)
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if task is None:
+            return False
+        commit = (task.result or {}).get("commit")
+        if not commit or commit == task.base_commit:
+            await _merged(db, session=session, task=task, keys=keys, status="empty", head=None)
+            return True
+        start = session.integration_head or session.base_commit
+        try:
+            result = await asyncio.to_thread(
+                _merge,
+                workspace / session.repo_path,
+                scheduler.integration_branch(session.id),
+                start,
+                commit,
+                _message(session, task),
+                git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
+            )
+        except git.GitError as exc:
+            if exc.transient:
+                raise
+            log.error("merge failed", extra={"task_key": task.key, "error": str(exc)})
+            await _conflict(
+                db, session=session, task=task, files=[], keys=keys, error=exc.stderr[:2000]
+            )
+            return True
+        if result.conflicts:
+            await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
+        else:
+            await _merged(db, session=session, task=task, keys=keys, status="merged", head=result)
+    return True
+
+
+def _merge(
+    mirror: Path, branch: str, start: str, commit: str, message: str, author: git.Author
+) -> git.MergeResult:
+    """Merge under the repository lock; the integration branch is made at `start` if a
+    session from before merges existed lacks it."""
+    if git.branch_head(mirror, branch) is None:
+        with git.repo_lock(mirror):
+            if git.branch_head(mirror, branch) is None:
+                git.update_ref(
+                    mirror, f"refs/heads/{branch}", start, old=git.ZERO, reason="swarm: integration"
+                )
+    return git.merge_into(mirror, branch, commit, message=message, author=author)
+
+
+def _message(session: Session, task: Task) -> str:
+    return "\n".join(
+        [
+            f"Merge task {task.key}: {task.title}"[:200],
+            "",
+            f"Swarm-Task: {task.key}",
+            f"Swarm-Session: {session.id}",
+            f"Swarm-Attempt: {task.attempt}",
+            f"Swarm-Agent: {task.agent}",
+        ]
+    )
+
+
+async def _merged(
+    db: AsyncSession,
+    *,
+    session: Session,
+    task: Task,
+    keys: Keys,
+    status: str,
+    head: git.MergeResult | None,
+) -> None:
+    now = utcnow()
+    task.merge_status = status
+    task.merge_commit = head.head if head is not None else None
+    task.conflict_files = None
+    task.updated_at = now
+    if head is not None:
+        session.integration_head = head.head
+        session.updated_at = now
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=task.id,
+        attempt=task.attempt,
+        type="task.merged",
+        data={
+            "merge_status": status,
+            "commit": (task.result or {}).get("commit"),
+            "merge_commit": task.merge_commit,
+            "integration_head": session.integration_head,
+        },
+    )
+    unblocked = [task.id]
+    resolved_id = task.resolves_task_id
+    while resolved_id is not None:  # the tasks whose work this one brought in
+        resolved = await db.get(Task, resolved_id, with_for_update=True, populate_existing=True)
+        if resolved is None or resolved.merge_status != "conflict":
+            break
+        resolved.merge_status = "resolved"
+        resolved.merge_commit = task.merge_commit
+        resolved.updated_at = now
+        timeline.record(
+            db,
+            session_id=session.id,
+            task_id=resolved.id,
+            type="task.merged",
+            data={"merge_status": "resolved", "by": task.key, "merge_commit": task.merge_commit},
+        )
+        unblocked.append(resolved.id)
+        resolved_id = resolved.resolves_task_id
+    await db.flush()
+    children = (
+        await db.scalars(
+            select(TaskDependency.task_id).where(TaskDependency.depends_on_id.in_(unblocked))
+        )
+    ).all()
+    await resume_if_clear(db, session=session, keys=keys, actor="system")
+    await scheduler.queue_ready(db, session=session, keys=keys, only=children)
+    await scheduler.update_progress(db, session=session)
+    log.info(
+        "task merged",
+        extra={"task_key": task.key, "merge_status": status, "head": session.integration_head},
+    )
+
+
+async def _conflict(
+    db: AsyncSession,
+    *,
+    session: Session,
+    task: Task,
+    files: list[str],
+    keys: Keys,
+    error: str = "",
+) -> None:
+    now = utcnow()
+    task.merge_status = "conflict"
+    task.conflict_files = files
+    task.updated_at = now
+    task.reason = (
+        f"merge conflict with the integration branch in {len(files)} file(s)"
+        if files
+        else f"merge failed: {error[:500]}"
+    )
+    data: dict[str, Any] = {
+        "files": files[:500],
+        "commit": (task.result or {}).get("commit"),
+        "integration_head": session.integration_head,
+    }
+    if error:
+        data["error"] = error
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=task.id,
+        attempt=task.attempt,
+        type="task.conflict",
+        data=data,
+    )
+    log.warning("merge conflict", extra={"task_key": task.key, "files": files[:20]})
+    policy = session_settings(session).conflicts
+    rounds = await _resolution_depth(db, task)
+    if policy.policy == "resolve" and files and rounds < policy.max_rounds:
+        await _add_resolution_task(db, session=session, task=task, files=files, keys=keys)
+    elif session.status == SessionStatus.ACTIVE:
+        session.status = SessionStatus.AWAITING_REVIEW
+        session.updated_at = now
+        timeline.record(
+            db,
+            session_id=session.id,
+            type="session.awaiting_review",
+            data={"task": task.key, "files": files[:500]},
+        )
+    await db.flush()
+    await scheduler.update_progress(db, session=session)
+
+
+async def _resolution_depth(db: AsyncSession, task: Task) -> int:
+    depth, current = 0, task.resolves_task_id
+    while current is not None and depth < 100:
+        depth += 1
+        current = await db.scalar(select(Task.resolves_task_id).where(Task.id == current))
+    return depth
+
+
+async def _add_resolution_task(
+    db: AsyncSession, *, session: Session, task: Task, files: list[str], keys: Keys
+) -> None:
+    policy = session_settings(session).conflicts
+    key = await _free_key(db, session.id, f"{task.key[:44]}-resolve")
+    prompt = policy.prompt or RESOLVE_PROMPT.format(
+        key=task.key,
+        title=task.title,
+        files="\n".join(f"- {name}" for name in files[:200]),
+        prompt=task.prompt,
+    )
+    original = task.spec
+    spec = TaskSpec(
+        key=key,
+        title=f"Resolve the merge conflict of {task.key}",
+        prompt=prompt,
+        agent=policy.agent or task.agent,
+        role=task.role,
+        timeout_s=task.timeout_s,
+        max_attempts=task.max_attempts,
+        gates=original.get("gates"),
+        files=files[:200],
+        model=original.get("model") if not policy.agent else None,
+        max_turns=original.get("max_turns"),
+    )
+    now = utcnow()
+    resolver = Task(
+        id=uuid.uuid4(),
+        session_id=session.id,
+        key=key,
+        title=spec.title,
+        prompt=spec.prompt,
+        agent=spec.agent,
+        role=spec.role,
+        spec=spec.model_dump(mode="json"),
+        priority=task.priority + 1,
+        timeout_s=spec.timeout_s,
+        max_attempts=spec.max_attempts,
+        status=TaskStatus.PENDING,
+        attempt=0,
+        resolves_task_id=task.id,
+        conflict_files=files,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(resolver)
+    await db.flush()
+    timeline.record(
+        db,
+        session_id=session.id,
+        task_id=resolver.id,
+        type="task.created",
+        data={"key": key, "resolves": task.key, "files": files[:500]},
+    )
+    await scheduler.queue_ready(db, session=session, keys=keys, only=[resolver.id])
+    log.info("resolution task added", extra={"task_key": key, "resolves": task.key})
+
+
+async def _free_key(db: AsyncSession, session_id: uuid.UUID, stem: str) -> str:
+    for n in range(1, 1000):
+        key = check_task_key(f"{stem}{n}")
+        taken = await db.scalar(
+            select(exists().where(Task.session_id == session_id, Task.key == key))
+        )
+        if not taken:
+            return key
+    raise RuntimeError(f"no free key for {stem}")
+
+
+async def resume_if_clear(db: AsyncSession, *, session: Session, keys: Keys, actor: str) -> bool:
+    """Return a session from `awaiting_review` to `active` once no conflict is left, and
+    queue what became ready. The caller holds the session lock."""
+    if session.status != SessionStatus.AWAITING_REVIEW:
+        return False
+    left = await db.scalar(
+        select(func.count()).where(
+            Task.session_id == session.id,
+            Task.status == TaskStatus.SUCCEEDED,
+            Task.merge_status == "conflict",
+        )
+    )
+    if left:
+        return False
+    session.status = SessionStatus.ACTIVE
+    session.updated_at = utcnow()
+    timeline.record(db, session_id=session.id, type="session.resumed", actor=actor)
+    await scheduler.queue_ready(db, session=session, keys=keys)
+    return True

@@ -1,0 +1,196 @@
+"""The orchestrator's background loops (relay, event consumer, reaper, merge queue,
+checkpoints, scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to
+call twice: it signals, waits a grace period, then cancels.
+
+Each loop also has a one-shot method (`sweep_once`, `reap_once`, `merge_once`,
+`checkpoints_once`, `prune_once`) that tests and tools call to run a step in the
+foreground.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.streams import Keys
+from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.graph.reports import RetryPolicy
+from swarm_orchestrator.integration import checkpoints, merges, prune
+from swarm_orchestrator.runtime.consumer import EventConsumer
+from swarm_orchestrator.runtime.failures import is_transient
+from swarm_orchestrator.runtime.reaper import Reaper
+from swarm_orchestrator.runtime.relay import Relay
+from swarm_orchestrator.settings import OrchestratorSettings
+
+__all__ = ["Background"]
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    def __init__(
+        self,
+        *,
+        settings: OrchestratorSettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: Keys,
+    ) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._keys = keys
+        self._stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        """Set when outbox rows were committed: the relay publishes them."""
+        self.merge_wake = asyncio.Event()
+        """Set when tasks may have joined the merge queue."""
+        self.checkpoint_wake = asyncio.Event()
+        policy = RetryPolicy(max_lost=settings.max_lost_attempts)
+        self.relay = Relay(
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keys=keys,
+            batch=settings.relay_batch,
+            maxlen=settings.stream_maxlen,
+        )
+        self.consumer = EventConsumer(
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keys=keys,
+            consumer=settings.consumer_name,
+            batch=settings.consumer_batch,
+            claim_idle_ms=settings.consumer_claim_idle_ms,
+            max_deliveries=settings.event_max_deliveries,
+            policy=policy,
+            on_commit=self._events_applied,
+        )
+        self.reaper = Reaper(
+            sessionmaker=sessionmaker,
+            redis=redis,
+            keys=keys,
+            policy=policy,
+            on_transport_lost=self.relay.forget_groups,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        s = self._settings
+        self._tasks = [
+            asyncio.create_task(
+                self.relay.run(
+                    stop=self._stop,
+                    wake=self.wake,
+                    poll_s=s.relay_poll_interval_s,
+                    retention_s=s.outbox_retention_s,
+                ),
+                name="swarm-relay",
+            ),
+            asyncio.create_task(
+                self.consumer.run(stop=self._stop, block_ms=s.consumer_block_ms),
+                name="swarm-consumer",
+            ),
+            asyncio.create_task(
+                self._loop("sweep", self.sweep_once, asyncio.Event(), s.sweep_interval_s),
+                name="swarm-sweep",
+            ),
+            asyncio.create_task(
+                self._loop("reaper", self.reap_once, asyncio.Event(), s.reaper_interval_s),
+                name="swarm-reaper",
+            ),
+            asyncio.create_task(
+                self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
+                name="swarm-merge",
+            ),
+            asyncio.create_task(
+                self._loop(
+                    "checkpoint", self.checkpoints_once, self.checkpoint_wake, s.sweep_interval_s
+                ),
+                name="swarm-checkpoints",
+            ),
+            asyncio.create_task(
+                self._loop("prune", self.prune_once, asyncio.Event(), s.prune_interval_s),
+                name="swarm-prune",
+            ),
+        ]
+
+    async def sweep_once(self) -> int:
+        queued = await scheduler.sweep(self._sessionmaker, keys=self._keys)
+        if queued:
+            self.wake.set()
+        return queued
+
+    async def reap_once(self) -> int:
+        lost = await self.reaper.reap_once()
+        if lost:
+            self.wake.set()
+        return lost
+
+    def _events_applied(self) -> None:
+        self.wake.set()
+        self.merge_wake.set()
+
+    async def merge_once(self) -> int:
+        merged = await merges.merge_pending(
+            self._sessionmaker, workspace=self._settings.workspace, keys=self._keys
+        )
+        if merged:
+            self.wake.set()
+        return merged
+
+    async def checkpoints_once(self) -> int:
+        return await checkpoints.run_due(self._sessionmaker, workspace=self._settings.workspace)
+
+    async def prune_once(self) -> int:
+        return await prune.prune_workspace(self._sessionmaker, workspace=self._settings.workspace)
+
+    async def _loop(
+        self, name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Event, interval: float
+    ) -> None:
+        """Run `step` whenever `wake` is set or `interval` passed; again at once while it
+        finds work; back off (logging) on errors."""
+        delay = 0.5
+        while not self._stop.is_set():
+            wake.clear()
+            try:
+                busy = await step()
+                delay = 0.5
+            except Exception as exc:
+                busy = 0
+                if is_transient(exc):
+                    log.warning(f"{name} loop waiting", extra={"error": repr(exc)})
+                else:
+                    log.exception(f"{name} loop failed")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            if busy:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._stop, wake), timeout=interval)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        self._stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,149 @@
+"""The outbox relay: publishes the rows of the transactional outbox
+(`swarm_orchestrator.db.outbox`) to Redis, in order, and marks them sent.
+
+A crash between publishing and marking re-publishes the row: readers must (and do) treat a
+message delivered twice like one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_common.messages import utcnow
+from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, ensure_group
+from swarm_orchestrator.db.advisory import try_xact_lock
+from swarm_orchestrator.db.models import Outbox
+from swarm_orchestrator.runtime.failures import is_transient
+
+__all__ = ["Relay"]
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Publishes outbox rows to Redis. Safe to run in several processes at once: one batch
+    at a time holds the relay's advisory lock (so rows go out in order), and its rows are
+    locked besides."""
+
+    CANCEL_TTL_S = 7 * 24 * 3600
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: Keys,
+        batch: int = 200,
+        maxlen: int = 1_000_000,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._keys = keys
+        self._batch = batch
+        self._maxlen = maxlen
+        self._groups: set[str] = set()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unsent rows; return how many were published."""
+        async with self._sessionmaker() as db, db.begin():
+            if not await try_xact_lock(db, f"relay:{self._keys.prefix}"):
+                return 0  # another replica publishes
+            rows = (
+                await db.scalars(
+                    select(Outbox)
+                    .where(Outbox.sent_at.is_(None))
+                    .order_by(Outbox.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            for stream in {r.target for r in rows if r.kind == "xadd"} - self._groups:
+                await ensure_group(self._redis, stream, ADAPTERS_GROUP)
+                self._groups.add(stream)
+            pipe = self._redis.pipeline(transaction=False)
+            for row in rows:
+                self._stage(pipe, row)
+            await pipe.execute()
+            await db.execute(
+                update(Outbox)
+                .where(Outbox.id.in_([r.id for r in rows]))
+                .values(sent_at=utcnow(), publish_count=Outbox.publish_count + 1)
+            )
+            return len(rows)
+
+    def _stage(self, pipe: Pipeline, row: Outbox) -> None:
+        if row.kind == "xadd":
+            fields = {ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD].encode()}
+            pipe.xadd(row.target, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        else:
+            request = row.payload["request"]
+            pipe.set(row.target, request.get("reason", "cancelled"), ex=self.CANCEL_TTL_S)
+            pipe.publish(row.payload["channel"], f"{request['task_id']}:{request['attempt']}")
+
+    async def purge_sent(self, older_than_s: float) -> int:
+        async with self._sessionmaker() as db, db.begin():
+            result = await db.execute(
+                delete(Outbox).where(Outbox.sent_at < utcnow() - timedelta(seconds=older_than_s))
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def forget_groups(self) -> None:
+        """Re-check consumer groups before the next publish (after Redis lost its data)."""
+        self._groups.clear()
+
+    async def run(
+        self, *, stop: asyncio.Event, wake: asyncio.Event, poll_s: float, retention_s: float
+    ) -> None:
+        """Publish until `stop` is set; `wake` shortens the wait after a commit."""
+        backoff = poll_s
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                wake.clear()
+                published = await self.publish_batch()
+                if loop.time() - last_purge > 60:
+                    last_purge = loop.time()
+                    await self.purge_sent(retention_s)
+                backoff = poll_s
+                if published:
+                    continue
+            except (RedisError, OSError) as exc:
+                self.forget_groups()
+                backoff = min(backoff * 2, 10.0)
+                log.warning(
+                    "outbox relay cannot publish; retrying",
+                    extra={"error": repr(exc), "retry_in_s": backoff},
+                )
+            except Exception as exc:
+                backoff = min(backoff * 2, 10.0)
+                if is_transient(exc):
+                    log.warning(
+                        "outbox relay waiting for the database",
+                        extra={"error": repr(exc), "retry_in_s": backoff},
+                    )
+                else:
+                    log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
+            await _wait_any(stop, wake, backoff)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
