@@ -307,19 +307,18 @@ def commit_all(
     return True
 
 
+def _diff(
+    *options: str, base: str, head: str, cwd: Path | None = None, git_dir: Path | None = None
+) -> str:
+    """`git diff <options>` from `base` to `head`, neither ever read as an option or a path."""
+    return git(
+        "diff", *options, "--end-of-options", base, head, "--", cwd=cwd, git_dir=git_dir
+    ).stdout
+
+
 def changed_files(worktree: Path, base: str, head: str = "HEAD") -> list[str]:
     """Paths that differ between `base` and `head`, as git names them."""
-    out = git(
-        "diff",
-        "--name-only",
-        "--no-renames",
-        "-z",
-        "--end-of-options",
-        base,
-        head,
-        "--",
-        cwd=worktree,
-    ).stdout
+    out = _diff("--name-only", "--no-renames", "-z", base=base, head=head, cwd=worktree)
     return [name for name in out.split("\0") if name]
 
 
@@ -344,18 +343,19 @@ def update_ref(git_dir: Path, ref: str, new: str, *, old: str | None, reason: st
         raise GitError(args, proc.returncode, proc.stderr)
 
 
-def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
-    proc = git(
-        "merge-base",
-        "--is-ancestor",
-        "--end-of-options",
-        ancestor,
-        descendant,
-        git_dir=git_dir,
-        check=False,
-    )
+def _git_answer(
+    command: str, *options: str, revs: tuple[str, str], git_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    """`git <command> <options> --end-of-options <revs>`, where exit code 1 is an answer
+    (not an ancestor, a conflict), not a failure; any other failure raises."""
+    proc = git(command, *options, "--end-of-options", *revs, git_dir=git_dir, check=False)
     if proc.returncode not in (0, 1):
-        raise GitError(["merge-base", ancestor, descendant], proc.returncode, proc.stderr)
+        raise GitError([command, *revs], proc.returncode, proc.stderr)
+    return proc
+
+
+def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+    proc = _git_answer("merge-base", "--is-ancestor", revs=(ancestor, descendant), git_dir=git_dir)
     return proc.returncode == 0
 
 
@@ -382,20 +382,15 @@ def merge_into(
         head = resolve_commit(git_dir, ref)
         if is_ancestor(git_dir, commit, head):
             return MergeResult(head=head, merged=False, already=True)
-        proc = git(
+        proc = _git_answer(
             "merge-tree",
             "--write-tree",
             "--name-only",
             "--no-messages",
             "-z",
-            "--end-of-options",
-            head,
-            commit,
+            revs=(head, commit),
             git_dir=git_dir,
-            check=False,
         )
-        if proc.returncode not in (0, 1):
-            raise GitError(["merge-tree", head, commit], proc.returncode, proc.stderr)
         tree, *paths = [part for part in proc.stdout.split("\0") if part]
         if proc.returncode == 1:
             return MergeResult(head=head, merged=False, conflicts=tuple(dict.fromkeys(paths)))
@@ -417,17 +412,7 @@ def merge_into(
 
 def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, int | None]]:
     """(path, lines added, lines deleted) per changed file; None counts for binary files."""
-    out = git(
-        "diff",
-        "--numstat",
-        "-z",
-        "--no-renames",
-        "--end-of-options",
-        base,
-        head,
-        "--",
-        git_dir=git_dir,
-    ).stdout
+    out = _diff("--numstat", "-z", "--no-renames", base=base, head=head, git_dir=git_dir)
     rows: list[tuple[str, int | None, int | None]] = []
     for record in out.split("\0"):
         if not record:
@@ -442,16 +427,7 @@ def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, 
 def diff(git_dir: Path, base: str, head: str, *, max_bytes: int) -> tuple[str, bool]:
     """The patch from `base` to `head` (binary files named, not shown), cut at `max_bytes`;
     returns it and whether it was cut."""
-    out = git(
-        "diff",
-        "--no-color",
-        "--no-ext-diff",
-        "--end-of-options",
-        base,
-        head,
-        "--",
-        git_dir=git_dir,
-    ).stdout
+    out = _diff("--no-color", "--no-ext-diff", base=base, head=head, git_dir=git_dir)
     data = out.encode()
     if len(data) <= max_bytes:
         return out, False

@@ -7,6 +7,7 @@ Each service extends `CommonSettings` with its own class; build them with the se
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -85,6 +86,16 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+def _normalized_url(value: object, normalize: Callable[[str], str]) -> object:
+    """A URL setting, given as text or `SecretStr`, through `normalize`; empty means unset.
+    Anything else is left for pydantic to refuse."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return normalize(value) if value else None
+    return value
+
+
 class CommonSettings(BaseSettings):
     """What every Swarm process needs to find its peers."""
 
@@ -103,20 +114,12 @@ class CommonSettings(BaseSettings):
     @field_validator("database_url", mode="before")
     @classmethod
     def _normalize_db(cls, value: object) -> object:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            return normalize_database_url(value) if value else None
-        return value
+        return _normalized_url(value, normalize_database_url)
 
     @field_validator("redis_url", mode="before")
     @classmethod
     def _normalize_redis(cls, value: object) -> object:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, str):
-            return normalize_redis_url(value) if value else None
-        return value
+        return _normalized_url(value, normalize_redis_url)
 
     @field_validator("redis_prefix")
     @classmethod

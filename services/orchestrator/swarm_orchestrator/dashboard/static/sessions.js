@@ -3,7 +3,7 @@
 
 import { api, post } from './api.js';
 import { h, fill, badge, cls, label, fmtDuration, fmtTokens, fmtCost, TASK_STATES } from './dom.js';
-import { runAction, toastError } from './ui.js';
+import { actionButton, toastError } from './ui.js';
 
 const LIST_REFRESH_MS = 10000;
 const OPEN_STATES = new Set(['draft', 'active', 'awaiting_review', 'suspended']);
@@ -209,14 +209,11 @@ export class SessionHeader {
   }
 
   control(action, text, kind, spec) {
-    const b = h('button', { type: 'button', class: kind, 'data-action': action, 'data-testid': `session-${action}`, text });
-    b.addEventListener('click', async () => {
-      const result = await runAction(b, spec);
+    return actionButton({ action, text, kind, testid: `session-${action}` }, spec, (result) => {
       if (result && result.id && result.status && result.title !== undefined) {
         this.onSession(result);
       }
     });
-    return b;
   }
 }
 

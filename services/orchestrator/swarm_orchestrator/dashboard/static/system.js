@@ -3,7 +3,7 @@
 
 import { api, post } from './api.js';
 import { h, fill, badge, fmtDateTime } from './dom.js';
-import { runAction, toastError } from './ui.js';
+import { actionButton, toastError } from './ui.js';
 
 const REFRESH_MS = 10000;
 
@@ -100,11 +100,8 @@ export class SystemView {
   }
 
   control(action, text, kind, spec) {
-    const b = h('button', { type: 'button', class: kind, 'data-action': action, 'data-testid': `system-${action}`, text });
-    b.addEventListener('click', async () => {
-      const result = await runAction(b, spec);
+    return actionButton({ action, text, kind, testid: `system-${action}` }, spec, (result) => {
       if (result && result.mode) this.set(result);
     });
-    return b;
   }
 }

@@ -7,7 +7,7 @@ import {
   h, fill, badge, cls, label, fmtDateTime, fmtClock, fmtDuration, fmtTokens, fmtCost,
   parseTime, usageTokens, throttle, ENDED_STATES,
 } from './dom.js';
-import { runAction, toastError } from './ui.js';
+import { actionButton, toastError } from './ui.js';
 
 const TABS = ['overview', 'attempts', 'transcript', 'diff'];
 const HISTORY_PAGE = 1000;
@@ -260,16 +260,13 @@ export class TaskPanel {
   }
 
   control(action, text, kind, spec) {
-    const b = h('button', { type: 'button', class: kind, 'data-action': action, 'data-testid': `task-${action}`, text });
-    b.addEventListener('click', async () => {
-      const updated = await runAction(b, spec);
+    return actionButton({ action, text, kind, testid: `task-${action}` }, spec, (updated) => {
       if (updated && updated.id) {
         this.ctx.onChanged(updated);
         this.taskChanged(updated);
         this.loadDetail();
       }
     });
-    return b;
   }
 
   renderOverview() {

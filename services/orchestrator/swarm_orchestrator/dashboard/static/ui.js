@@ -76,3 +76,13 @@ export async function runAction(button, { confirm, run, done }) {
     if (button) button.disabled = false;
   }
 }
+
+/**
+ * The button of one API action (found by tests as [data-action]): a click runs `spec` with
+ * runAction and hands its result (undefined when it failed or was not confirmed) to `then`.
+ */
+export function actionButton({ action, text, kind, testid }, spec, then) {
+  const b = h('button', { type: 'button', class: kind, 'data-action': action, 'data-testid': testid, text });
+  b.addEventListener('click', async () => then(await runAction(b, spec)));
+  return b;
+}
