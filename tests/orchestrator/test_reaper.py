@@ -24,7 +24,8 @@ from swarm_common.system import SystemMode, SystemState, publish_mode, read_mode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.advisory import try_xact_lock
 from swarm_orchestrator.db.models import Attempt, Event, Outbox
-from swarm_orchestrator.graph.reports import Outcome, RetryPolicy
+from swarm_orchestrator.graph.reports import Outcome
+from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.runtime.reaper import Reaper, declare_lost
 from tests.orchestrator.helpers import (
     apply,

@@ -110,10 +110,3 @@ async def test_nothing_is_queued_in_a_cancelled_session(
     async with sessionmaker() as db:
         kinds = (await db.scalars(select(Outbox.kind).order_by(Outbox.id))).all()
     assert kinds == ["xadd", "cancel"]  # a's task message, then the request to stop it
-
-
-def test_retry_delay_grows_and_is_capped() -> None:
-    delays = [scheduler.retry_delay_s(n, base_s=2.0, cap_s=30.0) for n in range(1, 10)]
-    assert 1.0 <= delays[0] <= 2.0
-    assert 8.0 <= delays[3] <= 16.0
-    assert all(15.0 <= d <= 30.0 for d in delays[5:])

@@ -1,19 +1,31 @@
-"""The states of sessions, tasks and attempts, and which changes between them are allowed.
+"""The states of sessions, tasks, merges and attempts, and which changes between them are
+allowed.
 
-One table per kind, so every writer (API, event consumer, scheduler) checks the same rules.
+One table per kind. The orchestrator changes a status only through its owner
+(`swarm_orchestrator.graph.task_state` for tasks, merges and attempts,
+`swarm_orchestrator.graph.session_state` for sessions), which checks every change against
+these tables before it stores anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
+    "ATTEMPT_TRANSITIONS",
     "AttemptStatus",
+    "IllegalTransition",
+    "MERGE_TRANSITIONS",
+    "MERGED_STATES",
+    "MergeStatus",
+    "SESSION_TRANSITIONS",
     "SessionStatus",
-    "TaskStatus",
     "TASK_TRANSITIONS",
     "TERMINAL_TASK_STATES",
-    "can_transition",
+    "TaskStatus",
+    "check_transition",
 ]
 
 
@@ -37,6 +49,23 @@ class TaskStatus(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
 
 
+class MergeStatus(StrEnum):
+    """A succeeded task's way into the integration branch (None until it succeeds)."""
+
+    PENDING = "pending"
+    """In the merge queue."""
+    MERGED = "merged"
+    EMPTY = "empty"
+    """It changed nothing: nothing to merge."""
+    CONFLICT = "conflict"
+    RESOLVED = "resolved"
+    """Merged through a conflict-resolution task."""
+    ROLLED_BACK = "rolled_back"
+    """Its merge was undone by a rollback."""
+    ABANDONED = "abandoned"
+    """Cancelled while waiting to merge or after a conflict: its work stays on its branch."""
+
+
 class AttemptStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -52,48 +81,92 @@ TERMINAL_TASK_STATES = frozenset(
 )
 """States a task stays in unless a person retries it."""
 
-TERMINAL_ATTEMPT_STATES = frozenset(
+MERGED_STATES = frozenset(
+    {MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED, MergeStatus.ROLLED_BACK}
+)
+"""Merge states in which a succeeded task's dependents may run."""
+
+_RUN_ENDS = frozenset(
     {
-        AttemptStatus.SUCCEEDED,
-        AttemptStatus.FAILED,
-        AttemptStatus.CANCELLED,
-        AttemptStatus.LOST,
-        AttemptStatus.RATE_LIMITED,
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.PENDING,  # rescheduled: it runs again
+        TaskStatus.AWAITING_APPROVAL,
     }
 )
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.QUEUED, TaskStatus.BLOCKED, TaskStatus.CANCELLED}),
-    TaskStatus.QUEUED: frozenset(
-        {
-            TaskStatus.RUNNING,
-            TaskStatus.SUCCEEDED,
-            TaskStatus.FAILED,
-            TaskStatus.CANCELLED,
-            TaskStatus.PENDING,
-            TaskStatus.AWAITING_APPROVAL,
-        }
-    ),
-    TaskStatus.RUNNING: frozenset(
-        {
-            TaskStatus.SUCCEEDED,
-            TaskStatus.FAILED,
-            TaskStatus.CANCELLED,
-            TaskStatus.PENDING,
-            TaskStatus.AWAITING_APPROVAL,
-        }
-    ),
-    TaskStatus.AWAITING_APPROVAL: frozenset(
-        {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
-    ),
-    # Terminal states leave only through a retry (failed, cancelled) or when the parent
-    # that blocked them is retried (blocked).
-    TaskStatus.SUCCEEDED: frozenset(),
-    TaskStatus.FAILED: frozenset({TaskStatus.PENDING, TaskStatus.QUEUED}),
-    TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.QUEUED}),
+    # A result may arrive before the start was applied: queued ends like running.
+    TaskStatus.QUEUED: _RUN_ENDS | {TaskStatus.RUNNING},
+    TaskStatus.RUNNING: _RUN_ENDS,
+    TaskStatus.AWAITING_APPROVAL: frozenset({TaskStatus.SUCCEEDED, TaskStatus.CANCELLED}),
+    # Only work that is not merged leaves `succeeded`: a conflicted task retried, or one
+    # waiting to merge when its integration branch is rolled back (the owner checks which).
+    TaskStatus.SUCCEEDED: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
+    # The other terminal states leave only through a retry (failed, cancelled) or when the
+    # parent that blocked them is retried (blocked).
+    TaskStatus.FAILED: frozenset({TaskStatus.PENDING}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING}),
     TaskStatus.BLOCKED: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
 }
 
+MERGE_TRANSITIONS: dict[MergeStatus | None, frozenset[MergeStatus | None]] = {
+    None: frozenset({MergeStatus.PENDING}),
+    MergeStatus.PENDING: frozenset(
+        {
+            MergeStatus.MERGED,
+            MergeStatus.EMPTY,
+            MergeStatus.CONFLICT,
+            MergeStatus.ABANDONED,
+            None,  # the branch it was to merge into was rolled back: it runs again
+        }
+    ),
+    MergeStatus.CONFLICT: frozenset(
+        {MergeStatus.RESOLVED, MergeStatus.ABANDONED, None}  # None: retried
+    ),
+    MergeStatus.MERGED: frozenset({MergeStatus.ROLLED_BACK}),
+    MergeStatus.RESOLVED: frozenset({MergeStatus.ROLLED_BACK}),
+    MergeStatus.ROLLED_BACK: frozenset({MergeStatus.MERGED}),  # rolled forward again
+    MergeStatus.EMPTY: frozenset(),
+    MergeStatus.ABANDONED: frozenset({None}),  # its cancelled task is retried
+}
 
-def can_transition(current: TaskStatus | str, new: TaskStatus | str) -> bool:
-    return TaskStatus(new) in TASK_TRANSITIONS[TaskStatus(current)]
+_ATTEMPT_ENDS = frozenset(set(AttemptStatus) - {AttemptStatus.QUEUED, AttemptStatus.RUNNING})
+
+ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
+    AttemptStatus.QUEUED: _ATTEMPT_ENDS | {AttemptStatus.RUNNING},
+    AttemptStatus.RUNNING: _ATTEMPT_ENDS,
+    **{end: frozenset() for end in _ATTEMPT_ENDS},  # an attempt that ended stays ended
+}
+
+SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    SessionStatus.DRAFT: frozenset({SessionStatus.ACTIVE, SessionStatus.CANCELLED}),
+    SessionStatus.ACTIVE: frozenset(
+        {SessionStatus.AWAITING_REVIEW, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
+    ),
+    SessionStatus.AWAITING_REVIEW: frozenset(
+        {SessionStatus.ACTIVE, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
+    ),
+    SessionStatus.SUSPENDED: frozenset(
+        {SessionStatus.ACTIVE, SessionStatus.AWAITING_REVIEW, SessionStatus.CANCELLED}
+    ),
+    SessionStatus.FINALIZED: frozenset(),
+    SessionStatus.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A change the transition table does not allow: a bug in the caller, raised before
+    anything is stored."""
+
+
+def check_transition(
+    table: Mapping[Any, frozenset[Any]], current: str | None, new: str | None, *, what: str
+) -> None:
+    """Raise `IllegalTransition` unless `table` allows `current` → `new` (`None` stands for
+    "no merge status" in `MERGE_TRANSITIONS`)."""
+    allowed = table.get(current)
+    if allowed is None or new not in allowed:
+        raise IllegalTransition(f"{what}: {current} → {new} is not allowed")

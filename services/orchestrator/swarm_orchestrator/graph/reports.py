@@ -1,10 +1,12 @@
-"""What each adapter event does to the database.
+"""What each adapter report does to the database: workers coming and going, heartbeats,
+and the start, progress and end of attempts.
 
-`apply_event` runs inside the caller's transaction. Task events take the session lock, then
-the task's row lock, and are applied only when they belong to the task's current attempt
-(the fencing token) and have not been applied before (the envelope id is stored as the
-timeline entry's `source_id`). Anything else is answered with an outcome, not an error, so
-the consumer acknowledges it.
+`apply_event` runs inside the caller's transaction. Task reports lock session, task and
+attempt (`graph.locking`) and are applied only when they belong to the task's current
+attempt (the fencing token) and have not been applied before (the envelope id is stored as
+the timeline entry's `source_id`). Anything else is answered with an outcome, not an error,
+so the consumer acknowledges it. What a report changes goes through `task_state`; whether a
+task runs again is `retry.decide`'s answer.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,18 +39,17 @@ from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Envelope, Keys
 from swarm_common.text import clean, has_nul
 from swarm_orchestrator.db import timeline
-from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Session, Task, Worker
-from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
+from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph.locking import lock_attempt, lock_task
+from swarm_orchestrator.graph.retry import Cause, RetryPolicy
 
-__all__ = ["Outcome", "RetryPolicy", "UnknownTask", "apply_event"]
+__all__ = ["Outcome", "UnknownTask", "apply_event"]
 
 log = logging.getLogger(__name__)
 
 MAX_TAIL_CHARS = 16 * 1024
-ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
-FINAL_REASONS = frozenset({"dead_lettered", "workspace_escape", "invalid_task"})
-"""Failure reasons never retried: the message itself is the problem, or the agent wrote
-outside its worktree (it would again; a person looks first and retries by hand)."""
+ACTIVE = task_state.IN_FLIGHT
 
 
 class Outcome(StrEnum):
@@ -63,19 +63,6 @@ class UnknownTask(LookupError):
     """An event names a task (or a task/session pair) the database does not hold."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    backoff_base_s: float = 5.0
-    backoff_cap_s: float = 300.0
-    max_rate_limited: int = 10
-    """Rate-limited attempts of one task before it fails."""
-    rate_limit_cap_s: float = 3600.0
-    """Longest wait for a reported rate-limit reset."""
-    max_lost: int = 5
-    """Lost attempts of one task (its worker died or was cut off) before it fails; they do
-    not count against `max_attempts`."""
-
-
 @dataclass
 class _Ctx:
     db: AsyncSession
@@ -86,6 +73,10 @@ class _Ctx:
     keys: Keys
     policy: RetryPolicy
 
+    @property
+    def actor(self) -> str:
+        return f"worker:{_worker(self.envelope)}"
+
     def record(self, type: str, data: dict[str, Any]) -> None:
         timeline.record(
             self.db,
@@ -94,7 +85,7 @@ class _Ctx:
             attempt=self.task.attempt,
             type=type,
             source_id=self.envelope.id,
-            actor=f"worker:{_worker(self.envelope)}",
+            actor=self.actor,
             data=data,
         )
 
@@ -104,7 +95,7 @@ def _worker(envelope: Envelope) -> str:
 
 
 async def apply_event(
-    db: AsyncSession, envelope: Envelope, *, keys: Keys, policy: RetryPolicy = RetryPolicy()
+    db: AsyncSession, envelope: Envelope, *, keys: Keys, policy: RetryPolicy | None = None
 ) -> Outcome:
     dumped = envelope.message.model_dump()
     if has_nul(dumped):  # agents print anything; PostgreSQL stores no NUL
@@ -123,7 +114,7 @@ async def apply_event(
     if isinstance(message, TaskHeartbeat):
         return await _heartbeat(db, message)
     if isinstance(message, TaskEvent):
-        return await _task_event(db, envelope, message, keys=keys, policy=policy)
+        return await _task_event(db, envelope, message, keys=keys, policy=policy or RetryPolicy())
     log.warning("event type has no handler", extra={"type": envelope.type})
     return Outcome.IGNORED
 
@@ -164,17 +155,10 @@ async def _heartbeat(db: AsyncSession, message: TaskHeartbeat) -> Outcome:
 async def _task_event(
     db: AsyncSession, envelope: Envelope, message: TaskEvent, *, keys: Keys, policy: RetryPolicy
 ) -> Outcome:
-    session_id = await db.scalar(select(Task.session_id).where(Task.id == message.task_id))
-    if session_id is None or session_id != message.session_id:
+    locked = await lock_task(db, message.task_id)
+    if locked is None or locked.session.id != message.session_id:
         raise UnknownTask(f"no task {message.task_id} in session {message.session_id}")
-    session = await scheduler.lock_session(db, session_id)
-    task = await db.scalar(
-        select(Task)
-        .where(Task.id == message.task_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert session is not None and task is not None  # rows are never deleted under a lock
+    task = locked.task
     if await timeline.seen(db, envelope.id):
         return Outcome.DUPLICATE
     if message.attempt != task.attempt:
@@ -188,12 +172,7 @@ async def _task_event(
             },
         )
         return Outcome.STALE
-    attempt = await db.scalar(
-        select(Attempt)
-        .where(Attempt.task_id == task.id, Attempt.number == task.attempt)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    attempt = await lock_attempt(db, task)
     if attempt is None:
         raise UnknownTask(f"task {task.id} has no attempt {task.attempt}")
     handler = _HANDLERS.get(type(message))
@@ -202,7 +181,7 @@ async def _task_event(
     ctx = _Ctx(
         db=db,
         envelope=envelope,
-        session=session,
+        session=locked.session,
         task=task,
         attempt=attempt,
         keys=keys,
@@ -216,16 +195,14 @@ async def _on_started(ctx: _Ctx) -> Outcome:
     assert isinstance(message, TaskStarted)
     if ctx.task.status != TaskStatus.QUEUED:
         return Outcome.IGNORED
-    ctx.task.status = TaskStatus.RUNNING
-    ctx.task.started_at = message.at
-    ctx.task.updated_at = utcnow()
-    ctx.attempt.status = AttemptStatus.RUNNING
-    ctx.attempt.worker = message.worker
-    ctx.attempt.started_at = message.at
-    ctx.attempt.heartbeat_at = message.at
-    ctx.record(
-        "task.started",
-        {
+    task_state.start(
+        ctx.db,
+        ctx.task,
+        ctx.attempt,
+        worker=message.worker,
+        at=message.at,
+        source=ctx.envelope.id,
+        data={
             "worker": message.worker,
             "branch": message.branch,
             "base_commit": message.base_commit,
@@ -252,13 +229,12 @@ async def _on_progress(ctx: _Ctx) -> Outcome:
     return Outcome.APPLIED
 
 
-def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
+def _finish_attempt(ctx: _Ctx, status: AttemptStatus, reason: str | None = None) -> dict[str, Any]:
+    """End the attempt with what its adapter reported; return the timeline entry's data."""
     message = ctx.envelope.message
     assert isinstance(message, TaskSucceeded | TaskFailed | TaskCancelled)
     attempt = ctx.attempt
-    attempt.status = status
-    attempt.worker = attempt.worker or message.worker
-    attempt.finished_at = message.at
+    task_state.end_attempt(attempt, status, at=message.at, worker=message.worker, reason=reason)
     attempt.exit_code = message.exit_code
     attempt.commit = message.commit
     attempt.changed_files = list(message.changed_files)
@@ -290,7 +266,7 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus) -> dict[str, Any]:
 async def _on_succeeded(ctx: _Ctx) -> Outcome:
     """The attempt's work joins the merge queue (in the order tasks finish), or waits for a
     person's approval first when the task asks for one; its dependents are queued once it is
-    merged (see `merges`)."""
+    merged (see `integration.merges`)."""
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
@@ -298,76 +274,62 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
     task.reason = None
     task.feedback = None
     task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
-    task.updated_at = utcnow()
+    source = ctx.envelope.id
     if task.spec.get("requires_approval"):  # merged once a person approves (see `control`)
-        task.status = TaskStatus.AWAITING_APPROVAL
-        ctx.record("task.awaiting_approval", data)
+        task_state.await_approval(ctx.db, task, actor=ctx.actor, source=source, data=data)
     else:
-        task.status = TaskStatus.SUCCEEDED
-        task.merge_status = "pending"
-        task.merge_seq = await ctx.db.scalar(MERGE_SEQ.next_value())
-        task.finished_at = task.updated_at
-        ctx.record("task.succeeded", data)
+        await task_state.succeed(ctx.db, task, actor=ctx.actor, source=source, data=data)
     await ctx.db.flush()
-    await scheduler.update_progress(ctx.db, session=ctx.session)
+    await session_state.finish_or_reopen(ctx.db, ctx.session)
     return Outcome.APPLIED
 
 
 async def _on_failed(ctx: _Ctx) -> Outcome:
-    """A failed attempt is retried with backoff until the task's `max_attempts` failures (a
-    failed quality gate only when the task says `retry_on_gate_failure`; the gates' output
-    then goes into the next prompt; a dead-lettered message never). A rate-limited one is
-    not the task's fault: it is
-    retried when the provider's limit resets (or with backoff), up to
-    `policy.max_rate_limited` times, and does not count as a failure."""
+    """A failed or rate-limited attempt: the task runs again or fails, as `retry.decide`
+    says. A failed quality gate's output goes into the next attempt's prompt."""
     message = ctx.envelope.message
     assert isinstance(message, TaskFailed)
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
     limited = message.reason == "rate_limited"
-    data = _finish_attempt(ctx, AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED)
-    ctx.attempt.reason = message.reason
+    status = AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED
+    data = _finish_attempt(ctx, status, reason=message.reason)
     ctx.attempt.error = message.error[:MAX_TAIL_CHARS]
-    gate_failure = message.reason == "gate_failed"
-    if gate_failure:
-        ctx.task.feedback = _gate_feedback(message.gates) or None
-    await ctx.db.flush()
-    counts = await _attempt_counts(ctx)
     task = ctx.task
-    now = utcnow()
-    task.updated_at = now
-    task.reason = f"attempt {task.attempt} failed: {message.reason}"
-    if limited:
-        tries = counts.get(AttemptStatus.RATE_LIMITED, 0)
-        will_retry = tries <= ctx.policy.max_rate_limited
-        delay = _until_reset(message.retry_at, now, ctx.policy) or scheduler.retry_delay_s(
-            tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
-        )
-    else:
-        tries = counts.get(AttemptStatus.FAILED, 0)
-        will_retry = (
-            tries < task.max_attempts
-            and message.reason not in FINAL_REASONS
-            and (not gate_failure or bool(task.spec.get("retry_on_gate_failure")))
-        )
-        delay = scheduler.retry_delay_s(
-            tries, base_s=ctx.policy.backoff_base_s, cap_s=ctx.policy.backoff_cap_s
-        )
-    if will_retry:
-        task.status = TaskStatus.PENDING
-        task.retry_at = now + timedelta(seconds=delay)
-        data["retry_at"] = task.retry_at.isoformat()
-    else:
-        task.status = TaskStatus.FAILED
-        task.finished_at = now
-    ctx.record(
-        "task.failed",
-        {**data, "reason": message.reason, "error": message.error[:2000], "will_retry": will_retry},
-    )
+    if message.reason == "gate_failed":
+        task.feedback = _gate_feedback(message.gates) or None
     await ctx.db.flush()
-    if not will_retry:
-        await scheduler.refresh_blocked(ctx.db, session_id=ctx.session.id)
-    await scheduler.update_progress(ctx.db, session=ctx.session)
+    now = utcnow()
+    decision = retry.decide(
+        Cause.RATE_LIMITED if limited else Cause.FAILED,
+        reason=message.reason,
+        counts=await task_state.attempt_counts(ctx.db, task),
+        limits=task_state.limits(task),
+        policy=ctx.policy,
+        now=now,
+        reset_at=message.retry_at,
+    )
+    reason = f"attempt {task.attempt} failed: {message.reason}"
+    retry_at = decision.retry_at(now)
+    entry = task_state.Entry(
+        "task.failed",
+        actor=ctx.actor,
+        source=ctx.envelope.id,
+        data={
+            **data,
+            **({"retry_at": retry_at.isoformat()} if retry_at else {}),
+            "reason": message.reason,
+            "error": message.error[:2000],
+            "will_retry": decision.again,
+        },
+    )
+    if decision.again:
+        task_state.reschedule(ctx.db, task, reason=reason, retry_at=retry_at, entry=entry)
+    else:
+        task_state.fail(ctx.db, task, reason=reason, entry=entry)
+        await task_state.block_downstream(ctx.db, session_id=ctx.session.id)
+    await ctx.db.flush()
+    await session_state.finish_or_reopen(ctx.db, ctx.session)
     return Outcome.APPLIED
 
 
@@ -381,24 +343,6 @@ def _gate_feedback(gates: list[dict[str, Any]]) -> str:
     return feedback(results)
 
 
-async def _attempt_counts(ctx: _Ctx) -> dict[str, int]:
-    rows = await ctx.db.execute(
-        select(Attempt.status, func.count())
-        .where(Attempt.task_id == ctx.task.id)
-        .group_by(Attempt.status)
-    )
-    return {str(status): int(n) for status, n in rows.all()}
-
-
-def _until_reset(reset_at: datetime | None, now: datetime, policy: RetryPolicy) -> float | None:
-    """Seconds until a provider's reported reset (a little after it), within bounds."""
-    if reset_at is None:
-        return None
-    if reset_at.tzinfo is None:
-        reset_at = reset_at.replace(tzinfo=UTC)
-    return min(max((reset_at - now).total_seconds() + 1.0, 1.0), policy.rate_limit_cap_s)
-
-
 async def _on_cancelled(ctx: _Ctx) -> Outcome:
     """An adapter gave the attempt up on its own (shutdown, drain): run it again. A cancel a
     person asked for has already made the task `cancelled`, so it lands in `IGNORED`."""
@@ -406,13 +350,21 @@ async def _on_cancelled(ctx: _Ctx) -> Outcome:
     assert isinstance(message, TaskCancelled)
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
-    data = _finish_attempt(ctx, AttemptStatus.CANCELLED)
-    ctx.attempt.reason = message.reason
+    data = _finish_attempt(ctx, AttemptStatus.CANCELLED, reason=message.reason)
     task = ctx.task
-    task.status = TaskStatus.PENDING
-    task.reason = f"attempt {task.attempt} cancelled by its worker: {message.reason}"
-    task.updated_at = utcnow()
-    ctx.record("attempt.cancelled", {**data, "reason": message.reason, "will_retry": True})
+    decision = retry.decide(Cause.GIVEN_BACK, policy=ctx.policy)  # it runs again at once
+    task_state.reschedule(
+        ctx.db,
+        task,
+        reason=f"attempt {task.attempt} cancelled by its worker: {message.reason}",
+        retry_at=decision.retry_at(utcnow()),
+        entry=task_state.Entry(
+            "attempt.cancelled",
+            actor=ctx.actor,
+            source=ctx.envelope.id,
+            data={**data, "reason": message.reason, "will_retry": True},
+        ),
+    )
     await ctx.db.flush()
     await scheduler.queue_ready(ctx.db, session=ctx.session, keys=ctx.keys, only=[task.id])
     return Outcome.APPLIED

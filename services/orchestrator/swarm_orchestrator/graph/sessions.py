@@ -14,26 +14,23 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from swarm_common.messages import utcnow
 from swarm_common.settings import strip_credentials
 from swarm_common.specs import TaskSpec
-from swarm_common.states import SessionStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.schemas import SessionCreate
-from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
-from swarm_orchestrator.errors import Conflict, NotFound
-from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.graph import scheduler, session_state, task_state
+from swarm_orchestrator.graph.locking import lock_open_session
 from swarm_orchestrator.graph.validation import validate_graph
 from swarm_orchestrator.integration import repos
 
 __all__ = [
-    "CLOSED_SESSION_STATES",
     "add_tasks",
     "create_session",
     "dependency_keys",
@@ -43,8 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CLOSED_SESSION_STATES = frozenset({SessionStatus.CANCELLED, SessionStatus.FINALIZED})
 
 
 async def create_session(
@@ -89,7 +84,15 @@ async def create_session(
             repo=repo,
             files=data.settings.setup.files,
         )
-        session = Session(
+        session = await session_state.create(
+            db,
+            has_tasks=bool(ordered),
+            actor=actor,
+            data={
+                "repo": strip_credentials(repo),
+                "base_ref": data.base_ref,
+                "base_commit": mirror.base_commit,
+            },
             id=session_id,
             title=data.title,
             goal=data.goal,
@@ -100,22 +103,8 @@ async def create_session(
             integration_head=mirror.base_commit,
             target_branch=data.target_branch,
             settings=data.settings.model_dump(mode="json", exclude_unset=True),
-            status=SessionStatus.ACTIVE if ordered else SessionStatus.DRAFT,
             idempotency_key=data.idempotency_key,
             tenant=tenant,
-        )
-        db.add(session)
-        await db.flush()
-        timeline.record(
-            db,
-            session_id=session_id,
-            type="session.created",
-            actor=actor,
-            data={
-                "repo": strip_credentials(repo),
-                "base_ref": data.base_ref,
-                "base_commit": mirror.base_commit,
-            },
         )
         if ordered:
             await _insert_tasks(db, session=session, specs=ordered, existing={}, actor=actor)
@@ -165,11 +154,7 @@ async def add_tasks(
 ) -> list[Task]:
     """Add a task graph to a session in one transaction; new tasks may depend on tasks the
     session already holds."""
-    session = await scheduler.lock_session(db, session_id)
-    if session is None:
-        raise NotFound(f"session {session_id} not found", code="session_not_found")
-    if session.status in CLOSED_SESSION_STATES:
-        raise Conflict(f"session is {session.status}", code="session_closed")
+    session = await lock_open_session(db, session_id)
     existing = dict(
         (await db.execute(select(Task.key, Task.id).where(Task.session_id == session_id))).all()
     )
@@ -179,13 +164,10 @@ async def add_tasks(
     task_ids = await _insert_tasks(
         db, session=session, specs=ordered, existing=existing, actor=actor
     )
-    if session.status == SessionStatus.DRAFT:
-        session.status = SessionStatus.ACTIVE
-        timeline.record(db, session_id=session_id, type="session.activated", actor=actor)
-    session.updated_at = utcnow()
-    await scheduler.refresh_blocked(db, session_id=session_id)
+    session_state.activate(db, session, actor=actor)
+    await task_state.block_downstream(db, session_id=session_id)
     await scheduler.queue_ready(db, session=session, keys=keys)
-    await scheduler.update_progress(db, session=session)
+    await session_state.finish_or_reopen(db, session)
     await db.commit()
     tasks = (await db.scalars(select(Task).where(Task.id.in_(task_ids)))).all()
     order = {task_id: i for i, task_id in enumerate(task_ids)}
@@ -200,53 +182,10 @@ async def _insert_tasks(
     existing: dict[str, uuid.UUID],
     actor: str,
 ) -> list[uuid.UUID]:
-    ids = dict(existing)
-    ids.update({spec.key: uuid.uuid4() for spec in specs})
-    now = utcnow()
-    await db.execute(
-        insert(Task),
-        [
-            {
-                "id": ids[spec.key],
-                "session_id": session.id,
-                "key": spec.key,
-                "title": spec.title,
-                "prompt": spec.prompt,
-                "agent": spec.agent,
-                "role": spec.role,
-                "spec": spec.model_dump(mode="json"),
-                "priority": spec.priority,
-                "timeout_s": spec.timeout_s,
-                "max_attempts": spec.max_attempts,
-                "status": TaskStatus.PENDING.value,
-                "attempt": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for spec in specs
-        ],
-    )
-    edges = [
-        {"task_id": ids[spec.key], "depends_on_id": ids[dep]}
-        for spec in specs
-        for dep in dict.fromkeys(spec.depends_on)
-    ]
-    if edges:
-        await db.execute(insert(TaskDependency), edges)
-    await timeline.record_many(
-        db,
-        (
-            {
-                "session_id": session.id,
-                "task_id": ids[spec.key],
-                "type": "task.created",
-                "actor": actor,
-                "data": {"key": spec.key, "depends_on": spec.depends_on},
-            }
-            for spec in specs
-        ),
-    )
-    return [ids[spec.key] for spec in specs]
+    new = [task_state.NewTask(spec=spec) for spec in specs]
+    ids = {**existing, **{t.spec.key: t.id for t in new}}
+    await task_state.create_tasks(db, session_id=session.id, tasks=new, ids=ids, actor=actor)
+    return [t.id for t in new]
 
 
 async def get_session(

@@ -22,19 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
 from swarm_common.gates import GATE_NAMES, GateResult, blocking_failures, plan_gates, run_gates
 from swarm_common.messages import utcnow
-from swarm_common.states import AttemptStatus, TaskStatus
+from swarm_common.states import AttemptStatus, MergeStatus, TaskStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator.db import outbox, timeline
-from swarm_orchestrator.db.models import Attempt, Checkpoint, Session, Task
-from swarm_orchestrator.errors import Conflict, NotFound
-from swarm_orchestrator.graph import scheduler
-from swarm_orchestrator.graph.sessions import CLOSED_SESSION_STATES
+from swarm_orchestrator.db import timeline
+from swarm_orchestrator.db.models import Checkpoint, Session, Task
+from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph.locking import lock_open_session, lock_session, lock_tasks
 from swarm_orchestrator.integration.merges import session_settings
 
 __all__ = ["request", "rollback", "run_due", "tag_name"]
@@ -51,11 +51,7 @@ def tag_name(session_id: uuid.UUID, number: int) -> str:
 
 async def request(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Checkpoint:
     """Store a checkpoint of the current integration head; it runs in the background."""
-    session = await scheduler.lock_session(db, session_id)
-    if session is None:
-        raise NotFound(f"session {session_id} not found", code="session_not_found")
-    if session.status in CLOSED_SESSION_STATES:
-        raise Conflict(f"session is {session.status}", code="session_closed")
+    session = await lock_open_session(db, session_id)
     number = (
         await db.scalar(
             select(func.coalesce(func.max(Checkpoint.number), 0)).where(
@@ -218,7 +214,7 @@ async def _finish(
         checkpoint = await db.get(Checkpoint, lease.id, with_for_update=True)
         if checkpoint is None or checkpoint.status != "running" or checkpoint.runs != lease.runs:
             return  # another runner took it over after our lease ran out
-        session = await scheduler.lock_session(db, checkpoint.session_id)
+        session = await lock_session(db, checkpoint.session_id)
         assert session is not None
         pushed: bool | None = None
         if not error:
@@ -311,11 +307,7 @@ async def rollback(
     Tasks in flight (queued, running, or waiting to merge) started from the old head: their
     attempts are cancelled and they run again from the checkpoint, so their merges cannot
     bring the undone work back."""
-    session = await scheduler.lock_session(db, session_id)
-    if session is None:
-        raise NotFound(f"session {session_id} not found", code="session_not_found")
-    if session.status in CLOSED_SESSION_STATES:
-        raise Conflict(f"session is {session.status}", code="session_closed")
+    session = await lock_open_session(db, session_id)
     stmt = select(Checkpoint).where(
         Checkpoint.session_id == session_id, Checkpoint.status == "passed"
     )
@@ -336,32 +328,16 @@ async def rollback(
         session.base_commit,
     )
     if kept:  # rolling forward again: work an earlier rollback undid is back
-        await db.execute(
-            update(Task)
-            .where(
-                Task.session_id == session_id,
-                Task.merge_status == "rolled_back",
-                Task.merge_commit.in_(kept),
-            )
-            .values(merge_status="merged", updated_at=utcnow())
-        )
+        await task_state.restore_merges(db, session_id=session_id, merge_commits=kept)
     rolled: list[str] = []
     if undone:
-        tasks = (
-            await db.scalars(
-                select(Task)
-                .where(
-                    Task.session_id == session_id,
-                    Task.merge_status.in_(["merged", "resolved"]),
-                    Task.merge_commit.in_(undone),
-                )
-                .with_for_update()
-            )
-        ).all()
-        for task in tasks:
-            task.merge_status = "rolled_back"
-            task.updated_at = utcnow()
-            rolled.append(task.key)
+        undone_tasks = await lock_tasks(
+            db,
+            session,
+            Task.merge_status.in_([MergeStatus.MERGED, MergeStatus.RESOLVED]),
+            Task.merge_commit.in_(undone),
+        )
+        rolled = task_state.roll_back_merges(undone_tasks)
     session.integration_head = checkpoint.commit
     session.updated_at = utcnow()
     rerun = await _restart_in_flight(db, session=session, keys=keys, actor=actor)
@@ -389,52 +365,38 @@ async def rollback(
 async def _restart_in_flight(
     db: AsyncSession, *, session: Session, keys: Keys, actor: str
 ) -> list[str]:
-    tasks = (
-        await db.scalars(
-            select(Task)
-            .where(
-                Task.session_id == session.id,
-                or_(
-                    Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]),
-                    and_(Task.status == TaskStatus.SUCCEEDED, Task.merge_status == "pending"),
-                ),
-            )
-            .order_by(Task.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    """Tasks in flight (queued, running, or waiting to merge) started from a head that is
+    gone: their attempts stop and they run again from the checkpoint."""
+    tasks = await lock_tasks(
+        db,
+        session,
+        or_(
+            Task.status.in_(task_state.IN_FLIGHT),
+            and_(Task.status == TaskStatus.SUCCEEDED, Task.merge_status == MergeStatus.PENDING),
+        ),
+    )
     reason = f"the integration branch was rolled back by {actor}"
-    now = utcnow()
+    decision = retry.decide(retry.Cause.ROLLED_BACK)  # at once, from the checkpoint
     for task in tasks:
-        if task.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
-            await db.execute(
-                update(Attempt)
-                .where(Attempt.task_id == task.id, Attempt.number == task.attempt)
-                .values(status=AttemptStatus.CANCELLED, reason=reason, finished_at=now)
+        if task.status in task_state.IN_FLIGHT:
+            await task_state.stop_attempt(
+                db, task, status=AttemptStatus.CANCELLED, reason=reason, keys=keys
             )
-            outbox.add_cancel(db, keys=keys, task_id=task.id, attempt=task.attempt, reason=reason)
-        task.status = TaskStatus.PENDING
-        task.merge_status = None
-        task.finished_at = None
-        task.updated_at = now
         task.feedback = (
             "The integration branch was rolled back while your previous attempt was under "
             "way; that work built on changes that are gone and was set aside. Do the task "
             "again on the branch as it is now."
         )
-        timeline.record(
+        task_state.reschedule(
             db,
-            session_id=session.id,
-            task_id=task.id,
-            attempt=task.attempt,
-            type="task.requeued",
-            actor=actor,
-            data={"reason": "rollback"},
+            task,
+            reason=task.reason,
+            retry_at=decision.retry_at(utcnow()),
+            entry=task_state.Entry("task.requeued", actor=actor, data={"reason": "rollback"}),
         )
     await db.flush()
     await scheduler.queue_ready(db, session=session, keys=keys, only=[t.id for t in tasks])
-    await scheduler.update_progress(db, session=session)
+    await session_state.finish_or_reopen(db, session)
     return [t.key for t in tasks]
 
 

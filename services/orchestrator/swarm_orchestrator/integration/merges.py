@@ -22,25 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
 from swarm_common.messages import utcnow
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, check_task_key
-from swarm_common.states import SessionStatus, TaskStatus
+from swarm_common.states import MergeStatus, TaskStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
-from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.graph import scheduler, session_state, task_state
+from swarm_orchestrator.graph.locking import lock_session, lock_tasks
 
-__all__ = [
-    "merge_next",
-    "merge_pending",
-    "resume_if_clear",
-    "session_settings",
-]
+__all__ = ["merge_next", "merge_pending", "session_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +73,7 @@ async def merge_pending(
     async with sessionmaker() as db:
         session_ids = (
             await db.scalars(
-                select(Task.session_id).where(Task.merge_status == "pending").distinct()
+                select(Task.session_id).where(Task.merge_status == MergeStatus.PENDING).distinct()
             )
         ).all()
     done = 0
@@ -99,26 +94,23 @@ async def merge_next(
 ) -> bool:
     """Merge the first task of one session's queue; False when the queue is empty."""
     async with sessionmaker() as db, db.begin():
-        session = await scheduler.lock_session(db, session_id)
+        session = await lock_session(db, session_id)
         if session is None:
             return False
-        task = await db.scalar(
-            select(Task)
-            .where(
-                Task.session_id == session_id,
-                Task.merge_status == "pending",
-                Task.status == TaskStatus.SUCCEEDED,
-            )
-            .order_by(Task.merge_seq, Task.id)
-            .limit(1)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        first = await lock_tasks(
+            db,
+            session,
+            Task.merge_status == MergeStatus.PENDING,
+            Task.status == TaskStatus.SUCCEEDED,
+            order_by=(Task.merge_seq, Task.id),
+            limit=1,
         )
-        if task is None:
+        if not first:
             return False
+        task = first[0]
         commit = (task.result or {}).get("commit")
         if not commit or commit == task.base_commit:
-            await _merged(db, session=session, task=task, keys=keys, status="empty", head=None)
+            await _merged(db, session=session, task=task, keys=keys, head=None)
             return True
         start = session.integration_head or session.base_commit
         try:
@@ -142,7 +134,7 @@ async def merge_next(
         if result.conflicts:
             await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
         else:
-            await _merged(db, session=session, task=task, keys=keys, status="merged", head=result)
+            await _merged(db, session=session, task=task, keys=keys, head=result)
     return True
 
 
@@ -179,61 +171,54 @@ async def _merged(
     session: Session,
     task: Task,
     keys: Keys,
-    status: str,
     head: git.MergeResult | None,
 ) -> None:
-    now = utcnow()
-    task.merge_status = status
-    task.merge_commit = head.head if head is not None else None
-    task.conflict_files = None
-    task.updated_at = now
+    """The task's work is on the integration branch (or had nothing to merge: `head` is
+    None); so is that of the tasks it resolved. Their dependents may run."""
+    status = MergeStatus.MERGED if head is not None else MergeStatus.EMPTY
     if head is not None:
         session.integration_head = head.head
-        session.updated_at = now
-    timeline.record(
+        session.updated_at = utcnow()
+    task_state.merged(
         db,
-        session_id=session.id,
-        task_id=task.id,
-        attempt=task.attempt,
-        type="task.merged",
+        task,
+        status=status,
+        merge_commit=head.head if head is not None else None,
         data={
-            "merge_status": status,
             "commit": (task.result or {}).get("commit"),
-            "merge_commit": task.merge_commit,
+            "merge_commit": head.head if head is not None else None,
             "integration_head": session.integration_head,
         },
     )
-    unblocked = [task.id]
-    resolved_id = task.resolves_task_id
-    while resolved_id is not None:  # the tasks whose work this one brought in
-        resolved = await db.get(Task, resolved_id, with_for_update=True, populate_existing=True)
-        if resolved is None or resolved.merge_status != "conflict":
-            break
-        resolved.merge_status = "resolved"
-        resolved.merge_commit = task.merge_commit
-        resolved.updated_at = now
-        timeline.record(
-            db,
-            session_id=session.id,
-            task_id=resolved.id,
-            type="task.merged",
-            data={"merge_status": "resolved", "by": task.key, "merge_commit": task.merge_commit},
-        )
-        unblocked.append(resolved.id)
-        resolved_id = resolved.resolves_task_id
+    brought_in = [task.id, *await _resolved_by(db, session, task)]
     await db.flush()
     children = (
         await db.scalars(
-            select(TaskDependency.task_id).where(TaskDependency.depends_on_id.in_(unblocked))
+            select(TaskDependency.task_id).where(TaskDependency.depends_on_id.in_(brought_in))
         )
     ).all()
-    await resume_if_clear(db, session=session, keys=keys, actor="system")
+    await scheduler.resume_after_review(db, session=session, keys=keys, actor="system")
     await scheduler.queue_ready(db, session=session, keys=keys, only=children)
-    await scheduler.update_progress(db, session=session)
+    await session_state.finish_or_reopen(db, session)
     log.info(
         "task merged",
         extra={"task_key": task.key, "merge_status": status, "head": session.integration_head},
     )
+
+
+async def _resolved_by(db: AsyncSession, session: Session, task: Task) -> list[uuid.UUID]:
+    """Mark `resolved` the conflicted tasks whose work `task` (a resolution task) brought
+    in, along the chain of resolutions; return their ids."""
+    resolved: list[uuid.UUID] = []
+    resolved_id = task.resolves_task_id
+    while resolved_id is not None:
+        found = await lock_tasks(db, session, ids=[resolved_id])
+        if not found or found[0].merge_status != MergeStatus.CONFLICT:
+            break
+        task_state.resolved(db, found[0], by=task.key, merge_commit=task.merge_commit)
+        resolved.append(found[0].id)
+        resolved_id = found[0].resolves_task_id
+    return resolved
 
 
 async def _conflict(
@@ -245,15 +230,6 @@ async def _conflict(
     keys: Keys,
     error: str = "",
 ) -> None:
-    now = utcnow()
-    task.merge_status = "conflict"
-    task.conflict_files = files
-    task.updated_at = now
-    task.reason = (
-        f"merge conflict with the integration branch in {len(files)} file(s)"
-        if files
-        else f"merge failed: {error[:500]}"
-    )
     data: dict[str, Any] = {
         "files": files[:500],
         "commit": (task.result or {}).get("commit"),
@@ -261,12 +237,15 @@ async def _conflict(
     }
     if error:
         data["error"] = error
-    timeline.record(
+    task_state.conflicted(
         db,
-        session_id=session.id,
-        task_id=task.id,
-        attempt=task.attempt,
-        type="task.conflict",
+        task,
+        files=files,
+        reason=(
+            f"merge conflict with the integration branch in {len(files)} file(s)"
+            if files
+            else f"merge failed: {error[:500]}"
+        ),
         data=data,
     )
     log.warning("merge conflict", extra={"task_key": task.key, "files": files[:20]})
@@ -274,17 +253,10 @@ async def _conflict(
     rounds = await _resolution_depth(db, task)
     if policy.policy == "resolve" and files and rounds < policy.max_rounds:
         await _add_resolution_task(db, session=session, task=task, files=files, keys=keys)
-    elif session.status == SessionStatus.ACTIVE:
-        session.status = SessionStatus.AWAITING_REVIEW
-        session.updated_at = now
-        timeline.record(
-            db,
-            session_id=session.id,
-            type="session.awaiting_review",
-            data={"task": task.key, "files": files[:500]},
-        )
+    else:
+        session_state.await_review(db, session, data={"task": task.key, "files": files[:500]})
     await db.flush()
-    await scheduler.update_progress(db, session=session)
+    await session_state.finish_or_reopen(db, session)
 
 
 async def _resolution_depth(db: AsyncSession, task: Task) -> int:
@@ -320,35 +292,14 @@ async def _add_resolution_task(
         model=original.get("model") if not policy.agent else None,
         max_turns=original.get("max_turns"),
     )
-    now = utcnow()
-    resolver = Task(
-        id=uuid.uuid4(),
-        session_id=session.id,
-        key=key,
-        title=spec.title,
-        prompt=spec.prompt,
-        agent=spec.agent,
-        role=spec.role,
-        spec=spec.model_dump(mode="json"),
+    resolver = task_state.NewTask(
+        spec=spec,
         priority=task.priority + 1,
-        timeout_s=spec.timeout_s,
-        max_attempts=spec.max_attempts,
-        status=TaskStatus.PENDING,
-        attempt=0,
         resolves_task_id=task.id,
         conflict_files=files,
-        created_at=now,
-        updated_at=now,
+        created={"key": key, "resolves": task.key, "files": files[:500]},
     )
-    db.add(resolver)
-    await db.flush()
-    timeline.record(
-        db,
-        session_id=session.id,
-        task_id=resolver.id,
-        type="task.created",
-        data={"key": key, "resolves": task.key, "files": files[:500]},
-    )
+    await task_state.create_tasks(db, session_id=session.id, tasks=[resolver], ids={})
     await scheduler.queue_ready(db, session=session, keys=keys, only=[resolver.id])
     log.info("resolution task added", extra={"task_key": key, "resolves": task.key})
 
@@ -362,24 +313,3 @@ async def _free_key(db: AsyncSession, session_id: uuid.UUID, stem: str) -> str:
         if not taken:
             return key
     raise RuntimeError(f"no free key for {stem}")
-
-
-async def resume_if_clear(db: AsyncSession, *, session: Session, keys: Keys, actor: str) -> bool:
-    """Return a session from `awaiting_review` to `active` once no conflict is left, and
-    queue what became ready. The caller holds the session lock."""
-    if session.status != SessionStatus.AWAITING_REVIEW:
-        return False
-    left = await db.scalar(
-        select(func.count()).where(
-            Task.session_id == session.id,
-            Task.status == TaskStatus.SUCCEEDED,
-            Task.merge_status == "conflict",
-        )
-    )
-    if left:
-        return False
-    session.status = SessionStatus.ACTIVE
-    session.updated_at = utcnow()
-    timeline.record(db, session_id=session.id, type="session.resumed", actor=actor)
-    await scheduler.queue_ready(db, session=session, keys=keys)
-    return True

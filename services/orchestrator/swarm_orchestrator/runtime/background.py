@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.streams import Keys
 from swarm_orchestrator.graph import scheduler
-from swarm_orchestrator.graph.reports import RetryPolicy
+from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.integration import checkpoints, merges, prune
 from swarm_orchestrator.runtime.consumer import EventConsumer
 from swarm_orchestrator.runtime.failures import is_transient
@@ -50,7 +50,7 @@ class Background:
         self.merge_wake = asyncio.Event()
         """Set when tasks may have joined the merge queue."""
         self.checkpoint_wake = asyncio.Event()
-        policy = RetryPolicy(max_lost=settings.max_lost_attempts)
+        policy = RetryPolicy.from_settings(settings)
         self.relay = Relay(
             sessionmaker=sessionmaker,
             redis=redis,

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
 from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
 from swarm_common.streams import ensure_group as _ensure_group
-from swarm_orchestrator.graph.reports import Outcome, RetryPolicy, UnknownTask, apply_event
+from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
+from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.runtime.failures import is_transient
 from swarm_orchestrator.runtime.reaper import declare_lost
 

@@ -10,8 +10,9 @@ On every pass (one replica at a time, under an advisory lock):
 3. Every queued or running attempt whose lease expired (`swarm_common.leases`: claimed,
    not done, lease gone) is declared lost: its worker died or was cut off for a whole lease
    and has stopped its agent on its own. A cancel request goes out for the old attempt in
-   case its worker still runs it, and the task gets a new attempt (a new fencing token), up
-   to `RetryPolicy.max_lost` lost attempts; then it fails.
+   case its worker still runs it, and the task gets a new attempt (a new fencing token) as
+   long as `retry.decide` says so (up to `RetryPolicy.max_lost` lost attempts); then it
+   fails.
 
 A running attempt with no claim at all is lost too (its claim vanished with Redis's data).
 An attempt that is claimed and done is left alone: its result event is in the stream.
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import leases
@@ -34,18 +35,16 @@ from swarm_common.messages import utcnow
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_common.system import publish_mode
-from swarm_orchestrator.db import outbox, timeline
 from swarm_orchestrator.db.advisory import try_xact_lock
-from swarm_orchestrator.db.models import Attempt, Task
-from swarm_orchestrator.graph import scheduler
-from swarm_orchestrator.graph.reports import RetryPolicy
+from swarm_orchestrator.db.models import Task
+from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph.locking import lock_task
+from swarm_orchestrator.graph.retry import Cause, RetryPolicy
 from swarm_orchestrator.runtime import system_mode
 
 __all__ = ["Reaper", "declare_lost"]
 
 log = logging.getLogger(__name__)
-
-IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Reaper:
             async with self.sessionmaker() as db:
                 stmt = (
                     select(Task.id, Task.attempt, Task.status)
-                    .where(Task.status.in_(IN_FLIGHT))
+                    .where(Task.status.in_(task_state.IN_FLIGHT))
                     .order_by(Task.id)
                     .limit(self.batch)
                 )
@@ -151,51 +150,35 @@ async def declare_lost(
     """Mark `attempt` of a task lost and give the task a new attempt (or fail it after
     `policy.max_lost` lost attempts), in the caller's transaction. False when the attempt is
     no longer the task's current, active one (its result arrived meanwhile, say)."""
-    session_id = await db.scalar(select(Task.session_id).where(Task.id == task_id))
-    if session_id is None:
+    locked = await lock_task(db, task_id)
+    if locked is None:
         return False
-    session = await scheduler.lock_session(db, session_id)
-    task = await db.scalar(
-        select(Task)
-        .where(Task.id == task_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if session is None or task is None or task.attempt != attempt or task.status not in IN_FLIGHT:
+    session, task = locked.session, locked.task
+    if task.attempt != attempt or task.status not in task_state.IN_FLIGHT:
         return False
-    row = await db.scalar(
-        select(Attempt)
-        .where(Attempt.task_id == task_id, Attempt.number == attempt)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    now = utcnow()
-    if row is not None:
-        row.status = AttemptStatus.LOST
-        row.reason = reason
-        row.finished_at = now
-        row.worker = row.worker or worker
     # If its worker still runs it after all, it stops: a stale attempt's events are ignored.
-    outbox.add_cancel(db, keys=keys, task_id=task_id, attempt=attempt, reason="lost")
-    await db.flush()
-    lost = int(
-        await db.scalar(
-            select(func.count()).where(
-                Attempt.task_id == task_id, Attempt.status == AttemptStatus.LOST
-            )
-        )
-        or 0
-    )
-    will_retry = lost <= policy.max_lost
-    task.updated_at = now
-    task.reason = f"attempt {attempt} lost: {reason}"
-    timeline.record(
+    await task_state.stop_attempt(
         db,
-        session_id=session.id,
-        task_id=task.id,
-        attempt=attempt,
-        type="attempt.lost",
-        data={"reason": reason, "worker": worker, "lost": lost, "will_retry": will_retry},
+        task,
+        status=AttemptStatus.LOST,
+        reason=reason,
+        cancel_reason="lost",
+        keys=keys,
+        worker=worker,
+    )
+    await db.flush()
+    counts = await task_state.attempt_counts(db, task)
+    decision = retry.decide(
+        Cause.LOST, counts=counts, limits=task_state.limits(task), policy=policy
+    )
+    entry = task_state.Entry(
+        "attempt.lost",
+        data={
+            "reason": reason,
+            "worker": worker,
+            "lost": counts.lost,
+            "will_retry": decision.again,
+        },
     )
     log.warning(
         "attempt lost",
@@ -204,19 +187,21 @@ async def declare_lost(
             "task_key": task.key,
             "attempt": attempt,
             "reason": reason,
-            "will_retry": will_retry,
+            "will_retry": decision.again,
         },
     )
-    if will_retry:
-        task.status = TaskStatus.PENDING
-        task.retry_at = None
+    if decision.again:
+        task_state.reschedule(
+            db,
+            task,
+            reason=f"attempt {attempt} lost: {reason}",
+            retry_at=decision.retry_at(utcnow()),
+            entry=entry,
+        )
         await db.flush()
         await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id])
     else:
-        task.status = TaskStatus.FAILED
-        task.finished_at = now
-        task.reason = f"lost {lost} times; last: {reason}"
-        await db.flush()
-        await scheduler.refresh_blocked(db, session_id=session.id)
-    await scheduler.update_progress(db, session=session)
+        task_state.fail(db, task, reason=f"lost {counts.lost} times; last: {reason}", entry=entry)
+        await task_state.block_downstream(db, session_id=session.id)
+    await session_state.finish_or_reopen(db, session)
     return True

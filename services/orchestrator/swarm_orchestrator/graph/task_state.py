@@ -1,0 +1,567 @@
+"""The owner of a task's state: the only code that changes a task's `status` or
+`merge_status`, or an attempt's `status`, and that creates tasks.
+
+Each change has a name that says what happened (`queue`, `start`, `succeed`, `fail`,
+`reschedule`, `cancel`, `block_downstream`, `enter_merge_queue`, `merged`, …), is checked
+against the transition tables of `swarm_common.states` before anything is stored (an illegal
+one raises `IllegalTransition`), and writes its timeline entry in the caller's transaction.
+Callers hold the locks (`graph.locking`) and decide *whether* a change happens (a retry's
+`graph.retry.decide`, a control action's checks); this module decides *how* it is stored.
+`tests/orchestrator/test_ownership.py` fails when another module assigns these columns or
+updates them in SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from swarm_common.messages import utcnow
+from swarm_common.specs import TaskSpec
+from swarm_common.states import (
+    ATTEMPT_TRANSITIONS,
+    MERGE_TRANSITIONS,
+    TASK_TRANSITIONS,
+    AttemptStatus,
+    IllegalTransition,
+    MergeStatus,
+    TaskStatus,
+    check_transition,
+)
+from swarm_common.streams import Keys
+from swarm_orchestrator.db import outbox, timeline
+from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Task, TaskDependency
+from swarm_orchestrator.graph.locking import lock_attempt
+from swarm_orchestrator.graph.retry import Counts, TaskLimits
+
+__all__ = [
+    "IN_FLIGHT",
+    "NewTask",
+    "abandon_merge",
+    "approve",
+    "attempt_counts",
+    "await_approval",
+    "block_downstream",
+    "cancel",
+    "conflicted",
+    "create_tasks",
+    "Entry",
+    "end_attempt",
+    "enter_merge_queue",
+    "fail",
+    "is_conflicted",
+    "limits",
+    "merged",
+    "queue",
+    "reschedule",
+    "resolved",
+    "restore_merges",
+    "retry",
+    "roll_back_merges",
+    "start",
+    "stop_attempt",
+    "unblock_downstream",
+]
+
+IN_FLIGHT = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+WAITING_TO_MERGE = (MergeStatus.PENDING, MergeStatus.CONFLICT)
+
+
+# -- the checked moves ---------------------------------------------------------------------
+
+
+def _move(task: Task, to: TaskStatus, now: datetime) -> str:
+    """Change a task's status; return the old one."""
+    previous = task.status
+    check_transition(TASK_TRANSITIONS, previous, to, what=f"task {task.key}")
+    if previous == TaskStatus.SUCCEEDED and task.merge_status not in WAITING_TO_MERGE:
+        raise IllegalTransition(
+            f"task {task.key}: merged work ({task.merge_status}) cannot leave succeeded"
+        )
+    task.status = to
+    task.updated_at = now
+    return previous
+
+
+def _move_merge(task: Task, to: MergeStatus | None, now: datetime) -> None:
+    current = MergeStatus(task.merge_status) if task.merge_status else None
+    if current == to:
+        return
+    check_transition(MERGE_TRANSITIONS, current, to, what=f"merge of task {task.key}")
+    task.merge_status = to
+    task.updated_at = now
+
+
+def _move_attempt(attempt: Attempt, to: AttemptStatus) -> None:
+    check_transition(ATTEMPT_TRANSITIONS, attempt.status, to, what=f"attempt {attempt.number}")
+    attempt.status = to
+
+
+_CURRENT = -1
+"""An entry about the task's current attempt (the default)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The timeline entry of a change whose kind the caller names (`reschedule`, `fail`):
+    its type, what it says, who caused it, and the report it applies (to know it again)."""
+
+    type: str
+    data: dict[str, Any] | None = None
+    actor: str = "system"
+    source: str | None = None
+    attempt: int | None = _CURRENT
+
+
+def _record(
+    db: AsyncSession,
+    task: Task,
+    type: str,
+    *,
+    actor: str = "system",
+    source: str | None = None,
+    data: dict[str, Any] | None = None,
+    attempt: int | None = _CURRENT,
+) -> None:
+    timeline.record(
+        db,
+        session_id=task.session_id,
+        task_id=task.id,
+        attempt=task.attempt if attempt == _CURRENT else attempt,
+        type=type,
+        actor=actor,
+        source_id=source,
+        data=data,
+    )
+
+
+def _write(db: AsyncSession, task: Task, entry: Entry) -> None:
+    _record(
+        db,
+        task,
+        entry.type,
+        actor=entry.actor,
+        source=entry.source,
+        data=entry.data,
+        attempt=entry.attempt,
+    )
+
+
+# -- new tasks -----------------------------------------------------------------------------
+
+
+@dataclass
+class NewTask:
+    """A task to add to a session: its spec and where it comes from."""
+
+    spec: TaskSpec
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    priority: int | None = None
+    """Overrides the spec's priority (a resolution task goes before its peers)."""
+    resolves_task_id: uuid.UUID | None = None
+    conflict_files: list[str] | None = None
+    created: dict[str, Any] | None = None
+    """The `task.created` entry's data; by default its key and dependencies."""
+
+
+async def create_tasks(
+    db: AsyncSession,
+    *,
+    session_id: uuid.UUID,
+    tasks: Sequence[NewTask],
+    ids: dict[str, uuid.UUID],
+    actor: str = "system",
+) -> None:
+    """Insert `pending` tasks, their dependencies (`ids` maps every key they may depend on
+    to its task id) and their `task.created` entries, in bulk (graphs are large)."""
+    now = utcnow()
+    await db.execute(insert(Task), [_row(new, session_id, now) for new in tasks])
+    edges = [
+        {"task_id": new.id, "depends_on_id": ids[dep]}
+        for new in tasks
+        for dep in dict.fromkeys(new.spec.depends_on)
+    ]
+    if edges:
+        await db.execute(insert(TaskDependency), edges)
+    await timeline.record_many(
+        db,
+        (
+            {
+                "session_id": session_id,
+                "task_id": new.id,
+                "type": "task.created",
+                "actor": actor,
+                "data": new.created or {"key": new.spec.key, "depends_on": new.spec.depends_on},
+            }
+            for new in tasks
+        ),
+    )
+
+
+def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+    spec = new.spec
+    return {
+        "id": new.id,
+        "session_id": session_id,
+        "key": spec.key,
+        "title": spec.title,
+        "prompt": spec.prompt,
+        "agent": spec.agent,
+        "role": spec.role,
+        "spec": spec.model_dump(mode="json"),
+        "priority": spec.priority if new.priority is None else new.priority,
+        "timeout_s": spec.timeout_s,
+        "max_attempts": spec.max_attempts,
+        "status": TaskStatus.PENDING.value,
+        "attempt": 0,
+        "resolves_task_id": new.resolves_task_id,
+        "conflict_files": new.conflict_files,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+# -- a run ---------------------------------------------------------------------------------
+
+
+def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> None:
+    """pending → queued, with a new attempt (a new fencing token) starting from `base`."""
+    now = utcnow()
+    _move(task, TaskStatus.QUEUED, now)
+    task.attempt += 1
+    task.queued_at = now
+    task.retry_at = None
+    task.base_commit = base
+    task.merge_commit = None
+    task.overlaps = None
+    _move_merge(task, None, now)
+    db.add(
+        Attempt(task_id=task.id, number=task.attempt, status=AttemptStatus.QUEUED, base_commit=base)
+    )
+    _record(db, task, "task.queued", data=data)
+
+
+def start(
+    db: AsyncSession,
+    task: Task,
+    attempt: Attempt,
+    *,
+    worker: str,
+    at: datetime,
+    source: str,
+    data: dict[str, Any],
+) -> None:
+    """queued → running: an adapter took the attempt."""
+    _move(task, TaskStatus.RUNNING, utcnow())
+    task.started_at = at
+    _move_attempt(attempt, AttemptStatus.RUNNING)
+    attempt.worker = worker
+    attempt.started_at = at
+    attempt.heartbeat_at = at
+    _record(db, task, "task.started", actor=f"worker:{worker}", source=source, data=data)
+
+
+def end_attempt(
+    attempt: Attempt,
+    status: AttemptStatus,
+    *,
+    at: datetime,
+    worker: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """The attempt ended as its adapter reported (the task's state changes separately)."""
+    _move_attempt(attempt, status)
+    attempt.finished_at = at
+    attempt.worker = attempt.worker or worker
+    if reason is not None:
+        attempt.reason = reason
+
+
+async def stop_attempt(
+    db: AsyncSession,
+    task: Task,
+    *,
+    status: AttemptStatus,
+    reason: str,
+    keys: Keys,
+    cancel_reason: str | None = None,
+    worker: str | None = None,
+) -> None:
+    """End the in-flight attempt of a task from here (cancelled, lost) and ask whoever still
+    runs it to stop; its late events are stale."""
+    attempt = await lock_attempt(db, task)
+    if attempt is not None and attempt.status in (AttemptStatus.QUEUED, AttemptStatus.RUNNING):
+        end_attempt(attempt, status, at=utcnow(), worker=worker, reason=reason)
+    outbox.add_cancel(
+        db, keys=keys, task_id=task.id, attempt=task.attempt, reason=cancel_reason or reason
+    )
+
+
+async def succeed(
+    db: AsyncSession, task: Task, *, actor: str, source: str, data: dict[str, Any]
+) -> None:
+    """The attempt succeeded: the task's work joins the merge queue."""
+    now = utcnow()
+    _move(task, TaskStatus.SUCCEEDED, now)
+    task.finished_at = now
+    await enter_merge_queue(db, task)
+    _record(db, task, "task.succeeded", actor=actor, source=source, data=data)
+
+
+def await_approval(
+    db: AsyncSession, task: Task, *, actor: str, source: str, data: dict[str, Any]
+) -> None:
+    """The attempt succeeded, and a person decides whether its work is merged."""
+    _move(task, TaskStatus.AWAITING_APPROVAL, utcnow())
+    _record(db, task, "task.awaiting_approval", actor=actor, source=source, data=data)
+
+
+async def approve(db: AsyncSession, task: Task, *, actor: str) -> None:
+    """awaiting_approval → succeeded: a person accepted the work; it joins the merge queue."""
+    if task.status != TaskStatus.AWAITING_APPROVAL:
+        raise IllegalTransition(f"task {task.key}: a {task.status} task is not approved")
+    now = utcnow()
+    _move(task, TaskStatus.SUCCEEDED, now)
+    task.finished_at = now
+    await enter_merge_queue(db, task)
+    _record(db, task, "task.approved", actor=actor)
+
+
+def reschedule(
+    db: AsyncSession, task: Task, *, reason: str | None, retry_at: datetime | None, entry: Entry
+) -> str:
+    """→ pending: the task runs again (at once, or from `retry_at`); work of it that waited
+    to merge is set aside. Returns the state it left."""
+    now = utcnow()
+    previous = _move(task, TaskStatus.PENDING, now)
+    _move_merge(task, None, now)
+    task.reason = reason
+    task.retry_at = retry_at
+    task.finished_at = None
+    _write(db, task, entry)
+    return previous
+
+
+def fail(db: AsyncSession, task: Task, *, reason: str, entry: Entry) -> None:
+    """→ failed, for good (until a person retries it); its dependents get blocked by
+    `block_downstream`."""
+    now = utcnow()
+    _move(task, TaskStatus.FAILED, now)
+    task.reason = reason
+    task.finished_at = now
+    _write(db, task, entry)
+
+
+def retry(db: AsyncSession, task: Task, *, actor: str, retry_at: datetime | None) -> None:
+    """A person's retry: a failed or cancelled task, or one whose merge conflicted, is
+    pending again (its attempt count goes on)."""
+    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED) and not is_conflicted(task):
+        raise IllegalTransition(f"task {task.key}: a {task.status} task is not retried")
+    entry = Entry("task.retried", data={"from": task.status}, actor=actor)
+    reschedule(db, task, reason=None, retry_at=retry_at, entry=entry)
+
+
+async def cancel(db: AsyncSession, task: Task, *, keys: Keys, actor: str) -> None:
+    """→ cancelled; a queued or running attempt is stopped, work waiting to merge is
+    abandoned."""
+    now = utcnow()
+    reason = f"cancelled by {actor}"
+    previous = _move(task, TaskStatus.CANCELLED, now)
+    if previous in IN_FLIGHT:
+        await stop_attempt(db, task, status=AttemptStatus.CANCELLED, reason=reason, keys=keys)
+    if task.merge_status in WAITING_TO_MERGE:
+        _move_merge(task, MergeStatus.ABANDONED, now)
+    task.reason = reason
+    task.finished_at = now
+    _record(
+        db,
+        task,
+        "task.cancelled",
+        actor=actor,
+        data={"from": previous},
+        attempt=task.attempt or None,
+    )
+
+
+def is_conflicted(task: Task) -> bool:
+    return task.status == TaskStatus.SUCCEEDED and task.merge_status == MergeStatus.CONFLICT
+
+
+async def attempt_counts(db: AsyncSession, task: Task) -> Counts:
+    """The task's attempts by how they ended, for `retry.decide` (flush first)."""
+    rows = await db.execute(
+        select(Attempt.status, func.count())
+        .where(Attempt.task_id == task.id)
+        .group_by(Attempt.status)
+    )
+    counts = {str(status): int(n) for status, n in rows.all()}
+    return Counts(
+        failed=counts.get(AttemptStatus.FAILED, 0),
+        lost=counts.get(AttemptStatus.LOST, 0),
+        rate_limited=counts.get(AttemptStatus.RATE_LIMITED, 0),
+    )
+
+
+def limits(task: Task) -> TaskLimits:
+    """The task's own part of the retry policy."""
+    return TaskLimits(
+        max_attempts=task.max_attempts,
+        retry_on_gate_failure=bool(task.spec.get("retry_on_gate_failure")),
+    )
+
+
+# -- blocking ------------------------------------------------------------------------------
+
+_BLOCK_SQL = text("""
+WITH RECURSIVE bad(id, root) AS (
+    SELECT id, key FROM tasks
+    WHERE session_id = :sid AND status IN ('failed', 'cancelled')
+  UNION
+    SELECT d.task_id, bad.root FROM task_dependencies d JOIN bad ON d.depends_on_id = bad.id
+)
+UPDATE tasks AS t
+SET status = 'blocked', reason = 'dependency ' || b.root || ' did not succeed',
+    updated_at = now(), finished_at = now()
+FROM (SELECT id, min(root) AS root FROM bad GROUP BY id) AS b
+WHERE t.id = b.id AND t.status = 'pending'
+RETURNING t.id, t.key, b.root
+""")
+check_transition(TASK_TRANSITIONS, TaskStatus.PENDING, TaskStatus.BLOCKED, what="_BLOCK_SQL")
+
+_UNBLOCK_SQL = text("""
+WITH RECURSIVE down(id) AS (
+    SELECT task_id FROM task_dependencies WHERE depends_on_id = :tid
+  UNION
+    SELECT d.task_id FROM task_dependencies d JOIN down ON d.depends_on_id = down.id
+)
+UPDATE tasks SET status = 'pending', reason = NULL, finished_at = NULL, updated_at = now()
+WHERE id IN (SELECT id FROM down) AND status = 'blocked'
+RETURNING id
+""")
+check_transition(TASK_TRANSITIONS, TaskStatus.BLOCKED, TaskStatus.PENDING, what="_UNBLOCK_SQL")
+
+
+async def block_downstream(db: AsyncSession, *, session_id: uuid.UUID) -> list[str]:
+    """pending → blocked for every task downstream of a failed or cancelled one; return
+    their keys. Flush the caller's changes first: this runs in SQL."""
+    await db.flush()
+    rows = (await db.execute(_BLOCK_SQL, {"sid": session_id})).all()
+    await timeline.record_many(
+        db,
+        (
+            {
+                "session_id": session_id,
+                "task_id": row.id,
+                "type": "task.blocked",
+                "data": {"blocked_by": row.root},
+            }
+            for row in rows
+        ),
+    )
+    return [row.key for row in rows]
+
+
+async def unblock_downstream(db: AsyncSession, task: Task, *, actor: str) -> list[uuid.UUID]:
+    """blocked → pending for every task downstream of `task` (which runs again)."""
+    await db.flush()
+    unblocked = list((await db.execute(_UNBLOCK_SQL, {"tid": task.id})).scalars().all())
+    await timeline.record_many(
+        db,
+        (
+            {
+                "session_id": task.session_id,
+                "task_id": tid,
+                "type": "task.unblocked",
+                "actor": actor,
+                "data": {"by": task.key},
+            }
+            for tid in unblocked
+        ),
+    )
+    return unblocked
+
+
+# -- the merge queue -----------------------------------------------------------------------
+
+
+async def enter_merge_queue(db: AsyncSession, task: Task) -> None:
+    """The task's work waits to be merged, behind everything that succeeded before it."""
+    _move_merge(task, MergeStatus.PENDING, utcnow())
+    task.merge_seq = await db.scalar(MERGE_SEQ.next_value())
+
+
+def merged(
+    db: AsyncSession,
+    task: Task,
+    *,
+    status: MergeStatus,
+    merge_commit: str | None,
+    data: dict[str, Any],
+) -> None:
+    """pending → merged (or empty: it changed nothing)."""
+    _move_merge(task, status, utcnow())
+    task.merge_commit = merge_commit
+    task.conflict_files = None
+    _record(db, task, "task.merged", data={"merge_status": status, **data})
+
+
+def resolved(db: AsyncSession, task: Task, *, by: str, merge_commit: str | None) -> None:
+    """conflict → resolved: a resolution task's merge brought this task's work in."""
+    _move_merge(task, MergeStatus.RESOLVED, utcnow())
+    task.merge_commit = merge_commit
+    _record(
+        db,
+        task,
+        "task.merged",
+        data={"merge_status": MergeStatus.RESOLVED, "by": by, "merge_commit": merge_commit},
+        attempt=None,
+    )
+
+
+def conflicted(
+    db: AsyncSession, task: Task, *, files: list[str], reason: str, data: dict[str, Any]
+) -> None:
+    """pending → conflict: the work does not merge cleanly; the branch is untouched."""
+    _move_merge(task, MergeStatus.CONFLICT, utcnow())
+    task.conflict_files = files
+    task.reason = reason
+    _record(db, task, "task.conflict", data=data)
+
+
+def abandon_merge(task: Task) -> None:
+    """Work waiting to merge is given up (its session was cancelled); it stays on its
+    branch."""
+    _move_merge(task, MergeStatus.ABANDONED, utcnow())
+
+
+def roll_back_merges(tasks: Collection[Task]) -> list[str]:
+    """merged/resolved → rolled_back for tasks whose merge commits a rollback undid."""
+    now = utcnow()
+    for task in tasks:
+        _move_merge(task, MergeStatus.ROLLED_BACK, now)
+    return sorted(task.key for task in tasks)
+
+
+async def restore_merges(
+    db: AsyncSession, *, session_id: uuid.UUID, merge_commits: Collection[str]
+) -> None:
+    """rolled_back → merged for tasks whose merge commits are back on the branch (a
+    rollback to a later checkpoint)."""
+    check_transition(
+        MERGE_TRANSITIONS, MergeStatus.ROLLED_BACK, MergeStatus.MERGED, what="restore_merges"
+    )
+    await db.execute(
+        update(Task)
+        .where(
+            Task.session_id == session_id,
+            Task.merge_status == MergeStatus.ROLLED_BACK,
+            Task.merge_commit.in_(list(merge_commits)),
+        )
+        .values(merge_status=MergeStatus.MERGED, updated_at=utcnow())
+    )
