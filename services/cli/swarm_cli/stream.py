@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from swarm_cli.client import ApiClient, CliError
+from swarm_common.backoff import Backoff
 
 __all__ = ["EventPump", "follow_events", "parse_sse"]
 
@@ -79,32 +80,20 @@ def follow_events(
     last = after
     connected = False
     failing_since: float | None = None
-    delay = 0.5
+    backoff = Backoff(base_s=0.5, cap_s=5.0)
     while True:
         headers = {"Accept": "text/event-stream"}
         if last:
             headers["Last-Event-ID"] = str(last)
         try:
             with client.stream(path, headers=headers, params={"after": last}) as response:
-                connected, failing_since, delay = True, None, 0.5
-                if "text/event-stream" not in response.headers.get("content-type", ""):
-                    events = json.loads(response.read())
-                    for event in events:
-                        last = int(event["id"])
-                        yield event
-                    yield None
-                    if not events:
-                        time.sleep(poll_s)
-                    continue
-                for item in parse_sse(response.iter_lines()):
-                    if item is None:
-                        yield None
-                        continue
-                    event = _decode(item[1])
-                    last = int(item[0]) if item[0] and item[0].isdigit() else int(event["id"])
+                connected, failing_since = True, None
+                backoff.succeeded()
+                for entry_id, event in _read(response, poll_s):
+                    last = entry_id or last
                     yield event
             # The server ended the stream (it stops, or the token needs a fresh check).
-            time.sleep(delay)
+            time.sleep(backoff.base_s)
         except httpx.TransportError as exc:
             if not connected:
                 raise client.unreachable(exc) from None
@@ -114,8 +103,27 @@ def follow_events(
                 raise client.unreachable(exc) from None
             if on_reconnect is not None:
                 on_reconnect(f"connection lost ({type(exc).__name__}); reconnecting")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            time.sleep(backoff.failed())
+
+
+def _read(response: httpx.Response, poll_s: float) -> Iterator[tuple[int | None, Event | None]]:
+    """`(entry id, event)` for each event of one response, a stream or a JSON page from a
+    server that does not stream (then a poll's wait when it was empty); `(None, None)` for a
+    ping or the page's end."""
+    if "text/event-stream" not in response.headers.get("content-type", ""):
+        events = json.loads(response.read())
+        for event in events:
+            yield int(event["id"]), event
+        yield None, None
+        if not events:
+            time.sleep(poll_s)
+        return
+    for item in parse_sse(response.iter_lines()):
+        if item is None:
+            yield None, None
+            continue
+        event = _decode(item[1])
+        yield (int(item[0]) if item[0] and item[0].isdigit() else int(event["id"])), event
 
 
 class EventPump:

@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from swarm_common.backoff import Backoff
+
 __all__ = ["CHANNEL", "TimelineWatch", "asyncpg_dsn"]
 
 log = logging.getLogger(__name__)
@@ -89,19 +91,18 @@ class TimelineWatch:
             log.warning("timeline notice with a bad payload", extra={"payload": payload[:100]})
 
     async def _run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(base_s=0.5, cap_s=RECONNECT_MAX_S)
         while True:
             try:
                 await self._listen()
-                delay = 0.5
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: poll until it is back
                 log.warning("timeline listener down", extra={"error": repr(exc)})
             self.listening = False
             self.wake()  # notices may have been missed: every stream reads once
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+            await backoff.wait()
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common.backoff import Backoff, sleep
 from swarm_common.streams import Keys
 from swarm_orchestrator.graph import scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.integration import checkpoints, merges, prune
 from swarm_orchestrator.runtime.consumer import EventConsumer
-from swarm_orchestrator.runtime.failures import is_transient
+from swarm_orchestrator.runtime.failures import log_retry
 from swarm_orchestrator.runtime.reaper import Reaper
 from swarm_orchestrator.runtime.relay import Relay
 from swarm_orchestrator.settings import OrchestratorSettings
@@ -155,20 +156,17 @@ class Background:
     ) -> None:
         """Run `step` whenever `wake` is set or `interval` passed; again at once while it
         finds work; back off (logging) on errors."""
-        delay = 0.5
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
         while not self._stop.is_set():
             wake.clear()
             try:
                 busy = await step()
-                delay = 0.5
+                backoff.succeeded()
             except Exception as exc:
                 busy = 0
-                if is_transient(exc):
-                    log.warning(f"{name} loop waiting", extra={"error": repr(exc)})
-                else:
-                    log.exception(f"{name} loop failed")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = backoff.failed()
+                log_retry(log, f"{name} loop", exc, delay)
+                await sleep(delay, self._stop)
             if busy:
                 continue
             with contextlib.suppress(TimeoutError):

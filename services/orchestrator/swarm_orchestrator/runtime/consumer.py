@@ -12,7 +12,6 @@ times (it kept killing its consumer) is dead-lettered instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,12 +20,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
 from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
 from swarm_orchestrator.graph.retry import RetryPolicy
-from swarm_orchestrator.runtime.failures import is_transient
+from swarm_orchestrator.runtime.failures import is_transient, log_retry
 from swarm_orchestrator.runtime.reaper import declare_lost
 
 __all__ = ["EventConsumer"]
@@ -202,7 +202,7 @@ class EventConsumer:
 
     async def run(self, *, stop: asyncio.Event, block_ms: int) -> None:
         """Consume until `stop` is set, backing off while the database or Redis is away."""
-        backoff = 0.5
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
         loop = asyncio.get_running_loop()
         last_claim = loop.time()
         await _retry_setup(self, stop)
@@ -212,31 +212,23 @@ class EventConsumer:
                 if loop.time() - last_claim > self._claim_idle_ms / 2000:
                     last_claim = loop.time()
                     await self.claim_stale()
-                backoff = 0.5
+                backoff.succeeded()
             except Exception as exc:
-                if is_transient(exc):
-                    log.warning(
-                        "event consumer waiting for its servers",
-                        extra={"error": repr(exc), "retry_in_s": backoff},
-                    )
-                else:
-                    log.exception("event consumer failed; retrying", extra={"retry_in_s": backoff})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.failed()
+                log_retry(log, "event consumer", exc, delay)
+                await sleep(delay, stop)
 
 
 async def _retry_setup(consumer: EventConsumer, stop: asyncio.Event) -> None:
-    delay = 0.5
+    backoff = Backoff(base_s=0.5, cap_s=10.0)
     while not stop.is_set():
         try:
             await consumer.setup()
             return
         except (RedisError, OSError) as exc:
+            delay = backoff.failed()
             log.warning(
                 "cannot create the events consumer group yet",
                 extra={"error": repr(exc), "retry_in_s": delay},
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 10.0)
+            await sleep(delay, stop)

@@ -1,15 +1,17 @@
 """Which failures are worth retrying: a server briefly unreachable (transient), a value the
-database refuses (bad input), or anything else (a bug)."""
+database refuses (bad input), or anything else (a bug); and how a loop that goes on after
+one says so."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-__all__ = ["is_bad_data", "is_transient", "sqlstate"]
+__all__ = ["is_bad_data", "is_transient", "log_retry", "sqlstate"]
 
 _TRANSIENT_SQLSTATES = {
     "40001",
@@ -78,3 +80,13 @@ def is_bad_data(exc: BaseException) -> bool:
     number out of range): the input's fault, not the server's."""
     code = sqlstate(exc) if isinstance(exc, DBAPIError) else None
     return code is not None and code.startswith("22")
+
+
+def log_retry(log: logging.Logger, what: str, exc: BaseException, retry_in_s: float) -> None:
+    """A loop step failed and `what` tries again in `retry_in_s`: a warning while its servers
+    are away, the traceback for anything else (a bug, which the loop survives)."""
+    extra = {"error": repr(exc), "retry_in_s": round(retry_in_s, 3)}
+    if is_transient(exc):
+        log.warning("%s waiting for its servers", what, extra=extra)
+    else:
+        log.error("%s failed; retrying", what, exc_info=exc, extra=extra)

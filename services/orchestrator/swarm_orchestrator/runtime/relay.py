@@ -18,11 +18,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common.backoff import Backoff
 from swarm_common.messages import utcnow
 from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, ensure_group
 from swarm_orchestrator.db.advisory import try_xact_lock
 from swarm_orchestrator.db.models import Outbox
-from swarm_orchestrator.runtime.failures import is_transient
+from swarm_orchestrator.runtime.failures import log_retry
 
 __all__ = ["Relay"]
 
@@ -106,36 +107,26 @@ class Relay:
         self, *, stop: asyncio.Event, wake: asyncio.Event, poll_s: float, retention_s: float
     ) -> None:
         """Publish until `stop` is set; `wake` shortens the wait after a commit."""
-        backoff = poll_s
+        backoff = Backoff(base_s=2 * poll_s, cap_s=10.0)
         last_purge = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            wait = poll_s
             try:
                 wake.clear()
                 published = await self.publish_batch()
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
                     await self.purge_sent(retention_s)
-                backoff = poll_s
+                backoff.succeeded()
                 if published:
                     continue
-            except (RedisError, OSError) as exc:
-                self.forget_groups()
-                backoff = min(backoff * 2, 10.0)
-                log.warning(
-                    "outbox relay cannot publish; retrying",
-                    extra={"error": repr(exc), "retry_in_s": backoff},
-                )
             except Exception as exc:
-                backoff = min(backoff * 2, 10.0)
-                if is_transient(exc):
-                    log.warning(
-                        "outbox relay waiting for the database",
-                        extra={"error": repr(exc), "retry_in_s": backoff},
-                    )
-                else:
-                    log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
-            await _wait_any(stop, wake, backoff)
+                if isinstance(exc, RedisError | OSError):
+                    self.forget_groups()
+                wait = backoff.failed()
+                log_retry(log, "outbox relay", exc, wait)
+            await _wait_any(stop, wake, wait)
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
