@@ -61,34 +61,44 @@ def writers(source: str, allowed: frozenset[str] = frozenset()) -> list[str]:
     """Every place in `source` that writes a status column of a task, attempt or session."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-            targets = [node.target]
-        for target in targets:
-            if isinstance(target, ast.Attribute) and target.attr in COLUMNS:
-                text = ast.unparse(target)
-                if text not in allowed:
-                    found.append(f"{node.lineno}: {text} = …")
+        found += _assignments(node, allowed)
         if isinstance(node, ast.Call):
-            table = _table_of(node)
-            for keyword in node.keywords:
-                if keyword.arg in COLUMNS and table is not None:
-                    found.append(f"{node.lineno}: {keyword.arg}= in a write of {table}")
-            func = node.func
-            if (
-                isinstance(func, ast.Name)
-                and func.id == "setattr"
-                and len(node.args) > 1
-                and isinstance(node.args[1], ast.Constant)
-                and node.args[1].value in COLUMNS
-            ):
-                found.append(f"{node.lineno}: setattr(…, {node.args[1].value!r})")
+            found += _call_writes(node)
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             match = _SQL.search(node.value)
             if match:
                 found.append(f"{node.lineno}: SQL {match.group(0)}")
+    return found
+
+
+def _assignments(node: ast.AST, allowed: frozenset[str]) -> list[str]:
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        targets = [node.target]
+    return [
+        f"{node.lineno}: {ast.unparse(t)} = …"  # type: ignore[attr-defined]
+        for t in targets
+        if isinstance(t, ast.Attribute) and t.attr in COLUMNS and ast.unparse(t) not in allowed
+    ]
+
+
+def _call_writes(node: ast.Call) -> list[str]:
+    found = []
+    table = _table_of(node)
+    for keyword in node.keywords:
+        if keyword.arg in COLUMNS and table is not None:
+            found.append(f"{node.lineno}: {keyword.arg}= in a write of {table}")
+    func = node.func
+    if (
+        isinstance(func, ast.Name)
+        and func.id == "setattr"
+        and len(node.args) > 1
+        and isinstance(node.args[1], ast.Constant)
+        and node.args[1].value in COLUMNS
+    ):
+        found.append(f"{node.lineno}: setattr(…, {node.args[1].value!r})")
     return found
 
 

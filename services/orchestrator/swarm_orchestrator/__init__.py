@@ -1,1 +1,42 @@
-"""Swarm's orchestrator: REST API, persistence, scheduler, outbox relay, event consumer."""
+"""Swarm's orchestrator: the REST API, the task graphs in PostgreSQL, and the loops that move
+work between them and the adapters.
+
+Where things live (behaviour → module):
+
+- the task graph and its state — `graph/`
+  - a task's status, merge status and attempts change *only* here, checked against the
+    transition tables of `swarm_common.states` → `graph/task_state.py`
+  - a session's status, and when it is finished → `graph/session_state.py`
+  - whether and when a task runs again (one pure decision) → `graph/retry.py`
+  - the lock order session → task → attempt → `graph/locking.py`
+  - which tasks run next, and the task message they get → `graph/scheduler.py`
+  - creating sessions and adding graphs; reads → `graph/sessions.py`
+  - checking a submitted graph (keys, dependencies, cycles, sizes) → `graph/validation.py`
+  - what an adapter's report does (started, progress, succeeded, failed) → `graph/reports.py`
+  - a person's retry, cancel, approve, pause, resume → `graph/control.py`
+  - done / total, time left, tokens and cost → `graph/progress.py`
+- git integration — `integration/`
+  - a session's bare mirror, refs and diffs → `integration/repos.py`
+  - the merge queue into the integration branch, conflicts → `integration/merges.py`
+  - checkpoints (gates, fast-forward, tag, push) → `integration/checkpoints.py`
+  - rollback to a checkpoint → `integration/rollback.py`
+  - removing old worktrees and artifacts → `integration/prune.py`
+- background runtime — `runtime/`
+  - the loops every replica runs, and their lifecycle → `runtime/background.py`
+  - publishing the outbox to Redis → `runtime/relay.py`
+  - reading adapters' events from Redis → `runtime/consumer.py`
+  - lost attempts, Redis losing its data → `runtime/reaper.py`
+  - drain, emergency stop, resume → `runtime/system_mode.py`
+  - which failures are worth retrying → `runtime/failures.py`
+- persistence — `db/`: the schema (`models.py`), engine, migrations (`migrate.py`), the
+  timeline (`timeline.py`), outbox rows (`outbox.py`), advisory locks (`advisory.py`)
+- the REST API — `api/`: app, routes, schemas, authentication and redaction
+  (`security.py`), the live event stream (`stream.py`, `live.py`)
+- who may call it — `access/`: API tokens and roles (`tokens.py`), rate limits
+  (`ratelimit.py`)
+- `settings.py` (environment), `server.py` (`swarm server`), `errors.py` (service errors
+  with stable codes), `dashboard/` (the web dashboard's static files)
+
+The orchestrator imports `swarm_common`, never the adapter or the command line
+(`tests/test_layering.py`).
+"""

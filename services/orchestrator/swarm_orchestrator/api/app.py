@@ -44,52 +44,53 @@ log = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT_S = 30.0
 
 
+def _open_state(s: OrchestratorSettings) -> AppState:
+    """The process's connections and loops, made when the app starts."""
+    s.workspace.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(s.require_database_url())
+    redis = Redis.from_url(
+        s.require_redis_url(),
+        decode_responses=False,
+        health_check_interval=30,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,  # above every BLOCK we use
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+    )
+    sessionmaker = make_sessionmaker(engine)
+    keys = Keys(s.redis_prefix)
+    return AppState(
+        settings=s,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        keys=keys,
+        background=Background(settings=s, sessionmaker=sessionmaker, redis=redis, keys=keys),
+        limiter=RateLimiter(redis, keys, rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst),
+        timeline_watch=TimelineWatch(asyncpg_dsn(s.require_database_url())),
+    )
+
+
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     """Build the app; settings are read when it starts, not at import time."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
-        s.workspace.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(s.require_database_url())
-        sessionmaker = make_sessionmaker(engine)
-        redis = Redis.from_url(
-            s.require_redis_url(),
-            decode_responses=False,
-            health_check_interval=30,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_S,  # above every BLOCK we use
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-        )
-        keys = Keys(s.redis_prefix)
-        background = Background(settings=s, sessionmaker=sessionmaker, redis=redis, keys=keys)
-        watch = TimelineWatch(asyncpg_dsn(s.require_database_url()))
-        app.state.swarm = AppState(
-            settings=s,
-            engine=engine,
-            sessionmaker=sessionmaker,
-            redis=redis,
-            keys=keys,
-            background=background,
-            limiter=RateLimiter(
-                redis, keys, rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst
-            ),
-            timeline_watch=watch,
-        )
-        watch.start()
+        state = app.state.swarm = _open_state(s)
+        state.timeline_watch.start()
         if s.run_loops:
-            background.start()
-            _on_sigusr1(app.state.swarm)
+            state.background.start()
+            _on_sigusr1(state)
         log.info("orchestrator started", extra={"loops": s.run_loops})
         try:
             yield
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
-            await watch.stop()
-            await background.stop()
-            await redis.aclose()
-            await engine.dispose()
+            await state.timeline_watch.stop()
+            await state.background.stop()
+            await state.redis.aclose()
+            await state.engine.dispose()
             log.info("orchestrator stopped")
 
     app = FastAPI(

@@ -26,7 +26,6 @@ __all__ = [
     "SessionCreate",
     "SessionPublic",
     "SystemPublic",
-    "TaskCreate",
     "TaskDetail",
     "TaskPublic",
     "TokenCreate",
@@ -36,7 +35,6 @@ __all__ = [
     "WorkerPublic",
 ]
 
-TaskCreate = TaskSpec
 MAX_INT = 2**63 - 1
 """Largest value of a query number (PostgreSQL's bigint)."""
 

@@ -84,49 +84,58 @@ async def create_session(
             repo=repo,
             files=data.settings.setup.files,
         )
-        session = await session_state.create(
-            db,
-            has_tasks=bool(ordered),
-            actor=actor,
-            data={
-                "repo": strip_credentials(repo),
-                "base_ref": data.base_ref,
-                "base_commit": mirror.base_commit,
-            },
-            id=session_id,
-            title=data.title,
-            goal=data.goal,
-            repo=strip_credentials(repo),
-            repo_path=mirror.path,
-            base_ref=data.base_ref,
-            base_commit=mirror.base_commit,
-            integration_head=mirror.base_commit,
-            target_branch=data.target_branch,
-            settings=data.settings.model_dump(mode="json", exclude_unset=True),
-            idempotency_key=data.idempotency_key,
-            tenant=tenant,
+        session = await _store(
+            db, data, session_id=session_id, repo=repo, mirror=mirror, tenant=tenant, actor=actor
         )
         if ordered:
             await _insert_tasks(db, session=session, specs=ordered, existing={}, actor=actor)
             await scheduler.queue_ready(db, session=session, keys=keys)
         await db.commit()
-    except IntegrityError:
+    except BaseException as exc:
         await db.rollback()
         await _discard(workspace, session_id, mirror.path)
-        existing = (
-            await _by_idempotency_key(db, data.idempotency_key, tenant)
-            if data.idempotency_key
-            else None
-        )
-        if existing is None:
-            raise
-        return existing, False
-    except BaseException:
-        await db.rollback()
-        await _discard(workspace, session_id, mirror.path)
+        if isinstance(exc, IntegrityError) and data.idempotency_key:
+            # The same key won a race meanwhile: its session is the answer.
+            existing = await _by_idempotency_key(db, data.idempotency_key, tenant)
+            if existing is not None:
+                return existing, False
         raise
     log.info("session created", extra={"session_id": str(session_id), "tasks": len(ordered)})
     return session, True
+
+
+async def _store(
+    db: AsyncSession,
+    data: SessionCreate,
+    *,
+    session_id: uuid.UUID,
+    repo: str,
+    mirror: repos.Mirror,
+    tenant: str | None,
+    actor: str,
+) -> Session:
+    return await session_state.create(
+        db,
+        has_tasks=bool(data.tasks),
+        actor=actor,
+        data={
+            "repo": strip_credentials(repo),
+            "base_ref": data.base_ref,
+            "base_commit": mirror.base_commit,
+        },
+        id=session_id,
+        title=data.title,
+        goal=data.goal,
+        repo=strip_credentials(repo),
+        repo_path=mirror.path,
+        base_ref=data.base_ref,
+        base_commit=mirror.base_commit,
+        integration_head=mirror.base_commit,
+        target_branch=data.target_branch,
+        settings=data.settings.model_dump(mode="json", exclude_unset=True),
+        idempotency_key=data.idempotency_key,
+        tenant=tenant,
+    )
 
 
 async def _discard(workspace: Path, session_id: uuid.UUID, mirror: str) -> None:

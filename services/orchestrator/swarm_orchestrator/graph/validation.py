@@ -26,20 +26,7 @@ def validate_graph(
     Returns the specs in a dependency order (parents first). Raises `Invalid` or `Conflict`
     with a stable code; nothing is stored by the caller when this raises.
     """
-    if not specs:
-        raise Invalid("a task graph needs at least one task", code="empty_graph")
-    if len(specs) > max_tasks:
-        raise Invalid(
-            f"a task graph may hold at most {max_tasks} tasks, got {len(specs)}",
-            code="graph_too_large",
-            details={"limit": max_tasks, "got": len(specs)},
-        )
-    if max_total is not None and len(existing_keys) + len(specs) > max_total:
-        raise Invalid(
-            f"a session may hold at most {max_total} tasks",
-            code="graph_too_large",
-            details={"limit": max_total, "existing": len(existing_keys)},
-        )
+    _check_size(specs, existing=len(existing_keys), max_tasks=max_tasks, max_total=max_total)
     counts = Counter(s.key for s in specs)
     seen = set(counts)
     duplicates = sorted(k for k, n in counts.items() if n > 1)
@@ -76,6 +63,25 @@ def validate_graph(
         )
     by_key = {s.key: s for s in specs}
     return [by_key[k] for k in order]
+
+
+def _check_size(
+    specs: Sequence[TaskSpec], *, existing: int, max_tasks: int, max_total: int | None
+) -> None:
+    if not specs:
+        raise Invalid("a task graph needs at least one task", code="empty_graph")
+    if len(specs) > max_tasks:
+        raise Invalid(
+            f"a task graph may hold at most {max_tasks} tasks, got {len(specs)}",
+            code="graph_too_large",
+            details={"limit": max_tasks, "got": len(specs)},
+        )
+    if max_total is not None and existing + len(specs) > max_total:
+        raise Invalid(
+            f"a session may hold at most {max_total} tasks",
+            code="graph_too_large",
+            details={"limit": max_total, "existing": existing},
+        )
 
 
 def topological_order(parents: dict[str, list[str]]) -> list[str] | None:

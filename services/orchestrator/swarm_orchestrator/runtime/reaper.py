@@ -168,18 +168,7 @@ async def declare_lost(
     )
     await db.flush()
     counts = await task_state.attempt_counts(db, task)
-    decision = retry.decide(
-        Cause.LOST, counts=counts, limits=task_state.limits(task), policy=policy
-    )
-    entry = task_state.Entry(
-        "attempt.lost",
-        data={
-            "reason": reason,
-            "worker": worker,
-            "lost": counts.lost,
-            "will_retry": decision.again,
-        },
-    )
+    decision = retry.decide(Cause.LOST, counts=counts, policy=policy)
     log.warning(
         "attempt lost",
         extra={
@@ -190,13 +179,12 @@ async def declare_lost(
             "will_retry": decision.again,
         },
     )
+    data = {"reason": reason, "worker": worker, "lost": counts.lost, "will_retry": decision.again}
+    entry = task_state.Entry("attempt.lost", data=data)
     if decision.again:
+        why = f"attempt {attempt} lost: {reason}"
         task_state.reschedule(
-            db,
-            task,
-            reason=f"attempt {attempt} lost: {reason}",
-            retry_at=decision.retry_at(utcnow()),
-            entry=entry,
+            db, task, reason=why, retry_at=decision.retry_at(utcnow()), entry=entry
         )
         await db.flush()
         await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id])

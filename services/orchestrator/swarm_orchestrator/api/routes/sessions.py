@@ -32,6 +32,7 @@ from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
 from swarm_orchestrator.graph import control, progress, sessions
 from swarm_orchestrator.integration import checkpoints
+from swarm_orchestrator.integration.rollback import rollback as roll_back
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -304,7 +305,7 @@ async def rollback(
     Tasks whose merges are undone show `merge_status` `rolled_back`; tasks that start later
     build on the checkpoint; tasks in flight are restarted from it."""
     await sessions.get_session(db, session_id, seen_by=who)
-    session, checkpoint, rolled = await checkpoints.rollback(
+    session, checkpoint, rolled = await roll_back(
         db,
         session_id=session_id,
         number=body.checkpoint if body is not None else None,
