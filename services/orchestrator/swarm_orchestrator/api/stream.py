@@ -20,18 +20,21 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from fastapi import Depends, Header, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from swarm_orchestrator.access import tokens
 from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.deps import AppState
-from swarm_orchestrator.api.schemas import EventPublic
+from swarm_orchestrator.api.schemas import MAX_INT, EventPublic
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.runtime.failures import is_transient
 
-__all__ = ["SSE_RESPONSE", "event_stream", "wants_stream"]
+__all__ = ["SSE_RESPONSE", "EventsDep", "EventsQuery", "timeline_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -56,43 +59,83 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def wants_stream(accept: str | None) -> bool:
-    return "text/event-stream" in (accept or "")
+@dataclass(frozen=True)
+class EventsQuery:
+    """Which entries a timeline request asks for, and how it wants them."""
+
+    after: int
+    limit: int
+    accept: str | None
+    last_event_id: int | None
+
+    @property
+    def start(self) -> int:
+        return max(self.after, self.last_event_id or 0)
+
+    @property
+    def stream(self) -> bool:
+        return "text/event-stream" in (self.accept or "")
 
 
-def event_stream(
+def _events_query(
+    after: Annotated[int, Query(ge=0, le=MAX_INT, description="Only entries after this one.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(ge=0, le=MAX_INT, description="Resume a stream after this entry (SSE)."),
+    ] = None,
+) -> EventsQuery:
+    return EventsQuery(after=after, limit=limit, accept=accept, last_event_id=last_event_id)
+
+
+EventsDep = Annotated[EventsQuery, Depends(_events_query)]
+
+
+async def timeline_answer(
+    db: AsyncSession,
     state: AppState,
+    query: EventsQuery,
     *,
-    session_id: uuid.UUID,
-    task_id: uuid.UUID | None,
-    cursor: timeline.Cursor,
-    min_id: int,
     who: Principal,
-) -> EventSourceResponse:
-    return EventSourceResponse(
-        _entries(
-            state,
-            session_id=session_id,
+    session_id: uuid.UUID,
+    task_id: uuid.UUID | None = None,
+) -> Any:
+    """A page of settled entries as JSON, or the Server-Sent Events stream from there."""
+    if not query.stream:
+        rows = await timeline.page(
+            db,
+            session_id=None if task_id else session_id,
             task_id=task_id,
-            cursor=cursor,
-            min_id=min_id,
-            who=who,
-        ),
-        ping=PING_S,
-        send_timeout=30,
-        headers={"Cache-Control": "no-store"},
+            after=query.start,
+            limit=query.limit,
+        )
+        return [EventPublic.model_validate(r) for r in rows]
+    cursor, min_id = await timeline.cursor_after(db, query.start)
+    await db.close()  # the stream must not hold a connection while it waits
+    subject = _Subject(
+        state=state, session_id=session_id, task_id=task_id, cursor=cursor, min_id=min_id, who=who
+    )
+    return EventSourceResponse(
+        _entries(subject), ping=PING_S, send_timeout=30, headers={"Cache-Control": "no-store"}
     )
 
 
-async def _entries(
-    state: AppState,
-    *,
-    session_id: uuid.UUID,
-    task_id: uuid.UUID | None,
-    cursor: timeline.Cursor,
-    min_id: int,
-    who: Principal,
-) -> AsyncIterator[ServerSentEvent]:
+@dataclass(frozen=True)
+class _Subject:
+    """What one stream follows, for whom, and from where."""
+
+    state: AppState
+    session_id: uuid.UUID
+    task_id: uuid.UUID | None
+    cursor: timeline.Cursor
+    min_id: int
+    who: Principal
+
+
+async def _entries(subject: _Subject) -> AsyncIterator[ServerSentEvent]:
+    state, session_id, task_id = subject.state, subject.session_id, subject.task_id
+    cursor, min_id, who = subject.cursor, subject.min_id, subject.who
     watch = state.timeline_watch
     every = state.settings.stream_token_check_s
     next_check = time.monotonic() + every

@@ -34,10 +34,9 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import UserDefinedType
 
-from swarm_common.states import AttemptStatus, SessionStatus, TaskStatus
+from swarm_common.states import AttemptStatus, MergeStatus, SessionStatus, TaskStatus
 
 __all__ = [
-    "MERGE_STATES",
     "MERGE_SEQ",
     "Attempt",
     "Base",
@@ -51,12 +50,6 @@ __all__ = [
     "ApiToken",
     "Worker",
 ]
-
-MERGE_STATES = ("pending", "merged", "empty", "conflict", "resolved", "rolled_back", "abandoned")
-"""A succeeded task's way into the integration branch: `pending` (in the merge queue),
-`merged`, `empty` (it changed nothing), `conflict`, `resolved` (merged through a resolution
-task), `rolled_back` (its merge was undone by a rollback), `abandoned` (cancelled after a
-conflict)."""
 
 
 class XID8(UserDefinedType[int]):
@@ -79,7 +72,9 @@ NAMING = {
 }
 
 
-def _one_of(column: str, values: type[SessionStatus | TaskStatus | AttemptStatus]) -> str:
+def _one_of(
+    column: str, values: type[SessionStatus | TaskStatus | MergeStatus | AttemptStatus]
+) -> str:
     listed = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({listed})"
 
@@ -154,9 +149,7 @@ class Task(Base):
             postgresql_where=text("merge_status = 'pending'"),
         ),
         CheckConstraint(
-            "merge_status IS NULL OR "
-            + ", ".join(f"'{m}'" for m in MERGE_STATES).join(("merge_status IN (", ")")),
-            name="merge_status",
+            "merge_status IS NULL OR " + _one_of("merge_status", MergeStatus), name="merge_status"
         ),
     )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
@@ -26,7 +27,7 @@ from swarm_orchestrator.api.schemas import (
     error_responses,
 )
 from swarm_orchestrator.api.security import Operator, Viewer
-from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
+from swarm_orchestrator.api.stream import SSE_RESPONSE, EventsDep, timeline_answer
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
@@ -38,6 +39,12 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 _ERRORS = error_responses(404, 409)
 NO_SPEND = progress.Spend()
+
+
+async def _answer(db: AsyncSession, session: Session) -> SessionPublic:
+    """The session as the API shows it, with its task counts."""
+    counts = await sessions.session_counts(db, [session.id])
+    return session_public(session, counts.get(session.id, {}))
 
 
 @router.post("", status_code=201, responses=_ERRORS)
@@ -60,8 +67,7 @@ async def create_session(
     if not created:
         response.status_code = 200
     state.notify()
-    counts = await sessions.session_counts(db, [session.id])
-    return session_public(session, counts.get(session.id, {}))
+    return await _answer(db, session)
 
 
 @router.get("", responses=_ERRORS)
@@ -86,8 +92,7 @@ async def list_sessions(
 @router.get("/{session_id}", responses=_ERRORS)
 async def get_session(session_id: uuid.UUID, db: DbDep, who: Viewer) -> SessionPublic:
     session = await sessions.get_session(db, session_id, seen_by=who)
-    counts = await sessions.session_counts(db, [session_id])
-    return session_public(session, counts.get(session_id, {}))
+    return await _answer(db, session)
 
 
 @router.post("/{session_id}/tasks", status_code=201, responses=_ERRORS)
@@ -184,8 +189,7 @@ async def pause_session(session_id: uuid.UUID, db: DbDep, who: Operator) -> Sess
     attempts finish. Pausing a paused session changes nothing."""
     await sessions.get_session(db, session_id, seen_by=who)
     session = await control.pause_session(db, session_id=session_id, actor=who.actor)
-    counts = await sessions.session_counts(db, [session_id])
-    return session_public(session, counts.get(session_id, {}))
+    return await _answer(db, session)
 
 
 @router.post("/{session_id}/resume", responses=_ERRORS)
@@ -199,8 +203,7 @@ async def resume_session(
         db, session_id=session_id, keys=state.keys, actor=who.actor
     )
     state.notify()
-    counts = await sessions.session_counts(db, [session_id])
-    return session_public(session, counts.get(session_id, {}))
+    return await _answer(db, session)
 
 
 @router.post("/{session_id}/cancel", responses=_ERRORS)
@@ -214,8 +217,7 @@ async def cancel_session(
         db, session_id=session_id, keys=state.keys, actor=who.actor
     )
     state.notify()
-    counts = await sessions.session_counts(db, [session_id])
-    return session_public(session, counts.get(session_id, {}))
+    return await _answer(db, session)
 
 
 @router.get(
@@ -224,31 +226,13 @@ async def cancel_session(
     responses={**_ERRORS, **SSE_RESPONSE},
 )
 async def session_events(
-    session_id: uuid.UUID,
-    db: DbDep,
-    state: StateDep,
-    who: Viewer,
-    after: Annotated[int, Query(ge=0, le=MAX_INT, description="Only entries after this one.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    last_event_id: Annotated[
-        int | None,
-        Header(ge=0, le=MAX_INT, description="Resume a stream after this entry (SSE)."),
-    ] = None,
+    session_id: uuid.UUID, db: DbDep, state: StateDep, who: Viewer, query: EventsDep
 ) -> Any:
     """The session timeline in order: JSON pages (`after` = the last id seen), or, with
     `Accept: text/event-stream`, Server-Sent Events that replay every entry after
     `Last-Event-ID` (or `after`) exactly once and then follow live."""
     await sessions.get_session(db, session_id, seen_by=who)
-    start = max(after, last_event_id or 0)
-    if not wants_stream(accept):
-        rows = await timeline.page(db, session_id=session_id, after=start, limit=limit)
-        return [EventPublic.model_validate(r) for r in rows]
-    cursor, min_id = await timeline.cursor_after(db, start)
-    await db.close()  # the stream must not hold a connection while it waits
-    return event_stream(
-        state, session_id=session_id, task_id=None, cursor=cursor, min_id=min_id, who=who
-    )
+    return await timeline_answer(db, state, query, who=who, session_id=session_id)
 
 
 @router.post("/{session_id}/checkpoints", status_code=202, responses=_ERRORS)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_orchestrator.api.convert import task_public
 from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
-    MAX_INT,
     AttemptPublic,
     DiffFile,
     DiffPublic,
@@ -23,9 +23,8 @@ from swarm_orchestrator.api.schemas import (
     error_responses,
 )
 from swarm_orchestrator.api.security import Operator, Viewer
-from swarm_orchestrator.api.stream import SSE_RESPONSE, event_stream, wants_stream
-from swarm_orchestrator.db import timeline
-from swarm_orchestrator.db.models import Attempt
+from swarm_orchestrator.api.stream import SSE_RESPONSE, EventsDep, timeline_answer
+from swarm_orchestrator.db.models import Attempt, Task
 from swarm_orchestrator.errors import NotFound
 from swarm_orchestrator.graph import control, progress, sessions
 from swarm_orchestrator.integration import repos
@@ -35,6 +34,12 @@ MAX_DIFF_BYTES = 16 * 1024 * 1024
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 _ERRORS = error_responses(404, 409)
+
+
+async def _answer(db: AsyncSession, task: Task) -> TaskPublic:
+    """The task as a control action answers it (with its dependencies, without spend)."""
+    deps = await sessions.dependency_keys(db, task_ids=[task.id])
+    return task_public(task, deps.get(task.id, ()))
 
 
 @router.get("/{task_id}", responses=_ERRORS)
@@ -61,30 +66,13 @@ async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
     responses={**_ERRORS, **SSE_RESPONSE},
 )
 async def task_events(
-    task_id: uuid.UUID,
-    db: DbDep,
-    state: StateDep,
-    who: Viewer,
-    after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-    last_event_id: Annotated[
-        int | None,
-        Header(ge=0, le=MAX_INT, description="Resume a stream after this entry (SSE)."),
-    ] = None,
+    task_id: uuid.UUID, db: DbDep, state: StateDep, who: Viewer, query: EventsDep
 ) -> Any:
     """The task's part of the session timeline, in order: JSON pages, or Server-Sent Events
     with `Accept: text/event-stream` (see the session's events)."""
     task = await sessions.get_task(db, task_id, seen_by=who)
-    start = max(after, last_event_id or 0)
-    if not wants_stream(accept):
-        rows = await timeline.page(db, task_id=task_id, after=start, limit=limit)
-        return [EventPublic.model_validate(r) for r in rows]
-    cursor, min_id = await timeline.cursor_after(db, start)
-    session_id = task.session_id
-    await db.close()  # the stream must not hold a connection while it waits
-    return event_stream(
-        state, session_id=session_id, task_id=task_id, cursor=cursor, min_id=min_id, who=who
+    return await timeline_answer(
+        db, state, query, who=who, session_id=task.session_id, task_id=task_id
     )
 
 
@@ -94,8 +82,7 @@ async def retry_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operat
     await sessions.get_task(db, task_id, seen_by=who)
     task = await control.retry_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
     state.notify()
-    deps = await sessions.dependency_keys(db, task_ids=[task_id])
-    return task_public(task, deps.get(task_id, ()))
+    return await _answer(db, task)
 
 
 @router.post("/{task_id}/cancel", responses=_ERRORS)
@@ -104,8 +91,7 @@ async def cancel_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Opera
     await sessions.get_task(db, task_id, seen_by=who)
     task = await control.cancel_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
     state.notify()
-    deps = await sessions.dependency_keys(db, task_ids=[task_id])
-    return task_public(task, deps.get(task_id, ()))
+    return await _answer(db, task)
 
 
 @router.post("/{task_id}/approve", responses=_ERRORS)
@@ -115,8 +101,7 @@ async def approve_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Oper
     await sessions.get_task(db, task_id, seen_by=who)
     task = await control.approve_task(db, task_id=task_id, actor=who.actor)
     state.background.merge_wake.set()
-    deps = await sessions.dependency_keys(db, task_ids=[task_id])
-    return task_public(task, deps.get(task_id, ()))
+    return await _answer(db, task)
 
 
 @router.get(
