@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from swarm_cli.client import CliError
-from swarm_cli.local.up import environment_for, plan_adapters, start_valkey
+from swarm_cli.local.plan import environment_for, plan_adapters
+from swarm_cli.local.up import start_valkey
 
 
 def _fake_cli(folder: Path, name: str) -> None:

@@ -9,16 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from swarm_cli.local.embedded import free_port
-from tests.waiting import pid_alive
-
-pytestmark = pytest.mark.e2e
+from tests.waiting import eventually, pid_alive
 
 TOKEN = "swarm-up-admin-token-0123456789abcdef"
 """`SWARM_API_TOKEN` of the `swarm up` under test: the orchestrator gets it, adapters must not."""
@@ -67,7 +63,7 @@ def _start_up(tmp_path: Path, port: int, *args: str) -> tuple[subprocess.Popen[s
             [
                 sys.executable,
                 "-m",
-                "swarm_orchestrator",
+                "swarm_cli",
                 "up",
                 "--port",
                 str(port),
@@ -87,15 +83,20 @@ def _start_up(tmp_path: Path, port: int, *args: str) -> tuple[subprocess.Popen[s
 
 
 def _wait_for_text(proc: subprocess.Popen[str], output: Path, text: str, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def printed() -> str | None:
         content = output.read_text()
         if text in content:
             return content
         if proc.poll() is not None:
             raise AssertionError(f"swarm up exited ({proc.returncode}):\n{content}")
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not printed in {timeout_s}s:\n{output.read_text()}")
+        return None
+
+    return eventually(
+        printed,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        message=lambda: f"{text!r} not printed:\n{output.read_text()}",
+    )
 
 
 def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_up_runs_the_demo_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None
             assert "SWARM_DATABASE_URL" not in environ and "SWARM_API_TOKEN" not in environ
             assert environ["SWARM_REDIS_URL"].startswith("redis://adapter:")
             assert environ["SWARM_ALLOW_SHELL_AGENT"] == "true"
-        [orchestrator] = [p for p in children if b"swarm_orchestrator\x00server\x00" in _cmdline(p)]
+        [orchestrator] = [p for p in children if b"swarm_cli\x00server\x00" in _cmdline(p)]
         assert _environ(orchestrator)["SWARM_REDIS_URL"].startswith("redis://orchestrator:")
         for user in ("orchestrator", "adapter"):  # the Redis passwords are never printed
             password = (tmp_path / ".swarm" / f"valkey-{user}.password").read_text().strip()
@@ -172,10 +173,12 @@ def test_a_supervisor_killed_outright_takes_its_children_with_it(tmp_path: Path)
         assert len(children) >= 4
         proc.kill()
         proc.wait()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(pid_alive(p) for p in children):
-            time.sleep(0.2)
-        assert [p for p in children if pid_alive(p)] == []
+        eventually(
+            lambda: not any(pid_alive(p) for p in children),
+            timeout_s=30,
+            interval_s=0.2,
+            message=lambda: f"still alive: {[p for p in children if pid_alive(p)]}",
+        )
     finally:
         for pid in _descendants(proc.pid):
             with contextlib.suppress(ProcessLookupError):

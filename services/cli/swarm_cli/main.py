@@ -55,7 +55,8 @@ def up(
     """Run everything on this machine: PostgreSQL and Valkey (embedded unless
     SWARM_DATABASE_URL / SWARM_REDIS_URL are set), migrations, the orchestrator and the
     adapters. Ctrl-C stops it all."""
-    from swarm_cli.local.up import UpOptions, parse_adapters, run_up
+    from swarm_cli.local.plan import parse_adapters
+    from swarm_cli.local.up import UpOptions, run_up
 
     options = UpOptions(
         host=host,

@@ -5,6 +5,7 @@ timeline and transcript, followed live with `-f`), and control: `retry`, `cancel
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -226,27 +227,39 @@ def _print_task_state(before: dict[str, Any], after: dict[str, Any], as_json: bo
     )
 
 
+def _task_action(
+    ref: str,
+    action: str,
+    *,
+    api_url: str | None,
+    token: str | None,
+    as_json: bool,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """POST `action` to a task and print the state it moved to; `check` may refuse (or
+    ask first) on the task as it was."""
+    with connect(api_url, token) as client:
+        tid = refs.task_id(client, ref)
+        before = client.get(f"/v1/tasks/{tid}")
+        if check is not None:
+            check(before)
+        after = client.post(f"/v1/tasks/{tid}/{action}")
+    _print_task_state(before, after, as_json)
+
+
 def retry(
     ref: TaskArg, api_url: ApiUrl = None, token: Token = None, as_json: AsJson = False
 ) -> None:
     """Run a failed or cancelled task again, as a new attempt; the tasks it blocked wait
     for it again."""
-    with connect(api_url, token) as client:
-        tid = refs.task_id(client, ref)
-        before = client.get(f"/v1/tasks/{tid}")
-        after = client.post(f"/v1/tasks/{tid}/retry")
-    _print_task_state(before, after, as_json)
+    _task_action(ref, "retry", api_url=api_url, token=token, as_json=as_json)
 
 
 def approve(
     ref: TaskArg, api_url: ApiUrl = None, token: Token = None, as_json: AsJson = False
 ) -> None:
     """Approve a task that awaits a person's approval, so it goes on."""
-    with connect(api_url, token) as client:
-        tid = refs.task_id(client, ref)
-        before = client.get(f"/v1/tasks/{tid}")
-        after = client.post(f"/v1/tasks/{tid}/approve")
-    _print_task_state(before, after, as_json)
+    _task_action(ref, "approve", api_url=api_url, token=token, as_json=as_json)
 
 
 def cancel(
@@ -271,37 +284,49 @@ def cancel(
     Asks first unless --yes."""
     if (ref is None) == (session is None):
         raise CliError("give a TASK, or --session SESSION (one of them)", code="bad_arguments")
-    with connect(api_url, token) as client:
-        if session is not None:
-            sid = refs.session_id(client, session)
-            current = client.get(f"/v1/sessions/{sid}")
-            counts = current.get("counts") or {}
-            open_tasks = sum(n for s, n in counts.items() if s not in render.ENDED_STATES)
-            confirm(
-                f"Cancel session {current['title']!r} ({sid}) and its {open_tasks} open task(s)?",
-                yes=yes,
-            )
-            body = client.post(f"/v1/sessions/{sid}/cancel")
-            if as_json:
-                print_json(body)
-            else:
-                console.print(
-                    f"Session {escape(str(body['title']))}: {render.state(str(body['status']))}  "
-                    f"{render.counts_line(body.get('counts') or {})}",
-                    highlight=False,
-                )
-            return
-        assert ref is not None
-        tid = refs.task_id(client, ref)
-        before = client.get(f"/v1/tasks/{tid}")
-        if before["status"] in render.ENDED_STATES:
-            raise CliError(
-                f"task {before['key']} has already ended ({before['status']})",
-                code="task_not_cancellable",
-            )
-        confirm(
-            f"Cancel task {before['key']!r} ({before['status']}, attempt {before['attempt']})?",
-            yes=yes,
+    if session is not None:
+        with connect(api_url, token) as client:
+            _cancel_session(client, session, yes=yes, as_json=as_json)
+        return
+    assert ref is not None
+    _task_action(
+        ref,
+        "cancel",
+        api_url=api_url,
+        token=token,
+        as_json=as_json,
+        check=lambda before: _ask_to_cancel(before, yes=yes),
+    )
+
+
+def _ask_to_cancel(before: dict[str, Any], *, yes: bool) -> None:
+    """Refuse a task that has already ended; ask before cancelling one that has not."""
+    if before["status"] in render.ENDED_STATES:
+        raise CliError(
+            f"task {before['key']} has already ended ({before['status']})",
+            code="task_not_cancellable",
         )
-        after = client.post(f"/v1/tasks/{tid}/cancel")
-    _print_task_state(before, after, as_json)
+    confirm(
+        f"Cancel task {before['key']!r} ({before['status']}, attempt {before['attempt']})?",
+        yes=yes,
+    )
+
+
+def _cancel_session(client: ApiClient, session: str, *, yes: bool, as_json: bool) -> None:
+    sid = refs.session_id(client, session)
+    current = client.get(f"/v1/sessions/{sid}")
+    counts = current.get("counts") or {}
+    open_tasks = sum(n for s, n in counts.items() if s not in render.ENDED_STATES)
+    confirm(
+        f"Cancel session {current['title']!r} ({sid}) and its {open_tasks} open task(s)?",
+        yes=yes,
+    )
+    body = client.post(f"/v1/sessions/{sid}/cancel")
+    if as_json:
+        print_json(body)
+    else:
+        console.print(
+            f"Session {escape(str(body['title']))}: {render.state(str(body['status']))}  "
+            f"{render.counts_line(body.get('counts') or {})}",
+            highlight=False,
+        )

