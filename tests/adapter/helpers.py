@@ -49,10 +49,13 @@ async def send(redis: Redis, keys: Keys, adapter: Adapter, msg: Message) -> None
     await redis.xadd(keys.tasks("shell"), encode(msg))  # type: ignore[arg-type]
 
 
-async def events(redis: Redis, keys: Keys) -> list[Any]:
-    """Every event so far, as messages (typed `Any`: tests read each type's own fields)."""
+async def events(redis: Redis, keys: Keys, *, heartbeats: bool = False) -> list[Any]:
+    """Every event so far, as messages (typed `Any`: tests read each type's own fields).
+    Heartbeats come every `heartbeat_interval_s` of a running attempt, so how many depends
+    on the machine's speed: they are left out unless asked for."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(keys.events)  # type: ignore[assignment]
-    return [decode(fields).message for _, fields in entries]
+    messages = [decode(fields).message for _, fields in entries]
+    return [m for m in messages if heartbeats or m.TYPE != "task.heartbeat"]
 
 
 async def pending(redis: Redis, keys: Keys) -> int:

@@ -69,14 +69,14 @@ async def test_the_entry_is_not_acknowledged_before_the_result_is_written(
     mirror: Mirror,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    publish = adapter._publish
+    publish = adapter.reporter.publish
 
     async def crash_on_result(event: Message, *, retry: bool = True) -> None:
         if event.TYPE == "task.succeeded":
             raise RuntimeError("adapter died here")
         await publish(event, retry=retry)
 
-    monkeypatch.setattr(adapter, "_publish", crash_on_result)
+    monkeypatch.setattr(adapter.reporter, "publish", crash_on_result)
     await send(redis, keys, adapter, message(mirror, "true"))
     with pytest.raises(RuntimeError, match="adapter died here"):
         await adapter.process_available()
@@ -203,7 +203,7 @@ async def test_heartbeats_while_running(
 ) -> None:
     await send(redis, keys, adapter, message(mirror, f"touch {tmp_path}/go; sleep 0.8"))
     await adapter.process_available()
-    types = [e.TYPE for e in await events(redis, keys)]
+    types = [e.TYPE for e in await events(redis, keys, heartbeats=True)]
     assert types[0] == "task.started" and types[-1] == "task.succeeded"
     assert types.count("task.heartbeat") >= 2
 

@@ -5,8 +5,9 @@ The rules are derived from the key layout of `swarm_common.streams.Keys` for one
 - `orchestrator`: every key and pub/sub channel under the prefix, with the command
   categories Swarm uses (data, streams, pub/sub, transactions, Lua scripts), never a
   dangerous or administrative command (FLUSHALL, CONFIG, KEYS, SHUTDOWN, DEBUG, ACL, ...).
-- `adapter`: exactly the commands an adapter sends (`swarm_adapter.worker`,
-  `swarm_common.leases`, `swarm_common.system`, `swarm_common.streams`), each only on the
+- `adapter`: exactly the commands an adapter sends (`swarm_adapter`'s `task_stream`,
+  `reporting`, `heartbeat` and `upkeep`, `swarm_common.leases`, `swarm_common.system`,
+  `swarm_common.streams`), each only on the
   keys it sends them to, through ACL selectors (Redis and Valkey 7+): the task streams
   (consume, acknowledge, take over), the events and dead-letter streams (append only: it
   cannot read, trim or delete them), claims and leases (the Lua scripts of

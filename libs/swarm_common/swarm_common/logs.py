@@ -26,7 +26,7 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {
 
 
 class KeyValueFormatter(logging.Formatter):
-    """`2026-11-21 12:00:00,000 INFO swarm_adapter.worker task started task_id=… attempt=1`."""
+    """`2026-11-21 12:00:00,000 INFO swarm_adapter.attempt attempt started task_id=… attempt=1`."""
 
     def __init__(self, redact: Callable[[str], str] | None = None) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")

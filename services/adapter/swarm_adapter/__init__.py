@@ -1,1 +1,19 @@
-"""Swarm adapter: consumes task messages, runs an agent in a worktree, reports events."""
+"""Swarm adapter: consumes task messages, runs an agent in a worktree, reports events.
+
+Where things live:
+
+- `main`: the `swarm adapter` process: signals, the Redis client, the runner check.
+- `worker`: `Adapter`, the transport and the lifecycle: slots reading the task stream,
+  one entry from admission to acknowledgement, drain and emergency stop.
+- `task_stream`: the Redis commands on `swarm:tasks:<agent>` (read, take over, touch, ack,
+  dead-letter). `admission`: which entries this adapter runs.
+- `reporting`: events out to `swarm:events` (redacted, retried), cancel requests in.
+- `upkeep`: the loops beside the slots: the system mode, the liveness key.
+- `heartbeat`: beside each attempt: cancel checks, lease renewal and fencing.
+- `running`: one attempt in flight, shared by the three above and the pipeline below.
+- `attempt`: the attempt pipeline, without Redis: setup, agent, commit, gates, result.
+  `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the
+  worktree), `outcome` (the result message), `worktree` (git worktrees and commits),
+  `progress` (batched progress events), `prompts` and `runners/` (the agent CLIs).
+- `settings`: `AdapterSettings`.
+"""

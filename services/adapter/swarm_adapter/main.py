@@ -1,9 +1,11 @@
-"""`swarm adapter`: run one adapter process until SIGTERM or SIGINT (drain: running attempts
-get `shutdown_grace_s` to finish) or SIGUSR1 (emergency stop: agents are killed at once).
+"""`swarm adapter`: the process around one `worker.Adapter`. It runs until SIGTERM or SIGINT
+(drain: running attempts get `shutdown_grace_s` to finish) or SIGUSR1 (emergency stop:
+agents are killed at once); SIGQUIT logs where every coroutine waits.
 
 At start the adapter drops any database URL from its environment (it never uses one), and
 refuses to run an agent kind it may not run here (exit code 2): a CLI that is missing, or
-the shell agent without `SWARM_ALLOW_SHELL_AGENT=true`."""
+the shell agent without `SWARM_ALLOW_SHELL_AGENT=true`. Then it makes the Redis client the
+adapter uses; everything else (the task stream, events, attempts) is the adapter's."""
 
 from __future__ import annotations
 

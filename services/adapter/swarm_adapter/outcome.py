@@ -1,0 +1,84 @@
+"""The verdict on an attempt that got as far as a commit: which result message it reports
+(`task.succeeded`, `task.failed` or `task.cancelled`) and what that message carries, from the
+runner's result, the commit and the gates. Pure: no I/O, so every combination can be tested
+on its own."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from swarm_adapter.runners.base import RunResult
+from swarm_adapter.running import Running, about
+from swarm_adapter.worktree import Commit
+from swarm_common.gates import GateMode, GateResult, blocking_failures
+from swarm_common.messages import Message, TaskCancelled, TaskFailed, TaskSucceeded
+from swarm_common.text import clean_text
+
+__all__ = ["result_message"]
+
+
+def result_message(
+    running: Running,
+    result: RunResult,
+    commit: Commit,
+    checks: list[GateResult],
+    mode: GateMode,
+    *,
+    workspace: Path,
+    worker: str,
+) -> Message:
+    """A cancel wins over a failure it caused (the agent killed for it), a cancelled gate
+    cancels a success, a blocking gate failure fails it (`gate_failed`); otherwise the
+    runner's outcome stands. A cancelled attempt is retryable, not failed."""
+    fields = _fields(running, result, commit, checks, workspace=workspace, worker=worker)
+    if running.cancel.is_set() and result.outcome == "failed":  # killed for the cancel
+        result.outcome = "cancelled"
+    if result.outcome == "succeeded":
+        if any(c.status == "cancelled" for c in checks):
+            return TaskCancelled(**fields, reason=running.cancel_reason or "cancelled")
+        failed = blocking_failures(checks, mode)
+        if failed:
+            return TaskFailed(
+                **fields,
+                reason="gate_failed",
+                error="; ".join(f"gate {g.name} {g.status}: {g.reason}" for g in failed),
+            )
+        return TaskSucceeded(**fields)
+    if result.outcome == "cancelled":
+        return TaskCancelled(**fields, reason=running.cancel_reason or "cancelled")
+    return TaskFailed(
+        **fields,
+        reason=result.reason or "failed",
+        error=clean_text(result.error),
+        retry_at=result.retry_at,
+    )
+
+
+def _fields(
+    running: Running,
+    result: RunResult,
+    commit: Commit,
+    checks: list[GateResult],
+    *,
+    workspace: Path,
+    worker: str,
+) -> dict[str, Any]:
+    """What every result message of the attempt carries, whatever its verdict."""
+    transcript = None
+    if result.transcript_path is not None:
+        with contextlib.suppress(ValueError):
+            transcript = str(result.transcript_path.relative_to(workspace))
+    return {
+        **about(running.message, worker),
+        "exit_code": result.exit_code,
+        "commit": commit.sha,
+        "changed_files": commit.changed_files,
+        "duration_s": result.duration_s,
+        "output_tail": result.output_tail,
+        "usage": result.usage,
+        "cost_usd": result.cost_usd,
+        "transcript_path": transcript,
+        "gates": [c.model_dump(mode="json") for c in checks],
+    }

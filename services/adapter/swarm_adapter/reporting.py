@@ -1,0 +1,71 @@
+"""The adapter's line to the orchestrator over Redis, the `running.Reporter` its attempts
+and heartbeats use: events appended to `swarm:events` (every one through the redaction
+filter; the ones that matter retried until Redis takes them) and cancel requests read from
+`swarm:cancel:<task>:<attempt>`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from swarm_common.backoff import Backoff, sleep
+from swarm_common.messages import Message, TaskMessage
+from swarm_common.redaction import Redactor
+from swarm_common.streams import Keys, encode
+
+__all__ = ["EVENTS_MAXLEN", "RedisReporter"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAXLEN = 1_000_000
+
+
+class RedisReporter:
+    def __init__(
+        self, *, redis: Redis, keys: Keys, redact: Redactor, abandon: asyncio.Event
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.redact = redact
+        self.abandon = abandon
+        """Set when the adapter gives up on its work: retries stop."""
+
+    async def publish(self, event: Message, *, retry: bool = True) -> None:
+        """Append an event; with `retry`, keep trying (same envelope id, so a duplicate is
+        recognised) until Redis takes it or the adapter is abandoning its work. What goes out
+        passes the redaction filter."""
+        fields = {
+            name: self.redact(value.decode()).encode() for name, value in encode(event).items()
+        }
+        backoff = Backoff(base_s=0.2, cap_s=5.0)
+        while True:
+            try:
+                await self.redis.xadd(
+                    self.keys.events,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=EVENTS_MAXLEN,
+                    approximate=True,
+                )
+                return
+            except (RedisError, OSError) as exc:
+                if not retry or self.abandon.is_set():
+                    log.warning(
+                        "event not published", extra={"type": event.TYPE, "error": repr(exc)}
+                    )
+                    return
+                delay = backoff.failed()
+                log.warning(
+                    "cannot publish event; retrying",
+                    extra={"type": event.TYPE, "error": repr(exc), "retry_in_s": delay},
+                )
+                await sleep(delay)
+
+    async def cancel_request(self, message: TaskMessage) -> str | None:
+        """The reason of the cancel request for this attempt; None when there is none."""
+        reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
+        if reason is None:
+            return None
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
