@@ -83,42 +83,25 @@ class Background:
         if self._tasks:
             return
         s = self._settings
+        never = asyncio.Event()  # loops that only run on their interval
+        loops = {
+            "relay": self.relay.run(
+                stop=self._stop,
+                wake=self.wake,
+                poll_s=s.relay_poll_interval_s,
+                retention_s=s.outbox_retention_s,
+            ),
+            "consumer": self.consumer.run(stop=self._stop, block_ms=s.consumer_block_ms),
+            "sweep": self._loop("sweep", self.sweep_once, never, s.sweep_interval_s),
+            "reaper": self._loop("reaper", self.reap_once, never, s.reaper_interval_s),
+            "merge": self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
+            "checkpoints": self._loop(
+                "checkpoint", self.checkpoints_once, self.checkpoint_wake, s.sweep_interval_s
+            ),
+            "prune": self._loop("prune", self.prune_once, never, s.prune_interval_s),
+        }
         self._tasks = [
-            asyncio.create_task(
-                self.relay.run(
-                    stop=self._stop,
-                    wake=self.wake,
-                    poll_s=s.relay_poll_interval_s,
-                    retention_s=s.outbox_retention_s,
-                ),
-                name="swarm-relay",
-            ),
-            asyncio.create_task(
-                self.consumer.run(stop=self._stop, block_ms=s.consumer_block_ms),
-                name="swarm-consumer",
-            ),
-            asyncio.create_task(
-                self._loop("sweep", self.sweep_once, asyncio.Event(), s.sweep_interval_s),
-                name="swarm-sweep",
-            ),
-            asyncio.create_task(
-                self._loop("reaper", self.reap_once, asyncio.Event(), s.reaper_interval_s),
-                name="swarm-reaper",
-            ),
-            asyncio.create_task(
-                self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
-                name="swarm-merge",
-            ),
-            asyncio.create_task(
-                self._loop(
-                    "checkpoint", self.checkpoints_once, self.checkpoint_wake, s.sweep_interval_s
-                ),
-                name="swarm-checkpoints",
-            ),
-            asyncio.create_task(
-                self._loop("prune", self.prune_once, asyncio.Event(), s.prune_interval_s),
-                name="swarm-prune",
-            ),
+            asyncio.create_task(run, name=f"swarm-{name}") for name, run in loops.items()
         ]
 
     async def sweep_once(self) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,34 +35,24 @@ __all__ = ["EventConsumer"]
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class EventConsumer:
-    def __init__(
-        self,
-        *,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis,
-        keys: Keys,
-        consumer: str,
-        batch: int = 100,
-        claim_idle_ms: int = 60_000,
-        max_deliveries: int = 10,
-        policy: RetryPolicy | None = None,
-        on_commit: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._redis = redis
-        self._keys = keys
-        self._consumer = consumer
-        self._batch = batch
-        self._claim_idle_ms = claim_idle_ms
-        self._max_deliveries = max_deliveries
-        self._policy = policy or RetryPolicy()
-        self._on_commit = on_commit
-        self._recover = True
-        self.counts: dict[str, int] = {}
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+    consumer: str
+    """This process's name in the consumer group."""
+    batch: int = 100
+    claim_idle_ms: int = 60_000
+    max_deliveries: int = 10
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    on_commit: Callable[[], None] = lambda: None
+    """Called after an event changed the database (the loops that act on it wake up)."""
+    counts: dict[str, int] = field(default_factory=dict, init=False)
+    _recover: bool = field(default=True, init=False)
 
     async def setup(self) -> None:
-        await _ensure_group(self._redis, self._keys.events, ORCHESTRATOR_GROUP)
+        await _ensure_group(self.redis, self.keys.events, ORCHESTRATOR_GROUP)
 
     async def process(self, *, block_ms: int | None = None) -> int:
         """Read one batch (own pending entries first) and handle it; return how many entries
@@ -75,11 +66,11 @@ class EventConsumer:
 
     async def _read(self, start: str, *, block_ms: int | None) -> list[Any]:
         try:
-            reply: Any = await self._redis.xreadgroup(
+            reply: Any = await self.redis.xreadgroup(
                 ORCHESTRATOR_GROUP,
-                self._consumer,
-                {self._keys.events: start},
-                count=self._batch,
+                self.consumer,
+                {self.keys.events: start},
+                count=self.batch,
                 block=block_ms,
             )
         except ResponseError as exc:
@@ -91,22 +82,22 @@ class EventConsumer:
 
     async def claim_stale(self) -> int:
         """Take over entries another (vanished) orchestrator left pending."""
-        reply = await self._redis.xautoclaim(
-            self._keys.events,
+        reply = await self.redis.xautoclaim(
+            self.keys.events,
             ORCHESTRATOR_GROUP,
-            self._consumer,
-            min_idle_time=self._claim_idle_ms,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
             start_id="0-0",
-            count=self._batch,
+            count=self.batch,
         )
         entries: list[Any] = reply[1] if reply else []
         handled = 0
         for entry_id, fields in entries:
-            pending: Any = await self._redis.xpending_range(
-                self._keys.events, ORCHESTRATOR_GROUP, min=entry_id, max=entry_id, count=1
+            pending: Any = await self.redis.xpending_range(
+                self.keys.events, ORCHESTRATOR_GROUP, min=entry_id, max=entry_id, count=1
             )
             deliveries = int(pending[0]["times_delivered"]) if pending else 1
-            if fields and deliveries > self._max_deliveries:
+            if fields and deliveries > self.max_deliveries:
                 await self._dead(entry_id, fields, f"delivered {deliveries} times", run_again=True)
                 handled += 1
             else:
@@ -125,9 +116,9 @@ class EventConsumer:
         return handled
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
-        stream = self._keys.events
+        stream = self.keys.events
         if not fields:  # trimmed away while pending: nothing left to apply
-            await self._redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+            await self.redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
             return
         try:
             envelope = decode(fields)
@@ -135,8 +126,8 @@ class EventConsumer:
             await self._dead(entry_id, fields, f"undecodable: {exc}")
             return
         try:
-            async with self._sessionmaker() as db, db.begin():
-                outcome = await apply_event(db, envelope, keys=self._keys, policy=self._policy)
+            async with self.sessionmaker() as db, db.begin():
+                outcome = await apply_event(db, envelope, keys=self.keys, policy=self.policy)
         except UnknownTask as exc:
             await self._dead(entry_id, fields, f"unknown task: {exc}")
             return
@@ -153,8 +144,8 @@ class EventConsumer:
             return
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome == Outcome.APPLIED:
-            self._on_commit()
-        await self._redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+            self.on_commit()
+        await self.redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
 
     async def _dead(
         self,
@@ -170,15 +161,15 @@ class EventConsumer:
         if run_again:
             await self._lose_reported_attempt(fields, reason)
         await dead_letter(
-            self._redis,
-            self._keys,
-            stream=self._keys.events,
+            self.redis,
+            self.keys,
+            stream=self.keys.events,
             entry_id=entry_id,
             fields=fields,
             reason=reason,
             group=ORCHESTRATOR_GROUP,
         )
-        await self._redis.xack(self._keys.events, ORCHESTRATOR_GROUP, entry_id)
+        await self.redis.xack(self.keys.events, ORCHESTRATOR_GROUP, entry_id)
         self.counts["dead"] = self.counts.get("dead", 0) + 1
 
     async def _lose_reported_attempt(self, fields: dict[bytes, bytes], reason: str) -> None:
@@ -188,17 +179,17 @@ class EventConsumer:
             return
         if not isinstance(message, TaskSucceeded | TaskFailed | TaskCancelled):
             return
-        async with self._sessionmaker() as db, db.begin():
+        async with self.sessionmaker() as db, db.begin():
             await declare_lost(
                 db,
                 task_id=message.task_id,
                 attempt=message.attempt,
                 reason=f"its report could not be applied ({reason[:200]})",
-                keys=self._keys,
-                policy=self._policy,
+                keys=self.keys,
+                policy=self.policy,
                 worker=message.worker,
             )
-        self._on_commit()
+        self.on_commit()
 
     async def run(self, *, stop: asyncio.Event, block_ms: int) -> None:
         """Consume until `stop` is set, backing off while the database or Redis is away."""
@@ -209,7 +200,7 @@ class EventConsumer:
         while not stop.is_set():
             try:
                 await self.process(block_ms=block_ms)
-                if loop.time() - last_claim > self._claim_idle_ms / 2000:
+                if loop.time() - last_claim > self.claim_idle_ms / 2000:
                     last_claim = loop.time()
                     await self.claim_stale()
                 backoff.succeeded()

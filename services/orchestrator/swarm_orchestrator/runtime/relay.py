@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import ClassVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -30,49 +32,42 @@ __all__ = ["Relay"]
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class Relay:
     """Publishes outbox rows to Redis. Safe to run in several processes at once: one batch
     at a time holds the relay's advisory lock (so rows go out in order), and its rows are
     locked besides."""
 
-    CANCEL_TTL_S = 7 * 24 * 3600
+    CANCEL_TTL_S: ClassVar[int] = 7 * 24 * 3600
 
-    def __init__(
-        self,
-        *,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis,
-        keys: Keys,
-        batch: int = 200,
-        maxlen: int = 1_000_000,
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._redis = redis
-        self._keys = keys
-        self._batch = batch
-        self._maxlen = maxlen
-        self._groups: set[str] = set()
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+    batch: int = 200
+    maxlen: int = 1_000_000
+    """Approximate length the task streams are trimmed to."""
+    _groups: set[str] = field(default_factory=set, init=False)
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of unsent rows; return how many were published."""
-        async with self._sessionmaker() as db, db.begin():
-            if not await try_xact_lock(db, f"relay:{self._keys.prefix}"):
+        async with self.sessionmaker() as db, db.begin():
+            if not await try_xact_lock(db, f"relay:{self.keys.prefix}"):
                 return 0  # another replica publishes
             rows = (
                 await db.scalars(
                     select(Outbox)
                     .where(Outbox.sent_at.is_(None))
                     .order_by(Outbox.id)
-                    .limit(self._batch)
+                    .limit(self.batch)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             if not rows:
                 return 0
             for stream in {r.target for r in rows if r.kind == "xadd"} - self._groups:
-                await ensure_group(self._redis, stream, ADAPTERS_GROUP)
+                await ensure_group(self.redis, stream, ADAPTERS_GROUP)
                 self._groups.add(stream)
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=False)
             for row in rows:
                 self._stage(pipe, row)
             await pipe.execute()
@@ -86,14 +81,14 @@ class Relay:
     def _stage(self, pipe: Pipeline, row: Outbox) -> None:
         if row.kind == "xadd":
             fields = {ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD].encode()}
-            pipe.xadd(row.target, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(row.target, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
         else:
             request = row.payload["request"]
             pipe.set(row.target, request.get("reason", "cancelled"), ex=self.CANCEL_TTL_S)
             pipe.publish(row.payload["channel"], f"{request['task_id']}:{request['attempt']}")
 
     async def purge_sent(self, older_than_s: float) -> int:
-        async with self._sessionmaker() as db, db.begin():
+        async with self.sessionmaker() as db, db.begin():
             result = await db.execute(
                 delete(Outbox).where(Outbox.sent_at < utcnow() - timedelta(seconds=older_than_s))
             )
