@@ -1,16 +1,19 @@
 # One entry point for everything: `make up` runs Swarm, `make test` tests it, `make check`
-# runs every check a commit needs (ruff, mypy, tests).
+# runs every check a commit needs (ruff, mypy, tests). `make test-fast` is the lane to run
+# every few minutes: everything but the slow families (markers in pyproject.toml).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# The slow families, which `make test-fast` leaves out (`make test` runs them all).
+SLOW_LANES := agents or browser or chaos or e2e
 # The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
 APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install browser up test lint typecheck check fmt clean
+.PHONY: install browser up test test-fast lint typecheck check fmt clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Swarm needs Python 3.11 or newer")'
@@ -32,6 +35,10 @@ up: install
 
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# No browser needed: the browser tests are among the slow lanes it leaves out.
+test-fast: install
+	$(BIN)/pytest -m "not ($(SLOW_LANES))" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -246,6 +246,45 @@ def stack(
         yield running
 
 
+# --- lanes -------------------------------------------------------------------------------
+# The slow families carry a marker, given here by where a test lives, so that no file can
+# forget it: `make test-fast` leaves them out, `make test` (and CI) runs everything. The
+# most specific path wins; a new file in one of these folders joins the folder's lane.
+TESTS = Path(__file__).parent
+LANES: dict[str, tuple[str, ...]] = {
+    "agents": ("agents",),  # the real agent CLIs from npm
+    "agents/test_agent_adapters.py": ("agents", "e2e"),  # and real Swarm processes
+    "agents/test_parsing.py": (),  # recorded transcripts fed to the runners: no CLI, fast
+    "chaos": ("chaos", "e2e"),
+    "e2e": ("e2e",),
+    "e2e/test_dashboard.py": ("e2e", "browser"),
+}
+# Real orchestrator and adapter processes, wherever the test lives.
+E2E_FIXTURES = {"stack", "chaos"}
+
+
+def lane_markers(item: pytest.Item) -> set[str]:
+    """The markers `item` gets from the lanes: by its path, and `e2e` for a test that
+    starts Swarm's processes through a fixture."""
+    try:
+        where = item.path.relative_to(TESTS).as_posix()
+    except ValueError:
+        return set()
+    matching = [p for p in LANES if where == p or where.startswith(p + "/")]
+    markers = set(LANES[max(matching, key=len)]) if matching else set()
+    if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+        markers.add("e2e")
+    return markers
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in sorted(lane_markers(item)):
+            if item.get_closest_marker(name) is None:
+                item.add_marker(name)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield

@@ -1,4 +1,14 @@
-"""Waiting for a condition with a deadline, instead of sleeping and hoping."""
+"""Waiting for a condition with a deadline, instead of sleeping and hoping.
+
+- `eventually(condition)` in a synchronous test;
+- `await wait_until(condition)` in an async test, with a synchronous condition;
+- `await wait_until_async(condition)` in an async test, with an async condition.
+
+Each calls `condition` until it returns something truthy, returns that value, and fails
+the test with an `AssertionError` when `timeout_s` passes first. `message` says what was
+awaited; it may be a function, called only on a failure (to show a log or the last state).
+An exception raised by `condition` ends the wait at once.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +16,62 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-__all__ = ["pid_alive", "wait_until", "wait_until_async"]
+__all__ = ["eventually", "pid_alive", "wait_until", "wait_until_async"]
+
+T = TypeVar("T")
+Message = str | Callable[[], str]
+
+
+def _failure(timeout_s: float, message: Message) -> AssertionError:
+    said = message() if callable(message) else message
+    return AssertionError(f"condition not met in {timeout_s}s {said}".strip())
+
+
+def eventually(
+    condition: Callable[[], T],
+    *,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.1,
+    message: Message = "",
+) -> T:
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise _failure(timeout_s, message)
+        time.sleep(interval_s)
+    return result
 
 
 async def wait_until(
-    condition: Callable[[], bool],
+    condition: Callable[[], T],
     *,
     timeout_s: float = 10.0,
     interval_s: float = 0.02,
-    message: str = "",
-) -> None:
+    message: Message = "",
+) -> T:
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while not (result := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s}s {message}".strip())
+            raise _failure(timeout_s, message)
         await asyncio.sleep(interval_s)
+    return result
 
 
 async def wait_until_async(
-    condition: Callable[[], Awaitable[bool]],
+    condition: Callable[[], Awaitable[T]],
     *,
     timeout_s: float = 10.0,
     interval_s: float = 0.05,
-    message: str = "",
-) -> None:
+    message: Message = "",
+) -> T:
     deadline = time.monotonic() + timeout_s
-    while not await condition():
+    while not (result := await condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s}s {message}".strip())
+            raise _failure(timeout_s, message)
         await asyncio.sleep(interval_s)
+    return result
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+
+from tests.waiting import eventually
 
 __all__ = ["FakeModelServer", "FakeState", "Scenario"]
 
@@ -112,11 +113,13 @@ class FakeModelServer:
 
     def __enter__(self) -> FakeModelServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
+
+        def started() -> bool:
+            if not self._thread.is_alive():
                 raise RuntimeError("the fake model server did not start")
-            time.sleep(0.01)
+            return bool(self._server.started)
+
+        eventually(started, interval_s=0.01, message="the fake model server starts")
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from tests.agents.clis import CLIS
 from tests.agents.conftest import AgentStack
 from tests.agents.fakeserver import Scenario
 from tests.conftest import branch_commit, init_repo
-
-pytestmark = pytest.mark.e2e
+from tests.waiting import eventually
 
 READY = ["claude", "codex", "gemini"]
 agents = pytest.mark.parametrize("agent_stack", READY, indirect=True)
@@ -68,17 +66,21 @@ def _submit(client: httpx.Client, repo: Path, agent: str, **task: Any) -> tuple[
 
 
 def _wait(client: httpx.Client, task_id: str, done: Any, timeout_s: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
-        if done(task):
-            return task
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"task did not get there in {timeout_s}s: {task['status']} "
-                f"{[a['status'] for a in task['attempts']]}"
-            )
-        time.sleep(0.1)
+    """The task once `done` holds for it."""
+
+    def task() -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+        return body
+
+    def there() -> dict[str, Any] | None:
+        body = task()
+        return body if done(body) else None
+
+    def where() -> str:
+        body = task()
+        return f"the task is {body['status']} {[a['status'] for a in body['attempts']]}"
+
+    return eventually(there, timeout_s=timeout_s, message=where)
 
 
 def _agent_processes(workspace: Path) -> list[int]:
@@ -200,26 +202,26 @@ def test_a_cancel_stops_the_running_agent(agent_stack: AgentStack, tmp_path: Pat
     with env.stack.client() as client:
         _, task_id = _submit(client, repo, env.case.agent)
         _wait(client, task_id, lambda t: t["status"] == "running")
-        deadline = time.monotonic() + 60
-        while not env.server.state.requests:  # the CLI is waiting on the model
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        # The CLI asks the model, which never answers: it is left waiting.
+        eventually(lambda: env.server.state.requests, timeout_s=60, message="the CLI asks")
         assert _agent_processes(env.stack.workspace)
         cancelled = client.post(f"/v1/tasks/{task_id}/cancel")
         assert cancelled.status_code == 200
-    deadline = time.monotonic() + 20
-    while _agent_processes(env.stack.workspace):
-        assert time.monotonic() < deadline, "the agent survived its cancel"
-        time.sleep(0.1)
+    eventually(
+        lambda: not _agent_processes(env.stack.workspace),
+        timeout_s=20,
+        message="the agent survived its cancel",
+    )
     redis = Redis.from_url(env.stack.redis_url)
     try:
-        deadline = time.monotonic() + 20
-        while not any(
-            decode(f).message.TYPE == "task.cancelled"
-            for _, f in redis.xrange(Keys(env.stack.redis_prefix).events)
-        ):
-            assert time.monotonic() < deadline, "no task.cancelled reported"
-            time.sleep(0.1)
+        eventually(
+            lambda: any(
+                decode(f).message.TYPE == "task.cancelled"
+                for _, f in redis.xrange(Keys(env.stack.redis_prefix).events)
+            ),
+            timeout_s=20,
+            message="no task.cancelled reported",
+        )
     finally:
         redis.close()
 

@@ -24,6 +24,7 @@ import pytest
 
 from tests.agents.clis import install
 from tests.agents.fakeserver import FakeModelServer, Scenario
+from tests.waiting import eventually
 
 API_KEY = "sk-ant-test-0123456789abcdefSECRET"
 RUN_TIMEOUT_S = 60
@@ -368,11 +369,12 @@ def test_hang_then_sigterm_leaves_no_result(claude: Path, tmp_path: Path) -> Non
         ) as process,
     ):
         try:
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while not _messages_requests(server):
+
+            def called() -> bool:
                 assert process.poll() is None, "claude exited before calling the model"
-                assert time.monotonic() < deadline, "claude never called the model"
-                time.sleep(0.05)
+                return bool(_messages_requests(server))
+
+            eventually(called, timeout_s=RUN_TIMEOUT_S, message="claude never called the model")
             os.killpg(process.pid, signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
         finally:

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pytest
 from tests.agents import fake_codex
 from tests.agents.clis import install
 from tests.agents.fakeserver import FakeModelServer, Scenario
+from tests.waiting import eventually
 
 log = logging.getLogger(__name__)
 
@@ -226,14 +226,6 @@ def make_run(codex: Path, tmp_path: Path) -> Any:
             run.leftovers += kill_leftovers(run.worktree)
         if run.leftovers:
             log.warning("killed leftover sandbox processes: %s", run.leftovers)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def assert_key_not_leaked(run: Run) -> None:
@@ -464,7 +456,7 @@ def test_hang_waits_forever(make_run: Any) -> None:
         run = make_run(
             f"{server.url}/v1", provider_toml=provider(f"{server.url}/v1", idle_timeout_ms=2000)
         ).start()
-        wait_for(lambda: len(server.state.requests) == 1, 30, "the request")
+        eventually(lambda: len(server.state.requests) == 1, timeout_s=30, message="the request")
         time.sleep(4)
         assert run.running()
         run.kill()
@@ -475,7 +467,9 @@ def test_hang_waits_forever(make_run: Any) -> None:
 def test_loop_tools_has_no_turn_limit(make_run: Any) -> None:
     with FakeModelServer(Scenario(mode="loop_tools")) as server:
         run = make_run(f"{server.url}/v1").start()
-        wait_for(lambda: len(server.state.requests) >= 15, 60, "15 model requests")
+        eventually(
+            lambda: len(server.state.requests) >= 15, timeout_s=60, message="15 model requests"
+        )
         assert run.running()
         run.kill()
     assert run.returncode == -signal.SIGTERM

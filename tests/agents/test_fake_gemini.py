@@ -25,6 +25,7 @@ import pytest
 
 from tests.agents.clis import install
 from tests.agents.fakeserver import FakeModelServer, Scenario
+from tests.waiting import eventually
 
 API_KEY = "AIzaTESTfakeKey0123456789abcdefghijklmno"
 MODEL = "gemini-2.5-pro"
@@ -325,10 +326,7 @@ def test_hang_is_silent_until_killed(gemini: Path, repo: Path) -> None:
     assert run.returncode is None  # still waiting at the timeout: the caller must time out
     assert [event["type"] for event in run.events] == ["init", "message"]
     assert requests == 1
-    deadline = time.monotonic() + 5
-    while _group_alive(run.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _group_alive(run.pid)
+    eventually(lambda: not _group_alive(run.pid), timeout_s=5, message="the group is gone")
 
 
 def test_fake_answers_the_other_calls_without_the_cli() -> None:

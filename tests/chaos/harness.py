@@ -19,8 +19,9 @@ import httpx
 
 from swarm_cli.local.embedded import free_port
 from swarm_common import git
+from tests.waiting import eventually
 
-__all__ = ["Partition", "RunAudit", "agent_pids", "audit_run", "graph", "wait_for"]
+__all__ = ["Partition", "RunAudit", "agent_pids", "audit_run", "graph", "wait_done"]
 
 
 class Partition:
@@ -67,14 +68,6 @@ class Partition:
     def close(self) -> None:
         self._closed.set()
         self._server.close()
-
-
-def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(interval_s)
 
 
 def agent_pids(workspace: Path) -> set[int]:
@@ -209,15 +202,18 @@ def audit_run(
 
 
 def wait_done(client: httpx.Client, session_id: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    session: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    last: dict[str, Any] = {}
+
+    def done() -> dict[str, Any] | None:
         try:
-            session = client.get(f"/v1/sessions/{session_id}").json()
+            last.update(client.get(f"/v1/sessions/{session_id}").json())
         except httpx.TransportError:  # the orchestrator is restarting
-            time.sleep(0.2)
-            continue
-        if session.get("done"):
-            return session
-        time.sleep(0.2)
-    raise AssertionError(f"session not done in {timeout_s}s: {session.get('counts')}")
+            return None
+        return last if last.get("done") else None
+
+    return eventually(
+        done,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        message=lambda: f"session not done: {last.get('counts')}",
+    )

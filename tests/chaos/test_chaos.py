@@ -28,12 +28,10 @@ from tests.chaos.harness import (
     audit_run,
     graph,
     wait_done,
-    wait_for,
 )
 from tests.conftest import init_repo
 from tests.e2e.stack import stopped_after
-
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+from tests.waiting import eventually
 
 
 def _prompt(end_log: Path, seconds: str) -> str:
@@ -97,15 +95,23 @@ def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_pa
     started = time.monotonic()
     with chaos.client() as client:
         session_id = _submit(client, repo, graph(50, prompt=_prompt(end_log, "1.5")))
-        while kills < 20:
-            assert time.monotonic() - started < 240, f"only {kills} kills before the deadline"
-            busy = _busy_workers(chaos, names)
-            if not busy:
+
+        def busy() -> list[str]:
+            found = _busy_workers(chaos, names)
+            if not found:
                 session = client.get(f"/v1/sessions/{session_id}").json()
                 assert not session["done"], f"the run ended after only {kills} kills"
-                time.sleep(0.05)
-                continue
-            victim = rng.choice(busy)
+            return found
+
+        while kills < 20:
+            victim = rng.choice(
+                eventually(
+                    busy,
+                    timeout_s=started + 240 - time.monotonic(),
+                    interval_s=0.05,
+                    message=f"only {kills} kills before the deadline",
+                )
+            )
             time.sleep(rng.uniform(0.1, 0.9))  # somewhere in the middle of its task
             proc = chaos.procs[victim]
             doomed = _descendants(proc.pid)
@@ -113,10 +119,10 @@ def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_pa
             proc.wait()
             kills += 1
             try:
-                wait_for(
-                    lambda doomed=doomed: not any(Path(f"/proc/{p}").exists() for p in doomed),  # type: ignore[misc]
-                    5,
-                    f"the agent processes of {victim} die with it",
+                eventually(
+                    lambda: not any(Path(f"/proc/{p}").exists() for p in doomed),  # noqa: B023 - called here
+                    timeout_s=5,
+                    message=f"the agent processes of {victim} die with it",
                 )
             except AssertionError:
                 orphans += 1
@@ -159,14 +165,14 @@ def test_orchestrator_restarts_and_redis_loses_its_data(
             return counts.get("succeeded", 0) >= n
 
         started = time.monotonic()
-        wait_for(lambda: progressed(4), 60, "4 tasks done")
+        eventually(lambda: progressed(4), timeout_s=60, message="4 tasks done")
         chaos.procs["orchestrator"].send_signal(signal.SIGKILL)
         chaos.procs["orchestrator"].wait()
         chaos.start_orchestrator()
-        wait_for(lambda: progressed(10), 60, "10 tasks done")
+        eventually(lambda: progressed(10), timeout_s=60, message="10 tasks done")
         valkey.stop()  # it keeps nothing on disk: it comes back empty
         valkey.start()
-        wait_for(lambda: progressed(18), 90, "18 tasks done")
+        eventually(lambda: progressed(18), timeout_s=90, message="18 tasks done")
         chaos.procs["orchestrator"].send_signal(signal.SIGTERM)
         chaos.procs["orchestrator"].wait(timeout=30)
         chaos.start_orchestrator()
@@ -231,7 +237,7 @@ def test_poison_messages_are_dead_lettered_and_the_run_goes_on(
         session = wait_done(client, session_id, timeout_s=60)
         # The ghost task message is dead-lettered by the adapter, whose failure report for
         # it is then dead-lettered by the orchestrator, which knows no such task.
-        wait_for(lambda: r.xlen(keys.dead) >= 7, 10, "seven dead letters")
+        eventually(lambda: r.xlen(keys.dead) >= 7, timeout_s=10, message="seven dead letters")
     dead = [
         {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
         for _, fields in r.xrange(keys.dead)
@@ -256,18 +262,18 @@ def test_sigterm_lets_the_running_task_finish(chaos: ChaosStack, tmp_path: Path)
             client, repo, [{"key": "long", "prompt": "sleep 3; echo done > done.txt"}]
         )
         [task] = client.get(f"/v1/sessions/{session_id}/tasks").json()
-        wait_for(
+        eventually(
             lambda: client.get(f"/v1/tasks/{task['id']}").json()["status"] == "running",
-            30,
-            "the task runs",
+            timeout_s=30,
+            message="the task runs",
         )
         adapter = chaos.procs["shell-0"]
         adapter.send_signal(signal.SIGTERM)
         code = adapter.wait(timeout=30)
-        wait_for(
+        eventually(
             lambda: client.get(f"/v1/tasks/{task['id']}").json()["status"] == "succeeded",
-            10,
-            "the result applied",
+            timeout_s=10,
+            message="the result applied",
         )
         detail = client.get(f"/v1/tasks/{task['id']}").json()
     attempts = [(a["number"], a["status"], a["worker"]) for a in detail["attempts"]]
@@ -293,15 +299,25 @@ def test_emergency_stop_kills_every_agent_within_five_seconds(
     )
     with chaos.client() as client:
         session_id = _submit(client, repo, [{"key": f"k{i}", "prompt": prompt} for i in range(4)])
-        wait_for(lambda: len(agent_pids(chaos.workspace)) >= 8, 30, "four agents running")
+        eventually(
+            lambda: len(agent_pids(chaos.workspace)) >= 8,
+            timeout_s=30,
+            message="four agents running",
+        )
         stopped_at = time.monotonic()
         if how == "api":
             assert client.post("/v1/system/stop").json()["mode"] == "stopped"
         else:
             os.kill(chaos.procs["orchestrator"].pid, signal.SIGUSR1)
-        wait_for(lambda: not agent_pids(chaos.workspace), 5, "every agent process gone")
+        eventually(
+            lambda: not agent_pids(chaos.workspace), timeout_s=5, message="every agent process gone"
+        )
         gone_s = time.monotonic() - stopped_at
-        wait_for(lambda: client.get("/v1/system").json()["running"] == 0, 10, "no attempt running")
+        eventually(
+            lambda: client.get("/v1/system").json()["running"] == 0,
+            timeout_s=10,
+            message="no attempt running",
+        )
         assert client.get("/v1/system").json()["mode"] == "stopped"
         assert client.post("/v1/system/resume").json()["mode"] == "running"
         session = wait_done(client, session_id, timeout_s=60)
@@ -342,15 +358,15 @@ def test_postgres_away_for_a_while(
                 session_id = _submit(
                     client, repo, graph(12, prompt=_prompt(end_log, "0.5"), width=3)
                 )
-                wait_for(
+                eventually(
                     lambda: (
                         client.get(f"/v1/sessions/{session_id}")
                         .json()["counts"]
                         .get("succeeded", 0)
                         >= 3
                     ),
-                    60,
-                    "3 tasks done",
+                    timeout_s=60,
+                    message="3 tasks done",
                 )
                 log_path = stack.logs / "orchestrator.log"
                 seen = len(log_path.read_text(errors="replace"))
@@ -360,12 +376,12 @@ def test_postgres_away_for_a_while(
                 listed = client.get("/v1/sessions")
                 alive = client.get("/healthz")
                 # The loops notice, back off and say so; nothing exits.
-                wait_for(
+                eventually(
                     lambda: (
                         log_path.read_text(errors="replace")[seen:].count("consumer waiting") >= 4
                     ),
-                    30,
-                    "the event consumer backs off four times",
+                    timeout_s=30,
+                    message="the event consumer backs off four times",
                 )
                 assert all(p.poll() is None for p in stack.procs.values())
                 postgres.start()
@@ -403,10 +419,16 @@ def test_drain_finishes_running_work_and_takes_no_more(chaos: ChaosStack, tmp_pa
         session_id = _submit(
             client, repo, [{"key": f"k{i}", "prompt": _prompt(end_log, "2")} for i in range(6)]
         )
-        wait_for(lambda: client.get("/v1/system").json()["running"] == 2, 30, "two running")
+        eventually(
+            lambda: client.get("/v1/system").json()["running"] == 2,
+            timeout_s=30,
+            message="two running",
+        )
         drained = client.post("/v1/system/drain").json()
         assert drained["mode"] == "draining"
-        wait_for(lambda: client.get("/v1/system").json()["running"] == 0, 30, "drained")
+        eventually(
+            lambda: client.get("/v1/system").json()["running"] == 0, timeout_s=30, message="drained"
+        )
         counts = client.get(f"/v1/sessions/{session_id}").json()["counts"]
         started_while_draining = len(end_log.read_text().splitlines())
         # Drained means quiet: nothing starts while the mode lasts (give the adapters a
@@ -440,16 +462,22 @@ def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
         with chaos.client() as client:
             session_id = _submit(client, repo, [{"key": "long", "prompt": _prompt(end_log, "8")}])
             [task] = client.get(f"/v1/sessions/{session_id}/tasks").json()
-            wait_for(lambda: bool(agent_pids(chaos.workspace)), 30, "the agent runs")
+            eventually(
+                lambda: bool(agent_pids(chaos.workspace)), timeout_s=30, message="the agent runs"
+            )
             partition.cut.set()
             cut_at = time.monotonic()
             chaos.start_adapter("healthy")
-            wait_for(lambda: not agent_pids(chaos.workspace), 10, "the cut-off agent stops")
+            eventually(
+                lambda: not agent_pids(chaos.workspace),
+                timeout_s=10,
+                message="the cut-off agent stops",
+            )
             agent_gone_s = time.monotonic() - cut_at
-            wait_for(
+            eventually(
                 lambda: len(client.get(f"/v1/tasks/{task['id']}").json()["attempts"]) == 2,
-                15,
-                "the reaper hands the task on",
+                timeout_s=15,
+                message="the reaper hands the task on",
             )
             reclaimed_s = time.monotonic() - cut_at
             partition.cut.clear()
@@ -459,7 +487,11 @@ def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
             mirror = chaos.workspace / "repos" / f"{session_id}.git"
             audit = audit_run(client, session_id=session_id, mirror=mirror, end_log=end_log)
             # The cut-off adapter reports once the partition heals; it is stale by then.
-            wait_for(lambda: "event=task.cancelled" in chaos.log("cut-off"), 60, "the late report")
+            eventually(
+                lambda: "event=task.cancelled" in chaos.log("cut-off"),
+                timeout_s=60,
+                message="the late report",
+            )
     finally:
         partition.close()
     attempts = [(a["number"], a["status"], a["worker"]) for a in detail["attempts"]]

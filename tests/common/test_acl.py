@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from swarm_common.system import SystemMode, SystemState, read_mode
 from tests.adapter.helpers import Mirror, message
 from tests.conftest import init_repo
 from tests.e2e.stack import Stack, stopped_after
-from tests.waiting import wait_until, wait_until_async
+from tests.waiting import eventually, wait_until, wait_until_async
 
 Connect = Callable[[str], Redis]
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -447,20 +446,26 @@ def test_a_session_runs_end_to_end_with_each_process_as_its_own_user(
             def status(key: str) -> str:
                 return str(client.get(f"/v1/tasks/{ids[key]}").json()["status"])
 
-            _wait(lambda: status("long") == "running", "the long task runs")
+            eventually(
+                lambda: status("long") == "running", timeout_s=60, message="the long task runs"
+            )
             assert client.post(f"/v1/tasks/{ids['long']}/cancel").status_code < 300
             long_id = uuid.UUID(ids["long"])
-            _wait(
+            eventually(
                 lambda: (orch.get(keys.claim(long_id, 1)) or b"").startswith(b"done:"),
-                "the adapter stops the cancelled attempt and reports it",
+                timeout_s=60,
+                message="the adapter stops the cancelled attempt and reports it",
             )
-            _wait(lambda: status("two") == "succeeded", "the chain finishes")
+            eventually(
+                lambda: status("two") == "succeeded", timeout_s=60, message="the chain finishes"
+            )
             details = {k: client.get(f"/v1/tasks/{ids[k]}").json() for k in ("one", "two")}
             workers = client.get("/v1/workers").json()
             assert client.post("/v1/system/drain").status_code < 300
-            _wait(
+            eventually(
                 lambda: orch.hget(keys.worker("shell-acl"), "mode") == b"draining",
-                "the adapter reads the drain and says so in its liveness hash",
+                timeout_s=60,
+                message="the adapter reads the drain and says so in its liveness hash",
             )
             assert client.post("/v1/system/resume").status_code < 300
 
@@ -477,14 +482,6 @@ def test_a_session_runs_end_to_end_with_each_process_as_its_own_user(
     assert _denials(users) == [], "a command was refused (see the ACL log)"
     for name in ("orchestrator", "shell-acl"):
         assert "NOPERM" not in stack.log(name) and "no permissions" not in stack.log(name)
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen in {timeout_s}s: {what}")
-        time.sleep(0.1)
 
 
 def _sync_events(url: str, keys: Keys) -> list[Any]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from swarm_cli.local.embedded import free_port
+from tests.waiting import eventually
 
 __all__ = ["AUTH", "TEST_TOKEN", "Stack", "stopped_after"]
 
@@ -75,17 +75,20 @@ class Stack:
         proc = self.spawn(
             "orchestrator", "server", "--host", "127.0.0.1", "--port", str(self.port), **env
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"orchestrator exited:\n{self.log('orchestrator')}")
             try:
-                if httpx.get(f"{self.api_url}/readyz", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.api_url}/readyz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"orchestrator not ready:\n{self.log('orchestrator')}")
+                return False
+
+        eventually(
+            ready,
+            timeout_s=timeout_s,
+            message=lambda: f"orchestrator not ready:\n{self.log('orchestrator')}",
+        )
 
     def start_adapter(
         self, name: str, *, agent: str = "shell", concurrency: int = 1, **env: str

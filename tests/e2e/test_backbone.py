@@ -3,19 +3,14 @@ processes → git → events → PostgreSQL, with real processes on real servers
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from swarm_common import git
 from tests.conftest import branch_commit, init_repo
 from tests.e2e.stack import Stack
-from tests.waiting import pid_alive
-
-pytestmark = pytest.mark.e2e
+from tests.waiting import eventually, pid_alive
 
 # A diamond (top → left, right → bottom) and a chain (one → two), six tasks.
 GRAPH = [
@@ -29,13 +24,20 @@ GRAPH = [
 
 
 def _wait_done(client: Any, session_id: str, timeout_s: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        session: dict[str, Any] = client.get(f"/v1/sessions/{session_id}").json()
-        if session["done"]:
-            return session
-        time.sleep(0.2)
-    raise AssertionError(f"session not done in {timeout_s}s: {session['counts']}")
+    def session() -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/v1/sessions/{session_id}").json()
+        return body
+
+    def done() -> dict[str, Any] | None:
+        body = session()
+        return body if body["done"] else None
+
+    return eventually(
+        done,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        message=lambda: f"session not done: {session()['counts']}",
+    )
 
 
 def _at(value: str) -> datetime:
@@ -176,15 +178,13 @@ def test_an_agent_dies_with_its_adapter(stack: Stack, tmp_path: Path) -> None:
             },
         )
         assert created.status_code == 201
-    deadline = time.monotonic() + 30
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert time.monotonic() < deadline, stack.log("shell-doomed")
-        time.sleep(0.05)
+    eventually(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        timeout_s=30,
+        message=lambda: stack.log("shell-doomed"),
+    )
     agent = int(pid_file.read_text())
     assert pid_alive(agent)
     stack.procs["shell-doomed"].kill()
     stack.procs["shell-doomed"].wait()
-    deadline = time.monotonic() + 10
-    while pid_alive(agent) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(agent)
+    eventually(lambda: not pid_alive(agent), message="the agent dies with its adapter")

@@ -9,17 +9,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import init_repo
 from tests.e2e.stack import TEST_TOKEN, Stack
-
-pytestmark = pytest.mark.e2e
+from tests.waiting import eventually
 
 NO_CONFIG = "/nonexistent/swarm-config-home"
 
@@ -78,13 +75,6 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def task_by_key(client: httpx.Client, session_id: str, key: str) -> dict[str, Any]:
@@ -311,11 +301,12 @@ def test_follow_workers_and_cancel(stack: Stack, tmp_path: Path) -> None:
         )
         watch = spawn_swarm("watch", sid, url=url)
         logs = spawn_swarm("logs", f"{sid}/ticks", "--follow", url=url)
-        wait_for(
+        eventually(
             lambda: all(
                 task_by_key(client, sid, k)["status"] == "running" for k in ("ticks", "long")
             ),
-            what="both tasks running",
+            timeout_s=60,
+            message="both tasks running",
         )
 
         table = ok(swarm("workers", url=url))
@@ -362,16 +353,21 @@ def test_session_and_system_control(stack: Stack, tmp_path: Path) -> None:
             ],
             title="Control run",
         )
-        wait_for(
+        eventually(
             lambda: task_by_key(client, sid, "reviewed")["status"] == "awaiting_approval",
-            what="the task to await approval",
+            timeout_s=60,
+            message="the task to await approval",
         )
         paused = json.loads(ok(swarm("pause", sid, "--json", url=url)))
         assert paused["status"] == "suspended"
         assert "active" in ok(swarm("resume", sid[:8], url=url))
         approved = ok(swarm("approve", f"{sid}/reviewed", url=url))
         assert "Task reviewed: succeeded (was awaiting_approval)" in approved
-        wait_for(lambda: client.get(f"/v1/sessions/{sid}").json()["done"], what="the session")
+        eventually(
+            lambda: client.get(f"/v1/sessions/{sid}").json()["done"],
+            timeout_s=60,
+            message="the session to end",
+        )
 
         assert json.loads(ok(swarm("system", "--json", url=url)))["mode"] == "running"
         refused = swarm("drain", url=url)

@@ -28,8 +28,7 @@ from tests.e2e.browser import (
     task_ids,
 )
 from tests.e2e.stack import TEST_TOKEN, Stack
-
-pytestmark = pytest.mark.e2e
+from tests.waiting import eventually
 
 LIVE_LIMIT_S = 1.0
 """The board shows a new task within a second of its event."""
@@ -60,14 +59,18 @@ def _token(client: httpx.Client, name: str, role: str) -> str:
 
 
 def _wait_api(client: httpx.Client, path: str, check: Any, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body = client.get(path).json()
-        if check(body):
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path}: condition not met in {timeout_s}s: {body}")
-        time.sleep(0.2)
+    """The body of GET `path` once `check` holds for it."""
+
+    def body() -> Any:
+        got = client.get(path).json()
+        return got if check(got) else None
+
+    return eventually(
+        body,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        message=lambda: f"{path}: {client.get(path).json()}",
+    )
 
 
 def _card(page: Page, key: str) -> Any:

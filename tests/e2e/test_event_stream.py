@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import init_repo
 from tests.e2e.stack import AUTH, Stack
-
-pytestmark = pytest.mark.e2e
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -8,11 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.stack import TEST_TOKEN, Stack
-
-pytestmark = pytest.mark.e2e
 
 CHECKS = ",".join(
     [

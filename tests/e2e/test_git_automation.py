@@ -4,10 +4,8 @@ mirror, with real orchestrator and adapter processes on real servers."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -15,26 +13,12 @@ import pytest
 from swarm_common import git
 from tests.conftest import branch_commit, init_repo
 from tests.e2e.stack import Stack
+from tests.waiting import eventually
 
-pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
 Json = dict[str, Any]
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _eventually(check: Callable[[], T | None], *, timeout_s: float, what: str) -> T:
-    """Poll `check` until it returns something truthy, with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout_s}s (last: {value!r})")
-        time.sleep(0.1)
 
 
 def _create(client: httpx.Client, repo: Path, tasks: list[Json], **extra: Any) -> str:
@@ -73,7 +57,7 @@ def _wait_done(client: httpx.Client, session_id: str, timeout_s: float = 60) -> 
         session = _session(client, session_id)
         return session if session["done"] else None
 
-    return _eventually(done, timeout_s=timeout_s, what=f"session {session_id} done")
+    return eventually(done, timeout_s=timeout_s, message=f"session {session_id} done")
 
 
 def _wait_task(
@@ -85,7 +69,7 @@ def _wait_task(
             return task
         return None
 
-    return _eventually(matches, timeout_s=timeout_s, what=f"task {key} with {fields}")
+    return eventually(matches, timeout_s=timeout_s, message=f"task {key} with {fields}")
 
 
 def _git(mirror: Path, *args: str) -> str:
@@ -211,7 +195,7 @@ def test_a_conflict_waits_for_review_and_a_retry_builds_on_the_integration_branc
             session = _session(client, session_id)
             return session if session["status"] == "awaiting_review" else None
 
-        session = _eventually(awaiting, timeout_s=60, what="session awaiting_review")
+        session = eventually(awaiting, timeout_s=60, message="session awaiting_review")
         listed = _tasks(client, session_id)
         mirror = _mirror(stack, session_id)
         integration = _integration(session_id)
@@ -305,7 +289,7 @@ def _checkpoint(client: httpx.Client, session_id: str, *, expect_number: int) ->
         cp: Json = client.get(f"/v1/sessions/{session_id}/checkpoints/{expect_number}").json()
         return cp if cp["status"] in ("passed", "failed") else None
 
-    result = _eventually(finished, timeout_s=30, what=f"checkpoint {expect_number} finished")
+    result = eventually(finished, timeout_s=30, message=f"checkpoint {expect_number} finished")
     assert result["commit"] == body["commit"]
     return result
 
@@ -412,7 +396,7 @@ def test_a_rollback_is_not_undone_by_a_task_that_was_running(stack: Stack, tmp_p
             session = _session(client, session_id)
             return bool(session["done"] or session["status"] == "awaiting_review")
 
-        _eventually(settled, timeout_s=60, what="session settled")
+        eventually(settled, timeout_s=60, message="session settled")
         listed = _tasks(client, session_id)
 
     files = _files(_mirror(stack, session_id), _integration(session_id))
@@ -434,10 +418,10 @@ def test_ten_adapters_share_one_mirror_without_lock_errors(stack: Stack, tmp_pat
     for name in names:
         stack.start_adapter(name)
     with stack.client() as client:
-        _eventually(
+        eventually(
             lambda: len(client.get("/v1/workers").json()) == ADAPTERS,
             timeout_s=90,
-            what=f"{ADAPTERS} adapters online",
+            message=f"{ADAPTERS} adapters online",
         )
         tasks: list[Json] = [
             {
@@ -477,7 +461,7 @@ def test_ten_adapters_share_one_mirror_without_lock_errors(stack: Stack, tmp_pat
         leftovers = list(worktrees.iterdir()) if worktrees.exists() else []
         return len(paths) == 1 and not leftovers
 
-    _eventually(cleaned_up, timeout_s=30, what="worktrees removed")
+    eventually(cleaned_up, timeout_s=30, message="worktrees removed")
     listing = _git(mirror, "worktree", "list", "--porcelain").splitlines()
     assert listing[0] == f"worktree {mirror}" and "bare" in listing
 

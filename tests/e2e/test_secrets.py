@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -15,8 +14,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from swarm_common.settings import normalize_database_url
 from tests.e2e.stack import TEST_TOKEN, Stack
 from tests.waiting import wait_until
-
-pytestmark = pytest.mark.e2e
 
 CONFIGURED = "hunter2-configured-password-7391"
 """A secret only in the processes' environment (`*_PASSWORD`): they must never show it."""

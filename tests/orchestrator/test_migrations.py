@@ -45,6 +45,7 @@ def empty_database(servers: Servers) -> Iterator[str]:
     run_sync(lambda: drop_database(servers.pg_admin_url, name))
 
 
+@pytest.mark.e2e  # runs `swarm migrate` as a real process
 def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
     env["SWARM_DATABASE_URL"] = empty_database
