@@ -10,6 +10,7 @@ Where things live:
 - `reporting`: events out to `swarm:events` (redacted, retried), cancel requests in.
 - `upkeep`: the loops beside the slots: the system mode, the liveness key.
 - `heartbeat`: beside each attempt: cancel checks, lease renewal and fencing.
+  `lease_holder`: the claim and lease of each attempt, as `worker` and `heartbeat` use them.
 - `running`: one attempt in flight, shared by the three above and the pipeline below.
 - `attempt`: the attempt pipeline, without Redis: setup, agent, commit, gates, result.
   `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the

@@ -1,5 +1,5 @@
 """The heartbeat beside a running attempt, split from the work so that it never blocks it:
-cancel checks, lease renewal (`swarm_common.leases`), fencing an attempt whose lease is lost
+cancel checks, lease renewal (`lease_holder`), fencing an attempt whose lease is lost
 or about to lapse, a `task.heartbeat` event, and an `XCLAIM` touch of the attempt's stream
 entry so that peers do not take it over."""
 
@@ -9,14 +9,11 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
-
+from swarm_adapter.lease_holder import LeaseHolder
 from swarm_adapter.running import Reporter, Running, about, log_context
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.task_stream import TaskStream
-from swarm_common import leases
 from swarm_common.messages import TaskHeartbeat, TaskMessage
-from swarm_common.streams import Keys
 
 __all__ = ["Heartbeat"]
 
@@ -30,16 +27,14 @@ class Heartbeat:
         self,
         *,
         settings: AdapterSettings,
-        redis: Redis,
-        keys: Keys,
+        leases: LeaseHolder,
         tasks: TaskStream,
         reporter: Reporter,
     ) -> None:
         self.settings = settings
-        self.redis = redis
-        self.keys = keys
+        self.leases = leases
         self.tasks = tasks
-        self.worker = settings.worker_name
+        self.worker = leases.worker
         self.reporter = reporter
 
     async def beat(self, running: Running) -> None:
@@ -102,14 +97,7 @@ class Heartbeat:
             running.request_cancel(reason)
         if not renew:
             return False
-        kept = await leases.renew(
-            self.redis,
-            self.keys,
-            task_id=message.task_id,
-            attempt=message.attempt,
-            worker=self.worker,
-            lease_s=self.settings.lease_s,
-        )
+        kept = await self.leases.renew(message)
         if not kept:
             running.fence("lease_lost")
             log.warning("attempt lost its lease; stopping it", extra=self._ctx(message))

@@ -3,7 +3,7 @@
 Each of `concurrency` slots reads one task stream entry at a time (`task_stream`), and from
 time to time takes over one that an adapter which died left pending. For each entry:
 admit it or dead-letter it (`admission`; a refused entry that names an attempt fails it),
-claim the attempt and take its lease (`swarm_common.leases`: a second claim of the same
+claim the attempt and take its lease (`lease_holder`: a second claim of the same
 attempt is refused, so a message delivered twice runs once), run it (`attempt`) with its
 heartbeat beside it (`heartbeat`), publish the result event (`reporting`), and only then
 acknowledge.
@@ -32,13 +32,13 @@ from swarm_adapter import upkeep
 from swarm_adapter.admission import Refused, admit
 from swarm_adapter.attempt import AttemptPipeline
 from swarm_adapter.heartbeat import Heartbeat
+from swarm_adapter.lease_holder import LeaseHolder
 from swarm_adapter.reporting import RedisReporter
 from swarm_adapter.runners.base import Runner
 from swarm_adapter.running import Running, about, log_context
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.task_stream import Entry, TaskStream
 from swarm_adapter.worktree import Worktrees
-from swarm_common import leases
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import (
     Message,
@@ -56,8 +56,6 @@ from swarm_common.system import SystemMode
 __all__ = ["Adapter"]
 
 log = logging.getLogger(__name__)
-
-CLAIM_DONE_TTL_S = 7 * 24 * 3600
 
 
 class Adapter:
@@ -88,12 +86,12 @@ class Adapter:
             secrets=self.secrets,
             reporter=self.reporter,
         )
+        self.leases = LeaseHolder(
+            redis=redis, keys=self.keys, worker=self.worker, lease_s=settings.lease_s
+        )
+        """The claims and leases of this adapter's attempts."""
         self.heartbeat = Heartbeat(
-            settings=settings,
-            redis=redis,
-            keys=self.keys,
-            tasks=self.tasks,
-            reporter=self.reporter,
+            settings=settings, leases=self.leases, tasks=self.tasks, reporter=self.reporter
         )
         self.counts: Counter[str] = Counter()
         self._stopping = asyncio.Event()
@@ -292,16 +290,7 @@ class Adapter:
     async def _claim(self, entry_id: bytes, message: TaskMessage) -> bool:
         """Claim the attempt and take its lease; False when it was claimed before (a
         duplicate delivery: acknowledged and dropped)."""
-        claimed = await leases.claim(
-            self.redis,
-            self.keys,
-            task_id=message.task_id,
-            attempt=message.attempt,
-            worker=self.worker,
-            lease_s=self.settings.lease_s,
-            claim_ttl_s=int(message.timeout_s + 24 * 3600),
-        )
-        if claimed:
+        if await self.leases.claim(message):
             return True
         holder = await self.redis.get(self.keys.claim(message.task_id, message.attempt))
         log.info(
@@ -343,14 +332,7 @@ class Adapter:
         message = running.message
         await self.reporter.publish(outcome)
         self.counts[outcome.TYPE] += 1
-        await leases.finish(
-            self.redis,
-            self.keys,
-            task_id=message.task_id,
-            attempt=message.attempt,
-            worker=self.worker,
-            done_ttl_s=CLAIM_DONE_TTL_S,
-        )
+        await self.leases.finish(message)
         await self.tasks.ack(running.entry_id)
         log.info("attempt reported", extra=self._ctx(message, event=outcome.TYPE))
 

@@ -42,30 +42,19 @@ class Worktrees:
         return repo
 
     def path(self, message: TaskMessage) -> Path:
-        return (
-            self.workspace
-            / "worktrees"
-            / str(message.session_id)
-            / f"{message.task_key}-{message.attempt}"
-        )
+        return self._per_attempt("worktrees", message)
 
     def home(self, message: TaskMessage) -> Path:
         """A private HOME for the agent, outside the worktree so it is never committed."""
-        return (
-            self.workspace
-            / "homes"
-            / str(message.session_id)
-            / f"{message.task_key}-{message.attempt}"
-        )
+        return self._per_attempt("homes", message)
+
+    def _per_attempt(self, kind: str, message: TaskMessage) -> Path:
+        session = self.workspace / kind / str(message.session_id)
+        return session / f"{message.task_key}-{message.attempt}"
 
     def artifacts(self, message: TaskMessage) -> Path:
-        return (
-            self.workspace
-            / "artifacts"
-            / str(message.session_id)
-            / message.task_key
-            / f"attempt-{message.attempt}"
-        )
+        session = self.workspace / "artifacts" / str(message.session_id)
+        return session / message.task_key / f"attempt-{message.attempt}"
 
     async def prepare(self, message: TaskMessage) -> Path:
         repo, path = self.repo(message), self.path(message)

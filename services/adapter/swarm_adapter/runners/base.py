@@ -72,6 +72,13 @@ class RunContext:
     tail_bytes: int
     progress: ProgressHandler
 
+    def home_folder(self, name: str) -> Path:
+        """`name` in the private home, made if missing: a CLI's configuration or its
+        temporary folder."""
+        folder = self.home / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
 
 @dataclass
 class RunResult:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
-from swarm_adapter.runners.cli import AgentCliRunner, CliRun, as_dict, as_int
+from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
 
 __all__ = ["ClaudeRunner", "RUNNER"]
 
@@ -51,21 +51,15 @@ class ClaudeRunner(AgentCliRunner):
             "acceptEdits",
             "--allowedTools",
             *tools,
+            *self.model_option(ctx),
         ]
-        model = self.model(ctx)
-        if model:
-            argv.append(f"--model={model}")
         if ctx.message.output_schema is not None:
             argv.append(f"--json-schema={json.dumps(ctx.message.output_schema)}")
-        for folder in readable:
-            argv.append(f"--add-dir={folder}")
-        return argv
+        return [*argv, *(f"--add-dir={folder}" for folder in readable)]
 
     def configure(self, ctx: RunContext) -> dict[str, str]:
-        config = ctx.home / ".claude"
-        config.mkdir(parents=True, exist_ok=True)
         env = {
-            "CLAUDE_CONFIG_DIR": str(config),
+            "CLAUDE_CONFIG_DIR": str(ctx.home_folder(".claude")),
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1",
@@ -75,7 +69,7 @@ class ClaudeRunner(AgentCliRunner):
         }
         return {**env, **self.credential_env()}
 
-    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[Observation]:
         kind = event.get("type")
         if kind == "assistant":
             return self._assistant(event, run)
@@ -94,13 +88,11 @@ class ClaudeRunner(AgentCliRunner):
             ]
         return []
 
-    def _assistant(
-        self, event: dict[str, Any], run: CliRun
-    ) -> list[tuple[str, str, dict[str, Any]]]:
+    def _assistant(self, event: dict[str, Any], run: CliRun) -> list[Observation]:
         error = event.get("error")
         if isinstance(error, str):  # a hint; the closing result explains better
             run.notes["error"] = error
-        found: list[tuple[str, str, dict[str, Any]]] = []
+        found: list[Observation] = []
         content = as_dict(event.get("message")).get("content") or []
         for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict):
@@ -162,9 +154,9 @@ class ClaudeRunner(AgentCliRunner):
             run.fail("agent_error", text or "the agent reported an error")
 
 
-def _tool_results(event: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _tool_results(event: dict[str, Any]) -> list[Observation]:
     content = as_dict(event.get("message")).get("content") or []
-    found: list[tuple[str, str, dict[str, Any]]] = []
+    found: list[Observation] = []
     for block in content if isinstance(content, list) else []:
         if isinstance(block, dict) and block.get("type") == "tool_result":
             body = block.get("content")

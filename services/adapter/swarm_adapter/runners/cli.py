@@ -34,6 +34,7 @@ __all__ = [
     "AgentCliRunner",
     "CliRun",
     "Credentials",
+    "Observation",
     "as_dict",
     "as_int",
     "invalid_arguments",
@@ -46,6 +47,9 @@ VERSION_TIMEOUT_S = 60.0
 TRANSCRIPT = "transcript.jsonl"
 PROMPT_ARG_BYTES = 100_000
 """Longer prompts go into a file: Linux caps one argument at 128 KiB."""
+
+Observation = tuple[str, str, dict[str, Any]]
+"""`(kind, text, data)`: one thing the agent did, for the timeline (see `ProgressHandler`)."""
 
 
 def prompt_argument(ctx: RunContext, prompt: str) -> tuple[str, list[Path]]:
@@ -241,7 +245,7 @@ class AgentCliRunner(ABC):
         beyond the common allowlist (its key goes here, to this process only)."""
 
     @abstractmethod
-    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[Observation]:
         """Read one JSON line: update `run`, return observations `(kind, text, data)` for the
         timeline (`message`, `tool_call`, `tool_result`, `file_change`, `error`, ...)."""
 
@@ -285,6 +289,12 @@ class AgentCliRunner(ABC):
 
     def model(self, ctx: RunContext) -> str | None:
         return ctx.message.model or getattr(self.settings, f"{self.agent}_model", None)
+
+    def model_option(self, ctx: RunContext) -> list[str]:
+        """`--model=<name>` when the task or the settings name a model: one argument, so
+        that a name beginning with `-` cannot read as an option (as `-m --x` would)."""
+        model = self.model(ctx)
+        return [f"--model={model}"] if model else []
 
     def max_turns(self, ctx: RunContext) -> int:
         return ctx.message.max_turns or self.settings.max_turns

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
-from swarm_adapter.runners.cli import AgentCliRunner, CliRun, as_dict, as_int
+from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
 
 __all__ = ["CodexRunner", "RUNNER"]
 
@@ -79,10 +79,8 @@ class CodexRunner(AgentCliRunner):
             "sandbox_workspace_write.exclude_slash_tmp=true",
             "-c",
             f"sandbox_workspace_write.writable_roots=[{json.dumps(str(tmp))}]",
+            *self.model_option(ctx),
         ]
-        model = self.model(ctx)
-        if model:
-            argv.append(f"--model={model}")
         if ctx.message.output_schema is not None:
             schema = ctx.home / "output-schema.json"
             schema.write_text(json.dumps(ctx.message.output_schema))
@@ -90,19 +88,16 @@ class CodexRunner(AgentCliRunner):
         return [*argv, prompt]
 
     def configure(self, ctx: RunContext) -> dict[str, str]:
-        codex_home = ctx.home / ".codex"
-        codex_home.mkdir(parents=True, exist_ok=True)
+        codex_home = ctx.home_folder(".codex")
         (codex_home / "config.toml").write_text(CONFIG_TOML)
-        tmp = ctx.home / "tmp"
-        tmp.mkdir(exist_ok=True)
         # The base URL goes into the provider configuration, not the environment.
         return {
             "CODEX_HOME": str(codex_home),
-            "TMPDIR": str(tmp),
+            "TMPDIR": str(ctx.home_folder("tmp")),
             **self.credential_env(base_url=False),
         }
 
-    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[Observation]:
         kind = event.get("type")
         if kind == "item.completed":
             return self._item(as_dict(event.get("item")), run)
@@ -126,7 +121,7 @@ class CodexRunner(AgentCliRunner):
             return [("error", message[:500], {})]
         return []
 
-    def _item(self, item: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+    def _item(self, item: dict[str, Any], run: CliRun) -> list[Observation]:
         kind = item.get("type")
         if kind in _TOOL_ITEMS:
             run.turns = (run.turns or 0) + 1
@@ -149,7 +144,7 @@ class CodexRunner(AgentCliRunner):
             raw = item.get("changes")
             changes = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
             paths = [str(c.get("path", "")) for c in changes]
-            found: list[tuple[str, str, dict[str, Any]]] = [
+            found: list[Observation] = [
                 ("tool_call", f"apply_patch {', '.join(paths)}"[:300], {"tool": "apply_patch"})
             ]
             found += [

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext, RunResult
-from swarm_adapter.runners.cli import AgentCliRunner, CliRun, as_dict, as_int
+from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
 from swarm_common.messages import utcnow
 from swarm_common.procs import ProcessResult
 
@@ -45,7 +45,7 @@ class GeminiRunner(AgentCliRunner):
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"
 
     def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
-        argv = [
+        return [
             str(self.path),
             "-p",
             prompt,
@@ -54,17 +54,11 @@ class GeminiRunner(AgentCliRunner):
             "--approval-mode",
             "yolo",
             "--skip-trust",
+            *self.model_option(ctx),
+            *(f"--include-directories={folder}" for folder in readable),
         ]
-        model = self.model(ctx)
-        if model:
-            argv.append(f"--model={model}")  # `-m --x` would read as an option
-        for folder in readable:
-            argv.append(f"--include-directories={folder}")
-        return argv
 
     def configure(self, ctx: RunContext) -> dict[str, str]:
-        folder = ctx.home / ".gemini"
-        folder.mkdir(parents=True, exist_ok=True)
         settings: dict[str, Any] = {
             "security": {
                 "auth": {"selectedType": "gemini-api-key"},
@@ -78,13 +72,12 @@ class GeminiRunner(AgentCliRunner):
         }
         if ctx.message.allowed_tools:
             settings["tools"] = {"core": list(ctx.message.allowed_tools)}
-        (folder / "settings.json").write_text(json.dumps(settings, indent=2))
-        tmp = ctx.home / "tmp"
-        tmp.mkdir(exist_ok=True)
-        env = {"TMPDIR": str(tmp), "GEMINI_CLI_NO_RELAUNCH": "true"}
+        config = ctx.home_folder(".gemini") / "settings.json"
+        config.write_text(json.dumps(settings, indent=2))
+        env = {"TMPDIR": str(ctx.home_folder("tmp")), "GEMINI_CLI_NO_RELAUNCH": "true"}
         return {**env, **self.credential_env()}
 
-    def observe(self, event: dict[str, Any], run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+    def observe(self, event: dict[str, Any], run: CliRun) -> list[Observation]:
         kind = event.get("type")
         if kind == "message":
             if event.get("role") == "assistant" and isinstance(event.get("content"), str):
@@ -155,12 +148,12 @@ class GeminiRunner(AgentCliRunner):
             run.fail("agent_error", text or "the agent reported an error")
 
 
-def _flush_text(run: CliRun) -> list[tuple[str, str, dict[str, Any]]]:
+def _flush_text(run: CliRun) -> list[Observation]:
     text = run.notes.pop("text", "")
     return [("message", text, {})] if text else []
 
 
-def _tool_use(event: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _tool_use(event: dict[str, Any]) -> list[Observation]:
     name = str(event.get("tool_name", "?"))
     params = as_dict(event.get("parameters"))
     target = next(

@@ -4,7 +4,7 @@
 
 import { api } from './api.js';
 import { h, fill, badge, fmtAgo, fmtDuration, parseTime } from './dom.js';
-import { toastError } from './ui.js';
+import { toastFirstFailure } from './ui.js';
 
 const REFRESH_MS = 5000;
 const TICK_MS = 1000;
@@ -17,7 +17,7 @@ export class AdaptersView {
     this.visible = false;
     this.timer = null;
     this.tick = null;
-    this.failed = false;
+    this.guarded = toastFirstFailure('Adapters');
     this.body = h('div', { class: 'adapters' });
     this.info = h('span', { class: 'muted', 'data-testid': 'adapters-info' });
     const refresh = h('button', { type: 'button', class: 'ghost small', text: 'Refresh', 'data-testid': 'adapters-refresh' });
@@ -36,13 +36,7 @@ export class AdaptersView {
   }
 
   async refresh() {
-    try {
-      this.workers = await api('/v1/workers');
-      this.failed = false;
-    } catch (err) {
-      if (!this.failed) toastError(err, 'Adapters');
-      this.failed = true;
-    }
+    await this.guarded(async () => { this.workers = await api('/v1/workers'); });
     this.render();
   }
 

@@ -3,7 +3,7 @@
 
 import { api, post } from './api.js';
 import { h, fill, badge, cls, label, fmtDuration, fmtTokens, fmtCost, TASK_STATES } from './dom.js';
-import { actionButton, toastError } from './ui.js';
+import { actionButton, toastFirstFailure } from './ui.js';
 
 const LIST_REFRESH_MS = 10000;
 const OPEN_STATES = new Set(['draft', 'active', 'awaiting_review', 'suspended']);
@@ -14,8 +14,8 @@ export class SessionList {
     this.onSelect = onSelect;
     this.sessions = [];
     this.selected = null;
-    this.failed = false;
     this.loaded = false;
+    this.guarded = toastFirstFailure('Sessions');
     // Properties, not addEventListener: a second sign-in builds a new list on the same root.
     root.onclick = (e) => {
       const item = e.target.closest('[data-testid="session-item"]');
@@ -33,15 +33,11 @@ export class SessionList {
   }
 
   async refresh() {
-    try {
+    await this.guarded(async () => {
       this.sessions = await api('/v1/sessions', { query: { limit: 100 } });
-      this.failed = false;
       this.loaded = true;
       this.render();
-    } catch (err) {
-      if (!this.failed) toastError(err, 'Sessions');
-      this.failed = true;
-    }
+    });
     return this.sessions;
   }
 

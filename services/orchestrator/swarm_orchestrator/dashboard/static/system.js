@@ -3,9 +3,38 @@
 
 import { api, post } from './api.js';
 import { h, fill, badge, fmtDateTime } from './dom.js';
-import { actionButton, toastError } from './ui.js';
+import { actionButton, toastFirstFailure } from './ui.js';
 
 const REFRESH_MS = 10000;
+
+/** The controls of a system admin: the modes each is offered in, what it asks and says. */
+const CONTROLS = [
+  {
+    action: 'drain', text: 'Drain', kind: 'warn', offered: (mode) => mode === 'running',
+    confirm: {
+      title: 'Drain the system?',
+      text: 'Adapters take no new work and finish what they run. Nothing starts until you resume.',
+      ok: 'Drain',
+    },
+    path: '/v1/system/drain',
+    done: 'Draining: adapters finish what they run',
+  },
+  {
+    action: 'stop', text: 'Emergency stop', kind: 'danger', offered: (mode) => mode !== 'stopped',
+    confirm: {
+      title: 'Emergency stop?',
+      text: 'Every agent process is killed within seconds; the work of running attempts is lost and they run again after resume.',
+      ok: 'Stop everything',
+    },
+    path: '/v1/system/stop',
+    done: 'Emergency stop: agents are being killed',
+  },
+  {
+    action: 'resume-system', text: 'Resume', kind: 'primary', offered: (mode) => mode !== 'running',
+    path: '/v1/system/resume',
+    done: 'The system runs again',
+  },
+];
 
 export class SystemView {
   constructor(root, { me, onMode }) {
@@ -13,7 +42,7 @@ export class SystemView {
     this.me = me;
     this.onMode = onMode;
     this.system = null;
-    this.failed = false;
+    this.guarded = toastFirstFailure('System');
     this.timer = setInterval(() => this.refresh(), REFRESH_MS);
     this.refresh();
   }
@@ -27,13 +56,7 @@ export class SystemView {
   }
 
   async refresh() {
-    try {
-      this.set(await api('/v1/system'));
-      this.failed = false;
-    } catch (err) {
-      if (!this.failed) toastError(err, 'System');
-      this.failed = true;
-    }
+    await this.guarded(async () => this.set(await api('/v1/system')));
   }
 
   set(system) {
@@ -48,37 +71,9 @@ export class SystemView {
       fill(this.root, h('p', { class: 'muted', text: 'Loading…' }));
       return;
     }
-    const controls = [];
-    if (this.isSystemAdmin) {
-      if (s.mode === 'running') {
-        controls.push(this.control('drain', 'Drain', 'warn', {
-          confirm: {
-            title: 'Drain the system?',
-            text: 'Adapters take no new work and finish what they run. Nothing starts until you resume.',
-            ok: 'Drain',
-          },
-          run: () => post('/v1/system/drain'),
-          done: 'Draining: adapters finish what they run',
-        }));
-      }
-      if (s.mode !== 'stopped') {
-        controls.push(this.control('stop', 'Emergency stop', 'danger', {
-          confirm: {
-            title: 'Emergency stop?',
-            text: 'Every agent process is killed within seconds; the work of running attempts is lost and they run again after resume.',
-            ok: 'Stop everything',
-          },
-          run: () => post('/v1/system/stop'),
-          done: 'Emergency stop: agents are being killed',
-        }));
-      }
-      if (s.mode !== 'running') {
-        controls.push(this.control('resume-system', 'Resume', 'primary', {
-          run: () => post('/v1/system/resume'),
-          done: 'The system runs again',
-        }));
-      }
-    }
+    const controls = this.isSystemAdmin
+      ? CONTROLS.filter((c) => c.offered(s.mode)).map((c) => this.control(c))
+      : [];
     const me = this.me || {};
     fill(this.root,
       h('div', { class: 'system' },
@@ -99,7 +94,8 @@ export class SystemView {
             h('dt', { text: 'Tenant' }), h('dd', { text: me.tenant || '— (all)' })))));
   }
 
-  control(action, text, kind, spec) {
+  control({ action, text, kind, confirm, path, done }) {
+    const spec = { confirm, run: () => post(path), done };
     return actionButton({ action, text, kind, testid: `system-${action}` }, spec, (result) => {
       if (result && result.mode) this.set(result);
     });

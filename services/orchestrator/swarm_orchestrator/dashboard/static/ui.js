@@ -32,6 +32,24 @@ export function toastError(err, what = '') {
   toast(text, 'error');
 }
 
+/**
+ * For a view that polls the API: `guarded(step)` runs `step` and toasts its failure
+ * ("What: message") only when the run before it did not fail too, so a view refreshed every
+ * few seconds does not toast again at each refresh while the server is away.
+ */
+export function toastFirstFailure(what) {
+  let failed = false;
+  return async function guarded(step) {
+    try {
+      await step();
+      failed = false;
+    } catch (err) {
+      if (!failed) toastError(err, what);
+      failed = true;
+    }
+  };
+}
+
 let pending = null;
 
 /**
