@@ -36,9 +36,11 @@ up: install
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# No browser needed: the browser tests are among the slow lanes it leaves out.
+# No browser needed: the browser tests are among the slow lanes it leaves out. Two workers
+# (pytest-xdist), each with its own template database; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test-fast: install
-	$(BIN)/pytest -m "not ($(SLOW_LANES))" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not ($(SLOW_LANES))" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

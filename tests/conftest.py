@@ -35,6 +35,10 @@ from tests.servers import (
     run_sync,
     with_database,
 )
+from tests.waiting import transactions_settled
+
+TIMELINE_READS = ("/events", "/progress")
+"""Reads answered from settled timeline entries only."""
 
 # Tests never read a developer's own Swarm configuration.
 for _name in [n for n in os.environ if n.startswith("SWARM_") and not n.startswith("SWARM_TEST")]:
@@ -153,13 +157,21 @@ async def app_state(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        state: AppState = app.state.swarm
+
+        async def settle(request: httpx.Request) -> None:
+            # A timeline page holds what has settled (see `transactions_settled`).
+            if request.method == "GET" and request.url.path.endswith(TIMELINE_READS):
+                await transactions_settled(state.sessionmaker)
+
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport,
             base_url="http://swarm.test",
             headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+            event_hooks={"request": [settle]},
         ) as client:
-            yield client, app.state.swarm
+            yield client, state
 
 
 @pytest.fixture

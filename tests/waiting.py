@@ -18,7 +18,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["eventually", "pid_alive", "wait_until", "wait_until_async"]
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+__all__ = ["eventually", "pid_alive", "transactions_settled", "wait_until", "wait_until_async"]
 
 T = TypeVar("T")
 Message = str | Callable[[], str]
@@ -87,3 +90,24 @@ def pid_alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+async def transactions_settled(
+    sessionmaker: async_sessionmaker[AsyncSession], *, timeout_s: float = 30.0
+) -> None:
+    """Wait until every transaction of the PostgreSQL cluster that began before this call
+    has ended. Timeline readers return only *settled* entries (`swarm_orchestrator.db.
+    timeline`): an entry shows once every older transaction, in any database of the cluster,
+    has ended. Tests that run beside others on one server (`make test-fast` runs two workers)
+    wait for this before they read a timeline page and expect all of it."""
+    async with sessionmaker() as db, db.begin():
+        mark = int(await db.scalar(text("SELECT pg_current_xact_id()::text::bigint")) or 0)
+
+    async def passed() -> bool:
+        async with sessionmaker() as db:
+            xmin = await db.scalar(
+                text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            )
+        return int(xmin or 0) > mark
+
+    await wait_until_async(passed, timeout_s=timeout_s, interval_s=0.01, message="transactions")
