@@ -27,7 +27,7 @@ from swarm_common.states import (
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Attempt, Event, Outbox, Task
 from swarm_orchestrator.graph import session_state, task_state
-from swarm_orchestrator.graph.locking import lock_task
+from swarm_orchestrator.graph.locking import CLOSED_SESSION_STATES, lock_task
 from tests.orchestrator.helpers import new_session, task, task_ids
 
 SM = async_sessionmaker[AsyncSession]
@@ -170,3 +170,28 @@ async def test_session_changes_are_checked_too(
         with pytest.raises(IllegalTransition):
             session_state.pause(db, locked.session, actor="t")
         await db.rollback()
+
+
+def test_every_open_session_takes_every_control_action() -> None:
+    """Pause and cancel apply to every session that is not closed (the API answers them
+    from any open state), and a paused one resumes to active or to review."""
+    for status in set(SessionStatus) - CLOSED_SESSION_STATES:
+        assert SessionStatus.CANCELLED in SESSION_TRANSITIONS[status], status
+        if status != SessionStatus.SUSPENDED:
+            assert SessionStatus.SUSPENDED in SESSION_TRANSITIONS[status], status
+    assert SESSION_TRANSITIONS[SessionStatus.SUSPENDED] >= {
+        SessionStatus.ACTIVE,
+        SessionStatus.AWAITING_REVIEW,
+    }
+
+
+async def test_a_draft_session_is_paused_resumed_and_cancelled(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    sid = (await new_session(api, git_repo))["id"]  # no tasks: a draft
+    paused = await api.post(f"/v1/sessions/{sid}/pause")
+    assert (paused.status_code, paused.json()["status"]) == (200, "suspended")
+    resumed = await api.post(f"/v1/sessions/{sid}/resume")
+    assert (resumed.status_code, resumed.json()["status"]) == (200, "active")
+    cancelled = await api.post(f"/v1/sessions/{sid}/cancel")
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")

@@ -142,7 +142,9 @@ ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
 }
 
 SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
-    SessionStatus.DRAFT: frozenset({SessionStatus.ACTIVE, SessionStatus.CANCELLED}),
+    SessionStatus.DRAFT: frozenset(
+        {SessionStatus.ACTIVE, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
+    ),
     SessionStatus.ACTIVE: frozenset(
         {SessionStatus.AWAITING_REVIEW, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
     ),
