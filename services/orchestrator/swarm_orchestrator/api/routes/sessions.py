@@ -4,6 +4,7 @@ checkpoints and rollback of the integration branch."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -12,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
+from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.convert import session_public, task_public
-from swarm_orchestrator.api.deps import DbDep, StateDep
+from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     CheckpointPublic,
@@ -39,6 +41,21 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 _ERRORS = error_responses(404, 409)
 NO_SPEND = progress.Spend()
+
+
+async def _act(
+    db: AsyncSession,
+    state: AppState,
+    who: Principal,
+    session_id: uuid.UUID,
+    action: Callable[..., Awaitable[Session]],
+) -> SessionPublic:
+    """A control action on a session the caller may see; the loops are woken for what it
+    queued or asked to stop."""
+    await sessions.get_session(db, session_id, seen_by=who)
+    session = await action(db, session_id=session_id, keys=state.keys, actor=who.actor)
+    state.notify()
+    return await _answer(db, session)
 
 
 async def _answer(db: AsyncSession, session: Session) -> SessionPublic:
@@ -198,12 +215,7 @@ async def resume_session(
 ) -> SessionPublic:
     """Queue the paused session's ready tasks again. Resuming a running session changes
     nothing."""
-    await sessions.get_session(db, session_id, seen_by=who)
-    session = await control.resume_session(
-        db, session_id=session_id, keys=state.keys, actor=who.actor
-    )
-    state.notify()
-    return await _answer(db, session)
+    return await _act(db, state, who, session_id, control.resume_session)
 
 
 @router.post("/{session_id}/cancel", responses=_ERRORS)
@@ -212,12 +224,7 @@ async def cancel_session(
 ) -> SessionPublic:
     """Cancel every task that has not ended (running ones are asked to stop), then the
     session. Cancelling a cancelled session changes nothing."""
-    await sessions.get_session(db, session_id, seen_by=who)
-    session = await control.cancel_session(
-        db, session_id=session_id, keys=state.keys, actor=who.actor
-    )
-    state.notify()
-    return await _answer(db, session)
+    return await _act(db, state, who, session_id, control.cancel_session)
 
 
 @router.get(

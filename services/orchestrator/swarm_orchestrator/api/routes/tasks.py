@@ -4,6 +4,7 @@ diff, and control (retry, cancel, approve)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -11,8 +12,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.convert import task_public
-from swarm_orchestrator.api.deps import DbDep, StateDep
+from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     AttemptPublic,
     DiffFile,
@@ -34,6 +36,21 @@ MAX_DIFF_BYTES = 16 * 1024 * 1024
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 _ERRORS = error_responses(404, 409)
+
+
+async def _act(
+    db: AsyncSession,
+    state: AppState,
+    who: Principal,
+    task_id: uuid.UUID,
+    action: Callable[..., Awaitable[Task]],
+) -> TaskPublic:
+    """A control action on a task the caller may see; the loops are woken for what it
+    queued or asked to stop."""
+    await sessions.get_task(db, task_id, seen_by=who)
+    task = await action(db, task_id=task_id, keys=state.keys, actor=who.actor)
+    state.notify()
+    return await _answer(db, task)
 
 
 async def _answer(db: AsyncSession, task: Task) -> TaskPublic:
@@ -79,19 +96,13 @@ async def task_events(
 @router.post("/{task_id}/retry", responses=_ERRORS)
 async def retry_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator) -> TaskPublic:
     """Start a new attempt of a failed or cancelled task; tasks it blocked wait again."""
-    await sessions.get_task(db, task_id, seen_by=who)
-    task = await control.retry_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
-    state.notify()
-    return await _answer(db, task)
+    return await _act(db, state, who, task_id, control.retry_task)
 
 
 @router.post("/{task_id}/cancel", responses=_ERRORS)
 async def cancel_task(task_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator) -> TaskPublic:
     """Cancel a task that has not ended; its running attempt is asked to stop."""
-    await sessions.get_task(db, task_id, seen_by=who)
-    task = await control.cancel_task(db, task_id=task_id, keys=state.keys, actor=who.actor)
-    state.notify()
-    return await _answer(db, task)
+    return await _act(db, state, who, task_id, control.cancel_task)
 
 
 @router.post("/{task_id}/approve", responses=_ERRORS)
