@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["clean", "clean_text", "has_nul"]
+__all__ = ["clean", "clean_text", "decoded", "has_nul"]
 
 REPLACEMENT = "\ufffd"
 
@@ -34,3 +34,8 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(has_nul(v) for v in value)
     return False
+
+
+def decoded(value: bytes | str) -> str:
+    """A Redis reply as text (bytes that are not UTF-8 replaced, never raised)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

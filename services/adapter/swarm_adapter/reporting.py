@@ -15,6 +15,7 @@ from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import Message, TaskMessage
 from swarm_common.redaction import Redactor
 from swarm_common.streams import Keys, encode
+from swarm_common.text import decoded
 
 __all__ = ["EVENTS_MAXLEN", "RedisReporter"]
 
@@ -68,4 +69,4 @@ class RedisReporter:
         reason = await self.redis.get(self.keys.cancel(message.task_id, message.attempt))
         if reason is None:
             return None
-        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        return decoded(reason)

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from swarm_common.streams import ADAPTERS_GROUP, Keys, dead_letter, ensure_group
+from swarm_common.text import decoded
 
 __all__ = ["Entry", "TaskStream"]
 
@@ -72,7 +73,7 @@ class TaskStream:
             await self.ensure_group()
             return False
         cursor, entries = reply[0], reply[1]
-        self._cursor = _text(cursor)
+        self._cursor = decoded(cursor)
         if not entries:
             return self._cursor != "0-0"
         entry_id, fields = entries[0]
@@ -106,7 +107,3 @@ class TaskStream:
             reason=reason,
             group=ADAPTERS_GROUP,
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

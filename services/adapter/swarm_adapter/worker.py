@@ -52,6 +52,7 @@ from swarm_common.procs import kill_strays
 from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
 from swarm_common.system import SystemMode
+from swarm_common.text import decoded
 
 __all__ = ["Adapter"]
 
@@ -252,7 +253,7 @@ class Adapter:
             return entry
         log.info(
             "took over a pending task message",
-            extra={"entry_id": _text(entry.id), "deliveries": entry.deliveries},
+            extra={"entry_id": decoded(entry.id), "deliveries": entry.deliveries},
         )
         self.counts["reclaimed"] += 1
         await self.handle(entry.id, entry.fields, deliveries=entry.deliveries)
@@ -295,7 +296,7 @@ class Adapter:
         holder = await self.redis.get(self.keys.claim(message.task_id, message.attempt))
         log.info(
             "attempt already claimed; duplicate delivery dropped",
-            extra=self._ctx(message, holder=_text(holder or b"")),
+            extra=self._ctx(message, holder=decoded(holder or b"")),
         )
         self.counts["duplicate"] += 1
         await self.tasks.ack(entry_id)
@@ -376,7 +377,3 @@ async def _settle(task: asyncio.Task[Any], timeout_s: float = 5.0) -> None:
         log.warning("a background task does not end; left behind", extra={"task": task.get_name()})
     elif not task.cancelled() and task.exception() is not None:
         log.warning("a background task failed", extra={"error": repr(task.exception())})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

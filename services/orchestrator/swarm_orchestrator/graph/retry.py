@@ -17,9 +17,9 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from swarm_common.backoff import delay_s
+from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = [
     "FINAL_REASONS",
@@ -67,7 +67,7 @@ class RetryPolicy:
     """Lost attempts of one task before it fails."""
 
     @classmethod
-    def from_settings(cls, settings: Any) -> RetryPolicy:
+    def from_settings(cls, settings: OrchestratorSettings) -> RetryPolicy:
         """The policy an orchestrator's settings ask for."""
         return cls(max_lost=settings.max_lost_attempts)
 

@@ -65,7 +65,7 @@ async def create(
 
 
 def activate(db: AsyncSession, session: Session, *, actor: str) -> None:
-    """A draft session got its first tasks."""
+    """The session got new tasks: a draft becomes active (and the session is updated)."""
     if session.status == SessionStatus.DRAFT:
         _move(db, session, SessionStatus.ACTIVE, "session.activated", actor=actor)
     session.updated_at = utcnow()

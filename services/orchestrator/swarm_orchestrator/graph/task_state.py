@@ -116,7 +116,6 @@ class Entry:
     data: dict[str, Any] | None = None
     actor: str = "system"
     source: str | None = None
-    attempt: int | None = _CURRENT
 
 
 def _record(
@@ -149,7 +148,6 @@ def _write(db: AsyncSession, task: Task, entry: Entry) -> None:
         actor=entry.actor,
         source=entry.source,
         data=entry.data,
-        attempt=entry.attempt,
     )
 
 

@@ -176,6 +176,7 @@ async def _merged(
     """The task's work is on the integration branch (or had nothing to merge: `head` is
     None); so is that of the tasks it resolved. Their dependents may run."""
     status = MergeStatus.MERGED if head is not None else MergeStatus.EMPTY
+    merge_commit = head.head if head is not None else None
     if head is not None:
         session.integration_head = head.head
         session.updated_at = utcnow()
@@ -183,10 +184,10 @@ async def _merged(
         db,
         task,
         status=status,
-        merge_commit=head.head if head is not None else None,
+        merge_commit=merge_commit,
         data={
             "commit": (task.result or {}).get("commit"),
-            "merge_commit": head.head if head is not None else None,
+            "merge_commit": merge_commit,
             "integration_head": session.integration_head,
         },
     )
