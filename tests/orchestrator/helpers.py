@@ -1,4 +1,5 @@
-"""Small helpers shared by the orchestrator tests: row counts and graph submission."""
+"""Small helpers shared by the orchestrator tests: row counts, graph submission, and events
+as an adapter would send them (proven with their attempt's key)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
 from swarm_common.messages import Message
-from swarm_common.streams import Envelope, Keys, decode, encode
+from swarm_common.streams import Envelope, Keys, decode, encode, prove
+from swarm_orchestrator.db.models import Attempt
 from swarm_orchestrator.db.models import Base as Model
 from swarm_orchestrator.graph.reports import Outcome, apply_event
 
 __all__ = [
     "apply",
+    "event_key",
     "mirror_commit",
     "count_rows",
     "envelope",
+    "proven",
     "new_session",
     "outcome_event",
     "task",
@@ -53,9 +57,37 @@ async def count_rows(
         return int(await db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
-def envelope(message: Message, envelope_id: str | None = None) -> Envelope:
-    """A message as the consumer would see it after a trip through Redis."""
-    return decode(encode(message, envelope_id=envelope_id))
+def envelope(
+    message: Message, envelope_id: str | None = None, *, key: str | None = None
+) -> Envelope:
+    """A message as the consumer would see it after a trip through Redis; with `key`, proven
+    as an adapter proves its attempt's events."""
+    fields = encode(message, envelope_id=envelope_id)
+    return decode(prove(fields, key) if key else fields)
+
+
+async def event_key(
+    sessionmaker: async_sessionmaker[AsyncSession], task_id: uuid.UUID, attempt: int
+) -> str | None:
+    """The secret key of one attempt, as its task message carried it."""
+    async with sessionmaker() as db:
+        key: str | None = await db.scalar(
+            select(Attempt.event_key).where(Attempt.task_id == task_id, Attempt.number == attempt)
+        )
+        return key
+
+
+async def proven(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    message: Message,
+    envelope_id: str | None = None,
+) -> dict[str, bytes]:
+    """Stream fields of an event about an attempt, proven with that attempt's key (no proof
+    when the attempt does not exist)."""
+    fields = encode(message, envelope_id=envelope_id)
+    task_id, attempt = getattr(message, "task_id", None), getattr(message, "attempt", None)
+    key = await event_key(sessionmaker, task_id, attempt) if task_id and attempt else None
+    return prove(fields, key) if key else fields
 
 
 async def apply(
@@ -64,8 +96,10 @@ async def apply(
     message: Message,
     envelope_id: str | None = None,
 ) -> Outcome:
+    """Apply an event as the consumer would, proven as its attempt's adapter would send it."""
+    fields = await proven(sessionmaker, message, envelope_id)
     async with sessionmaker() as db, db.begin():
-        return await apply_event(db, envelope(message, envelope_id), keys=keys)
+        return await apply_event(db, decode(fields), keys=keys)
 
 
 async def task_ids(api: httpx.AsyncClient, session_id: str) -> dict[str, uuid.UUID]:

@@ -16,7 +16,14 @@ from swarm_common.streams import ORCHESTRATOR_GROUP, Keys, encode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.runtime.consumer import EventConsumer
-from tests.orchestrator.helpers import new_session, outcome_event, task, task_ids, task_states
+from tests.orchestrator.helpers import (
+    new_session,
+    outcome_event,
+    proven,
+    task,
+    task_ids,
+    task_states,
+)
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -51,7 +58,7 @@ async def test_malformed_entries_are_dead_lettered_and_the_loop_goes_on(
     )
     await redis.xadd(keys.events, encode(unknown))  # type: ignore[arg-type]
     started = outcome_event(TaskStarted, sid, ids["a"], branch="b", base_commit="c")
-    await redis.xadd(keys.events, encode(started))  # type: ignore[arg-type]
+    await redis.xadd(keys.events, await proven(state.sessionmaker, started))  # type: ignore[arg-type]
 
     while await consumer.process():
         pass
@@ -80,7 +87,7 @@ async def test_an_unreachable_database_leaves_events_pending_until_it_is_back(
         sessionmaker=make_sessionmaker(broken_engine), redis=redis, keys=keys, consumer="orch-1"
     )
     await broken.setup()
-    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    await redis.xadd(keys.events, await proven(sessionmaker, done))  # type: ignore[arg-type]
     try:
         await broken.process()
     except OSError:
@@ -112,7 +119,7 @@ async def test_entries_of_a_vanished_consumer_are_taken_over(
     gone = EventConsumer(sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="gone")
     await gone.setup()
     done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="a" * 40)
-    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    await redis.xadd(keys.events, await proven(sessionmaker, done))  # type: ignore[arg-type]
     # "gone" read the entry and died before applying it.
     await redis.xreadgroup(ORCHESTRATOR_GROUP, "gone", {keys.events: ">"}, count=10)
     survivor = EventConsumer(
@@ -138,7 +145,7 @@ async def test_an_event_delivered_too_often_is_dead_lettered_not_applied(
     gone = EventConsumer(sessionmaker=sessionmaker, redis=redis, keys=keys, consumer="gone")
     await gone.setup()
     done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit="a" * 40)
-    [entry_id] = [await redis.xadd(keys.events, encode(done))]  # type: ignore[arg-type]
+    [entry_id] = [await redis.xadd(keys.events, await proven(sessionmaker, done))]  # type: ignore[arg-type]
     await redis.xreadgroup(ORCHESTRATOR_GROUP, "gone", {keys.events: ">"}, count=10)
     for _ in range(2):  # two more orchestrators took it over and died with it
         await redis.xclaim(keys.events, ORCHESTRATOR_GROUP, "gone", 0, [entry_id])
@@ -178,7 +185,7 @@ async def test_nul_bytes_from_an_agent_do_not_lose_its_result(
         output_tail="binary\x00output",
         changed_files=["f"],
     )
-    await redis.xadd(keys.events, encode(done))  # type: ignore[arg-type]
+    await redis.xadd(keys.events, await proven(state.sessionmaker, done))  # type: ignore[arg-type]
     await redis.xadd(keys.events, {b"env": b"[" * 100_000 + b"]" * 100_000})
     while await consumer.process():
         pass

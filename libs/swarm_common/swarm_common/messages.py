@@ -82,6 +82,13 @@ class TaskMessage(Message):
     allowed_tools: list[str] | None = None
     output_schema: dict[str, Any] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+    event_key: str | None = Field(
+        None,
+        repr=False,
+        description="The attempt's secret key: the adapter proves every event about the "
+        "attempt with it (`swarm_common.proofs`) and keeps it from its agent. An "
+        "orchestrator drops events of an attempt that lack the proof.",
+    )
 
 
 class CancelRequest(Message):

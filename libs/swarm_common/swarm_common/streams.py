@@ -1,7 +1,10 @@
 """The stream protocol: every Redis stream, group and key name, and the message envelope.
 
 A stream entry carries one field, `env`, holding a versioned JSON envelope
-`{"v": 1, "type": ..., "id": ..., "ts": ..., "payload": {...}}`. Readers decode with
+`{"v": 1, "type": ..., "id": ..., "ts": ..., "payload": {...}}`, and an adapter's event about
+an attempt a second one, `proof`: the HMAC of `env`'s bytes with the attempt's key
+(`swarm_common.proofs`; `prove()` adds it, `Envelope.proof` and `Envelope.raw` hold what the
+reader checks). Readers decode with
 `decode()`; whatever does not decode goes to the dead-letter stream with `dead_letter()` and
 is acknowledged, so a bad message never stops a loop. Redis clients are used with
 `decode_responses=False`: bytes that are not UTF-8 must reach `decode()`, not crash a read.
@@ -13,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +24,14 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from swarm_common import proofs
 from swarm_common.messages import MESSAGE_TYPES, Message, utcnow
 
 __all__ = [
     "ADAPTERS_GROUP",
     "ENVELOPE_FIELD",
     "ORCHESTRATOR_GROUP",
+    "PROOF_FIELD",
     "PROTOCOL_VERSION",
     "DecodeError",
     "Envelope",
@@ -35,12 +40,15 @@ __all__ = [
     "decode",
     "encode",
     "ensure_group",
+    "prove",
 ]
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 ENVELOPE_FIELD = "env"
+PROOF_FIELD = "proof"
+"""Beside `env` in an adapter's event: `proofs.sign(<the attempt's key>, <env's bytes>)`."""
 ADAPTERS_GROUP = "adapters"
 """Consumer group of the adapters on every `tasks:<agent>` stream."""
 ORCHESTRATOR_GROUP = "orchestrator"
@@ -125,6 +133,10 @@ class Envelope:
     id: str
     ts: datetime
     message: Message
+    raw: bytes = field(default=b"", repr=False)
+    """The `env` field's exact bytes, which a proof covers."""
+    proof: str | None = field(default=None, repr=False)
+    """The `proof` field, if the entry had one."""
 
 
 def encode(message: Message, *, envelope_id: str | None = None) -> dict[str, bytes]:
@@ -138,6 +150,12 @@ def encode(message: Message, *, envelope_id: str | None = None) -> dict[str, byt
         "payload": message.model_dump(mode="json"),
     }
     return {ENVELOPE_FIELD: json.dumps(body, separators=(",", ":")).encode()}
+
+
+def prove(fields: dict[str, bytes], key: str) -> dict[str, bytes]:
+    """`fields` (as `encode` made them, and as they will be sent) with the proof of their
+    envelope under an attempt's `key`."""
+    return {**fields, PROOF_FIELD: proofs.sign(key, fields[ENVELOPE_FIELD]).encode()}
 
 
 def _field(fields: Mapping[Any, Any], name: str) -> Any:
@@ -176,7 +194,24 @@ def decode(fields: Mapping[Any, Any]) -> Envelope:
         raise DecodeError(f"invalid {kind} payload: {str(detail)[:500]}") from None
     if when is None:
         raise DecodeError("envelope ts missing")
-    return Envelope(v=PROTOCOL_VERSION, type=cls.TYPE, id=envelope_id, ts=when, message=message)
+    return Envelope(
+        v=PROTOCOL_VERSION,
+        type=cls.TYPE,
+        id=envelope_id,
+        ts=when,
+        message=message,
+        raw=raw.encode() if isinstance(raw, str) else bytes(raw),
+        proof=_proof(fields),
+    )
+
+
+def _proof(fields: Mapping[Any, Any]) -> str | None:
+    value = _field(fields, PROOF_FIELD)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if not isinstance(value, str) or len(value) > proofs.MAX_PROOF_CHARS:
+        return None
+    return value
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

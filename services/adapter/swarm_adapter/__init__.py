@@ -7,7 +7,8 @@ Where things live:
   one entry from admission to acknowledgement, drain and emergency stop.
 - `task_stream`: the Redis commands on `swarm:tasks:<agent>` (read, take over, touch, ack,
   dead-letter). `admission`: which entries this adapter runs.
-- `reporting`: events out to `swarm:events` (redacted, retried), cancel requests in.
+- `reporting`: events out to `swarm:events` (redacted, retried, each proven with its
+  attempt's secret key, which only it holds), cancel requests in.
 - `upkeep`: the loops beside the slots: the system mode, the liveness key.
 - `heartbeat`: beside each attempt: cancel checks, lease renewal and fencing.
   `lease_holder`: the claim and lease of each attempt, as `worker` and `heartbeat` use them.

@@ -1,12 +1,18 @@
 """The adapter's line to the orchestrator over Redis, the `running.Reporter` its attempts
 and heartbeats use: events appended to `swarm:events` (every one through the redaction
 filter; the ones that matter retried until Redis takes them) and cancel requests read from
-`swarm:cancel:<task>:<attempt>`."""
+`swarm:cancel:<task>:<attempt>`.
+
+It also holds the secret keys of the attempts this adapter claimed (`hold_key`), in memory
+only, and proves every event about such an attempt with its key (`swarm_common.proofs`):
+the orchestrator drops events without that proof. The key never reaches the attempt's
+pipeline, agent, files or log lines: the worker takes it off the task message first."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -14,7 +20,7 @@ from redis.exceptions import RedisError
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import Message, TaskMessage
 from swarm_common.redaction import Redactor
-from swarm_common.streams import Keys, encode
+from swarm_common.streams import Keys, encode, prove
 from swarm_common.text import decoded
 
 __all__ = ["EVENTS_MAXLEN", "RedisReporter"]
@@ -33,14 +39,27 @@ class RedisReporter:
         self.redact = redact
         self.abandon = abandon
         """Set when the adapter gives up on its work: retries stop."""
+        self._event_keys: dict[tuple[uuid.UUID, int], str] = {}
 
-    async def publish(self, event: Message, *, retry: bool = True) -> None:
-        """Append an event; with `retry`, keep trying (same envelope id, so a duplicate is
-        recognised) until Redis takes it or the adapter is abandoning its work. What goes out
-        passes the redaction filter."""
+    def hold_key(self, message: TaskMessage, key: str | None) -> None:
+        """Prove the events of this (claimed) attempt with `key` until `release_key`."""
+        if key:
+            self._event_keys[(message.task_id, message.attempt)] = key
+
+    def release_key(self, message: TaskMessage) -> None:
+        self._event_keys.pop((message.task_id, message.attempt), None)
+
+    async def publish(self, event: Message, *, retry: bool = True, key: str | None = None) -> None:
+        """Append an event; with `retry`, keep trying (same envelope id and proof, so a
+        duplicate is recognised) until Redis takes it or the adapter is abandoning its work.
+        What goes out passes the redaction filter, then gets the proof made with the key of
+        its attempt (held, or `key` for an attempt refused before it was claimed)."""
         fields = {
             name: self.redact(value.decode()).encode() for name, value in encode(event).items()
         }
+        key = key or self._key_of(event)
+        if key:
+            fields = prove(fields, key)
         backoff = Backoff(base_s=0.2, cap_s=5.0)
         while True:
             try:
@@ -63,6 +82,12 @@ class RedisReporter:
                     extra={"type": event.TYPE, "error": repr(exc), "retry_in_s": delay},
                 )
                 await sleep(delay)
+
+    def _key_of(self, event: Message) -> str | None:
+        task_id, attempt = getattr(event, "task_id", None), getattr(event, "attempt", None)
+        if not isinstance(task_id, uuid.UUID) or not isinstance(attempt, int):
+            return None  # worker.online, worker.offline: about no attempt
+        return self._event_keys.get((task_id, attempt))
 
     async def cancel_request(self, message: TaskMessage) -> str | None:
         """The reason of the cancel request for this attempt; None when there is none."""

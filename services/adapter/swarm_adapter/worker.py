@@ -3,10 +3,11 @@
 Each of `concurrency` slots reads one task stream entry at a time (`task_stream`), and from
 time to time takes over one that an adapter which died left pending. For each entry:
 admit it or dead-letter it (`admission`; a refused entry that names an attempt fails it),
-claim the attempt and take its lease (`lease_holder`: a second claim of the same
-attempt is refused, so a message delivered twice runs once), run it (`attempt`) with its
-heartbeat beside it (`heartbeat`), publish the result event (`reporting`), and only then
-acknowledge.
+take the attempt's secret event key off the message (only `reporting` holds it, to prove
+the attempt's events; the pipeline and the agent never see it), claim the attempt and take
+its lease (`lease_holder`: a second claim of the same attempt is refused, so a message
+delivered twice runs once), run it (`attempt`) with its heartbeat beside it (`heartbeat`),
+publish the result event (`reporting`), and only then acknowledge.
 
 Beside the slots run the upkeep loops (`upkeep`): the adapter obeys the system mode
 (`swarm_common.system`: draining takes no new work, an emergency stop kills every agent at
@@ -277,14 +278,22 @@ class Adapter:
         if isinstance(message, Refused):
             await self._dead(entry_id, fields, message.reason, failing=message.failing)
             return
+        key, message = message.event_key, message.model_copy(update={"event_key": None})
         if not await self._claim(entry_id, message):
             return
+        if not key:
+            log.warning(
+                "task message without an event key; its events go out unproven",
+                extra=self._ctx(message),
+            )
+        self.reporter.hold_key(message, key)
         running = Running(message=message, entry_id=entry_id, worktree=self.worktrees.path(message))
         self._running[(message.task_id, message.attempt)] = running
         try:
             outcome = await self._attempt(running)
             await self._report(running, outcome)
         finally:
+            self.reporter.release_key(message)
             del self._running[(message.task_id, message.attempt)]
             await self._cleanup(message)
 
@@ -351,7 +360,8 @@ class Adapter:
         if failing is not None:
             error = f"the task message was dead-lettered ({reason}); see {self.keys.dead}"
             await self.reporter.publish(
-                TaskFailed(**about(failing, self.worker), reason="dead_lettered", error=error)
+                TaskFailed(**about(failing, self.worker), reason="dead_lettered", error=error),
+                key=failing.event_key,
             )
         await self.tasks.ack(entry_id)
         self.counts["dead"] += 1

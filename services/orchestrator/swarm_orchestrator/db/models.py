@@ -242,6 +242,11 @@ class Attempt(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
     transcript_path: Mapped[str | None] = mapped_column(Text)
     gates: Mapped[list[Any] | None] = mapped_column(doc="Setup and quality gate results.")
+    event_key: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="Secret: the key the attempt's adapter proves its events with "
+        "(`swarm_common.proofs`). Never shown: not in the API, the timeline or a log line.",
+    )
 
     task: Mapped[Task] = relationship(back_populates="attempts", lazy="raise")
 

@@ -3,10 +3,12 @@ and the start, progress and end of attempts.
 
 `apply_event` runs inside the caller's transaction. Task reports lock session, task and
 attempt (`graph.locking`) and are applied only when they belong to the task's current
-attempt (the fencing token) and have not been applied before (the envelope id is stored as
-the timeline entry's `source_id`). Anything else is answered with an outcome, not an error,
-so the consumer acknowledges it. What a report changes goes through `task_state`; whether a
-task runs again is `retry.decide`'s answer.
+attempt (the fencing token), have not been applied before (the envelope id is stored as
+the timeline entry's `source_id`), and are proven to come from the adapter that holds the
+attempt (`graph.provenance`: the proof made with the attempt's key, and the worker that
+claimed it); heartbeats are checked the same way. Anything else is answered with an
+outcome, not an error, so the consumer acknowledges it. What a report changes goes through
+`task_state`; whether a task runs again is `retry.decide`'s answer.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +42,7 @@ from swarm_common.streams import Envelope, Keys
 from swarm_common.text import clean, has_nul
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
-from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph import provenance, retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_attempt, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
 
@@ -57,6 +59,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     IGNORED = "ignored"
+    REJECTED = "rejected"
+    """No valid proof of origin, or not the worker that claimed the attempt."""
 
 
 class UnknownTask(LookupError):
@@ -112,7 +116,7 @@ async def apply_event(
         )
         return Outcome.APPLIED
     if isinstance(message, TaskHeartbeat):
-        return await _heartbeat(db, message)
+        return await _heartbeat(db, envelope, message)
     if isinstance(message, TaskEvent):
         return await _task_event(db, envelope, message, keys=keys, policy=policy or RetryPolicy())
     log.warning("event type has no handler", extra={"type": envelope.type})
@@ -136,15 +140,21 @@ async def _worker_online(db: AsyncSession, message: WorkerOnline) -> None:
     )
 
 
-async def _heartbeat(db: AsyncSession, message: TaskHeartbeat) -> Outcome:
-    result = await db.execute(
-        update(Attempt)
-        .where(
-            Attempt.task_id == message.task_id,
-            Attempt.number == message.attempt,
-            Attempt.status.in_([AttemptStatus.QUEUED, AttemptStatus.RUNNING]),
+async def _heartbeat(db: AsyncSession, envelope: Envelope, message: TaskHeartbeat) -> Outcome:
+    open_ = Attempt.status.in_([AttemptStatus.QUEUED, AttemptStatus.RUNNING])
+    attempt = await db.scalar(
+        select(Attempt).where(
+            Attempt.task_id == message.task_id, Attempt.number == message.attempt, open_
         )
-        .values(heartbeat_at=message.at)
+    )
+    if attempt is None:
+        return Outcome.STALE
+    rejected = provenance.check(envelope, attempt)
+    if rejected is not None:
+        await provenance.reject(db, envelope, attempt=attempt, reason=rejected)
+        return Outcome.REJECTED
+    result = await db.execute(
+        update(Attempt).where(Attempt.id == attempt.id, open_).values(heartbeat_at=message.at)
     )
     await db.execute(
         update(Worker).where(Worker.name == message.worker).values(last_seen_at=func.now())
@@ -175,6 +185,10 @@ async def _task_event(
     attempt = await lock_attempt(db, task)
     if attempt is None:
         raise UnknownTask(f"task {task.id} has no attempt {task.attempt}")
+    rejected = provenance.check(envelope, attempt)
+    if rejected is not None:
+        await provenance.reject(db, envelope, attempt=attempt, reason=rejected)
+        return Outcome.REJECTED
     handler = _HANDLERS.get(type(message))
     if handler is None:
         return Outcome.IGNORED

@@ -6,6 +6,10 @@ task makes a new attempt starting from the integration head (so it builds on its
 work), writes the task message to the outbox, flags other dispatched tasks that expect to
 touch the same files, and appends to the timeline, all in the caller's transaction.
 
+The message carries the attempt's secret key (`swarm_common.proofs`): its adapter proves
+its events with it, and nothing else may show it (the timeline entry and the log line do
+not).
+
 Concurrency: the caller holds the session's lock (`graph.locking`), so two orchestrators
 finishing two parents of the same child at once see each other's commits, and the child is
 queued exactly once. The state change itself is `task_state.queue`.
@@ -156,7 +160,7 @@ def _queue(
     base: str,
     merge_with: str | None,
 ) -> None:
-    task_state.queue(
+    attempt = task_state.queue(
         db,
         task,
         base=base,
@@ -193,6 +197,7 @@ def _queue(
         allowed_tools=spec.get("allowed_tools"),
         output_schema=spec.get("output_schema"),
         settings=session.settings,
+        event_key=attempt.event_key,
     )
     outbox.add_message(db, stream=keys.tasks(task.agent), message=message)
     log.info(

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from swarm_common import proofs
 from swarm_common.messages import utcnow
 from swarm_common.specs import TaskSpec
 from swarm_common.states import (
@@ -36,6 +37,7 @@ from swarm_common.states import (
 )
 from swarm_common.streams import Keys
 from swarm_orchestrator.db import outbox, timeline
+from swarm_orchestrator.db.bulk import insert_rows
 from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Task, TaskDependency
 from swarm_orchestrator.graph.locking import lock_attempt
 from swarm_orchestrator.graph.retry import Counts, TaskLimits
@@ -179,14 +181,13 @@ async def create_tasks(
     """Insert `pending` tasks, their dependencies (`ids` maps every key they may depend on
     to its task id) and their `task.created` entries, in bulk (graphs are large)."""
     now = utcnow()
-    await db.execute(insert(Task), [_row(new, session_id, now) for new in tasks])
-    edges = [
+    await insert_rows(db, Task, (_row(new, session_id, now) for new in tasks))
+    edges = (
         {"task_id": new.id, "depends_on_id": ids[dep]}
         for new in tasks
         for dep in dict.fromkeys(new.spec.depends_on)
-    ]
-    if edges:
-        await db.execute(insert(TaskDependency), edges)
+    )
+    await insert_rows(db, TaskDependency, edges)
     await timeline.record_many(
         db,
         (
@@ -228,8 +229,9 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
 # -- a run ---------------------------------------------------------------------------------
 
 
-def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> None:
-    """pending → queued, with a new attempt (a new fencing token) starting from `base`."""
+def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> Attempt:
+    """pending → queued, with a new attempt (a new fencing token, and a new secret key its
+    adapter proves its events with) starting from `base`; return the attempt."""
     now = utcnow()
     _move(task, TaskStatus.QUEUED, now)
     task.attempt += 1
@@ -239,10 +241,16 @@ def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> N
     task.merge_commit = None
     task.overlaps = None
     _move_merge(task, None, now)
-    db.add(
-        Attempt(task_id=task.id, number=task.attempt, status=AttemptStatus.QUEUED, base_commit=base)
+    attempt = Attempt(
+        task_id=task.id,
+        number=task.attempt,
+        status=AttemptStatus.QUEUED,
+        base_commit=base,
+        event_key=proofs.new_key(),
     )
+    db.add(attempt)
     _record(db, task, "task.queued", data=data)
+    return attempt
 
 
 def start(

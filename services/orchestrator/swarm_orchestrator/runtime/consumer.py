@@ -7,6 +7,10 @@ unreachable) leaves the entry pending; the consumer backs off and re-reads its o
 entries before new ones. Entries left pending by an orchestrator that vanished are taken
 over with `XAUTOCLAIM` once idle long enough; one delivered more than `max_deliveries`
 times (it kept killing its consumer) is dead-lettered instead.
+
+An event without a valid proof of origin (`graph.provenance`) is dropped and acknowledged:
+`counts["rejected"]` counts them. A dead-lettered result runs its attempt again only when
+it is proven, so a forged report that cannot be applied cannot end a running attempt.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
 from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
 from swarm_common.streams import ensure_group as _ensure_group
+from swarm_orchestrator.graph import provenance
 from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.runtime.failures import is_transient, log_retry
@@ -174,12 +179,20 @@ class EventConsumer:
 
     async def _lose_reported_attempt(self, fields: dict[bytes, bytes], reason: str) -> None:
         try:
-            message = decode(fields).message
+            envelope = decode(fields)
         except DecodeError:
             return
+        message = envelope.message
         if not isinstance(message, TaskSucceeded | TaskFailed | TaskCancelled):
             return
         async with self.sessionmaker() as db, db.begin():
+            if not await provenance.is_proven(db, envelope):
+                log.warning(
+                    "unproven report dead-lettered; its attempt goes on",
+                    extra={"task_id": str(message.task_id), "attempt": message.attempt},
+                )
+                self.counts[Outcome.REJECTED] = self.counts.get(Outcome.REJECTED, 0) + 1
+                return
             await declare_lost(
                 db,
                 task_id=message.task_id,
