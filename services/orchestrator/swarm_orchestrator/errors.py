@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Conflict", "Gone", "Invalid", "NotFound", "SwarmError", "Unavailable"]
+__all__ = ["Conflict", "Forbidden", "Gone", "Invalid", "NotFound", "SwarmError", "Unavailable"]
 
 
 class SwarmError(Exception):
@@ -35,6 +35,11 @@ class SwarmError(Exception):
 class NotFound(SwarmError):
     status = 404
     code = "not_found"
+
+
+class Forbidden(SwarmError):
+    status = 403
+    code = "forbidden"
 
 
 class Conflict(SwarmError):

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
 from swarm_orchestrator.db.models import ApiToken
-from swarm_orchestrator.errors import Conflict, NotFound, SwarmError
+from swarm_orchestrator.errors import Conflict, Forbidden, NotFound
 
 __all__ = [
     "BOOTSTRAP_NAME",
@@ -40,6 +40,7 @@ __all__ = [
     "Forbidden",
     "Principal",
     "Role",
+    "budget_subject",
     "check_name",
     "create_token",
     "digest",
@@ -75,11 +76,6 @@ class Role(StrEnum):
 
 
 _RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
-
-
-class Forbidden(SwarmError):
-    status = 403
-    code = "forbidden"
 
 
 @dataclass(frozen=True)
@@ -199,6 +195,18 @@ async def resolve(db: AsyncSession, token: str, *, bootstrap: str | None) -> Pri
         )
         await db.commit()
     return Principal(name=row.name, role=Role(row.role), tenant=row.tenant, token_id=row.id)
+
+
+def budget_subject(token: str, *, bootstrap: str | None) -> str | None:
+    """The rate-limit subject of a presented token, known without the database: a Swarm
+    token by its digest (as stored; of 256 random bits, so it gives nothing away), the
+    bootstrap token by its name (never a hash of it: it may be guessable); None for
+    anything else, which `resolve` refuses without a lookup."""
+    if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
+        return f"token:{BOOTSTRAP_NAME}"
+    if _TOKEN_RE.fullmatch(token):
+        return f"token:{digest(token)}"
+    return None
 
 
 async def still_valid(db: AsyncSession, principal: Principal) -> bool:

@@ -1,10 +1,12 @@
 """Who may call the API, how often, and what leaves it.
 
 - `Guard` (ASGI middleware) authenticates every request but the probes and the API's own
-  documentation: a bearer token is resolved to a `Principal` (see
-  `swarm_orchestrator.access.tokens`) before anything else of the request is read, and
-  spends one request of its budget (`swarm_orchestrator.access.ratelimit`). No token or an
-  unknown one: 401 `unauthorized`; over budget: 429 `rate_limited` with `Retry-After`.
+  documentation. First, before any database work, the request spends one request of its
+  client address's budget and of its token's (`swarm_orchestrator.access.ratelimit`; the
+  address as `swarm_orchestrator.access.addresses` resolves it); over budget: 429
+  `rate_limited` with `Retry-After`. Then the bearer token is resolved to a `Principal` (see
+  `swarm_orchestrator.access.tokens`) before anything else of the request is read; no token
+  or an unknown one: 401 `unauthorized`.
 - The `Viewer`, `Operator`, `Admin` and `SystemAdmin` dependencies authorize: a role below the
   route's is a 403 `forbidden`. They also declare the bearer scheme in the OpenAPI document.
 - `RedactResponses` (ASGI middleware) passes every response body through the redaction
@@ -15,16 +17,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm_orchestrator.access import tokens
+from swarm_orchestrator.access.addresses import ClientAddresses
+from swarm_orchestrator.access.ratelimit import Budget
 from swarm_orchestrator.access.tokens import Forbidden, Principal, Role
 from swarm_orchestrator.api.errors import error_response
+from swarm_orchestrator.api.routes import docs
 from swarm_orchestrator.runtime.failures import is_transient
+
+if TYPE_CHECKING:
+    from swarm_orchestrator.api.deps import AppState
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -40,10 +49,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-)
-"""Answered without a token: the probes, and the API's description (it holds no data)."""
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *docs.PATHS})
+"""Answered without a token: the probes, and the API's description and its page (they hold
+no data)."""
 
 DASHBOARD_PREFIX = "/ui/"
 """The dashboard's page (`/`) and assets: public, they hold no data (every call the page
@@ -69,8 +77,9 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class Guard:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, addresses: ClientAddresses | None = None) -> None:
         self.app = app
+        self.addresses = addresses or ClientAddresses()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_public(scope["path"]):
@@ -78,54 +87,59 @@ class Guard:
             return
         state = scope["app"].state.swarm
         token = _bearer(scope)
-        principal: Principal | None = None
-        if token is not None:
-            try:
-                async with state.sessionmaker() as db:
-                    principal = await tokens.resolve(
-                        db, token, bootstrap=state.settings.bootstrap_token()
-                    )
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("token not checked: database unavailable", extra={"error": repr(exc)})
-                response = error_response(
-                    503,
-                    "unavailable",
-                    "the database is unavailable; try again",
-                    headers={"Retry-After": "2"},
-                )
-                await response(scope, receive, send)
-                return
-        if principal is not None:
-            subject = f"token:{principal.token_id or principal.name}"
-        else:
-            client = scope.get("client")
-            subject = f"addr:{client[0] if client else 'unknown'}"
-        budget = await state.limiter.take(subject)
+        address = self.addresses.budget_subject(scope)
+        bootstrap = state.settings.bootstrap_token()
+        budget = await state.limiter.admit(
+            address=address,
+            token=None if token is None else tokens.budget_subject(token, bootstrap=bootstrap),
+        )
         if not budget.allowed:
-            response = error_response(
-                429,
-                "rate_limited",
-                "too many requests; slow down",
-                {"retry_after_s": budget.retry_after_s},
-                headers={"Retry-After": str(budget.retry_after_s)},
-            )
-            await response(scope, receive, send)
+            await _rate_limited(budget)(scope, receive, send)
             return
-        if principal is None:
-            message = (
-                "a bearer token is required (Authorization: Bearer <token>)"
-                if token is None
-                else "the bearer token is unknown, revoked or expired"
-            )
-            response = error_response(
-                401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"}
-            )
-            await response(scope, receive, send)
+        outcome = await _authenticate(state, token)
+        if not isinstance(outcome, Principal):
+            await outcome(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        await state.limiter.credit(address)
+        scope.setdefault("state", {})["principal"] = outcome
         await self.app(scope, receive, send)
+
+
+def _rate_limited(budget: Budget) -> Response:
+    whose = "this token" if budget.refused_by == "token" else "this address"
+    return error_response(
+        429,
+        "rate_limited",
+        f"too many requests from {whose}; slow down",
+        {"retry_after_s": budget.retry_after_s, "budget": budget.refused_by},
+        headers={"Retry-After": str(budget.retry_after_s)},
+    )
+
+
+async def _authenticate(state: AppState, token: str | None) -> Principal | Response:
+    """The principal of the request's token, or the error response that ends it."""
+    if token is None:
+        return _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    try:
+        async with state.sessionmaker() as db:
+            principal = await tokens.resolve(db, token, bootstrap=state.settings.bootstrap_token())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("token not checked: database unavailable", extra={"error": repr(exc)})
+        return error_response(
+            503,
+            "unavailable",
+            "the database is unavailable; try again",
+            headers={"Retry-After": "2"},
+        )
+    if principal is None:
+        return _unauthorized("the bearer token is unknown, revoked or expired")
+    return principal
+
+
+def _unauthorized(message: str) -> Response:
+    return error_response(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
 _bearer_scheme = HTTPBearer(

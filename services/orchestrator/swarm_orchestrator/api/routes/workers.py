@@ -1,5 +1,11 @@
 """`/v1/workers`: the adapters the orchestrator has heard from, whether they are alive, and
-what each runs now (a tenant's token sees only its own tenant's tasks there)."""
+what each runs now.
+
+A token without a tenant sees every adapter. A tenant's token sees only the adapters running
+its tenant's tasks now, only those tasks, and neither host nor pid (`""` and null): where
+and how the deployment runs is not a tenant's to know. It learns nothing it could not from
+its own tasks, whose attempts name their worker.
+"""
 
 from __future__ import annotations
 
@@ -23,24 +29,30 @@ _ERRORS = error_responses()
 
 @router.get("", responses=_ERRORS)
 async def list_workers(db: DbDep, state: StateDep, who: Viewer) -> list[WorkerPublic]:
-    rows = (await db.scalars(select(Worker).order_by(Worker.name))).all()
+    """Every adapter; for a tenant's token, those running its tasks, without host and pid."""
+    running = await _running(db, who)
+    stmt = select(Worker).order_by(Worker.name)
+    if who.tenant is not None:
+        stmt = stmt.where(Worker.name.in_(list(running)))
+    rows = (await db.scalars(stmt)).all()
     if not rows:
         return []
     pipe = state.redis.pipeline(transaction=False)
     for row in rows:
         pipe.exists(state.keys.worker(row.name))
     alive = await pipe.execute()
-    running = await _running(db, who)
-    out = []
-    for row, up in zip(rows, alive, strict=True):
-        mine = running.get(row.name, [])
-        beats = [row.last_seen_at, *(t.heartbeat_at for t in mine if t.heartbeat_at)]
-        out.append(
-            WorkerPublic.model_validate(row).model_copy(
-                update={"alive": bool(up), "running": mine, "last_heartbeat_at": max(beats)}
-            )
-        )
-    return out
+    return [
+        _public(row, bool(up), running.get(row.name, []), who)
+        for row, up in zip(rows, alive, strict=True)
+    ]
+
+
+def _public(row: Worker, alive: bool, mine: list[WorkerTask], who: Principal) -> WorkerPublic:
+    beats = [row.last_seen_at, *(t.heartbeat_at for t in mine if t.heartbeat_at)]
+    update: dict[str, object] = {"alive": alive, "running": mine, "last_heartbeat_at": max(beats)}
+    if who.tenant is not None:
+        update |= {"host": "", "pid": None}
+    return WorkerPublic.model_validate(row).model_copy(update=update)
 
 
 async def _running(db: DbDep, who: Principal) -> dict[str, list[WorkerTask]]:
