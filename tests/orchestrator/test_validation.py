@@ -99,3 +99,16 @@ def test_a_back_edge_makes_a_cycle_that_is_found(
     assert cycle and cycle[0] == cycle[-1]
     for node, parent in zip(cycle, cycle[1:], strict=False):
         assert parent in graph[node]
+
+
+def test_dependency_edges_are_limited_per_graph_and_per_session() -> None:
+    graph = [spec("a"), spec("b", "a"), spec("c", "a", "b")]  # 3 edges
+    assert len(validate_graph(graph, max_tasks=10, max_edges=3)) == 3
+    with pytest.raises(Invalid) as caught:
+        validate_graph(graph, max_tasks=10, max_edges=2)
+    assert (caught.value.code, caught.value.details) == ("graph_too_dense", {"limit": 2, "got": 3})
+    with pytest.raises(Invalid) as caught:
+        validate_graph(graph, max_tasks=10, existing_edges=8, max_total_edges=10)
+    assert caught.value.code == "graph_too_dense"
+    assert caught.value.details == {"limit": 10, "existing": 8, "got": 3}
+    assert len(validate_graph(graph, max_tasks=10, existing_edges=7, max_total_edges=10)) == 3

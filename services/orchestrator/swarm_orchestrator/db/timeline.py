@@ -21,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, insert, literal_column, select, text
+from sqlalchemy import exists, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause
 
+from swarm_orchestrator.db.bulk import insert_rows
 from swarm_orchestrator.db.models import Event
 
 __all__ = [
@@ -86,11 +87,10 @@ def record(
 async def record_many(db: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     """Bulk insert for large graphs; each row holds `session_id`, `type` and optionally
     `task_id`, `attempt`, `data`, `actor`."""
-    values = [
+    values = (
         {"actor": "system", "data": {}, "task_id": None, "attempt": None, **row} for row in rows
-    ]
-    if values:
-        await db.execute(insert(Event), values)
+    )
+    await insert_rows(db, Event, values)
 
 
 async def last_settled(db: AsyncSession, *, session_id: uuid.UUID) -> int | None:

@@ -1,5 +1,6 @@
 """Validation of a task graph before anything is stored: unique keys, known dependencies,
-no cycle, size limits. Pure functions, so they are easy to test exhaustively.
+no cycle, size limits (tasks, and dependency edges: a dense graph costs seconds to check and
+store). Pure functions, so they are easy to test exhaustively.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Collection, Sequence
 from swarm_common.specs import TaskSpec
 from swarm_orchestrator.errors import Conflict, Invalid
 
-__all__ = ["find_cycle", "topological_order", "validate_graph"]
+__all__ = ["check_edges", "find_cycle", "topological_order", "validate_graph"]
 
 
 def validate_graph(
@@ -20,13 +21,23 @@ def validate_graph(
     existing_keys: Collection[str] = (),
     max_tasks: int,
     max_total: int | None = None,
+    max_edges: int | None = None,
+    existing_edges: int = 0,
+    max_total_edges: int | None = None,
 ) -> list[TaskSpec]:
-    """Check `specs` as an addition to a session that already holds `existing_keys`.
+    """Check `specs` as an addition to a session that already holds `existing_keys` and
+    `existing_edges` dependency edges.
 
     Returns the specs in a dependency order (parents first). Raises `Invalid` or `Conflict`
     with a stable code; nothing is stored by the caller when this raises.
     """
     _check_size(specs, existing=len(existing_keys), max_tasks=max_tasks, max_total=max_total)
+    check_edges(
+        sum(len(s.depends_on) for s in specs),
+        max_edges=max_edges,
+        existing=existing_edges,
+        max_total=max_total_edges,
+    )
     counts = Counter(s.key for s in specs)
     seen = set(counts)
     duplicates = sorted(k for k, n in counts.items() if n > 1)
@@ -81,6 +92,26 @@ def _check_size(
             f"a session may hold at most {max_total} tasks",
             code="graph_too_large",
             details={"limit": max_total, "existing": existing},
+        )
+
+
+def check_edges(
+    edges: int, *, max_edges: int | None, existing: int = 0, max_total: int | None = None
+) -> None:
+    """Refuse a graph of `edges` dependency edges (`depends_on` entries) over `max_edges`, or
+    one that takes a session holding `existing` edges over `max_total`."""
+    if max_edges is not None and edges > max_edges:
+        raise Invalid(
+            f"a task graph may hold at most {max_edges} dependency edges, got {edges}",
+            code="graph_too_dense",
+            details={"limit": max_edges, "got": edges},
+        )
+    if max_total is not None and existing + edges > max_total:
+        raise Invalid(
+            f"a session may hold at most {max_total} dependency edges; it holds {existing} "
+            f"and the graph adds {edges}",
+            code="graph_too_dense",
+            details={"limit": max_total, "existing": existing, "got": edges},
         )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_orchestrator.access.tokens import Principal
-from swarm_orchestrator.api.convert import task_public
+from swarm_orchestrator.api.convert import shown, task_public
 from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     AttemptPublic,
@@ -71,7 +71,7 @@ async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
     return TaskDetail(
         **public.model_dump(),
         prompt=task.prompt,
-        spec=task.spec,
+        spec=shown(task.spec),
         feedback=task.feedback,
         attempts=[AttemptPublic.model_validate(a) for a in attempts],
     )
