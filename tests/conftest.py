@@ -135,15 +135,19 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(
-    database_url: str, redis_url: str, redis_prefix: str, workspace: Path
+    database_url: str, redis_url: str, redis_prefix: str, workspace: Path, tmp_path: Path
 ) -> OrchestratorSettings:
     """Orchestrator settings with the loops off: tests drive relay and consumer in burst
-    mode through `state.background`."""
+    mode through `state.background`. Local repositories may be anywhere in the test's own
+    folder (but its workspace), for tenants' tokens too (tests/orchestrator/test_repo_policy.py
+    tries the server's defaults)."""
     return OrchestratorSettings(
         database_url=database_url,
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         workspace=workspace,
+        local_repo_roots=[tmp_path],
+        tenants_use_local_roots=True,
         run_loops=False,
         consumer_name="orch-test",
         api_token=SecretStr(TEST_TOKEN),

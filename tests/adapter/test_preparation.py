@@ -15,11 +15,14 @@ import pytest
 from redis.asyncio import Redis
 
 from swarm_adapter.prompts import build_prompt
+from swarm_adapter.runners import ShellRunner
+from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worker import Adapter
 from swarm_common import git
 from swarm_common.messages import TaskMessage
 from swarm_common.streams import Keys
 from swarm_orchestrator.integration import repos
+from swarm_orchestrator.integration.repo_policy import Source
 from tests.adapter.helpers import Mirror, events, message, send
 from tests.conftest import branch_commit, init_repo
 from tests.waiting import pid_alive, wait_until
@@ -33,7 +36,9 @@ async def make_mirror(workspace: Path, source: Path, base_ref: str = "main") -> 
     made = await repos.create_mirror(
         workspace=workspace,
         session_id=session_id,
-        repo=str(source),
+        source=Source(clone=str(source), local=True),
+        public=str(source),
+        env={},
         base_ref=base_ref,
         integration_branch=f"swarm/{session_id}/integration",
         timeout_s=60,
@@ -169,6 +174,37 @@ async def test_a_failing_setup_command_fails_the_attempt_before_the_agent_runs(
     assert "no registry here" in setup["output_tail"]
     assert (workspace / setup["log_path"]).read_text() == "no registry here\n"
     assert await gate_progress(redis, keys) == [("setup", "failed")]
+
+
+async def test_an_adapter_without_the_opt_in_runs_no_setup_or_gate_command(
+    adapter_settings: AdapterSettings, redis: Redis, keys: Keys, mirror: Mirror, tmp_path: Path
+) -> None:
+    """An agent adapter started without `SWARM_ALLOW_COMMANDS` (the finding: a Claude adapter
+    ran a session's `setup.command`, which printed the adapter's key) runs no bash of the
+    session's: the setup command fails the attempt unrun, a gate the session asked for fails
+    unrun."""
+    closed = Adapter(
+        settings=adapter_settings.model_copy(
+            update={"allow_shell_agent": False, "allow_commands": False}
+        ),
+        redis=redis,
+        runner=ShellRunner(),
+    )
+    settings = {"setup": {"command": f"touch {tmp_path}/setup-ran"}}
+    msg = message(mirror, f"touch {tmp_path}/agent-ran", settings=settings)
+    failed = await run_one(redis, keys, closed, msg)
+    assert (failed.TYPE, failed.reason) == ("task.failed", "setup_failed")
+    assert "SWARM_ALLOW_COMMANDS" in failed.error
+    assert not (tmp_path / "setup-ran").exists() and not (tmp_path / "agent-ran").exists()
+
+    gates = {"gates": {"mode": "strict", "detect": False, "test": f"touch {tmp_path}/gate-ran"}}
+    gated = await run_one(
+        redis, keys, closed, message(mirror, "echo x > x.txt", key="t2", settings=gates)
+    )
+    assert (gated.TYPE, gated.reason) == ("task.failed", "gate_failed")
+    [test] = gated.gates
+    assert test["status"] == "failed" and "SWARM_ALLOW_COMMANDS" in test["reason"]
+    assert not (tmp_path / "gate-ran").exists()
 
 
 async def test_a_setup_command_past_its_timeout_fails_the_attempt(

@@ -63,11 +63,13 @@ def test_each_child_gets_only_its_own_credentials() -> None:
         "SWARM_REDIS_URL": "r",
         "ANTHROPIC_API_KEY": "a",
         "ANTHROPIC_BASE_URL": "u",
+        "SWARM_ALLOW_COMMANDS": "true",
     }
     assert environment_for("shell", env) == {
         "PATH": "/bin",
         "SWARM_REDIS_URL": "r",
         "SWARM_ALLOW_SHELL_AGENT": "true",
+        "SWARM_ALLOW_COMMANDS": "true",
     }
 
 
@@ -75,8 +77,9 @@ def test_only_shell_adapters_are_allowed_shell_tasks_and_a_user_may_say_no() -> 
     assert environment_for("shell", {})["SWARM_ALLOW_SHELL_AGENT"] == "true"
     for kind in ("claude", "codex", "gemini", None):
         assert "SWARM_ALLOW_SHELL_AGENT" not in environment_for(kind, {})
-    refused = {"SWARM_ALLOW_SHELL_AGENT": "false"}
+    refused = {"SWARM_ALLOW_SHELL_AGENT": "false", "SWARM_ALLOW_COMMANDS": "false"}
     assert environment_for("shell", refused)["SWARM_ALLOW_SHELL_AGENT"] == "false"
+    assert environment_for("claude", refused)["SWARM_ALLOW_COMMANDS"] == "false"
 
 
 def test_swarm_up_starts_shell_adapters_unless_the_user_turned_them_off(tmp_path: Path) -> None:
@@ -101,8 +104,9 @@ def test_the_shell_kind_is_planned_with_shell_tasks_allowed(
     monkeypatch.setattr(runners, "unavailable", unavailable)
     start, _ = plan_adapters({"shell": 2, "claude": 1}, {"PATH": str(tmp_path)})
     assert start == {"shell": 2, "claude": 1}
-    assert seen["shell"] == {"PATH": str(tmp_path), "SWARM_ALLOW_SHELL_AGENT": "true"}
-    assert seen["claude"] == {"PATH": str(tmp_path)}
+    commands = {"PATH": str(tmp_path), "SWARM_ALLOW_COMMANDS": "true"}
+    assert seen["shell"] == {**commands, "SWARM_ALLOW_SHELL_AGENT": "true"}
+    assert seen["claude"] == commands
 
 
 def test_the_embedded_valkey_gives_each_child_its_own_user(tmp_path: Path) -> None:

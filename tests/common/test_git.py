@@ -61,6 +61,27 @@ def test_worktree_commit_and_changed_files(mirror: tuple[Path, str], tmp_path: P
     assert branch_commit(bare, "swarm/s/task/a") == head
 
 
+def test_setup_files_stay_out_of_the_commit_whether_or_not_git_ignores_them(
+    tmp_path: Path,
+) -> None:
+    """The README's `setup.files: [".env"]` with `.env` in `.gitignore`, the usual case (an
+    exclude pathspec made `git add` fail on it), and a setup file git does not ignore."""
+    source = init_repo(tmp_path / "src", {".gitignore": ".env\n", "README.md": "hi\n"})
+    bare = tmp_path / "m.git"
+    git.clone_bare(str(source), bare)
+    wt = tmp_path / "wt"
+    git.add_worktree(bare, wt, branch="b", commit=git.resolve_commit(bare, "main"))
+    for name in (".env", "config/local.json", "work.txt"):
+        (wt / name).parent.mkdir(parents=True, exist_ok=True)
+        (wt / name).write_text("x\n")
+    author = git.Author("a", "a@a")
+    assert git.commit_all(
+        wt, bare, message="w", author=author, exclude=[".env", "config/local.json"]
+    )
+    tree = git.git("ls-tree", "-r", "--name-only", "HEAD", cwd=wt).stdout.split()
+    assert sorted(tree) == [".gitignore", "README.md", "work.txt"]
+
+
 def test_a_new_attempt_resets_the_branch_to_its_base(
     mirror: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -47,6 +47,7 @@ class Stack:
             SWARM_REDIS_URL=self.redis_url,
             SWARM_REDIS_PREFIX=self.redis_prefix,
             SWARM_WORKSPACE=str(self.workspace),
+            SWARM_LOCAL_REPO_ROOTS=str(self.workspace.parent),
             SWARM_SWEEP_INTERVAL_S="1",
             SWARM_HEARTBEAT_INTERVAL_S="1",
             SWARM_READ_BLOCK_MS="200",

@@ -276,8 +276,13 @@ async def test_repository_credentials_are_never_stored_or_echoed(
 
 
 async def test_a_mirror_keeps_no_credentials(
-    api: httpx.AsyncClient, git_repo: Path, workspace: Path, sessionmaker: SM
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    workspace: Path,
+    sessionmaker: SM,
+    settings: OrchestratorSettings,
 ) -> None:
+    settings.repo_schemes = ["https", "ssh", "file"]
     url = f"file://someone:s3cret-token@localhost{git_repo}"
     response = await api.post("/v1/sessions", json={"title": "t", "repo": url})
     assert response.status_code == 201, response.text

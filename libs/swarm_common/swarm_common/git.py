@@ -15,12 +15,15 @@ import contextlib
 import fcntl
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from swarm_common.concealed import without_secrets
 
 __all__ = [
     "GitError",
@@ -40,6 +43,7 @@ __all__ = [
     "is_ancestor",
     "merge_into",
     "numstat",
+    "outbound_env",
     "remove_worktree",
     "repo_lock",
     "resolve_commit",
@@ -95,7 +99,7 @@ class Author:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: v for k, v in without_secrets(os.environ).items() if not k.startswith("GIT_")}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ALLOW_PROTOCOL="file:git:http:https:ssh",
@@ -166,13 +170,58 @@ def repo_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def clone_bare(source: str, dest: Path, *, timeout: float = 600.0) -> None:
-    """Make `dest` a bare clone of `source` (a local path or a URL)."""
+def outbound_env(home: Path) -> dict[str, str]:
+    """The environment of a git command that reaches another repository (a clone, a push):
+    `home` as HOME (its `.gitconfig`, say a credential helper meant for Swarm, is the only
+    config read: no system or user file, so no `insteadOf` rewrite of the user's), HTTP
+    redirects not followed, no ssh agent and no ssh key but `home/.ssh/id_ed25519`, so
+    the credentials of the user running Swarm serve no repository a session names."""
+    ssh = home / ".ssh"
+    config = ssh / "config"
+    gitconfig = home / ".gitconfig"
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_GLOBAL": str(gitconfig) if gitconfig.is_file() else os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.followRedirects",
+        "GIT_CONFIG_VALUE_0": "false",
+        "GIT_SSH_COMMAND": shlex.join(
+            [
+                "ssh",
+                "-F",
+                str(config) if config.is_file() else os.devnull,
+                *("-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"),
+                *("-o", "StrictHostKeyChecking=accept-new"),
+                *("-o", f"IdentityFile={ssh / 'id_ed25519'}"),
+                *("-o", f"UserKnownHostsFile={ssh / 'known_hosts'}"),
+            ]
+        ),
+        "SSH_AUTH_SOCK": "",
+    }
+
+
+def clone_bare(
+    source: str, dest: Path, *, timeout: float = 600.0, env: dict[str, str] | None = None
+) -> None:
+    """Make `dest` a bare clone of `source` (a local path or a URL); `env` adds to git's
+    environment (`outbound_env` for a source a session named)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        git("clone", "--bare", "--quiet", "--", source, str(tmp), timeout=timeout, retries=0)
+        git(
+            "clone",
+            "--bare",
+            "--quiet",
+            "--",
+            source,
+            str(tmp),
+            timeout=timeout,
+            retries=0,
+            env=env,
+        )
         tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -284,8 +333,9 @@ def commit_all(
     """Commit every change in `worktree` (new, modified, deleted files) except the paths in
     `exclude` (what a setup step made); False if there was nothing to commit. A merge in
     progress (a conflict-resolution task) is always concluded with a merge commit."""
-    pathspec = [".", *(f":(exclude,literal){path}" for path in exclude)]
-    git("add", "--all", "--", *pathspec, cwd=worktree)
+    git("add", "--all", "--", ".", cwd=worktree)
+    if exclude:  # unstaged again (an exclude pathspec fails on a file .gitignore names)
+        git("reset", "--quiet", "--", *(f":(literal){path}" for path in exclude), cwd=worktree)
     merging = git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=worktree, check=False)
     in_merge = merging.returncode == 0
     if (

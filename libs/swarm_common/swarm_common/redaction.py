@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["KNOWN_BYTES", "REDACTED", "Redactor", "configured_secrets", "looks_secret"]
+__all__ = [
+    "KNOWN_BYTES",
+    "REDACTED",
+    "Redactor",
+    "configured_secrets",
+    "looks_secret",
+    "secret_variables",
+]
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
@@ -66,6 +73,11 @@ class Redactor:
 
 _SECRET_NAME = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)")
 _URL_NAME = re.compile(r"(?i)_URL$")
+
+
+def secret_variables(environ: Mapping[str, str]) -> list[str]:
+    """The names of the variables of `environ` that hold a secret (see `configured_secrets`)."""
+    return [name for name in environ if configured_secrets({name: environ[name]})]
 
 
 def configured_secrets(environ: Mapping[str, str]) -> list[str]:

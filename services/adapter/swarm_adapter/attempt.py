@@ -30,7 +30,7 @@ from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.running import Reporter, Running, about, log_context
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
-from swarm_common.gates import GateCommand, GateResult, plan_gates, run_gates
+from swarm_common.gates import GateCommand, GateResult, plan_gates, refuse_gates, run_gates
 from swarm_common.messages import (
     Message,
     TaskCancelled,
@@ -47,6 +47,8 @@ from swarm_common.text import clean, clean_text
 __all__ = ["AttemptPipeline", "session_settings"]
 
 log = logging.getLogger(__name__)
+
+NO_COMMANDS = "this adapter runs no session commands (start it with SWARM_ALLOW_COMMANDS=true)"
 
 
 class AttemptPipeline:
@@ -211,6 +213,8 @@ class AttemptPipeline:
         setup = settings.setup
         if setup.files:
             await copy_setup_files(self.worktrees.workspace, message, worktree, setup.files)
+        if setup.command and not self.settings.runs_commands:
+            raise SetupError(f"the setup command was not run: {NO_COMMANDS}")
         if setup.command:
             command = GateCommand(
                 name="setup",
@@ -232,6 +236,8 @@ class AttemptPipeline:
         plan = plan_gates(settings.gates, worktree, only=running.message.gates)
         if not plan:
             return []
+        if not self.settings.runs_commands:
+            return refuse_gates(plan, f"not run: {NO_COMMANDS}")
         return await self._checks(running, worktree, plan)
 
     async def _checks(

@@ -22,6 +22,7 @@ from swarm_adapter.runners import RunnerUnavailable, get_runner
 from swarm_adapter.settings import AdapterSettings, drop_database_credentials
 from swarm_adapter.worker import Adapter
 from swarm_common.logs import setup_logging
+from swarm_common.private import keep_private, private_dir
 
 __all__ = ["main", "serve"]
 
@@ -76,7 +77,8 @@ def _dump_tasks() -> None:
 
 
 def main(settings: AdapterSettings) -> int:
+    keep_private()
     setup_logging(settings.log_level)
     drop_database_credentials(os.environ)
-    settings.workspace.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.workspace)
     return asyncio.run(serve(settings))

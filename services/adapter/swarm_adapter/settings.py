@@ -62,6 +62,14 @@ class AdapterSettings(CommonSettings):
     allow_shell_agent: bool = False
     """`SWARM_ALLOW_SHELL_AGENT`: the shell agent runs every task's prompt as a shell command,
     so an adapter of that kind starts only when this says so."""
+    allow_commands: bool = False
+    """`SWARM_ALLOW_COMMANDS`: run sessions' setup and gate commands (bash, in the worktree)
+    on this adapter. Without it (and without `allow_shell_agent`) a setup command fails the
+    attempt, a gate the session asked for fails and a detected one is skipped."""
+
+    @property
+    def runs_commands(self) -> bool:
+        return self.allow_commands or self.allow_shell_agent
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from swarm_cli.options import (
     print_json,
     warn,
 )
+from swarm_common.concealed import conceal
 
 __all__ = ["app", "main"]
 
@@ -55,6 +56,7 @@ def up(
     """Run everything on this machine: PostgreSQL and Valkey (embedded unless
     SWARM_DATABASE_URL / SWARM_REDIS_URL are set), migrations, the orchestrator and the
     adapters. Ctrl-C stops it all."""
+    conceal()
     from swarm_cli.local.plan import parse_adapters
     from swarm_cli.local.up import UpOptions, run_up
 
@@ -74,6 +76,7 @@ def server(
     port: Annotated[int | None, typer.Option(help="Port [SWARM_PORT].")] = None,
 ) -> None:
     """Run the orchestrator: REST API, scheduler, outbox relay, event consumer."""
+    conceal()
     from swarm_orchestrator.server import run_server
     from swarm_orchestrator.settings import OrchestratorSettings
 
@@ -93,6 +96,7 @@ def adapter(
     ] = None,
 ) -> None:
     """Run one adapter: consume task messages of one agent kind and run them."""
+    conceal()
     from pydantic import ValidationError
 
     from swarm_adapter.main import main as adapter_main

@@ -13,12 +13,18 @@ Where things live (behaviour → module):
   - creating sessions and adding graphs; reads → `graph/sessions.py`
   - checking a submitted graph (keys, dependencies, cycles, sizes) → `graph/validation.py`
   - what an adapter's report does (started, progress, succeeded, failed) → `graph/reports.py`
+  - whether a report comes from the adapter holding its attempt (proof, worker) →
+    `graph/provenance.py`
   - a person's retry, cancel, approve, pause, resume → `graph/control.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
 - git integration — `integration/`
+  - where a repository may come from (roots, tenants, schemes, hosts) →
+    `integration/repo_policy.py`
   - a session's bare mirror, refs and diffs → `integration/repos.py`
   - the merge queue into the integration branch, conflicts → `integration/merges.py`
-  - checkpoints (gates, fast-forward, tag, push) → `integration/checkpoints.py`
+  - checkpoints (confined gates, fast-forward, tag, push) → `integration/checkpoints.py`
+  - which checkpoints run at once, fair per tenant; cancel and stop →
+    `integration/checkpoint_pool.py`
   - rollback to a checkpoint → `integration/rollback.py`
   - removing old worktrees and artifacts → `integration/prune.py`
 - background runtime — `runtime/`
@@ -29,11 +35,16 @@ Where things live (behaviour → module):
   - drain, emergency stop, resume → `runtime/system_mode.py`
   - which failures are worth retrying → `runtime/failures.py`
 - persistence — `db/`: the schema (`models.py`), engine, migrations (`migrate.py`), the
-  timeline (`timeline.py`), outbox rows (`outbox.py`), advisory locks (`advisory.py`)
+  timeline (`timeline.py`), outbox rows (`outbox.py`), advisory locks (`advisory.py`),
+  large inserts in batches (`bulk.py`)
 - the REST API — `api/`: app, routes, schemas, authentication and redaction
-  (`security.py`), the live event stream (`stream.py`, `live.py`)
+  (`security.py`), the live event stream (`stream.py`, `live.py`), the `/docs` page and
+  its Content-Security-Policy (`routes/docs.py`), limits checked before a body is parsed
+  (size, JSON depth, a graph's edges: `limits.py`), long task lists built off the event
+  loop (`convert.py`)
 - who may call it — `access/`: API tokens and roles (`tokens.py`), rate limits
-  (`ratelimit.py`)
+  (`ratelimit.py`), the client address a budget is charged to, trusted proxies
+  (`addresses.py`)
 - `settings.py` (environment), `server.py` (`swarm server`), `errors.py` (service errors
   with stable codes), `dashboard/` (the web dashboard's static files)
 

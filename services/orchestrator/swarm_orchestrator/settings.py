@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
+from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from swarm_common.settings import CommonSettings
 
-__all__ = ["OrchestratorSettings", "get_settings"]
+__all__ = ["REPO_SCHEMES", "OrchestratorSettings", "get_settings"]
+
+REPO_SCHEMES = frozenset({"https", "ssh", "git", "http", "file"})
+"""The git transports a session's repository may use (`SWARM_REPO_SCHEMES` picks)."""
 
 
 class OrchestratorSettings(CommonSettings):
@@ -28,6 +35,11 @@ class OrchestratorSettings(CommonSettings):
     stream_token_check_s: float = Field(30.0, gt=0)
     """How often an open event stream checks that its token is still valid (a revoked
     token's stream ends within this time)."""
+    trusted_proxies: str = ""
+    """Reverse proxies whose `X-Forwarded-For` is believed, as addresses or CIDR networks
+    separated by commas (`10.0.0.0/8,127.0.0.1`): behind them, the client they name is the
+    one whose address budget a request spends. Empty (the default): the connection's own
+    address, whatever a request's headers say."""
 
     run_loops: bool = True
     """Run the relay, event consumer and scheduler sweep in this process."""
@@ -51,11 +63,60 @@ class OrchestratorSettings(CommonSettings):
     stream_maxlen: int = 1_000_000
     outbox_retention_s: float = 24 * 3600
 
+    local_repo_roots: Annotated[list[Path], NoDecode] = []
+    """Folders whose git repositories a session's `repo` may name (a local path, or a
+    `file://` URL when `file` is among `repo_schemes`), checked after symlinks and `..` are
+    resolved; `:`-separated or a JSON list. Empty (the default of a server): local
+    repositories are refused. `swarm up` allows the folder it runs in."""
+    tenant_repo_roots: dict[str, list[Path]] = {}
+    """Each tenant's own folders, as JSON (`{"acme": ["/srv/acme"]}`): a tenant's token may
+    name repositories under these only (and under `local_repo_roots` when
+    `tenants_use_local_roots`)."""
+    tenants_use_local_roots: bool = False
+    """Whether tenants' tokens may also use `local_repo_roots` (tokens without a tenant
+    always may)."""
+    repo_schemes: Annotated[list[str], NoDecode] = ["https", "ssh"]
+    """URL schemes a remote `repo` may use, of `https ssh git http file` (comma-separated);
+    `user@host:path` counts as ssh."""
+    repo_hosts: Annotated[list[str], NoDecode] = []
+    """Hosts a remote `repo` may be on (`github.com`, `*.example.com`; comma-separated);
+    empty allows any host."""
+    git_home: Path | None = None
+    """HOME of the orchestrator's clones and pushes: its `.gitconfig` (a credential helper
+    meant for Swarm) and `.ssh/id_ed25519`, `.ssh/config`, `.ssh/known_hosts` are the only
+    ones they use. Unset: an empty folder, so the credentials of the user running Swarm
+    serve no repository a session names."""
+    hidden_paths: Annotated[list[Path], NoDecode] = []
+    """Folders that checkpoint gates must not see, besides the workspace (`swarm up` names
+    its data folder: database and Valkey passwords, the admin token)."""
+    checkpoint_workers: int = Field(2, ge=1)
+    """Checkpoints one orchestrator runs at once."""
+    checkpoint_tenant_slots: int = Field(1, ge=1)
+    """Checkpoints one tenant may run at once (across every orchestrator), so one tenant's
+    slow gates never hold another's."""
+    checkpoint_gate_max_s: float = Field(1800.0, gt=0)
+    """Longest a checkpoint gate may run, whatever its session's settings ask."""
+    confine_checkpoint_gates: bool = True
+    """Run checkpoint gates in a user, mount and PID namespace of their own that hides the
+    workspace (but their own checkout), `hidden_paths` and the orchestrator's processes;
+    where the kernel allows no such namespace the checkpoint fails and says so. `false`
+    runs them unconfined (a single trusted user)."""
+
     max_graph_tasks: int = 5000
     """Most tasks one request may add, and most tasks one session may hold."""
     max_session_tasks: int = 20_000
     max_body_bytes: int = 16 * 1024 * 1024
     git_timeout_s: float = 600.0
+    max_graph_edges: int = Field(50_000, ge=0)
+    """Most dependency edges (`depends_on` entries, summed over its tasks) one request may
+    add; a denser graph is refused (422 `graph_too_dense`) from the body's bytes, before it
+    is parsed."""
+    max_session_edges: int = Field(200_000, ge=0)
+    """Most dependency edges one session may hold (422 `graph_too_dense` for the graph that
+    would pass it)."""
+    max_json_depth: int = Field(64, ge=2, le=128)
+    """How deeply a request body may nest arrays and objects; deeper is refused (422
+    `too_deep`) as it streams in. At most 128, so anything accepted can be served back."""
 
     def bootstrap_token(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
@@ -68,6 +129,34 @@ class OrchestratorSettings(CommonSettings):
                 with contextlib.suppress(ValueError):
                     found.append(urlsplit(url.get_secret_value()).password)
         return [s for s in found if s]
+
+    @field_validator("local_repo_roots", "hidden_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        return _split(value, os.pathsep)
+
+    @field_validator("repo_schemes", "repo_hosts", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        return _split(value, ",")
+
+    @field_validator("repo_schemes")
+    @classmethod
+    def _known_schemes(cls, value: list[str]) -> list[str]:
+        schemes = [s.lower() for s in value]
+        unknown = sorted(set(schemes) - REPO_SCHEMES)
+        if unknown:
+            raise ValueError(f"unknown schemes {unknown}; known: {sorted(REPO_SCHEMES)}")
+        return schemes
+
+
+def _split(value: object, sep: str) -> object:
+    """A JSON list as it is, or `a<sep>b` split, from the environment."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)
+    return [part.strip() for part in value.split(sep) if part.strip()]
 
 
 def get_settings() -> OrchestratorSettings:

@@ -26,7 +26,7 @@ from swarm_common.gates._model import (
     GateStatus,
 )
 from swarm_common.gates._planning import detect_gates, plan_gates
-from swarm_common.gates._running import run_gates
+from swarm_common.gates._running import refuse_gates, run_gates
 
 __all__ = [
     "GATE_NAMES",
@@ -41,5 +41,6 @@ __all__ = [
     "detect_gates",
     "feedback",
     "plan_gates",
+    "refuse_gates",
     "run_gates",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 from collections.abc import Callable, Sequence
@@ -19,16 +20,20 @@ log = logging.getLogger(__name__)
 
 
 class _GateLog:
-    """The whole output of one gate, as it comes (through `redact`). A disk that fails stops
-    the log, not the gate: the tail in the result still tells what happened."""
+    """The whole output of one gate, as it comes (through `redact`), in a file only its owner
+    reads (0600, in a 0700 folder). A disk that fails stops the log, not the gate: the tail
+    in the result still tells what happened."""
 
     def __init__(self, path: Path, redact: Callable[[bytes], bytes] | None = None) -> None:
         self.path = path
         self.redact = redact
         self.file: BinaryIO | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = path.open("wb")
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            self.file = os.fdopen(fd, "wb")
         except OSError:
             log.warning("cannot write a gate log", extra={"path": str(path)}, exc_info=True)
 
@@ -69,6 +74,14 @@ def _not_run(gate: GateCommand, status: GateStatus, reason: str) -> GateResult:
     )
 
 
+def refuse_gates(plan: Sequence[GateCommand], reason: str) -> list[GateResult]:
+    """The results of a plan that may not run here: a gate the session asked for fails (a
+    check it relies on did not happen), a detected one is skipped."""
+    return [
+        _not_run(gate, "failed" if gate.source == "session" else "skipped", reason) for gate in plan
+    ]
+
+
 def _outcome(done: ProcessResult, gate: GateCommand) -> tuple[GateStatus, str]:
     if done.cancelled:
         return "cancelled", "cancelled"
@@ -95,12 +108,14 @@ async def _run_gate(
     kill_grace_s: float,
     relative_to: Path | None,
     redact: Callable[[bytes], bytes] | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> GateResult:
     gate_log = _GateLog(log_path, redact)
     shown_log = _shown_path(log_path, relative_to) if gate_log.file is not None else None
     try:
+        argv = ["bash", "-c", gate.command]
         done = await run_process(
-            ["bash", "-c", gate.command],
+            wrap(argv) if wrap else argv,
             cwd=cwd,
             env=env,
             timeout_s=gate.timeout_s,
@@ -140,11 +155,13 @@ async def run_gates(
     relative_to: Path | None = None,
     stop_on_failure: bool = False,
     redact: Callable[[bytes], bytes] | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> list[GateResult]:
     """Run `plan` in order in `cwd`, one result per gate. Each gate's whole output goes to
     `log_dir/gate-<name>.log`, through `redact` when given. A detected gate whose tool is not
     on `env`'s PATH is skipped. Once `cancel` is set, the running gate is stopped and the rest
-    are cancelled unrun; with `stop_on_failure`, gates after a failed one are skipped. `CI=1`
+    are cancelled unrun; with `stop_on_failure`, gates after a failed one are skipped; `wrap`
+    turns each gate's argv into the one that runs it (confined, say). `CI=1`
     is added to `env` (unless it is set) so tools do not wait for a person."""
     gate_env = {**env}
     gate_env.setdefault("CI", "1")
@@ -168,6 +185,7 @@ async def run_gates(
                 kill_grace_s=kill_grace_s,
                 relative_to=relative_to,
                 redact=redact,
+                wrap=wrap,
             )
             results.append(result)
             failed = failed or result.status in FAILING

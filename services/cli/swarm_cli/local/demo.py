@@ -15,7 +15,10 @@ from swarm_cli.render import task_table
 from swarm_cli.watch import follow
 from swarm_common import git
 
-__all__ = ["DEMO_TASKS", "make_demo_repo", "run_demo"]
+__all__ = ["DEMO_REPO", "DEMO_TASKS", "make_demo_repo", "run_demo"]
+
+DEMO_REPO = "demo-repo"
+"""The demo's repository, a folder of the data folder."""
 
 DEMO_TASKS: list[dict[str, Any]] = [
     {
@@ -95,7 +98,7 @@ def run_demo(
 ) -> str:
     """Submit the demo graph and follow it until it is done (or `stop` is set); return the
     session id."""
-    repo = make_demo_repo(data_dir / "demo-repo")
+    repo = make_demo_repo(data_dir / DEMO_REPO)
     with ApiClient(api_url, token) as client:
         session = client.post(
             "/v1/sessions",

@@ -28,6 +28,7 @@ from typing import Any
 
 from swarm_common import acl
 from swarm_common.children import die_with_parent
+from swarm_common.concealed import without_secrets
 
 __all__ = ["EmbeddedPostgres", "EmbeddedValkey", "ServerStartError", "free_port", "spawn"]
 
@@ -78,6 +79,7 @@ def spawn(
     """Start a child of ours (a server here, or a `swarm up` child) in the foreground, in
     its own process group, its output appended to `log_path`; it gets `death_signal` when we
     die."""
+    popen.setdefault("env", without_secrets(os.environ))  # a server needs none of ours
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             argv,

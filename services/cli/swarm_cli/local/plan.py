@@ -58,6 +58,9 @@ def parse_adapters(text: str) -> dict[str, int]:
     return result
 
 
+ALLOW_COMMANDS_ENV = "SWARM_ALLOW_COMMANDS"
+
+
 def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
     """What one child gets: each adapter only its own agent's key and base URL, no database
     URL and no API token (shell adapters are allowed to run shell tasks); the orchestrator no
@@ -73,8 +76,10 @@ def environment_for(kind: str | None, env: dict[str, str]) -> dict[str, str]:
 
 def agent_environ(kind: str, environ: dict[str, str]) -> dict[str, str]:
     """`environ` as an adapter of `kind` sees it: `swarm up` runs shell tasks (the demo is
-    made of them), so shell adapters get `SWARM_ALLOW_SHELL_AGENT=true` unless the user set
-    it; other kinds get nothing more."""
-    if kind == "shell" and not environ.get(runners.ALLOW_SHELL_ENV):
-        return {**environ, runners.ALLOW_SHELL_ENV: "true"}
-    return environ
+    made of them), so shell adapters get `SWARM_ALLOW_SHELL_AGENT=true`, and every adapter
+    runs sessions' setup and gate commands (`SWARM_ALLOW_COMMANDS=true`: one machine, one
+    user), unless the user set them."""
+    extra = {ALLOW_COMMANDS_ENV: "true"}
+    if kind == "shell":
+        extra[runners.ALLOW_SHELL_ENV] = "true"
+    return {**environ, **{k: v for k, v in extra.items() if not environ.get(k)}}

@@ -10,6 +10,7 @@ orchestrator, then the servers.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from swarm_cli.client import CliError
+from swarm_cli.local.demo import DEMO_REPO
 from swarm_cli.local.embedded import (
     EmbeddedPostgres,
     EmbeddedValkey,
@@ -37,6 +39,7 @@ from swarm_cli.local.embedded import (
 )
 from swarm_cli.local.plan import environment_for, plan_adapters
 from swarm_common import acl
+from swarm_common.private import keep_private
 from swarm_common.settings import normalize_database_url, redact_url
 from swarm_orchestrator.db import migrate
 from swarm_orchestrator.settings import OrchestratorSettings
@@ -248,6 +251,7 @@ def _check_port(host: str, port: int) -> None:
 def run_up(options: UpOptions) -> int:
     """Start everything, serve until Ctrl-C (or SIGTERM, or a child that dies too often),
     then stop it all; the exit code of `swarm up`."""
+    keep_private()
     _check_port(options.host, options.port)
     settings = OrchestratorSettings(host=options.host, port=options.port)
     stack = _Stack(options)
@@ -266,7 +270,7 @@ def run_up(options: UpOptions) -> int:
             "PYTHONUNBUFFERED": "1",
         }
         api_url = f"http://{_client_host(options.host)}:{options.port}"
-        orchestrator = stack.start_orchestrator(env)
+        orchestrator = stack.start_orchestrator({**env, **_local_policy(stack.root, workspace)})
         adapters = stack.start_adapters({**env, "SWARM_REDIS_URL": redis.adapter})
         _wait_ready(api_url, orchestrator, READY_TIMEOUT_S, stack.stop_requested)
         if stack.stop_requested.is_set():
@@ -282,6 +286,24 @@ def run_up(options: UpOptions) -> int:
             signal.signal(sig, handler)
         stack.stop()
         console.print("Stopped.")
+
+
+def _local_policy(data_dir: Path, workspace: Path) -> dict[str, str]:
+    """What the orchestrator of one machine allows: repositories under the folder `swarm
+    up` runs in (unless `SWARM_LOCAL_REPO_ROOTS` says otherwise) and the demo's, and
+    checkpoint gates that see nothing of the data folder (passwords, the admin token, the
+    servers' data) but the demo's repository."""
+    demo = data_dir / DEMO_REPO
+    kept = {demo.name, workspace.name}
+    secret = [str(p) for p in data_dir.iterdir() if p.name not in kept]
+    hidden = [os.environ.get("SWARM_HIDDEN_PATHS", ""), *secret]
+    given = os.environ.get("SWARM_LOCAL_REPO_ROOTS", "").strip()
+    roots = json.loads(given) if given.startswith("[") else given.split(os.pathsep)
+    roots = [r for r in roots if r] or [str(Path.cwd().resolve())]
+    return {
+        "SWARM_HIDDEN_PATHS": os.pathsep.join(p for p in hidden if p),
+        "SWARM_LOCAL_REPO_ROOTS": json.dumps([*roots, str(demo)]),
+    }
 
 
 def _trap_signals(stack: _Stack) -> dict[signal.Signals, _Handler]:

@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 import swarm_common
+from swarm_common.private import private_dir
 from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
 from swarm_common.system import SystemMode
+from swarm_orchestrator.access.addresses import ClientAddresses, parse_networks
 from swarm_orchestrator.access.ratelimit import RateLimiter
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
@@ -24,6 +26,7 @@ from swarm_orchestrator.api.limits import BodyLimit
 from swarm_orchestrator.api.live import TimelineWatch, asyncpg_dsn
 from swarm_orchestrator.api.routes import (
     dashboard,
+    docs,
     health,
     sessions,
     system,
@@ -46,7 +49,7 @@ REDIS_SOCKET_TIMEOUT_S = 30.0
 
 def _open_state(s: OrchestratorSettings) -> AppState:
     """The process's connections and loops, made when the app starts."""
-    s.workspace.mkdir(parents=True, exist_ok=True)
+    private_dir(s.workspace)
     engine = make_engine(s.require_database_url())
     redis = Redis.from_url(
         s.require_redis_url(),
@@ -98,16 +101,24 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         version=swarm_common.__version__,
         summary="Run many AI coding agents on one codebase at once.",
         lifespan=lifespan,
+        # `/docs` is served from packaged files under a CSP (`routes/docs.py`); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
     for module in (health, sessions, tasks, workers, system, tokens):
         app.include_router(module.router)
     dashboard.install(app)
+    docs.install(app)
     configured = settings or get_settings()
+    addresses = ClientAddresses(parse_networks(configured.trusted_proxies))
     # The last added runs first: redaction wraps everything, then authentication (so a
     # request without a token is refused before its body is read), then the body limit.
-    app.add_middleware(BodyLimit, max_bytes=configured.max_body_bytes)
-    app.add_middleware(Guard)
+    app.add_middleware(
+        BodyLimit, max_bytes=configured.max_body_bytes, max_depth=configured.max_json_depth
+    )
+    app.add_middleware(Guard, addresses=addresses)
     redactor = Redactor([*configured_secrets(os.environ), *configured.secrets()])
     app.add_middleware(RedactResponses, redact=redactor)
     return app

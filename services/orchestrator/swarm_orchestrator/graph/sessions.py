@@ -11,10 +11,12 @@ import logging
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Row, Select, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,17 +31,26 @@ from swarm_orchestrator.graph import scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_open_session
 from swarm_orchestrator.graph.validation import validate_graph
 from swarm_orchestrator.integration import repos
+from swarm_orchestrator.integration.repo_policy import RepoPolicy
 
 __all__ = [
+    "LISTED_COLUMNS",
+    "READ_PARTITION",
     "add_tasks",
     "create_session",
     "dependency_keys",
     "get_session",
     "get_task",
     "session_counts",
+    "task_rows",
 ]
 
 log = logging.getLogger(__name__)
+
+READ_PARTITION = 500
+"""Rows `task_rows` takes at once (a few milliseconds of the event loop)."""
+LISTED_COLUMNS = [c for c in Task.__table__.c if c.key not in {"prompt", "spec", "feedback"}]
+"""What a list of tasks shows of each (its prompt and spec are read one task at a time)."""
 
 
 async def create_session(
@@ -50,28 +61,36 @@ async def create_session(
     keys: Keys,
     max_tasks: int,
     git_timeout_s: float,
+    policy: RepoPolicy,
+    max_edges: int | None = None,
     actor: str = "api",
     tenant: str | None = None,
 ) -> tuple[Session, bool]:
     """Create a session (mirror its repository, store its optional graph, queue what is
     ready). Returns the session and whether it is new; a known `idempotency_key` (of the same
-    tenant) returns the session made by the first request."""
+    tenant) returns the session made by the first request. `repo` must pass `policy` for
+    `tenant`."""
     if data.idempotency_key:
         existing = await _by_idempotency_key(db, data.idempotency_key, tenant)
         if existing is not None:
             return existing, False
-    repo = repos.check_repo(data.repo)
+    source = policy.check(data.repo, tenant=tenant)
+    repo = data.repo
     repos.check_ref(data.base_ref)
     if data.target_branch is not None:
         repos.check_branch(data.target_branch)
-    ordered = validate_graph(data.tasks, max_tasks=max_tasks) if data.tasks else []
+    ordered = (
+        await _validated(data.tasks, max_tasks=max_tasks, max_edges=max_edges) if data.tasks else []
+    )
     await db.rollback()  # no transaction stays open while git clones
 
     session_id = uuid.uuid4()
     mirror = await repos.create_mirror(
         workspace=workspace,
         session_id=session_id,
-        repo=repo,
+        source=source,
+        public=strip_credentials(repo),
+        env=policy.git_env(),
         base_ref=data.base_ref,
         integration_branch=scheduler.integration_branch(session_id),
         timeout_s=git_timeout_s,
@@ -81,7 +100,7 @@ async def create_session(
             repos.copy_setup_files,
             workspace=workspace,
             session_id=session_id,
-            repo=repo,
+            source=source,
             files=data.settings.setup.files,
         )
         session = await _store(
@@ -159,16 +178,25 @@ async def add_tasks(
     keys: Keys,
     max_tasks: int,
     max_session_tasks: int,
+    max_edges: int | None = None,
+    max_session_edges: int | None = None,
     actor: str = "api",
-) -> list[Task]:
+) -> list[Row[Any]]:
     """Add a task graph to a session in one transaction; new tasks may depend on tasks the
-    session already holds."""
+    session already holds. Returns the new tasks as `task_rows` reads them, in the order
+    they were stored (parents first)."""
     session = await lock_open_session(db, session_id)
     existing = dict(
         (await db.execute(select(Task.key, Task.id).where(Task.session_id == session_id))).all()
     )
-    ordered = validate_graph(
-        specs, existing_keys=existing.keys(), max_tasks=max_tasks, max_total=max_session_tasks
+    ordered = await _validated(
+        specs,
+        existing_keys=existing.keys(),
+        max_tasks=max_tasks,
+        max_total=max_session_tasks,
+        max_edges=max_edges,
+        existing_edges=await _edge_count(db, session_id),
+        max_total_edges=max_session_edges,
     )
     task_ids = await _insert_tasks(
         db, session=session, specs=ordered, existing=existing, actor=actor
@@ -178,9 +206,54 @@ async def add_tasks(
     await scheduler.queue_ready(db, session=session, keys=keys)
     await session_state.finish_or_reopen(db, session)
     await db.commit()
-    tasks = (await db.scalars(select(Task).where(Task.id.in_(task_ids)))).all()
+    tasks = await task_rows(db, Task.id.in_(task_ids))
     order = {task_id: i for i, task_id in enumerate(task_ids)}
     return sorted(tasks, key=lambda t: order[t.id])
+
+
+async def _validated(specs: Sequence[TaskSpec], **limits: Any) -> list[TaskSpec]:
+    """`validate_graph` in a worker thread: a large graph takes a while to check, and the
+    event loop serves every other request meanwhile."""
+    return await asyncio.to_thread(validate_graph, specs, **limits)
+
+
+async def _edge_count(db: AsyncSession, session_id: uuid.UUID) -> int:
+    """The dependency edges the session holds (the caller holds its lock)."""
+    count = await db.scalar(
+        select(func.count())
+        .select_from(TaskDependency)
+        .join(Task, Task.id == TaskDependency.task_id)
+        .where(Task.session_id == session_id)
+    )
+    return int(count or 0)
+
+
+async def task_rows(
+    db: AsyncSession, *where: ColumnElement[bool], limit: int | None = None, offset: int = 0
+) -> list[Row[Any]]:
+    """The tasks that match `where` in the order they were created, as plain rows of
+    `LISTED_COLUMNS`, fetched a partition at a time. A session holds up to 20,000 tasks:
+    read as ORM objects they would take seconds of the event loop in one piece (and leave
+    the garbage collector that much more to walk); rows in partitions take a fraction, in
+    slices between which the loop serves other requests."""
+    stmt = (
+        select(*LISTED_COLUMNS)
+        .where(*where)
+        .order_by(Task.created_at, Task.key)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows: list[Row[Any]] = []
+    async for partition in _partitions(db, stmt):
+        rows.extend(partition)
+    return rows
+
+
+async def _partitions(db: AsyncSession, stmt: Select[Any]) -> AsyncIterator[Sequence[Row[Any]]]:
+    """The rows of `stmt`, `READ_PARTITION` at a time (a server-side cursor)."""
+    result = await db.stream(stmt.execution_options(yield_per=READ_PARTITION))
+    async for partition in result.partitions():
+        yield partition
 
 
 async def _insert_tasks(
@@ -244,13 +317,20 @@ async def dependency_keys(
     task_ids: Collection[uuid.UUID] | None = None,
     session_id: uuid.UUID | None = None,
 ) -> dict[uuid.UUID, list[str]]:
-    """The keys each task depends on, for some tasks or for a whole session."""
-    result: dict[uuid.UUID, list[str]] = defaultdict(list)
+    """The keys each task depends on, for some tasks or for a whole session. PostgreSQL
+    joins each task's keys with commas (which no key holds): one short string a task to
+    decode and split, not one row an edge."""
+    result: dict[uuid.UUID, list[str]] = {}
     parent = Task.__table__.alias("parent")
     stmt = (
-        select(TaskDependency.task_id, parent.c.key)
+        select(
+            TaskDependency.task_id,
+            func.string_agg(parent.c.key, aggregate_order_by(literal(","), parent.c.key)).label(
+                "parents"
+            ),
+        )
         .join(parent, parent.c.id == TaskDependency.depends_on_id)
-        .order_by(parent.c.key)
+        .group_by(TaskDependency.task_id)
     )
     if session_id is not None:
         stmt = stmt.where(parent.c.session_id == session_id)
@@ -258,7 +338,7 @@ async def dependency_keys(
         stmt = stmt.where(TaskDependency.task_id.in_(list(task_ids)))
     else:
         return result
-    rows = await db.execute(stmt)
-    for task_id, key in rows:
-        result[task_id].append(key)
+    async for partition in _partitions(db, stmt):
+        for row in partition:
+            result[row.task_id] = row.parents.split(",")
     return result

@@ -1,11 +1,12 @@
 """Checkpoints of a session's integration branch.
 
-`request` stores a checkpoint of the integration head as it stands; `run_due` (a background
-loop) leases pending checkpoints, runs the session's quality gates on that commit in a
-worktree of its own, and when they pass fast-forwards the target branch (never a forced
-move) and tags `swarm/<session>/checkpoint-N`, optionally pushing both to the session's
-origin. A checkpoint whose orchestrator died is leased again when its lease runs out; the
-ref updates are compare-and-swap, so running one twice changes nothing the second time.
+`request` stores a checkpoint of the integration head as it stands; `run_leased` (given a
+lease by `checkpoint_pool`) runs the session's quality gates on that commit in a worktree
+of its own, confined (`swarm_common.confine`), and when they pass fast-forwards the target
+branch (never a forced move) and tags `swarm/<session>/checkpoint-N`, optionally pushing
+both to the session's repository. A checkpoint whose orchestrator died is leased again
+when its lease runs out; the ref updates are compare-and-swap, so running one twice
+changes nothing the second time. A cancelled session's checkpoint is never tagged.
 
 Rolling back to a passed checkpoint is `rollback`'s. Every step is on the timeline with who
 asked.
@@ -14,31 +15,50 @@ asked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from swarm_common import git
-from swarm_common.gates import GATE_NAMES, GateResult, blocking_failures, plan_gates, run_gates
+from swarm_common import confine, git
+from swarm_common.gates import GateCommand, GateResult, blocking_failures, plan_gates, run_gates
 from swarm_common.messages import utcnow
+from swarm_common.redaction import Redactor, configured_secrets
+from swarm_common.states import SessionStatus
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session
+from swarm_orchestrator.errors import SwarmError
 from swarm_orchestrator.graph.locking import lock_open_session, lock_session
 from swarm_orchestrator.integration.merges import session_settings
+from swarm_orchestrator.integration.repo_policy import RepoPolicy
+from swarm_orchestrator.settings import OrchestratorSettings
 
-__all__ = ["request", "run_due", "tag_name"]
+__all__ = ["Lease", "request", "run_leased", "tag_name"]
 
 log = logging.getLogger(__name__)
 
-LEASE_MARGIN_S = 300.0
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
+_HOME_SECRETS = (
+    ".ssh",
+    ".git-credentials",
+    ".gitconfig",
+    ".config/git",
+    ".netrc",
+    ".pgpass",
+    ".config/gh",
+    ".aws",
+    ".docker",
+    ".kube",
+)
+"""What a checkpoint gate does not see of the orchestrator's HOME."""
 
 
 def tag_name(session_id: uuid.UUID, number: int) -> str:
@@ -79,65 +99,29 @@ async def request(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Che
     return checkpoint
 
 
-_LEASE_SQL = text("""
-UPDATE checkpoints SET status = 'running', runs = runs + 1, started_at = now(),
-       lease_until = now() + make_interval(secs => :lease)
-WHERE id = (
-    SELECT id FROM checkpoints
-    WHERE status = 'pending' OR (status = 'running' AND lease_until < now())
-    ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1
-)
-RETURNING id, runs
-""")
-
-
 @dataclass(frozen=True)
-class _Lease:
+class Lease:
+    """One run of one checkpoint (`checkpoint_pool` leases them)."""
+
     id: int
     runs: int
 
 
-async def run_due(
-    sessionmaker: async_sessionmaker[AsyncSession], *, workspace: Path, limit: int = 10
-) -> int:
-    """Run checkpoints that wait (or whose runner died); return how many finished."""
-    finished = 0
-    while finished < limit:
-        async with sessionmaker() as db, db.begin():
-            lease_s = await _lease_seconds(db)
-            row = (await db.execute(_LEASE_SQL, {"lease": lease_s})).first()
-        if row is None:
-            return finished
-        await _run(sessionmaker, _Lease(id=row.id, runs=row.runs), workspace=workspace)
-        finished += 1
-    return finished
-
-
-async def _lease_seconds(db: AsyncSession) -> float:
-    """Long enough for the slowest session's gates: the sum of their timeouts, plus a margin."""
-    pending = (
-        await db.scalars(
-            select(Session)
-            .join(Checkpoint, Checkpoint.session_id == Session.id)
-            .where(Checkpoint.status.in_(["pending", "running"]))
-            .distinct()
-        )
-    ).all()
-    longest = 0.0
-    for session in pending:
-        gates = session_settings(session).gates
-        longest = max(longest, sum(gates.timeouts.get(n, gates.timeout_s) for n in GATE_NAMES))
-    return longest + LEASE_MARGIN_S
-
-
-async def _run(
-    sessionmaker: async_sessionmaker[AsyncSession], lease: _Lease, *, workspace: Path
+async def run_leased(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    lease: Lease,
+    *,
+    settings: OrchestratorSettings,
+    cancel: asyncio.Event,
 ) -> None:
+    """Run the gates of the leased checkpoint (until `cancel` is set), then publish it or
+    record why not."""
     async with sessionmaker() as db:
         checkpoint = await db.get(Checkpoint, lease.id)
         assert checkpoint is not None
         session = await db.get(Session, checkpoint.session_id)
         assert session is not None
+    workspace = settings.workspace
     mirror = workspace / session.repo_path
     config = session_settings(session).gates
     place = workspace / "checkpoints" / str(session.id) / f"{checkpoint.number}-{lease.runs}"
@@ -145,15 +129,22 @@ async def _run(
     error = ""
     try:
         await asyncio.to_thread(_add_detached, mirror, place / "tree", checkpoint.commit)
-        plan = plan_gates(config, place / "tree")
+        plan = _capped(plan_gates(config, place / "tree"), settings.checkpoint_gate_max_s)
+        wrap = await _confinement(settings, expose=(place, mirror)) if plan else None
+        redact = Redactor([*configured_secrets(os.environ), *settings.secrets()])
         results = await run_gates(
             plan,
             cwd=place / "tree",
             env=_gate_env(place / "home"),
             log_dir=workspace / "artifacts" / str(session.id) / f"checkpoint-{checkpoint.number}",
-            cancel=asyncio.Event(),
+            cancel=cancel,
             relative_to=workspace,
+            redact=redact.redact_bytes,
+            wrap=wrap,
         )
+        results = [r.model_copy(update={"output_tail": redact(r.output_tail)}) for r in results]
+    except _Unconfined as exc:
+        error = str(exc)
     except (git.GitError, TimeoutError, OSError) as exc:
         error = f"cannot check out {checkpoint.commit[:12]}: {exc}"
     finally:
@@ -161,7 +152,37 @@ async def _run(
     failures = blocking_failures(results, config.mode)
     if failures and not error:
         error = "gate " + ", ".join(f.name for f in failures) + " failed"
-    await _finish(sessionmaker, lease, workspace=workspace, results=results, error=error)
+    if cancel.is_set() and not error:
+        error = "cancelled: the session was cancelled or the system stopped"
+    await _finish(sessionmaker, lease, settings=settings, results=results, error=error)
+
+
+def _capped(plan: list[GateCommand], most_s: float) -> list[GateCommand]:
+    """No checkpoint gate runs longer than `most_s` (`SWARM_CHECKPOINT_GATE_MAX_S`),
+    whatever the session asks: checkpoints share the orchestrator's few slots."""
+    return [dataclasses.replace(g, timeout_s=min(g.timeout_s, most_s)) for g in plan]
+
+
+class _Unconfined(Exception):
+    """Gates cannot be confined here, and the settings ask for it."""
+
+
+async def _confinement(
+    settings: OrchestratorSettings, *, expose: tuple[Path, ...]
+) -> Callable[[list[str]], list[str]] | None:
+    """How a checkpoint gate's command is wrapped: in namespaces that hide the workspace
+    but `expose` (its own checkout and the session's mirror), the data folder and the
+    credentials in the orchestrator's HOME (`swarm_common.confine`)."""
+    if not settings.confine_checkpoint_gates:
+        return None
+    if not await asyncio.to_thread(confine.available):
+        raise _Unconfined(
+            "checkpoint gates cannot run confined here (the kernel allows no user "
+            "namespace); set SWARM_CONFINE_CHECKPOINT_GATES=false to run them unconfined"
+        )
+    home = Path.home()
+    hide = (settings.workspace, *settings.hidden_paths, *(home / name for name in _HOME_SECRETS))
+    return confine.Confinement(hide=hide, expose=expose).wrap
 
 
 def _gate_env(home: Path) -> dict[str, str]:
@@ -200,9 +221,9 @@ def _remove_detached(mirror: Path, place: Path) -> None:
 
 async def _finish(
     sessionmaker: async_sessionmaker[AsyncSession],
-    lease: _Lease,
+    lease: Lease,
     *,
-    workspace: Path,
+    settings: OrchestratorSettings,
     results: list[GateResult],
     error: str,
 ) -> None:
@@ -213,13 +234,13 @@ async def _finish(
         session = await lock_session(db, checkpoint.session_id)
         assert session is not None
         pushed: bool | None = None
+        if session.status == SessionStatus.CANCELLED and not error:
+            error = "the session was cancelled: nothing is tagged"
         if not error:
             try:
+                target = _push_target(session, settings) if session_settings(session).push else None
                 pushed, push_error = await asyncio.to_thread(
-                    _publish,
-                    workspace / session.repo_path,
-                    checkpoint,
-                    session_settings(session).push,
+                    _publish, settings.workspace / session.repo_path, checkpoint, target
                 )
             except git.GitError as exc:
                 error = exc.stderr[:2000] or str(exc)
@@ -255,9 +276,31 @@ async def _finish(
     )
 
 
-def _publish(mirror: Path, checkpoint: Checkpoint, push: bool) -> tuple[bool | None, str]:
+@dataclass(frozen=True)
+class _Target:
+    """Where a checkpoint is pushed: the session's repository as the policy accepts it
+    today (or why it does not), and the environment git reaches it with."""
+
+    url: str | None
+    env: dict[str, str]
+    refused: str = ""
+
+
+def _push_target(session: Session, settings: OrchestratorSettings) -> _Target:
+    policy = RepoPolicy.from_settings(settings)
+    try:
+        source = policy.check(session.repo, tenant=session.tenant)
+    except SwarmError as exc:
+        return _Target(url=None, env={}, refused=f"not pushed: {exc.message}")
+    return _Target(url=source.clone, env=policy.git_env())
+
+
+def _publish(
+    mirror: Path, checkpoint: Checkpoint, target: _Target | None
+) -> tuple[bool | None, str]:
     """Fast-forward the target branch and tag the commit (both compare-and-swap); push them
-    to origin when asked. Returns whether the push happened and why not."""
+    to the session's repository when asked (`target`, never the mirror's own remote, which
+    its worktrees could rewrite). Returns whether the push happened and why not."""
     commit = checkpoint.commit
     refs = []
     with git.repo_lock(mirror):
@@ -281,9 +324,32 @@ def _publish(mirror: Path, checkpoint: Checkpoint, push: bool) -> tuple[bool | N
         if existing.stdout.strip() != commit:
             git.update_ref(mirror, tag_ref, commit, old=git.ZERO, reason="swarm: checkpoint")
         refs.append(f"{tag_ref}:{tag_ref}")
-    if not push:
+    if target is None:
         return None, ""
-    proc = git.git("push", "--quiet", "--porcelain", "origin", *refs, git_dir=mirror, check=False)
+    if target.url is None:
+        return False, target.refused
+    rewrites = git.git(
+        "config",
+        "--local",
+        "--name-only",
+        "--get-regexp",
+        r"^url\.",
+        git_dir=mirror,
+        check=False,
+    )
+    if rewrites.stdout.strip():
+        return False, "not pushed: the repository's config rewrites URLs (url.*.insteadOf)"
+    proc = git.git(
+        "push",
+        "--quiet",
+        "--porcelain",
+        "--end-of-options",
+        target.url,
+        *refs,
+        git_dir=mirror,
+        env=target.env,
+        check=False,
+    )
     if proc.returncode != 0:
         return False, f"push to origin failed: {proc.stderr.strip()[:1500]}"
     return True, ""

@@ -12,6 +12,7 @@ task message.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import uuid
@@ -20,15 +21,14 @@ from pathlib import Path
 
 from swarm_common import git
 from swarm_common.session_settings import MAX_SETUP_FILE_BYTES
-from swarm_common.settings import strip_credentials
 from swarm_orchestrator.errors import Gone, Invalid
+from swarm_orchestrator.integration.repo_policy import Source
 
 __all__ = [
     "Diff",
     "Mirror",
     "check_branch",
     "check_ref",
-    "check_repo",
     "copy_setup_files",
     "create_mirror",
     "remove_mirror",
@@ -36,8 +36,8 @@ __all__ = [
     "task_diff",
 ]
 
-_URL_RE = re.compile(r"^(https?|ssh|git|file)://[^\s]+$")
-_SCP_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
+log = logging.getLogger(__name__)
+
 _REF_RE = re.compile(r"^[A-Za-z0-9._/@^~{}-]+$")
 
 
@@ -46,25 +46,6 @@ class Mirror:
     path: str
     """Relative to the workspace, as it travels in task messages."""
     base_commit: str
-
-
-def check_repo(repo: str) -> str:
-    """Accept an absolute local path to a git repository or a git URL; refuse anything that
-    git could read as an option or a remote helper (`ext::`)."""
-    if repo.startswith("-") or any(c in repo for c in "\0\n\r"):
-        raise Invalid("repo must be a path or a git URL", code="invalid_repo")
-    if _URL_RE.match(repo) or _SCP_RE.match(repo):
-        return repo
-    path = Path(repo)
-    if not path.is_absolute():
-        raise Invalid("a local repo must be an absolute path", code="invalid_repo")
-    try:
-        exists = path.exists()
-    except OSError as exc:  # a name too long, a loop of links: not a repository
-        raise Invalid(f"repo is not a usable path: {exc.strerror}", code="invalid_repo") from None
-    if not exists:
-        raise Invalid(f"repository {repo} does not exist", code="repo_not_found")
-    return repo
 
 
 def check_ref(ref: str) -> str:
@@ -100,20 +81,26 @@ async def create_mirror(
     *,
     workspace: Path,
     session_id: uuid.UUID,
-    repo: str,
+    source: Source,
+    public: str,
+    env: dict[str, str],
     base_ref: str,
     integration_branch: str,
     timeout_s: float,
 ) -> Mirror:
-    """Clone `repo` bare into the workspace, resolve `base_ref` there and start the
-    integration branch at it."""
+    """Clone `source` (accepted by the repository policy) bare into the workspace, resolve
+    `base_ref` there and start the integration branch at it. `public` is how the repository
+    is shown: without credentials; `env` the policy's `git_env`."""
     relative = f"repos/{session_id}.git"
     dest = workspace / relative
-    public = strip_credentials(repo)
+    repo = source.clone
     try:
-        await asyncio.to_thread(git.clone_bare, repo, dest, timeout=timeout_s)
+        await asyncio.to_thread(git.clone_bare, repo, dest, timeout=timeout_s, env=env)
     except git.GitError as exc:
         detail = _without_secrets(exc.stderr[:300], repo, public)
+        if not source.local:  # git's words would tell a closed port from a live service
+            log.info("clone failed", extra={"repo": public, "error": detail})
+            detail = "unreachable, not a repository, or it needs credentials Swarm lacks"
         raise Invalid(f"cannot clone {public}: {detail}", code="repo_unavailable") from None
     try:
         if public != repo:  # worktrees share the mirror's config: keep no token in it
@@ -138,31 +125,33 @@ def setup_dir(workspace: Path, session_id: uuid.UUID) -> Path:
 
 
 def copy_setup_files(
-    *, workspace: Path, session_id: uuid.UUID, repo: str, files: list[str]
+    *, workspace: Path, session_id: uuid.UUID, source: Source, files: list[str]
 ) -> None:
     """Copy each of `files` (relative paths, already checked) from the local repository
-    `repo` to the session's setup folder. Each must be a regular file inside the repository
-    (a symlink pointing out of it is refused) and at most `MAX_SETUP_FILE_BYTES`."""
+    `source` (accepted by the repository policy, so under an allowed root) to the session's
+    setup folder. Each must be a regular file inside the repository (a symlink pointing out
+    of it is refused) and at most `MAX_SETUP_FILE_BYTES`."""
     if not files:
         return
-    root = Path(repo)
-    if not root.is_absolute() or not root.is_dir():
+    root = Path(source.clone)
+    if not source.local or not root.is_dir():
         raise Invalid(
             "setup files can only be copied from a local repository", code="invalid_setup"
         )
+    repo = source.clone
     root = root.resolve()
     dest = setup_dir(workspace, session_id)
     for name in files:
-        source = (root / name).resolve()
-        if not source.is_relative_to(root) or source.is_relative_to(root / ".git"):
+        found = (root / name).resolve()
+        if not found.is_relative_to(root) or found.is_relative_to(root / ".git"):
             raise Invalid(f"setup file {name} lies outside the repository", code="invalid_setup")
-        if not source.is_file():
+        if not found.is_file():
             raise Invalid(f"setup file {name} is not a file in {repo}", code="invalid_setup")
-        if source.stat().st_size > MAX_SETUP_FILE_BYTES:
+        if found.stat().st_size > MAX_SETUP_FILE_BYTES:
             raise Invalid(f"setup file {name} is larger than 1 MiB", code="invalid_setup")
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        shutil.copyfile(found, target)
         target.chmod(0o600)
 
 

@@ -21,7 +21,8 @@ from swarm_common.backoff import Backoff, sleep
 from swarm_common.streams import Keys
 from swarm_orchestrator.graph import scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
-from swarm_orchestrator.integration import checkpoints, merges, prune
+from swarm_orchestrator.integration import merges, prune
+from swarm_orchestrator.integration.checkpoint_pool import CheckpointPool
 from swarm_orchestrator.runtime.consumer import EventConsumer
 from swarm_orchestrator.runtime.failures import log_retry
 from swarm_orchestrator.runtime.reaper import Reaper
@@ -51,6 +52,9 @@ class Background:
         self.merge_wake = asyncio.Event()
         """Set when tasks may have joined the merge queue."""
         self.checkpoint_wake = asyncio.Event()
+        self.checkpoints = CheckpointPool(
+            sessionmaker=sessionmaker, settings=settings, on_done=self.checkpoint_wake.set
+        )
         policy = RetryPolicy.from_settings(settings)
         self.relay = Relay(
             sessionmaker=sessionmaker,
@@ -96,7 +100,7 @@ class Background:
             "reaper": self._loop("reaper", self.reap_once, never, s.reaper_interval_s),
             "merge": self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
             "checkpoints": self._loop(
-                "checkpoint", self.checkpoints_once, self.checkpoint_wake, s.sweep_interval_s
+                "checkpoint", self._start_checkpoints, self.checkpoint_wake, s.sweep_interval_s
             ),
             "prune": self._loop("prune", self.prune_once, never, s.prune_interval_s),
         }
@@ -129,7 +133,11 @@ class Background:
         return merged
 
     async def checkpoints_once(self) -> int:
-        return await checkpoints.run_due(self._sessionmaker, workspace=self._settings.workspace)
+        """Run every checkpoint that may run now, to its end."""
+        return await self.checkpoints.run_due()
+
+    async def _start_checkpoints(self) -> int:
+        return len(await self.checkpoints.fill())
 
     async def prune_once(self) -> int:
         return await prune.prune_workspace(self._sessionmaker, workspace=self._settings.workspace)
@@ -157,6 +165,7 @@ class Background:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         self._stop.set()
+        await self.checkpoints.stop()
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=grace_s)

@@ -8,14 +8,16 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.specs import TaskSpec
 from swarm_common.states import SessionStatus, TaskStatus
 from swarm_orchestrator.access.tokens import Principal
-from swarm_orchestrator.api.convert import session_public, task_public
+from swarm_orchestrator.api.convert import session_public, tasks_response
 from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
+from swarm_orchestrator.api.limits import GraphRoute
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     CheckpointPublic,
@@ -35,12 +37,13 @@ from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
 from swarm_orchestrator.graph import control, progress, sessions
 from swarm_orchestrator.integration import checkpoints
+from swarm_orchestrator.integration.repo_policy import RepoPolicy
 from swarm_orchestrator.integration.rollback import rollback as roll_back
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+# A POST here may carry a task graph: `GraphRoute` counts its edges before it is parsed.
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=GraphRoute)
 
 _ERRORS = error_responses(404, 409)
-NO_SPEND = progress.Spend()
 
 
 async def _act(
@@ -77,7 +80,9 @@ async def create_session(
         workspace=s.workspace,
         keys=state.keys,
         max_tasks=s.max_graph_tasks,
+        max_edges=s.max_graph_edges,
         git_timeout_s=s.git_timeout_s,
+        policy=RepoPolicy.from_settings(s),
         actor=who.actor,
         tenant=who.tenant,
     )
@@ -112,16 +117,19 @@ async def get_session(session_id: uuid.UUID, db: DbDep, who: Viewer) -> SessionP
     return await _answer(db, session)
 
 
-@router.post("/{session_id}/tasks", status_code=201, responses=_ERRORS)
+@router.post(
+    "/{session_id}/tasks", status_code=201, response_model=list[TaskPublic], responses=_ERRORS
+)
 async def add_tasks(
     session_id: uuid.UUID,
     body: Annotated[list[TaskSpec], Body()],
     db: DbDep,
     state: StateDep,
     who: Operator,
-) -> list[TaskPublic]:
+) -> StreamingResponse:
     """Add a task graph (a JSON array of tasks) in one transaction; nothing is stored when
-    any task is invalid, a key repeats, a dependency is unknown or the graph has a cycle."""
+    any task is invalid, a key repeats, a dependency is unknown, the graph has a cycle, or
+    it holds too many tasks or dependency edges (for one request, or for the session)."""
     await sessions.get_session(db, session_id, seen_by=who)
     s = state.settings
     tasks = await sessions.add_tasks(
@@ -131,14 +139,17 @@ async def add_tasks(
         keys=state.keys,
         max_tasks=s.max_graph_tasks,
         max_session_tasks=s.max_session_tasks,
+        max_edges=s.max_graph_edges,
+        max_session_edges=s.max_session_edges,
         actor=who.actor,
     )
     state.notify()
-    deps = {spec.key: spec.depends_on for spec in body}
-    return [task_public(t, deps.get(t.key, ())) for t in tasks]
+    by_key = {spec.key: spec.depends_on for spec in body}
+    deps = {t.id: by_key.get(t.key, []) for t in tasks}
+    return await tasks_response(tasks, deps, status_code=201)
 
 
-@router.get("/{session_id}/tasks", responses=_ERRORS)
+@router.get("/{session_id}/tasks", response_model=list[TaskPublic], responses=_ERRORS)
 async def list_tasks(
     session_id: uuid.UUID,
     db: DbDep,
@@ -150,17 +161,15 @@ async def list_tasks(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-) -> list[TaskPublic]:
+) -> StreamingResponse:
     """The session's tasks, with their dependencies and what their agents spent."""
     await sessions.get_session(db, session_id, seen_by=who)
-    stmt = select(Task).where(Task.session_id == session_id)
+    where = [Task.session_id == session_id]
     if status is not None:
-        stmt = stmt.where(Task.status == status)
+        where.append(Task.status == status)
     if id is not None:
-        stmt = stmt.where(Task.id.in_(id))
-    rows = (
-        await db.scalars(stmt.order_by(Task.created_at, Task.key).limit(limit).offset(offset))
-    ).all()
+        where.append(Task.id.in_(id))
+    rows = await sessions.task_rows(db, *where, limit=limit, offset=offset)
     if id is not None:
         ids = [r.id for r in rows]
         deps = await sessions.dependency_keys(db, task_ids=ids)
@@ -168,7 +177,7 @@ async def list_tasks(
     else:
         deps = await sessions.dependency_keys(db, session_id=session_id)
         spend = await progress.task_spend(db, session_id=session_id)
-    return [task_public(t, deps.get(t.id, ()), spend.get(t.id, NO_SPEND)) for t in rows]
+    return await tasks_response(rows, deps, spend)
 
 
 @router.get("/{session_id}/progress", responses=_ERRORS)
