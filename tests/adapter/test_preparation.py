@@ -159,6 +159,23 @@ async def test_setup_files_and_command_prepare_the_worktree_but_stay_out_of_the_
     assert await gate_progress(redis, keys) == [("setup", "passed")]
 
 
+async def test_the_readme_env_example_runs_when_gitignore_names_the_file(
+    adapter: Adapter, redis: Redis, keys: Keys, workspace: Path, tmp_path: Path
+) -> None:
+    """`settings.setup.files: [".env"]` as the README shows it, in the usual repository
+    whose `.gitignore` names `.env` (it failed every attempt with `git_error`)."""
+    source = init_repo(tmp_path / "app", {".gitignore": ".env\n", "README.md": "app\n"})
+    mirror = await make_mirror(workspace, source)
+    setup_files(workspace, mirror, {".env": "TOKEN=s3cret\n"})
+    settings = {"setup": {"files": [".env"]}}
+    done = await run_one(
+        redis, keys, adapter, message(mirror, "cat .env > seen.txt", settings=settings)
+    )
+    assert done.TYPE == "task.succeeded", getattr(done, "error", "")
+    assert tree(mirror, done.commit) == [".gitignore", "README.md", "seen.txt"]
+    assert show(mirror, done.commit, "seen.txt") == "TOKEN=s3cret\n"
+
+
 async def test_a_failing_setup_command_fails_the_attempt_before_the_agent_runs(
     adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror, workspace: Path, tmp_path: Path
 ) -> None:

@@ -164,3 +164,21 @@ async def test_no_checkpoint_gate_runs_past_the_orchestrators_cap(
     assert [(g["status"], g["reason"]) for g in done["gates"]] == [
         ("timeout", "timed out after 1s")
     ]
+
+
+async def test_a_checkpoint_gate_log_is_redacted_and_private(
+    api: httpx.AsyncClient, state: AppState, tmp_path: Path, workspace: Path
+) -> None:
+    """A gate that prints one of the orchestrator's secrets (here the bootstrap token;
+    the finding was the database password) leaves it in no log, tail or answer, and its
+    log is readable by Swarm's user only."""
+    secret = state.settings.bootstrap_token()
+    assert secret
+    acme = await _tenant(api, tmp_path, workspace, "acme", f"echo leaked={secret}")
+    number = await acme.checkpoint()
+    assert await state.background.checkpoints_once() == 1
+    [gate] = (await acme.read(number))["gates"]
+    log = workspace / gate["log_path"]
+    assert "leaked=[REDACTED]" in log.read_text() and secret not in log.read_text()
+    assert secret not in gate["output_tail"]
+    assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700
