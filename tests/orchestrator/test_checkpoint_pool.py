@@ -182,3 +182,20 @@ async def test_a_checkpoint_gate_log_is_redacted_and_private(
     assert "leaked=[REDACTED]" in log.read_text() and secret not in log.read_text()
     assert secret not in gate["output_tail"]
     assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700
+
+
+async def test_an_orchestrator_that_stops_gives_its_checkpoints_back_at_once(
+    api: httpx.AsyncClient, state: AppState, tmp_path: Path, workspace: Path, hold: Path
+) -> None:
+    """A deploy does not hold a tenant's checkpoints for the lease's length: a stopping
+    orchestrator kills its gates and leaves their checkpoints pending for any other."""
+    pool = state.background.checkpoints
+    endless = f"until [ -e {hold} ]; do sleep 0.05; done"
+    acme = await _tenant(api, tmp_path, workspace, "acme", endless)
+    number = await acme.checkpoint()
+    [running] = await pool.fill()
+    await wait_until_async(lambda: _status(acme, number, "running"))
+    await pool.stop()
+    assert running.done()
+    assert (await acme.read(number))["status"] == "pending"
+    assert await pool.fill() == []  # a stopped pool leases nothing more

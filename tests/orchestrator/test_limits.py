@@ -153,7 +153,8 @@ async def test_a_dense_graph_is_refused_from_its_bytes(
     async with client(settings, max_graph_edges=20) as api:
         session = await new_session(api, git_repo)
         url = f"/v1/sessions/{session['id']}/tasks"
-        for content, edges in ((body, 28), (body[:-1], 28), (bad_key, 29)):
+        escaped = body.replace(b'"depends_on"', b'"depends\\u005fon"')  # the same key
+        for content, edges in ((body, 28), (body[:-1], 28), (bad_key, 29), (escaped, 28)):
             response = await api.post(url, content=content, headers=JSON)
             assert response.status_code == 422, response.text
             assert response.json()["code"] == "graph_too_dense"

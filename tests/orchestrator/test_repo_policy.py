@@ -119,8 +119,20 @@ async def test_a_repository_whose_git_folder_leads_elsewhere_is_refused(
     pack = linked / ".git" / "objects" / "pack"
     pack.rmdir()
     pack.symlink_to(mirror / "objects" / "pack")
-    for repo in (pointer, borrower, linked):
+    chained = init_repo(own / "chained")  # borrows from a store that borrows acme's
+    middle = own / "middle.git"
+    git.git("init", "--quiet", "--bare", str(middle))
+    (middle / "objects" / "info" / "alternates").write_text(f"{mirror}/objects\n")
+    (chained / ".git" / "objects" / "info" / "alternates").write_text(f"{middle}/objects\n")
+    for repo in (pointer, borrower, linked, chained):
         await _refused(globex, str(repo))
+    # git's own guesses are not taken: `<path>.git` beside a folder that is no repository,
+    # and a `gitdir:` file given as the path.
+    (own / "proj").mkdir()
+    (own / "proj.git").symlink_to(mirror)
+    (own / "evil").write_text(f"gitdir: {mirror}\n")
+    await _refused(globex, str(own / "proj"), "invalid_repo")
+    await _refused(globex, str(own / "evil"), "invalid_repo")
 
 
 async def test_an_allowed_root_still_works_and_a_server_without_roots_takes_urls_only(
@@ -241,6 +253,25 @@ async def test_a_push_goes_only_where_the_policy_still_allows(
     assert f"checkpoint-{third['number']}" not in pushed_tags()
 
 
+async def test_a_tenants_session_pushes_to_no_local_repository(
+    two_tenants: dict[str, Any], state: AppState, tmp_path: Path
+) -> None:
+    """A push into a repository on the orchestrator's host runs that repository's hooks
+    there: a tenant (who may write its own folders) gets none."""
+    globex = two_tenants["globex"]
+    repo = init_repo(tmp_path / "globex" / "hooked")
+    hook = repo / ".git" / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path}/hook-ran\n")
+    hook.chmod(0o755)
+    session = await new_session(globex, repo, settings={"push": True, "gates": {"detect": False}})
+    made = await globex.post(f"/v1/sessions/{session['id']}/checkpoints")
+    assert await state.background.checkpoints_once() == 1
+    done = (await globex.get(f"/v1/sessions/{session['id']}/checkpoints/1")).json()
+    assert done["status"] == "passed" and done["pushed"] is False, (made.json(), done)
+    assert "remote repositories only" in done["error"]
+    assert not (tmp_path / "hook-ran").exists()
+
+
 needs_namespaces = pytest.mark.skipif(
     not confine.available(), reason="this kernel allows no user namespaces"
 )
@@ -262,7 +293,7 @@ async def test_a_checkpoint_gate_sees_no_password_token_mirror_or_environment(
     settings.hidden_paths = [data]
     other = await new_session(api, init_repo(tmp_path / "other", {"s.txt": found["mirror"]}))
     other_mirror = workspace / "repos" / f"{other['id']}.git"
-    probe = " ; ".join(
+    reads = " ; ".join(
         [
             f"cat {data}/postgres.password {data}/admin.token",
             f"git --git-dir={other_mirror} show HEAD:s.txt",
@@ -272,11 +303,19 @@ async def test_a_checkpoint_gate_sees_no_password_token_mirror_or_environment(
             "true",
         ]
     )
-    gates = {"gates": {"detect": False, "mode": "strict", "test": probe}}
-    session = await new_session(api, init_repo(tmp_path / "mine"), settings=gates)
+    # Confined, the gate first tries to undo its mounts (they are locked: it is not root
+    # where they were made) and to plant a filter in its mirror's config. Never run this
+    # part unconfined: as root, `umount -l /proc` would unmount the host's.
+    escape = " ; ".join(
+        [
+            f"umount -l {workspace} ; umount -l {data} ; umount -l /proc",
+            'echo \'[filter "x"]\' >> "$(git rev-parse --git-common-dir)/config"',
+        ]
+    )
+    session = await _gated(api, init_repo(tmp_path / "mine"), f"{escape} ; {reads}")
     sid = session["id"]
 
-    async def gate_output() -> str:
+    async def gate_output(sid: str) -> str:
         assert (await api.post(f"/v1/sessions/{sid}/checkpoints")).status_code == 202
         assert await state.background.checkpoints_once() == 1
         rows = (await api.get(f"/v1/sessions/{sid}/checkpoints")).json()
@@ -284,18 +323,27 @@ async def test_a_checkpoint_gate_sees_no_password_token_mirror_or_environment(
         log = (workspace / gate["log_path"]).read_text()
         return f"{gate['output_tail']}\n{log}"
 
-    seen = await gate_output()
+    seen = await gate_output(sid)
     assert f"own={session['base_commit']}" in seen  # the gate ran, with its own repository
     assert f"repos={sid}.git,\n" in seen  # of all the mirrors, its own only
     for name, secret in found.items():
         assert secret not in seen, f"a checkpoint gate read the {name} secret"
     assert "orchestrator-environ-readable" not in seen
+    assert "Read-only file system" in seen  # its mirror's config, which Swarm's git reads
+    assert "filter" not in (workspace / "repos" / f"{sid}.git" / "config").read_text()
 
-    # The same gate unconfined reads them all: the probe would see a leak.
+    # The same reads unconfined get them all: the probe would see a leak.
     settings.confine_checkpoint_gates = False
-    leaked = await gate_output()
+    control = await _gated(api, init_repo(tmp_path / "control"), reads)
+    leaked = await gate_output(control["id"])
     assert all(secret in leaked for secret in found.values())
     assert "orchestrator-environ-readable" in leaked
+
+
+async def _gated(api: httpx.AsyncClient, repo: Path, command: str) -> dict[str, Any]:
+    return await new_session(
+        api, repo, settings={"gates": {"detect": False, "mode": "strict", "test": command}}
+    )
 
 
 def test_confinement_hides_files_and_keeps_what_is_exposed(tmp_path: Path) -> None:
@@ -310,7 +358,10 @@ def test_confinement_hides_files_and_keeps_what_is_exposed(tmp_path: Path) -> No
     lone = tmp_path / "lone.password"
     lone.write_text("pw")
     box = confine.Confinement(hide=(hidden, lone), expose=(hidden / "mine",))
-    script = "cat lone.password; ls hidden; ls hidden/theirs; echo made > hidden/mine/out"
+    script = (
+        "umount -l hidden 2>/dev/null; cat lone.password; ls hidden; ls hidden/theirs; "
+        "echo made > hidden/mine/out"
+    )
     done = subprocess.run(
         box.wrap(["sh", "-c", script]), cwd=tmp_path, capture_output=True, text=True, check=False
     )

@@ -14,6 +14,8 @@ this process's whole one.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -25,17 +27,24 @@ __all__ = ["FD_VARIABLE", "conceal", "without_secrets"]
 
 FD_VARIABLE = "SWARM_CONCEALED_FD"
 _PIPE_BYTES = 60_000  # below a pipe's buffer, so writing never waits for the reader
+_PR_SET_DUMPABLE = 4
 
 
 def conceal() -> None:
     """Re-execute this process with its secrets moved out of its environment (or, in the
-    re-executed image, take them back)."""
+    re-executed image, take them back). Either way the process is then not dumpable: no
+    process of the same user without the right to trace it (root has it) can read its
+    memory, environment or open files through `/proc`."""
+    _not_dumpable()
     if FD_VARIABLE in os.environ:
         _take_back(int(os.environ.pop(FD_VARIABLE)))
         return
     names = secret_variables(os.environ)
     payload = json.dumps({name: os.environ[name] for name in names}).encode()
-    if not names or len(payload) > _PIPE_BYTES:
+    if not names:
+        return
+    if len(payload) > _PIPE_BYTES:
+        sys.stderr.write("swarm: secrets too large to move out of the environment\n")
         return
     read_fd, write_fd = os.pipe()
     os.write(write_fd, payload)
@@ -45,6 +54,11 @@ def conceal() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def _not_dumpable() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _take_back(fd: int) -> None:

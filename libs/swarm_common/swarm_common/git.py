@@ -48,6 +48,7 @@ __all__ = [
     "repo_lock",
     "resolve_commit",
     "update_ref",
+    "worktree_admin_dir",
     "worktrees_on_branch",
 ]
 
@@ -200,6 +201,18 @@ def outbound_env(home: Path) -> dict[str, str]:
         ),
         "SSH_AUTH_SOCK": "",
     }
+
+
+def worktree_admin_dir(worktree: Path) -> Path | None:
+    """The folder a linked worktree keeps in its repository (`<repo>/worktrees/<name>`:
+    its index and HEAD), from the worktree's `.git` file; None if it has none."""
+    try:
+        text = (worktree / ".git").read_text()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    return (worktree / text.removeprefix("gitdir:").strip()).resolve()
 
 
 def clone_bare(

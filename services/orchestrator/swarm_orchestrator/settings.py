@@ -15,7 +15,7 @@ from pydantic_settings import NoDecode
 
 from swarm_common.settings import CommonSettings
 
-__all__ = ["REPO_SCHEMES", "OrchestratorSettings", "get_settings"]
+__all__ = ["REPO_SCHEMES", "OrchestratorSettings", "get_settings", "split_setting"]
 
 REPO_SCHEMES = frozenset({"https", "ssh", "git", "http", "file"})
 """The git transports a session's repository may use (`SWARM_REPO_SCHEMES` picks)."""
@@ -133,12 +133,12 @@ class OrchestratorSettings(CommonSettings):
     @field_validator("local_repo_roots", "hidden_paths", mode="before")
     @classmethod
     def _split_paths(cls, value: object) -> object:
-        return _split(value, os.pathsep)
+        return split_setting(value, os.pathsep)
 
     @field_validator("repo_schemes", "repo_hosts", mode="before")
     @classmethod
     def _split_words(cls, value: object) -> object:
-        return _split(value, ",")
+        return split_setting(value, ",")
 
     @field_validator("repo_schemes")
     @classmethod
@@ -150,7 +150,7 @@ class OrchestratorSettings(CommonSettings):
         return schemes
 
 
-def _split(value: object, sep: str) -> object:
+def split_setting(value: object, sep: str) -> object:
     """A JSON list as it is, or `a<sep>b` split, from the environment."""
     if not isinstance(value, str):
         return value

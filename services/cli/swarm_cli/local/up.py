@@ -42,7 +42,7 @@ from swarm_common import acl
 from swarm_common.private import keep_private
 from swarm_common.settings import normalize_database_url, redact_url
 from swarm_orchestrator.db import migrate
-from swarm_orchestrator.settings import OrchestratorSettings
+from swarm_orchestrator.settings import OrchestratorSettings, split_setting
 
 __all__ = [
     "RedisUrls",
@@ -296,14 +296,18 @@ def _local_policy(data_dir: Path, workspace: Path) -> dict[str, str]:
     demo = data_dir / DEMO_REPO
     kept = {demo.name, workspace.name}
     secret = [str(p) for p in data_dir.iterdir() if p.name not in kept]
-    hidden = [os.environ.get("SWARM_HIDDEN_PATHS", ""), *secret]
-    given = os.environ.get("SWARM_LOCAL_REPO_ROOTS", "").strip()
-    roots = json.loads(given) if given.startswith("[") else given.split(os.pathsep)
-    roots = [r for r in roots if r] or [str(Path.cwd().resolve())]
+    hidden = _paths("SWARM_HIDDEN_PATHS") + secret
+    roots = _paths("SWARM_LOCAL_REPO_ROOTS") or [str(Path.cwd().resolve())]
     return {
-        "SWARM_HIDDEN_PATHS": os.pathsep.join(p for p in hidden if p),
+        "SWARM_HIDDEN_PATHS": json.dumps(hidden),
         "SWARM_LOCAL_REPO_ROOTS": json.dumps([*roots, str(demo)]),
     }
+
+
+def _paths(variable: str) -> list[str]:
+    """A list of folders from the environment, read as the orchestrator reads it."""
+    value = split_setting(os.environ.get(variable, ""), os.pathsep)
+    return [str(p) for p in value] if isinstance(value, list) else []
 
 
 def _trap_signals(stack: _Stack) -> dict[signal.Signals, _Handler]:

@@ -13,6 +13,7 @@ can hold the event loop (every other caller's requests) for long:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -143,8 +144,11 @@ class GraphRoute(APIRoute):
             if body:
                 # A few C calls of some 20 ms each on 16 MB: in a thread, the event loop gets
                 # the interpreter back between them.
+                most = request.app.state.swarm.settings.max_graph_edges
                 edges = await asyncio.to_thread(count_entries, body, "depends_on")
-                check_edges(edges, max_edges=request.app.state.swarm.settings.max_graph_edges)
+                check_edges(edges, max_edges=most)
+                with contextlib.suppress(ValueError):  # not JSON: FastAPI says so
+                    check_edges(await request.edges(), max_edges=most)
             return await handler(request)
 
         return counted
@@ -158,23 +162,34 @@ class _GraphRequest(Request):
     FastAPI would do both in the event loop (a tenth of a second for a graph at the limits);
     handed `TaskSpec`s, its own validation takes microseconds."""
 
-    _parsed: Any = None
+    _parsed: tuple[Any, int] | None = None
 
     async def json(self) -> Any:
+        return (await self._parse())[0]
+
+    async def edges(self) -> int:
+        """The `depends_on` entries of the parsed graph: a key written with escapes
+        (`"depends\\u005fon"`) escapes the count on the bytes, not this one."""
+        return (await self._parse())[1]
+
+    async def _parse(self) -> tuple[Any, int]:
         if self._parsed is None:
             self._parsed = await asyncio.to_thread(_graph_json, await self.body())
         return self._parsed
 
 
-def _graph_json(body: bytes) -> Any:
+def _graph_json(body: bytes) -> tuple[Any, int]:
     """`body` parsed, its tasks (the body itself, or its `tasks`) as `TaskSpec`s when all of
-    them are valid; otherwise as parsed, for FastAPI to say what is wrong."""
+    them are valid; otherwise as parsed, for FastAPI to say what is wrong; and how many
+    `depends_on` entries its tasks hold."""
     data = json.loads(body)
     tasks = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(tasks, list):
-        return data
+        return data, 0
+    lists = (t.get("depends_on") for t in tasks if isinstance(t, dict))
+    edges = sum(len(d) for d in lists if isinstance(d, list))
     try:
         specs = _TASKS.validate_python(tasks)
     except ValidationError:
-        return data
-    return {**data, "tasks": specs} if isinstance(data, dict) else specs
+        return data, edges
+    return ({**data, "tasks": specs} if isinstance(data, dict) else specs), edges

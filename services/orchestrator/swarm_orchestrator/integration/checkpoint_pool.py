@@ -10,7 +10,9 @@ stopped nothing is leased.
 
 A running checkpoint is watched: when its session is cancelled or the system is stopped,
 its gate is killed (the whole process group) and the checkpoint fails without a tag. A
-checkpoint whose orchestrator died is leased again when its lease runs out.
+checkpoint whose orchestrator stops is given back at once (pending again); one whose
+orchestrator died is leased again when its lease runs out (its own gates' timeouts, each
+at most the cap, plus a margin).
 """
 
 from __future__ import annotations
@@ -41,22 +43,29 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN_S = 300.0
 WATCH_INTERVAL_S = 1.0
 
+_PICK_SQL = text("""
+SELECT c.id, c.session_id FROM checkpoints c JOIN sessions s ON s.id = c.session_id
+WHERE (c.status = 'pending' OR (c.status = 'running' AND c.lease_until < now()))
+  AND NOT EXISTS (
+      SELECT 1 FROM checkpoints o
+      WHERE o.session_id = c.session_id AND o.id <> c.id
+        AND o.status = 'running' AND o.lease_until >= now())
+  AND (SELECT count(*) FROM checkpoints r JOIN sessions rs ON rs.id = r.session_id
+       WHERE r.status = 'running' AND r.lease_until >= now()
+         AND rs.tenant IS NOT DISTINCT FROM s.tenant) < :tenant_slots
+ORDER BY c.id FOR UPDATE OF c SKIP LOCKED LIMIT 1
+""")
+
 _LEASE_SQL = text("""
 UPDATE checkpoints SET status = 'running', runs = runs + 1, started_at = now(),
        lease_until = now() + make_interval(secs => :lease)
-WHERE id = (
-    SELECT c.id FROM checkpoints c JOIN sessions s ON s.id = c.session_id
-    WHERE (c.status = 'pending' OR (c.status = 'running' AND c.lease_until < now()))
-      AND NOT EXISTS (
-          SELECT 1 FROM checkpoints o
-          WHERE o.session_id = c.session_id AND o.id <> c.id
-            AND o.status = 'running' AND o.lease_until >= now())
-      AND (SELECT count(*) FROM checkpoints r JOIN sessions rs ON rs.id = r.session_id
-           WHERE r.status = 'running' AND r.lease_until >= now()
-             AND rs.tenant IS NOT DISTINCT FROM s.tenant) < :tenant_slots
-    ORDER BY c.id FOR UPDATE OF c SKIP LOCKED LIMIT 1
-)
+WHERE id = :id
 RETURNING id, runs
+""")
+
+_GIVE_BACK_SQL = text("""
+UPDATE checkpoints SET status = 'pending', lease_until = NULL
+WHERE id = :id AND runs = :runs AND status = 'running'
 """)
 
 
@@ -71,11 +80,16 @@ class CheckpointPool:
     """Called when a run ends: a slot is free."""
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
+    closed: bool = False
+
     async def fill(self) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
-        while len(self.running) < self.settings.checkpoint_workers:
+        while self._open() and len(self.running) < self.settings.checkpoint_workers:
             lease = await self._lease()
             if lease is None:
+                break
+            if not self._open():  # stopped while it leased: any replica takes it
+                await self._give_back(lease)
                 break
             task = asyncio.create_task(self._run(lease), name=f"swarm-checkpoint-{lease.id}")
             self.running[lease.id] = task
@@ -91,9 +105,13 @@ class CheckpointPool:
             finished += len(started)
         return finished
 
+    def _open(self) -> bool:
+        return not self.closed
+
     async def stop(self) -> None:
-        """Kill the gates of this process's checkpoints (their leases run out and another
-        orchestrator runs them again)."""
+        """Kill the gates of this process's checkpoints and give them back (pending again,
+        for any orchestrator to run)."""
+        self.closed = True
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
@@ -110,34 +128,36 @@ class CheckpointPool:
             if (await get_state(db)).mode == SystemMode.STOPPED:
                 return None
             await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("ckpt")})
-            params = {
-                "lease": await self._lease_seconds(db),
-                "tenant_slots": self.settings.checkpoint_tenant_slots,
-            }
-            row = (await db.execute(_LEASE_SQL, params)).first()
-        return None if row is None else Lease(id=row.id, runs=row.runs)
+            slots = {"tenant_slots": self.settings.checkpoint_tenant_slots}
+            picked = (await db.execute(_PICK_SQL, slots)).first()
+            if picked is None:
+                return None
+            session = await db.get(Session, picked.session_id)
+            assert session is not None
+            lease = {"id": picked.id, "lease": self._lease_seconds(session)}
+            row = (await db.execute(_LEASE_SQL, lease)).one()
+        return Lease(id=row.id, runs=row.runs)
 
-    async def _lease_seconds(self, db: AsyncSession) -> float:
-        """Long enough for the slowest session's gates (each at most the cap), plus a margin."""
-        waiting = await db.scalars(
-            select(Session)
-            .join(Checkpoint, Checkpoint.session_id == Session.id)
-            .where(Checkpoint.status.in_(["pending", "running"]))
-            .distinct()
-        )
+    def _lease_seconds(self, session: Session) -> float:
+        """Long enough for the session's gates (each at most the cap), plus a margin."""
+        gates = session_settings(session).gates
         most = self.settings.checkpoint_gate_max_s
-        longest = 0.0
-        for session in waiting.all():
-            gates = session_settings(session).gates
-            timeouts = (min(gates.timeouts.get(n, gates.timeout_s), most) for n in GATE_NAMES)
-            longest = max(longest, sum(timeouts))
-        return longest + LEASE_MARGIN_S
+        return sum(min(gates.timeouts.get(n, gates.timeout_s), most) for n in GATE_NAMES) + (
+            LEASE_MARGIN_S
+        )
+
+    async def _give_back(self, lease: Lease) -> None:
+        async with self.sessionmaker() as db, db.begin():
+            await db.execute(_GIVE_BACK_SQL, {"id": lease.id, "runs": lease.runs})
 
     async def _run(self, lease: Lease) -> None:
         cancel = asyncio.Event()
         watcher = asyncio.create_task(self._watch(lease, cancel))
         try:
             await run_leased(self.sessionmaker, lease, settings=self.settings, cancel=cancel)
+        except asyncio.CancelledError:  # this orchestrator stops: another runs it at once
+            await asyncio.shield(self._give_back(lease))
+            raise
         finally:
             watcher.cancel()
 

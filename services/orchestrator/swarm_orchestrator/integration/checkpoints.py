@@ -130,7 +130,7 @@ async def run_leased(
     try:
         await asyncio.to_thread(_add_detached, mirror, place / "tree", checkpoint.commit)
         plan = _capped(plan_gates(config, place / "tree"), settings.checkpoint_gate_max_s)
-        wrap = await _confinement(settings, expose=(place, mirror)) if plan else None
+        wrap = await _confinement(settings, place=place, mirror=mirror) if plan else None
         redact = Redactor([*configured_secrets(os.environ), *settings.secrets()])
         results = await run_gates(
             plan,
@@ -168,21 +168,33 @@ class _Unconfined(Exception):
 
 
 async def _confinement(
-    settings: OrchestratorSettings, *, expose: tuple[Path, ...]
+    settings: OrchestratorSettings, *, place: Path, mirror: Path
 ) -> Callable[[list[str]], list[str]] | None:
-    """How a checkpoint gate's command is wrapped: in namespaces that hide the workspace
-    but `expose` (its own checkout and the session's mirror), the data folder and the
-    credentials in the orchestrator's HOME (`swarm_common.confine`)."""
+    """How a checkpoint gate's command is wrapped (`swarm_common.confine`): in namespaces
+    where the workspace is empty but for `place` (its checkout and HOME) and, read-only, its
+    session's mirror (the checkout's own folder in it writable, for git's index), and the
+    data folder, Swarm's git HOME and the credentials of the orchestrator's HOME are empty.
+    A gate can change nothing the orchestrator's own git later reads (a mirror's config
+    could otherwise name a filter or credential helper for it to run)."""
     if not settings.confine_checkpoint_gates:
         return None
     if not await asyncio.to_thread(confine.available):
         raise _Unconfined(
-            "checkpoint gates cannot run confined here (the kernel allows no user "
-            "namespace); set SWARM_CONFINE_CHECKPOINT_GATES=false to run them unconfined"
+            "checkpoint gates cannot run confined here (the kernel, or a container's seccomp "
+            "profile, allows no user and mount namespace); set "
+            "SWARM_CONFINE_CHECKPOINT_GATES=false to run them unconfined"
         )
     home = Path.home()
-    hide = (settings.workspace, *settings.hidden_paths, *(home / name for name in _HOME_SECRETS))
-    return confine.Confinement(hide=hide, expose=expose).wrap
+    hide = (
+        settings.workspace,
+        *settings.hidden_paths,
+        *([settings.git_home] if settings.git_home else []),
+        *(home / name for name in _HOME_SECRETS),
+    )
+    own = git.worktree_admin_dir(place / "tree")
+    return confine.Confinement(
+        hide=hide, expose=(place, *([own] if own else [])), read_only=(mirror,)
+    ).wrap
 
 
 def _gate_env(home: Path) -> dict[str, str]:
@@ -287,11 +299,21 @@ class _Target:
 
 
 def _push_target(session: Session, settings: OrchestratorSettings) -> _Target:
+    """The session's repository, if a push may go there now. A push to a repository on this
+    host runs that repository's hooks here, as the orchestrator's user: only a session of a
+    token without a tenant (the operator's own repository) may push to one."""
     policy = RepoPolicy.from_settings(settings)
     try:
         source = policy.check(session.repo, tenant=session.tenant)
     except SwarmError as exc:
         return _Target(url=None, env={}, refused=f"not pushed: {exc.message}")
+    if source.local and session.tenant is not None:
+        return _Target(
+            url=None,
+            env={},
+            refused="not pushed: a tenant's session pushes to remote repositories only "
+            "(a local one would run its hooks in the orchestrator)",
+        )
     return _Target(url=source.clone, env=policy.git_env())
 
 

@@ -39,11 +39,13 @@ _SCP_RE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+):(?!//)[^\s]+$")
 
 @dataclass(frozen=True)
 class Source:
-    """An accepted repository: `clone` is what git is given (a local repository by its
-    resolved path), `local` says whether it is on this host."""
+    """An accepted repository: `clone` is what git is given (a local repository by the
+    resolved path of its git folder), `local` says whether it is on this host, `folder` is a
+    local repository's working folder (None for a bare one), where setup files come from."""
 
     clone: str
     local: bool
+    folder: Path | None = None
 
 
 def _resolved(paths: Iterable[Path]) -> tuple[Path, ...]:
@@ -71,7 +73,13 @@ class RepoPolicy:
             tenants_use_roots=settings.tenants_use_local_roots,
             schemes=frozenset(s.lower() for s in settings.repo_schemes),
             hosts=tuple(h.lower() for h in settings.repo_hosts),
-            forbidden=_resolved([settings.workspace, *settings.hidden_paths]),
+            forbidden=_resolved(
+                [
+                    settings.workspace,
+                    *settings.hidden_paths,
+                    *([settings.git_home] if settings.git_home else []),
+                ]
+            ),
             git_home=settings.git_home,
         )
 
@@ -96,31 +104,31 @@ class RepoPolicy:
             return self._check_url(repo, url.group(1).lower(), tenant)
         scp = _SCP_RE.match(repo)
         if scp and not repo.startswith("/"):
-            self._check_remote("ssh", scp.group(1), repo)
+            self._check_remote("ssh", scp.group(1))
             return Source(clone=repo, local=False)
         if not repo.startswith("/"):
             raise Invalid(
                 "repo must be an absolute path or a git URL (https://, ssh://, user@host:path)",
                 code="invalid_repo",
             )
-        return Source(clone=str(self._check_local(Path(repo), tenant)), local=True)
+        return self._check_local(Path(repo), tenant)
 
     def _check_url(self, repo: str, scheme: str, tenant: str | None) -> Source:
         parts = urlsplit(repo)
         if scheme == "file":
-            self._allow_scheme(scheme, repo)
+            self._allow_scheme(scheme)
             if parts.hostname not in (None, "", "localhost"):
                 raise Invalid("a file:// URL names no host", code="invalid_repo")
             path = Path(unquote(parts.path))
             if not path.is_absolute():
                 raise Invalid("a file:// URL needs an absolute path", code="invalid_repo")
-            return Source(clone=str(self._check_local(path, tenant)), local=True)
+            return self._check_local(path, tenant)
         if not parts.hostname:
             raise Invalid(f"{scheme}:// URL without a host", code="invalid_repo")
-        self._check_remote(scheme, parts.hostname, repo)
+        self._check_remote(scheme, parts.hostname)
         return Source(clone=repo, local=False)
 
-    def _allow_scheme(self, scheme: str, repo: str) -> None:
+    def _allow_scheme(self, scheme: str) -> None:
         if scheme not in REPO_SCHEMES:
             raise Invalid(f"{scheme}:// is not a git transport Swarm uses", code="invalid_repo")
         if scheme not in self.schemes:
@@ -130,8 +138,8 @@ class RepoPolicy:
                 code="repo_not_allowed",
             )
 
-    def _check_remote(self, scheme: str, host: str, repo: str) -> None:
-        self._allow_scheme(scheme, repo)
+    def _check_remote(self, scheme: str, host: str) -> None:
+        self._allow_scheme(scheme)
         host = host.lower().rstrip(".")
         if self.hosts and not any(fnmatch.fnmatchcase(host, p) for p in self.hosts):
             raise Forbidden(
@@ -139,7 +147,7 @@ class RepoPolicy:
                 code="repo_not_allowed",
             )
 
-    def _check_local(self, path: Path, tenant: str | None) -> Path:
+    def _check_local(self, path: Path, tenant: str | None) -> Source:
         roots = self.roots_for(tenant)
         if not roots:
             raise Forbidden(
@@ -149,14 +157,17 @@ class RepoPolicy:
             )
         try:
             real = path.resolve(strict=True)
+            store = _git_store(real)
+            reads = [real, *_git_links(real, store)]
         except FileNotFoundError:
             raise Invalid(f"repository {path} does not exist", code="repo_not_found") from None
-        except (OSError, RuntimeError) as exc:  # a name too long, a loop of links
+        except (OSError, RuntimeError) as exc:  # unreadable, a name too long, a loop of links
             raise Invalid(f"repo is not a usable path: {exc}", code="invalid_repo") from None
-        self._inside(real, roots, shown=path)
-        for borrowed in _git_links(real):
-            self._inside(borrowed, roots, shown=path)
-        return real
+        if store is None:
+            raise Invalid(f"{path} is not a git repository", code="invalid_repo")
+        for read in reads:
+            self._inside(read, roots, shown=path)
+        return Source(clone=str(store), local=True, folder=None if store == real else real)
 
     def _inside(self, real: Path, roots: tuple[Path, ...], *, shown: Path) -> None:
         if any(real.is_relative_to(f) for f in self.forbidden) or not any(
@@ -168,29 +179,52 @@ class RepoPolicy:
             )
 
 
-def _git_links(path: Path) -> list[Path]:
-    """Every folder outside `path` that git would read for it: the git folder a `.git` file
-    points to, a worktree's `commondir`, and the object stores in `alternates`."""
-    found: list[Path] = []
-    git_dir = path
+def _git_store(path: Path) -> Path | None:
+    """The repository git would read for `path`, and the one Swarm clones: its `.git`
+    folder (or where a `.git` file points, or the `commondir` of a linked worktree), or
+    `path` itself when it is a bare repository. None when it is neither: git's own guesses
+    (`<path>.git`, a file of `gitdir:`) are never taken."""
     dot_git = path / ".git"
-    if dot_git.is_file():
+    if dot_git.is_dir():
+        store = dot_git.resolve()
+    elif dot_git.is_file():
         text = _read(dot_git)
-        if text.startswith("gitdir:"):
-            git_dir = (path / text.removeprefix("gitdir:").strip()).resolve()
-            found.append(git_dir)
-    elif dot_git.is_dir():
-        git_dir = dot_git.resolve()
-    common = _read(git_dir / "commondir").strip()
-    if common:
-        git_dir = (git_dir / common).resolve()
-        found.append(git_dir)
-    objects = git_dir / "objects"
-    for line in _read(objects / "info" / "alternates").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            found.append((objects / line).resolve())
-    found.extend(_linked(git_dir, objects, objects / "pack"))
+        if not text.startswith("gitdir:"):
+            return None
+        store = (path / text.removeprefix("gitdir:").strip()).resolve()
+    elif path.is_dir() and (path / "HEAD").is_file() and (path / "objects").is_dir():
+        store = path
+    else:
+        return None
+    common = _read(store / "commondir").strip()
+    return (store / common).resolve() if common else store
+
+
+MAX_ALTERNATES = 16
+"""Most object stores one repository may borrow from, through chains of alternates."""
+
+
+def _git_links(path: Path, store: Path | None) -> list[Path]:
+    """Every folder git would read for the repository at `path` besides it: its store (see
+    `_git_store`), the stores its `alternates` name, through chains of them, and where the
+    links in them lead."""
+    if store is None:
+        return []
+    found: list[Path] = [store]
+    todo = [store / "objects"]
+    seen: set[Path] = set()
+    while todo and len(seen) < MAX_ALTERNATES:
+        objects = todo.pop()
+        if objects in seen:
+            continue
+        seen.add(objects)
+        found.extend([objects.resolve(), *_linked(objects.parent, objects, objects / "pack")])
+        for line in _read(objects / "info" / "alternates").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                todo.append((objects / line).resolve())
+    if todo:
+        raise OSError(f"more than {MAX_ALTERNATES} alternate object stores")
     return found
 
 

@@ -133,13 +133,13 @@ def copy_setup_files(
     of it is refused) and at most `MAX_SETUP_FILE_BYTES`."""
     if not files:
         return
-    root = Path(source.clone)
-    if not source.local or not root.is_dir():
+    if source.folder is None:
         raise Invalid(
-            "setup files can only be copied from a local repository", code="invalid_setup"
+            "setup files can only be copied from a local repository with a working folder",
+            code="invalid_setup",
         )
-    repo = source.clone
-    root = root.resolve()
+    root = source.folder
+    repo = str(root)
     dest = setup_dir(workspace, session_id)
     for name in files:
         found = (root / name).resolve()
