@@ -21,6 +21,7 @@ from swarm_orchestrator.graph.reports import Outcome, apply_event
 
 __all__ = [
     "apply",
+    "tenant_client",
     "event_key",
     "mirror_commit",
     "count_rows",
@@ -149,3 +150,17 @@ def mirror_commit(
     finally:
         git.git("worktree", "remove", "--force", str(tree), git_dir=mirror)
         shutil.rmtree(tree, ignore_errors=True)
+
+
+async def tenant_client(
+    api: httpx.AsyncClient, tenant: str, *, role: str = "operator", name: str | None = None
+) -> httpx.AsyncClient:
+    """A client of the same app that sends a new token of `tenant` (`<tenant>-<role>`)."""
+    body = {"name": name or f"{tenant}-{role}", "role": role, "tenant": tenant}
+    made = await api.post("/v1/tokens", json=body)
+    assert made.status_code == 201, made.text
+    return httpx.AsyncClient(
+        transport=api._transport,
+        base_url=str(api.base_url),
+        headers={"Authorization": f"Bearer {made.json()['token']}"},
+    )

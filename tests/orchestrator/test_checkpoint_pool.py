@@ -15,22 +15,10 @@ from swarm_common import git
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.conftest import init_repo
-from tests.orchestrator.helpers import new_session
+from tests.orchestrator.helpers import new_session, tenant_client
 from tests.waiting import wait_until_async
 
 Json = dict[str, Any]
-
-
-async def _client(api: httpx.AsyncClient, tenant: str) -> httpx.AsyncClient:
-    made = await api.post(
-        "/v1/tokens", json={"name": f"{tenant}-op", "role": "operator", "tenant": tenant}
-    )
-    assert made.status_code == 201, made.text
-    return httpx.AsyncClient(
-        transport=api._transport,
-        base_url=str(api.base_url),
-        headers={"Authorization": f"Bearer {made.json()['token']}"},
-    )
 
 
 def _gates(command: str, timeout_s: float = 3600) -> Json:
@@ -68,7 +56,7 @@ async def hold(tmp_path: Path) -> Path:
 async def _tenant(
     api: httpx.AsyncClient, tmp_path: Path, workspace: Path, name: str, command: str
 ) -> Tenant:
-    client = await _client(api, name)
+    client = await tenant_client(api, name)
     session = await new_session(client, init_repo(tmp_path / name), settings=_gates(command))
     return Tenant(client, session, workspace)
 

@@ -24,19 +24,7 @@ from swarm_orchestrator.errors import SwarmError
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.conftest import init_repo
-from tests.orchestrator.helpers import count_rows, new_session
-
-
-async def _tenant_client(api: httpx.AsyncClient, tenant: str) -> httpx.AsyncClient:
-    made = await api.post(
-        "/v1/tokens", json={"name": f"{tenant}-op", "role": "operator", "tenant": tenant}
-    )
-    assert made.status_code == 201, made.text
-    return httpx.AsyncClient(
-        transport=api._transport,
-        base_url=str(api.base_url),
-        headers={"Authorization": f"Bearer {made.json()['token']}"},
-    )
+from tests.orchestrator.helpers import count_rows, new_session, tenant_client
 
 
 def _server_defaults(settings: OrchestratorSettings, tmp_path: Path) -> None:
@@ -52,8 +40,8 @@ async def two_tenants(
     """Tenant acme's session (with a private file) and a client of tenant globex."""
     _server_defaults(settings, tmp_path)
     acme_repo = init_repo(tmp_path / "acme" / "app", {"secret.txt": "acme-private\n"})
-    acme = await _tenant_client(api, "acme")
-    globex = await _tenant_client(api, "globex")
+    acme = await tenant_client(api, "acme")
+    globex = await tenant_client(api, "globex")
     session = await new_session(acme, acme_repo)
     (tmp_path / "globex").mkdir()
     return {

@@ -16,20 +16,9 @@ from swarm_common.messages import TaskStarted, WorkerOnline
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Session
 from swarm_orchestrator.graph.reports import Outcome
-from tests.orchestrator.helpers import apply, new_session, task, task_ids
+from tests.orchestrator.helpers import apply, new_session, task, task_ids, tenant_client
 
 SM = async_sessionmaker[AsyncSession]
-
-
-async def _token(api: httpx.AsyncClient, name: str, role: str, tenant: str) -> httpx.AsyncClient:
-    """A client of the same app that sends a new token of `tenant`."""
-    made = await api.post("/v1/tokens", json={"name": name, "role": role, "tenant": tenant})
-    assert made.status_code == 201, made.text
-    return httpx.AsyncClient(
-        transport=api._transport,
-        base_url=str(api.base_url),
-        headers={"Authorization": f"Bearer {made.json()['token']}"},
-    )
 
 
 async def _running_task_of(
@@ -64,9 +53,9 @@ def _seen(workers: list[dict[str, Any]]) -> list[tuple[str, str, int | None, lis
 async def test_a_tenant_sees_only_the_workers_running_its_tasks_without_host_or_pid(
     api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
 ) -> None:
-    acme = await _token(api, "acme-op", "operator", "acme")
-    globex = await _token(api, "globex-op", "operator", "globex")
-    initech = await _token(api, "initech-viewer", "viewer", "initech")
+    acme = await tenant_client(api, "acme", role="operator", name="acme-op")
+    globex = await tenant_client(api, "globex", role="operator", name="globex-op")
+    initech = await tenant_client(api, "initech", role="viewer", name="initech-viewer")
     async with acme, globex, initech:
         for n, name in enumerate(("w-acme", "w-globex", "w-idle"), start=1):
             online = WorkerOnline(
