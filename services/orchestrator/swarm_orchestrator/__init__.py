@@ -17,6 +17,8 @@ Where things live (behaviour → module):
     `graph/provenance.py`
   - a person's retry, cancel, approve, pause, resume → `graph/control.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
+- from a goal to a graph — `planning/`: the planner without a model, from the goal
+  document's headings, phases and lists → `planning/heuristic.py`
 - git integration — `integration/`
   - where a repository may come from (roots, tenants, schemes, hosts) →
     `integration/repo_policy.py`
