@@ -412,3 +412,56 @@ def test_the_config_file_names_the_server_and_the_token(stack: Stack, tmp_path: 
     assert TEST_TOKEN not in refused.stderr + refused.stdout
     config.chmod(0o600)
     ok(swarm("status", **plain))  # type: ignore[arg-type]
+
+
+def test_add_retry_failed_checkpoint_and_rollback(stack: Stack, tmp_path: Path) -> None:
+    """The commands the API had and the CLI lacked: `add` (tasks into a running session),
+    `retry --failed` (every failed task at once), `checkpoint --wait` and `rollback`."""
+    repo = init_repo(tmp_path / "repo")
+    stack.start_orchestrator()
+    stack.start_adapter("shell-cli")
+    url = stack.api_url
+    with stack.client() as client:
+        created = client.post(
+            "/v1/sessions",
+            json={
+                "title": "More",
+                "repo": str(repo),
+                "base_ref": "main",
+                "settings": {"gates": {"detect": False}},
+                "tasks": [
+                    {"key": "a", "prompt": "echo a > a.txt"},
+                    {"key": "bad", "prompt": "exit 3"},
+                ],
+            },
+        )
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        eventually(
+            lambda: (
+                task_by_key(client, sid, "bad")["status"] == "failed"
+                and task_by_key(client, sid, "a")["merge_status"] == "merged"
+            ),
+            timeout_s=60,
+            message="a merged and bad failed",
+        )
+        more = tmp_path / "more.yaml"
+        more.write_text("- key: b\n  prompt: echo b > b.txt\n  depends_on: [a]\n")
+        assert "Added 1 task(s)" in ok(swarm("add", sid[:8], str(more), url=url))
+        refused = swarm("retry", url=url)
+        assert refused.returncode == 1 and "--failed" in refused.stderr
+        assert "Retried 1 task(s)" in ok(swarm("retry", "--failed", sid, url=url))
+        assert task_by_key(client, sid, "bad")["attempt"] == 2
+        eventually(
+            lambda: task_by_key(client, sid, "b")["merge_status"] == "merged",
+            timeout_s=60,
+            message="b merged",
+        )
+        passed = json.loads(ok(swarm("checkpoint", sid, "--wait", "--json", url=url)))
+        assert passed["status"] == "passed" and passed["number"] == 1
+        head = client.get(f"/v1/sessions/{sid}").json()["integration_head"]
+        assert passed["commit"] == head
+        rolled = json.loads(ok(swarm("rollback", sid, "1", "--json", url=url)))
+        assert (rolled["checkpoint"], rolled["integration_head"]) == (1, head)
+        missing = swarm("rollback", sid, "7", url=url)
+        assert missing.returncode == 1 and "checkpoint" in missing.stderr

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from swarm_cli import config, refs, sessions, system, tasks
+from swarm_cli import checkpoints, config, refs, sessions, system, tasks
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.options import (
     ApiUrl,
@@ -159,6 +159,9 @@ app.command(rich_help_panel=_SESSIONS)(sessions.tasks)
 app.command(rich_help_panel=_SESSIONS)(sessions.watch)
 app.command(rich_help_panel=_SESSIONS)(sessions.pause)
 app.command(rich_help_panel=_SESSIONS)(sessions.resume)
+app.command(rich_help_panel=_SESSIONS)(sessions.add)
+app.command(rich_help_panel=_SESSIONS)(checkpoints.checkpoint)
+app.command(rich_help_panel=_SESSIONS)(checkpoints.rollback)
 app.command(rich_help_panel=_TASKS)(tasks.task)
 app.command(rich_help_panel=_TASKS)(tasks.logs)
 app.command(rich_help_panel=_TASKS)(tasks.retry)

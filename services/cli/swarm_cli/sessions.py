@@ -1,4 +1,5 @@
-"""Client commands about sessions: `submit`, `status`, `tasks`, `watch`, `pause`, `resume`."""
+"""Client commands about sessions: `submit`, `add`, `status`, `tasks`, `watch`, `pause`,
+`resume`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from swarm_cli.options import (
     print_json,
 )
 
-__all__ = ["pause", "resume", "status", "submit", "tasks", "watch"]
+__all__ = ["add", "pause", "resume", "status", "submit", "tasks", "watch"]
 
 WIDE_TABLE = 110
 """Below this many columns, the session table shows short ids."""
@@ -55,6 +56,30 @@ def submit(
         print_json(session)
     else:
         sys.stdout.write(session["id"] + "\n")
+
+
+def add(
+    session: SessionArg,
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="Tasks (YAML or JSON): a list, or a graph file.")
+    ],
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add tasks to a session; they may depend on its tasks (they run once those have)."""
+    from swarm_cli.taskfile import load_tasks
+
+    tasks = load_tasks(file)
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, session)
+        added: list[dict[str, Any]] = client.post(f"/v1/sessions/{sid}/tasks", tasks)
+    if as_json:
+        print_json(added)
+        return
+    keys = ", ".join(escape(str(t["key"])) for t in added[:20])
+    more = f" and {len(added) - 20} more" if len(added) > 20 else ""
+    console.print(f"Added {len(added)} task(s) to {sid}: {keys}{more}", highlight=False)
 
 
 def status(

@@ -20,7 +20,7 @@ import yaml
 
 from swarm_cli.client import CliError
 
-__all__ = ["load_taskfile"]
+__all__ = ["load_taskfile", "load_tasks"]
 
 _URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://")
 _FIELDS = {
@@ -60,3 +60,18 @@ def load_taskfile(path: Path) -> dict[str, Any]:
     data["repo"] = repo
     data.setdefault("title", path.stem)
     return data
+
+
+def load_tasks(path: Path) -> list[dict[str, Any]]:
+    """The tasks a file at `path` holds, for `POST /v1/sessions/{id}/tasks`: a list of tasks,
+    or a graph file's mapping (only its `tasks` are read)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML: {exc}") from None
+    tasks = data.get("tasks") if isinstance(data, dict) else data
+    if not isinstance(tasks, list) or not tasks:
+        raise CliError(f"{path} must hold a non-empty list of tasks (or a mapping with 'tasks')")
+    return tasks

@@ -248,11 +248,43 @@ def _task_action(
 
 
 def retry(
-    ref: TaskArg, api_url: ApiUrl = None, token: Token = None, as_json: AsJson = False
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[TASK]",
+            help="A task id, or SESSION/KEY (SESSION may be the id's first characters).",
+            show_default=False,
+        ),
+    ] = None,
+    failed: Annotated[
+        str | None,
+        typer.Option(
+            "--failed", metavar="SESSION", help="Retry every failed task of this session."
+        ),
+    ] = None,
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run a failed or cancelled task again, as a new attempt; the tasks it blocked wait
-    for it again."""
-    _task_action(ref, "retry", api_url=api_url, token=token, as_json=as_json)
+    for it again. `--failed SESSION` retries every failed task of a session at once."""
+    if (ref is None) == (failed is None):
+        raise CliError("name one task, or a session with --failed")
+    if ref is not None:
+        _task_action(ref, "retry", api_url=api_url, token=token, as_json=as_json)
+        return
+    assert failed is not None
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, failed)
+        tasks = client.get(f"/v1/sessions/{sid}/tasks")
+        retried = [
+            client.post(f"/v1/tasks/{t['id']}/retry") for t in tasks if t["status"] == "failed"
+        ]
+    if as_json:
+        print_json(retried)
+        return
+    keys = ", ".join(escape(str(t["key"])) for t in retried) or "none was failed"
+    console.print(f"Retried {len(retried)} task(s) of {sid}: {keys}", highlight=False)
 
 
 def approve(
