@@ -30,6 +30,9 @@ AGENT_KINDS: tuple[str, ...] = ("shell", "claude", "codex", "gemini")
 MAX_KEY_CHARS = 64
 MAX_PROMPT_CHARS = 256 * 1024
 MAX_DEPENDENCIES = 1000
+READ_ONLY_TASK_FIELDS = ("status", "merge_status", "result")
+"""What an exported task says of its run (`GET /v1/sessions/{id}/graph`); a submitted
+task's are ignored."""
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -146,6 +149,15 @@ class TaskSpec(BaseModel):
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the agent's final message must follow (Codex)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_read_only(cls, value: Any) -> Any:
+        """An exported graph's tasks say how they ran (`READ_ONLY_TASK_FIELDS`); submitted
+        again, that is ignored."""
+        if isinstance(value, dict) and any(f in value for f in READ_ONLY_TASK_FIELDS):
+            return {k: v for k, v in value.items() if k not in READ_ONLY_TASK_FIELDS}
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> TaskSpec:

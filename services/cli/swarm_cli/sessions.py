@@ -1,9 +1,10 @@
-"""Client commands about sessions: `submit`, `add`, `status`, `tasks`, `watch`, `pause`,
-`resume`."""
+"""Client commands about sessions: `submit`, `add`, `export`, `status`, `tasks`, `watch`,
+`pause`, `resume`."""
 
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,13 @@ from swarm_cli.options import (
     print_json,
 )
 
-__all__ = ["add", "pause", "resume", "status", "submit", "tasks", "watch"]
+__all__ = ["add", "export", "pause", "resume", "status", "submit", "tasks", "watch"]
+
+
+class FileFormat(StrEnum):
+    YAML = "yaml"
+    JSON = "json"
+
 
 WIDE_TABLE = 110
 """Below this many columns, the session table shows short ids."""
@@ -80,6 +87,37 @@ def add(
     keys = ", ".join(escape(str(t["key"])) for t in added[:20])
     more = f" and {len(added) - 20} more" if len(added) > 20 else ""
     console.print(f"Added {len(added)} task(s) to {sid}: {keys}{more}", highlight=False)
+
+
+def export(
+    session: SessionArg,
+    fmt: Annotated[FileFormat, typer.Option("--format", help="yaml or json.")] = FileFormat.YAML,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", metavar="S", help="Only tasks in this state (repeatable)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    api_url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """Write a session as a task graph file that `swarm submit` reads back into the same
+    graph (tasks' status, merge status and result are included, and ignored on submit)."""
+    from swarm_cli.taskfile import dump_taskfile
+
+    with connect(api_url, token) as client:
+        sid = refs.session_id(client, session)
+        graph = client.get(f"/v1/sessions/{sid}/graph", status=status or None)
+    text = dump_taskfile(graph, fmt.value)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}") from None
+    err.print(f"Wrote {len(graph['tasks'])} task(s) of {sid} to {output}", highlight=False)
 
 
 def status(

@@ -13,6 +13,7 @@ tasks:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import yaml
 
 from swarm_cli.client import CliError
 
-__all__ = ["load_taskfile", "load_tasks"]
+__all__ = ["dump_taskfile", "load_taskfile", "load_tasks"]
 
 _URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://")
 _FIELDS = {
@@ -75,3 +76,11 @@ def load_tasks(path: Path) -> list[dict[str, Any]]:
     if not isinstance(tasks, list) or not tasks:
         raise CliError(f"{path} must hold a non-empty list of tasks (or a mapping with 'tasks')")
     return tasks
+
+
+def dump_taskfile(graph: dict[str, Any], fmt: str) -> str:
+    """A session's graph (`GET /v1/sessions/{id}/graph`) as the text of a file that
+    `load_taskfile` reads back into the same body: YAML, or JSON."""
+    if fmt == "json":
+        return json.dumps(graph, indent=2, ensure_ascii=False) + "\n"
+    return yaml.safe_dump(graph, sort_keys=False, allow_unicode=True, width=100)

@@ -35,7 +35,7 @@ from swarm_orchestrator.api.stream import SSE_RESPONSE, EventsDep, timeline_answ
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
-from swarm_orchestrator.graph import control, progress, sessions
+from swarm_orchestrator.graph import control, export, progress, sessions
 from swarm_orchestrator.integration import checkpoints
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
 from swarm_orchestrator.integration.rollback import rollback as roll_back
@@ -147,6 +147,23 @@ async def add_tasks(
     by_key = {spec.key: spec.depends_on for spec in body}
     deps = {t.id: by_key.get(t.key, []) for t in tasks}
     return await tasks_response(tasks, deps, status_code=201)
+
+
+@router.get("/{session_id}/graph", responses=_ERRORS)
+async def export_graph(
+    session_id: uuid.UUID,
+    db: DbDep,
+    who: Viewer,
+    status: Annotated[
+        list[TaskStatus] | None,
+        Query(max_length=20, description="Only tasks in these states (repeat the parameter)."),
+    ] = None,
+) -> dict[str, Any]:
+    """The session as a task graph file: `POST /v1/sessions` with it makes the same graph
+    (each task's `status`, `merge_status` and `result` are read-only and ignored there)."""
+    session = await sessions.get_session(db, session_id, seen_by=who)
+    statuses = frozenset(s.value for s in status) if status else None
+    return await export.export_graph(db, session, statuses=statuses)
 
 
 @router.get("/{session_id}/tasks", response_model=list[TaskPublic], responses=_ERRORS)
