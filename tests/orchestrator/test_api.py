@@ -144,7 +144,8 @@ async def test_bad_session_input_is_a_4xx_with_a_code(
 
 async def test_a_directory_that_is_not_a_repository(api: httpx.AsyncClient, tmp_path: Path) -> None:
     response = await api.post("/v1/sessions", json={"title": "t", "repo": str(tmp_path)})
-    assert (response.status_code, response.json()["code"]) == (422, "repo_unavailable")
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_repo")
+    assert "is not a git repository" in response.json()["message"]
 
 
 async def test_malformed_json_and_unknown_ids(api: httpx.AsyncClient) -> None:
