@@ -172,6 +172,7 @@ ENDPOINTS = [
     _ep("GET", "/v1/sessions/{session_id}", "viewer", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/tasks", "operator", "session", 201, _add_tasks),
     _ep("GET", "/v1/sessions/{session_id}/tasks", "viewer", "session", 200),
+    _ep("GET", "/v1/sessions/{session_id}/graph", "viewer", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/cancel", "operator", "session", 200, _cancel_session),
     _ep("GET", "/v1/sessions/{session_id}/events", "viewer", "session", 200),
     _ep("GET", "/v1/sessions/{session_id}/progress", "viewer", "session", 200),

@@ -66,8 +66,9 @@ def test_repeated_titles_get_keys_of_their_own() -> None:
     assert list(_graph("- Test\n- Test\n- test!\n")) == ["test", "test-2", "test-3"]
 
 
-_CHARS = st.characters(blacklist_characters="\x00")
-"""A goal is valid text already (no NUL: PostgreSQL cannot store it)."""
+_CHARS = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+"""A goal is valid text already: no NUL (PostgreSQL cannot store it), no lone surrogate
+(not Unicode)."""
 _LINES = st.sampled_from(
     ["# T", "## Phase 1: x", "Phase 2", "### 3. y", "- a", "* b", "1. c", "2) d", "   - e", "", "f"]
 )

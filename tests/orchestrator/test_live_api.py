@@ -25,6 +25,7 @@ from tests.orchestrator.helpers import (
     task_ids,
     task_states,
 )
+from tests.waiting import wait_until_async
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -60,10 +61,16 @@ async def test_an_entry_committed_out_of_id_order_is_not_skipped(
         async with sessionmaker() as db:  # the JSON pages follow the same rule
             assert second not in [e.id for e in await timeline.page(db, session_id=uuid.UUID(sid))]
         await slow.commit()
+
+    async def settled() -> timeline.Batch | None:
+        # Another test's transaction, older than both, may still hold them back a moment.
+        async with sessionmaker() as db:
+            batch = await timeline.read(db, after=start, session_id=uuid.UUID(sid))
+        return None if batch.held_back else batch
+
+    batch = await wait_until_async(settled, timeout_s=30, message="entries 1 and 2 settled")
+    assert [e.id for e in batch.events] == [first, second]
     async with sessionmaker() as db:
-        batch = await timeline.read(db, after=start, session_id=uuid.UUID(sid))
-        assert [e.id for e in batch.events] == [first, second]
-        assert not batch.held_back
         # Resuming after entry `first` gives `second` only.
         cursor, min_id = await timeline.cursor_after(db, first)
         again = await timeline.read(db, after=cursor, min_id=min_id, session_id=uuid.UUID(sid))
