@@ -43,12 +43,12 @@ __all__ = [
     "is_ancestor",
     "merge_into",
     "numstat",
+    "pointed_git_dir",
     "outbound_env",
     "remove_worktree",
     "repo_lock",
     "resolve_commit",
     "update_ref",
-    "worktree_admin_dir",
     "worktrees_on_branch",
 ]
 
@@ -203,16 +203,18 @@ def outbound_env(home: Path) -> dict[str, str]:
     }
 
 
-def worktree_admin_dir(worktree: Path) -> Path | None:
-    """The folder a linked worktree keeps in its repository (`<repo>/worktrees/<name>`:
-    its index and HEAD), from the worktree's `.git` file; None if it has none."""
+def pointed_git_dir(folder: Path) -> Path | None:
+    """Where the `.git` file of `folder` points (`gitdir: ...`): for a linked worktree, the
+    folder it keeps in its repository (`<repo>/worktrees/<name>`: its index and HEAD).
+    None when `folder` has no such file."""
     try:
-        text = (worktree / ".git").read_text()
+        with (folder / ".git").open(errors="replace") as handle:
+            text = handle.read(4096)
     except OSError:
         return None
     if not text.startswith("gitdir:"):
         return None
-    return (worktree / text.removeprefix("gitdir:").strip()).resolve()
+    return (folder / text.removeprefix("gitdir:").strip()).resolve()
 
 
 def clone_bare(

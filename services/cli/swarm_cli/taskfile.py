@@ -36,14 +36,19 @@ _FIELDS = {
 }
 
 
-def load_taskfile(path: Path) -> dict[str, Any]:
-    """The body of `POST /v1/sessions` described by the file at `path`."""
+def _read(path: Path) -> Any:
+    """The YAML (or JSON) at `path`, or a `CliError` that says why not."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise CliError(f"{path} is not valid YAML: {exc}") from None
+
+
+def load_taskfile(path: Path) -> dict[str, Any]:
+    """The body of `POST /v1/sessions` described by the file at `path`."""
+    data = _read(path)
     if not isinstance(data, dict):
         raise CliError(f"{path} must hold a mapping with 'title', 'repo' and 'tasks'")
     unknown = sorted(set(data) - _FIELDS)
@@ -66,12 +71,7 @@ def load_taskfile(path: Path) -> dict[str, Any]:
 def load_tasks(path: Path) -> list[dict[str, Any]]:
     """The tasks a file at `path` holds, for `POST /v1/sessions/{id}/tasks`: a list of tasks,
     or a graph file's mapping (only its `tasks` are read)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path} is not valid YAML: {exc}") from None
+    data = _read(path)
     tasks = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(tasks, list) or not tasks:
         raise CliError(f"{path} must hold a non-empty list of tasks (or a mapping with 'tasks')")

@@ -276,10 +276,8 @@ def retry(
     assert failed is not None
     with connect(api_url, token) as client:
         sid = refs.session_id(client, failed)
-        tasks = client.get(f"/v1/sessions/{sid}/tasks")
-        retried = [
-            client.post(f"/v1/tasks/{t['id']}/retry") for t in tasks if t["status"] == "failed"
-        ]
+        failing = client.get(f"/v1/sessions/{sid}/tasks", status="failed")
+        retried = [client.post(f"/v1/tasks/{t['id']}/retry") for t in failing]
     if as_json:
         print_json(retried)
         return

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from swarm_common.gates._model import FAILING, GateCommand, GateResult, GateStatus
+from swarm_common.private import private_dir
 from swarm_common.procs import ProcessResult, run_process
 from swarm_common.text import clean_text
 
@@ -29,8 +30,7 @@ class _GateLog:
         self.redact = redact
         self.file: BinaryIO | None = None
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path.parent.chmod(0o700)
+            private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             os.fchmod(fd, 0o600)
             self.file = os.fdopen(fd, "wb")

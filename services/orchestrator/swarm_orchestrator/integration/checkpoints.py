@@ -191,7 +191,7 @@ async def _confinement(
         *([settings.git_home] if settings.git_home else []),
         *(home / name for name in _HOME_SECRETS),
     )
-    own = git.worktree_admin_dir(place / "tree")
+    own = git.pointed_git_dir(place / "tree")
     return confine.Confinement(
         hide=hide, expose=(place, *([own] if own else [])), read_only=(mirror,)
     ).wrap

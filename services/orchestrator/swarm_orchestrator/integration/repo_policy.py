@@ -188,10 +188,10 @@ def _git_store(path: Path) -> Path | None:
     if dot_git.is_dir():
         store = dot_git.resolve()
     elif dot_git.is_file():
-        text = _read(dot_git)
-        if not text.startswith("gitdir:"):
+        pointed = git.pointed_git_dir(path)
+        if pointed is None:
             return None
-        store = (path / text.removeprefix("gitdir:").strip()).resolve()
+        store = pointed
     elif path.is_dir() and (path / "HEAD").is_file() and (path / "objects").is_dir():
         store = path
     else:
