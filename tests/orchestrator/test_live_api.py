@@ -45,8 +45,15 @@ async def test_an_entry_committed_out_of_id_order_is_not_skipped(
     """Entry 6 commits after entry 7: a reader going by id alone would pass 6 and never see
     it; the stream order waits for 6's transaction and then gives both."""
     sid = (await new_session(api, git_repo, []))["id"]
-    async with sessionmaker() as db:
-        start = (await timeline.read(db, session_id=uuid.UUID(sid))).cursor
+
+    async def settled(after: timeline.Cursor = timeline.START) -> timeline.Batch | None:
+        # Another test's transaction, older than ours, may hold entries back a moment.
+        async with sessionmaker() as db:
+            batch = await timeline.read(db, after=after, session_id=uuid.UUID(sid))
+        return None if batch.held_back else batch
+
+    # The session's own entries first: the cursor starts after them.
+    start = (await wait_until_async(settled, timeout_s=30, message="session created")).cursor
     async with sessionmaker() as slow, sessionmaker() as fast:
         first = await _insert(slow, sid, 1)  # older transaction, smaller id, still open
         second = await _insert(fast, sid, 2)
@@ -62,13 +69,9 @@ async def test_an_entry_committed_out_of_id_order_is_not_skipped(
             assert second not in [e.id for e in await timeline.page(db, session_id=uuid.UUID(sid))]
         await slow.commit()
 
-    async def settled() -> timeline.Batch | None:
-        # Another test's transaction, older than both, may still hold them back a moment.
-        async with sessionmaker() as db:
-            batch = await timeline.read(db, after=start, session_id=uuid.UUID(sid))
-        return None if batch.held_back else batch
-
-    batch = await wait_until_async(settled, timeout_s=30, message="entries 1 and 2 settled")
+    batch = await wait_until_async(
+        lambda: settled(start), timeout_s=30, message="entries 1 and 2 settled"
+    )
     assert [e.id for e in batch.events] == [first, second]
     async with sessionmaker() as db:
         # Resuming after entry `first` gives `second` only.
