@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_ANSWER_CHARS",
     "MESSAGE_TYPES",
     "CancelRequest",
     "Message",
@@ -30,6 +31,10 @@ __all__ = [
     "WorkerOnline",
     "utcnow",
 ]
+
+
+MAX_ANSWER_CHARS = 512 * 1024
+"""The longest final message an adapter reports (a plan of a few hundred tasks)."""
 
 
 def utcnow() -> datetime:
@@ -81,6 +86,12 @@ class TaskMessage(Message):
     max_turns: int | None = None
     allowed_tools: list[str] | None = None
     output_schema: dict[str, Any] | None = None
+    read_only: bool = Field(
+        False,
+        description="A run that answers rather than changes (a planner): no setup command, "
+        "no gates, no commit; what the agent writes in its worktree is discarded, and the "
+        "final message comes back as `answer`.",
+    )
     settings: dict[str, Any] = Field(default_factory=dict)
     event_key: str | None = Field(
         None,
@@ -152,6 +163,13 @@ class _TaskOutcome(TaskEvent):
 
 class TaskSucceeded(_TaskOutcome):
     TYPE: ClassVar[str] = "task.succeeded"
+
+    answer: str | None = Field(
+        None,
+        max_length=MAX_ANSWER_CHARS,
+        description="The agent's final message (for a task with an `output_schema`, the "
+        "JSON that follows it); sent for `read_only` and `output_schema` tasks only.",
+    )
 
 
 class TaskFailed(_TaskOutcome):

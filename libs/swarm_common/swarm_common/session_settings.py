@@ -1,5 +1,5 @@
 """A session's `settings`: how its worktrees are set up, which quality gates run, what a
-merge conflict does, and where checkpoints go.
+merge conflict does, where checkpoints go, and who plans the session's goal.
 
 The orchestrator validates them when a session is created and sends them with every task
 message; the adapter reads them back with `SessionSettings.model_validate`. Unknown keys are
@@ -14,11 +14,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from swarm_common.gates import GateConfig
-from swarm_common.specs import AgentKind, Text
+from swarm_common.specs import AgentKind, ModelName, Text
 
 __all__ = [
+    "CheckpointConfig",
     "ConflictConfig",
     "MAX_SETUP_FILE_BYTES",
+    "PlannerConfig",
     "SessionSettings",
     "SetupConfig",
     "check_relative_path",
@@ -87,8 +89,36 @@ class ConflictConfig(BaseModel):
     )
 
 
+class PlannerConfig(BaseModel):
+    """Who turns the session's goal into a task graph (`POST /v1/sessions/{id}/plan`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Literal["heuristic", "claude", "codex", "gemini"] | None = Field(
+        None,
+        description="The planning agent; `heuristic` plans from the goal's structure without "
+        "a model. Null: the server's default (`SWARM_PLANNER_AGENT`).",
+    )
+    model: ModelName | None = Field(None, description="Model for the planning agent's CLI.")
+    timeout_s: int = Field(900, ge=30, le=24 * 3600)
+    max_turns: int | None = Field(None, ge=1, le=1000)
+
+
+class CheckpointConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_finish: bool = Field(
+        True,
+        description="When every task has succeeded and merged, take a final checkpoint; the "
+        "session is `finalized` when it passes.",
+    )
+
+
 class SessionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     gates: GateConfig = Field(default_factory=GateConfig)
     setup: SetupConfig = Field(default_factory=SetupConfig)

@@ -149,6 +149,13 @@ class TaskSpec(BaseModel):
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the agent's final message must follow (Codex)."
     )
+    phase: Text | None = Field(
+        None, max_length=100, description="The stage of the plan the task belongs to."
+    )
+    epic: Text | None = Field(None, max_length=100, description="A named group of related tasks.")
+    estimated_hours: float | None = Field(
+        None, ge=0, le=10_000, description="The planner's (or a person's) estimate of the work."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -43,6 +43,8 @@ __all__ = [
     "Checkpoint",
     "Event",
     "Outbox",
+    "PlanMessage",
+    "PlanRevision",
     "Session",
     "SystemFlag",
     "Task",
@@ -98,6 +100,10 @@ class Session(Base):
     __tablename__ = "sessions"
     __table_args__ = (
         CheckConstraint(_one_of("status", SessionStatus), name="status"),
+        CheckConstraint(
+            "plan_status IS NULL OR plan_status IN ('planning', 'ready', 'failed', 'approved')",
+            name="plan_status",
+        ),
         Index(
             "uq_sessions_tenant_idempotency_key",
             func.coalesce(text("tenant"), ""),
@@ -128,6 +134,20 @@ class Session(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_reason: Mapped[str | None] = mapped_column(
+        Text, doc="Why the session waits in `awaiting_review` (or how it ended)."
+    )
+    archived_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="Hidden from lists (kept in full) since then."
+    )
+    plan_status: Mapped[str | None] = mapped_column(
+        String(16), doc="`planning`, `ready`, `failed` or `approved`; null without a plan."
+    )
+    plan_revision: Mapped[int | None] = mapped_column(Integer, doc="The plan's newest revision.")
+    plan_error: Mapped[str | None] = mapped_column(Text, doc="Why the last planning failed.")
+    auto_approve: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false"), doc="Run the plan once made."
+    )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")
 
@@ -151,6 +171,7 @@ class Task(Base):
         CheckConstraint(
             "merge_status IS NULL OR " + _one_of("merge_status", MergeStatus), name="merge_status"
         ),
+        CheckConstraint("kind IN ('work', 'plan')", name="kind"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -159,6 +180,13 @@ class Task(Base):
     title: Mapped[str] = mapped_column(String(500))
     prompt: Mapped[str] = mapped_column(Text)
     agent: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(
+        String(8),
+        default="work",
+        server_default="work",
+        doc="`work`: a node of the session's graph; `plan`: a run of the planning agent "
+        "(read-only, never merged, not part of the graph; its spend counts).",
+    )
     role: Mapped[str | None] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(doc="The task as submitted (TaskSpec).")
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -276,11 +304,53 @@ class Checkpoint(Base):
     gates: Mapped[list[Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     pushed: Mapped[bool | None] = mapped_column(Boolean)
+    final: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=text("false"),
+        doc="Taken because every task finished: its outcome settles the session.",
+    )
     runs: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlanRevision(Base):
+    """One numbered version of a draft session's plan: the whole task graph as submitted
+    (TaskSpec dicts, parents first). Revisions are never changed; an edit adds one."""
+
+    __tablename__ = "plan_revisions"
+    __table_args__ = (UniqueConstraint("session_id", "number", name="uq_plan_revisions_number"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    tasks: Mapped[list[Any]] = mapped_column()
+    source: Mapped[str] = mapped_column(
+        String(16), doc="`planner`, `heuristic`, `edit` or `feedback`."
+    )
+    actor: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="", doc="What this revision changed.")
+    created_at: Mapped[datetime] = _now()
+
+
+class PlanMessage(Base):
+    """The planning conversation: a person's feedback and the planner's answers, in order."""
+
+    __tablename__ = "plan_messages"
+    __table_args__ = (Index("ix_plan_messages_session_id_id", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16), doc="`user`, `planner` or `system`.")
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    revision: Mapped[int | None] = mapped_column(
+        Integer, doc="The revision it was written about (or that answered it)."
+    )
+    created_at: Mapped[datetime] = _now()
 
 
 class Event(Base):
