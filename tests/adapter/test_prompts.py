@@ -41,3 +41,25 @@ def test_the_prompt_frames_the_task() -> None:
     ):
         assert part in prompt
     assert prompt.index("Goal of the whole session") < prompt.index("What to do")
+
+
+def test_a_read_only_task_is_told_to_answer_and_change_nothing() -> None:
+    message = TaskMessage(
+        session_id=uuid.uuid4(),
+        task_id=uuid.uuid4(),
+        task_key="plan",
+        attempt=2,
+        agent="claude",
+        title="Plan the session",
+        prompt="List the tasks.",
+        repo="repos/x.git",
+        base_commit="a" * 40,
+        branch="swarm/x/task/plan",
+        timeout_s=60,
+        read_only=True,
+        feedback="The answer was no JSON.",
+    )
+    prompt = build_prompt(message)
+    assert "Change\n  nothing" in prompt and "Your final message is your answer" in prompt
+    assert "Answer again, minding this.\n\nThe answer was no JSON." in prompt
+    assert "Swarm commits" not in prompt and "quality gates" not in prompt

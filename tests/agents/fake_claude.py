@@ -6,6 +6,17 @@ Stateless per request: while the conversation holds no `tool_result` block the m
 the tool the scenario asks for; once it does, it answers the final text. Claude's `Write`
 tool wants an absolute `file_path`, so the working directory is read from the system prompt
 ("Primary working directory: <cwd>") and joined with `scenario.file`.
+
+Structured output (`claude --json-schema`, measured against 2.1.197): the CLI offers the
+model a tool `StructuredOutput` whose `input_schema` is the schema; the model answers by
+calling it, the CLI checks the input against the schema (an error result when it does not
+fit; after five such calls the run ends with `error_max_structured_output_retries`), a
+good call ends the run at once (no further request), and the closing `result` event carries
+the input as `structured_output`. A model that answers in text is told once, in a synthetic
+user message "[structured-output-enforce] You MUST call the StructuredOutput tool…", then
+the run ends with the text. An `answer` scenario calls that tool when it is offered and the
+answer is a JSON object, else answers the text (again when told); a run is told apart by the
+`x-claude-code-session-id` header the CLI sends with each of its requests.
 """
 
 from __future__ import annotations
@@ -25,9 +36,13 @@ from starlette.routing import BaseRoute, Route
 
 from tests.agents.fakeserver import FakeState, Scenario
 
-__all__ = ["routes", "working_directory"]
+__all__ = ["RUN_HEADER", "STRUCTURED_OUTPUT", "routes", "working_directory"]
 
 _CWD = re.compile(r"Primary working directory:\s*(\S[^\n]*)")
+STRUCTURED_OUTPUT = "StructuredOutput"
+"""The tool `claude --json-schema` offers for the structured answer."""
+RUN_HEADER = "x-claude-code-session-id"
+"""The header that names the run on each of its requests."""
 _RATE_LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
@@ -35,7 +50,7 @@ def routes(state: FakeState) -> list[BaseRoute]:
     async def messages(request: Request) -> Response:
         body = await _json_body(request)
         state.record(request.url.path, dict(request.headers), body)
-        return await _answer(state, body)
+        return await _answer(state, body, request.headers.get(RUN_HEADER))
 
     async def count_tokens(request: Request) -> Response:
         body = await _json_body(request)
@@ -56,7 +71,7 @@ async def _json_body(request: Request) -> Any:
         return {"_raw": raw.decode("utf-8", "replace")}
 
 
-async def _answer(state: FakeState, body: Any) -> Response:
+async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
     scenario = state.scenario
     if not isinstance(body, dict):
         return _error(400, "invalid_request_error", "the request body is not a JSON object")
@@ -70,7 +85,10 @@ async def _answer(state: FakeState, body: Any) -> Response:
         while not state.stop.is_set():
             await asyncio.sleep(0.05)
         return _error(529, "overloaded_error", "the fake server is shutting down")
-    content, stop_reason = _turn(scenario, body)
+    if scenario.mode == "answer" and body.get("tools"):
+        content, stop_reason = _answer_turn(state, body, run)
+    else:
+        content, stop_reason = _turn(scenario, body)
     model = str(body.get("model") or "claude-fake")
     if body.get("stream"):
         return StreamingResponse(
@@ -96,6 +114,57 @@ def _turn(scenario: Scenario, body: dict[str, Any]) -> tuple[list[dict[str, Any]
         path = posixpath.join(cwd, scenario.file) if cwd else scenario.file
         return [_tool_use("Write", {"file_path": path, "content": scenario.content})], "tool_use"
     return [{"type": "text", "text": scenario.reply}], "end_turn"
+
+
+def _answer_turn(
+    state: FakeState, body: dict[str, Any], run: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """`answer`: the write first (if asked), then the run's answer, as a `StructuredOutput`
+    call when the CLI offers that tool and the answer is a JSON object; once the CLI has
+    taken the structured answer, a closing text."""
+    scenario = state.scenario
+    if scenario.write_first and not _has_tool_result(body):
+        cwd = working_directory(body)
+        path = posixpath.join(cwd, scenario.file) if cwd else scenario.file
+        return [_tool_use("Write", {"file_path": path, "content": scenario.content})], "tool_use"
+    if _structured_output_taken(body):
+        return [{"type": "text", "text": scenario.reply}], "end_turn"
+    answer = state.answer(run)
+    if _offers(body, STRUCTURED_OUTPUT):
+        try:
+            parsed = json.loads(answer)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return [_tool_use(STRUCTURED_OUTPUT, parsed)], "tool_use"
+    return [{"type": "text", "text": answer}], "end_turn"
+
+
+def _offers(body: dict[str, Any], tool: str) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and t.get("name") == tool for t in tools
+    )
+
+
+def _structured_output_taken(body: dict[str, Any]) -> bool:
+    """Whether the conversation holds a `StructuredOutput` call that the CLI accepted (a
+    result that is no error)."""
+    calls: set[str] = set()
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_use" and block.get("name") == STRUCTURED_OUTPUT:
+                calls.add(str(block.get("id")))
+            elif (
+                block.get("type") == "tool_result"
+                and block.get("tool_use_id") in calls
+                and not block.get("is_error")
+            ):
+                return True
+    return False
 
 
 def working_directory(body: dict[str, Any]) -> str | None:

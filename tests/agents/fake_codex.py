@@ -6,7 +6,10 @@ Point the CLI at it with a provider whose `base_url` is `<server.url>/v1` and
 
 Stateless per request: while the request's `input` holds no tool result
 (`function_call_output` / `custom_tool_call_output`) a `write_file` scenario answers with its
-tool call, once it holds one with the final text (`scenario.reply`). The SSE sequence is
+tool call, once it holds one with the final text (`scenario.reply`; in an `answer` scenario
+the run's answer, the run named by the `session-id` header). With `--output-schema` the
+request's `text.format` is `{"type": "json_schema", "strict": true, "schema": …, "name":
+"codex_output_schema"}`; the answer is plain text either way. The SSE sequence is
 `response.created`, `response.output_item.added`, (`response.output_text.delta`),
 `response.output_item.done`, `response.completed` whose `usage` carries the scenario's
 `input_tokens`, `input_tokens_details.cached_tokens` and `output_tokens`. Codex sums the usage
@@ -45,6 +48,7 @@ __all__ = [
     "MODEL",
     "PATH",
     "RATE_LIMIT_STYLE",
+    "RUN_HEADER",
     "TOOL_OUTPUT_TYPES",
     "WRITE_TOOL",
     "add_file_patch",
@@ -56,6 +60,8 @@ __all__ = [
 PATH = "/v1/responses"
 MODEL = "gpt-5.5"
 TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"})
+RUN_HEADER = "session-id"
+"""The header that names the run (its thread) on each request of it."""
 
 WRITE_TOOL: Literal["apply_patch", "exec_command"] = "apply_patch"
 RATE_LIMIT_STYLE: Literal["api", "chatgpt"] = "api"
@@ -69,7 +75,7 @@ def routes(state: FakeState) -> list[BaseRoute]:
         except ValueError:  # e.g. a zstd-compressed body: recorded as text, no tool output
             body = raw.decode("utf-8", "replace")
         state.record(request.url.path, dict(request.headers), body)
-        return await _answer(state, body)
+        return await _answer(state, body, request.headers.get(RUN_HEADER))
 
     return [Route(PATH, responses, methods=["POST"])]
 
@@ -93,7 +99,7 @@ def add_file_patch(scenario: Scenario) -> str:
     return f"*** Begin Patch\n*** Add File: {scenario.file}\n{added}*** End Patch"
 
 
-async def _answer(state: FakeState, body: Any) -> Response:
+async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
     scenario = state.scenario
     mode = scenario.mode
     if mode == "rate_limit":
@@ -121,8 +127,10 @@ async def _answer(state: FakeState, body: Any) -> Response:
     done = len(tool_outputs(body))
     if mode == "loop_tools":
         return _stream(scenario, [_function_call("exec_command", {"cmd": "true"}, done)])
-    if mode == "write_file" and done == 0:
+    if (mode == "write_file" or (mode == "answer" and scenario.write_first)) and done == 0:
         return _stream(scenario, [_write_call(scenario, body)])
+    if mode == "answer":
+        return _stream(scenario, [_message(state.answer(run))])
     return _stream(scenario, [_message(scenario.reply)])
 
 

@@ -89,8 +89,11 @@ def _join(workspace: str | None, file: str) -> str:
     return workspace.rstrip("/") + "/" + file
 
 
-def _model_parts(body: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
-    """What the model says for this conversation under `scenario` (a successful mode)."""
+def _model_parts(body: dict[str, Any], state: FakeState) -> list[dict[str, Any]]:
+    """What the model says for this conversation under `state.scenario` (a successful
+    mode). The CLI sends no id of its run, and never asks for a final answer twice in one
+    run: each answer given counts as a run of its own (`FakeState.answer(None)`)."""
+    scenario = state.scenario
     results = _tool_results(body)
     if scenario.mode == "loop_tools":
         # A harmless listing, its arguments new each turn so the CLI's loop detection
@@ -98,10 +101,13 @@ def _model_parts(body: dict[str, Any], scenario: Scenario) -> list[dict[str, Any
         workspace = workspace_of(body) or "."
         args = {"dir_path": workspace, "ignore": [f"no-such-file-{results}"]}
         return [{"functionCall": {"name": "list_directory", "args": args}}]
-    if scenario.mode == "write_file" and results == 0:
+    writes = scenario.mode == "write_file" or (scenario.mode == "answer" and scenario.write_first)
+    if writes and results == 0:
         path = _join(workspace_of(body), scenario.file)
         args = {"file_path": path, "content": scenario.content}
         return [{"functionCall": {"name": "write_file", "args": args}}]
+    if scenario.mode == "answer":
+        return [{"text": state.answer(None)}]
     return [{"text": scenario.reply}]
 
 
@@ -221,7 +227,8 @@ def routes(state: FakeState) -> list[BaseRoute]:
         if method not in ("streamGenerateContent", "generateContent"):
             message = f"Method {method!r} is not known to the fake Gemini API."
             return JSONResponse(google_error(404, "NOT_FOUND", message, []), 404)
-        payload = _response(name, _model_parts(body or {}, scenario), scenario)
+        parts = _model_parts(body or {}, state)
+        payload = _response(name, parts, scenario)
         if method == "generateContent":
             return JSONResponse(payload)
         return _sse(payload)

@@ -6,7 +6,9 @@ CLI binaries offline.
 It is stateless per request, as `agent-clis.md` advises: while the conversation holds no
 tool result it answers with the tool call the scenario asks for; once it does, with the
 final text. What to do comes from the `Scenario` the test sets; every request is recorded
-(`state.requests`) so tests can check what the CLI sent.
+(`state.requests`) so tests can check what the CLI sent. The one piece of state across
+requests is which of `Scenario.answers` each run gets (`FakeState.answer`): the first run
+the first answer, the next run the next one.
 
     with FakeModelServer(Scenario(mode="write_file", file="hello.txt")) as server:
         env["ANTHROPIC_BASE_URL"] = server.url
@@ -28,7 +30,14 @@ from tests.waiting import eventually
 __all__ = ["FakeModelServer", "FakeState", "Scenario"]
 
 Mode = Literal[
-    "write_file", "text", "rate_limit", "auth_error", "server_error", "hang", "loop_tools"
+    "write_file",
+    "text",
+    "answer",
+    "rate_limit",
+    "auth_error",
+    "server_error",
+    "hang",
+    "loop_tools",
 ]
 
 
@@ -39,6 +48,13 @@ class Scenario:
     - `write_file`: call the CLI's file-writing tool (or shell tool) to write `content` to
       `file` (relative to the CLI's working directory), then answer `reply`.
     - `text`: answer `reply` with no tool call.
+    - `answer`: the final answer is the next of `answers` (one per run, in turn; the last
+      one again once they are used up; `reply` when there are none), given the way the CLI
+      expects a structured answer when it asked for one: Claude's `StructuredOutput` tool
+      call when the CLI offers that tool and the answer is a JSON object, else the text
+      (Codex and Gemini only ever take text). With `write_first`, the model first tries to
+      write `content` to `file` (the write a read-only run must discard), whether or not the
+      CLI offers its file tool.
     - `rate_limit`: answer HTTP 429 with a reset `reset_after_s` seconds ahead.
     - `auth_error`: refuse the API key as the provider does (401; Gemini: 400
       INVALID_ARGUMENT / API_KEY_INVALID).
@@ -51,6 +67,10 @@ class Scenario:
     file: str = "hello.txt"
     content: str = "hello from the agent\n"
     reply: str = "Done: wrote the file."
+    answers: list[str] = field(default_factory=list)
+    """`answer`: the final answers, one per run in turn (a JSON answer as its text)."""
+    write_first: bool = False
+    """`answer`: try to write `content` to `file` before answering."""
     reset_after_s: int = 30
     input_tokens: int = 120
     cached_tokens: int = 20
@@ -63,10 +83,28 @@ class FakeState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    runs: dict[str, int] = field(default_factory=dict)
+    """`answer` mode: which of `scenario.answers` each run got, by the run's id."""
+    answered: int = 0
+    """`answer` mode: how many runs have been given an answer."""
 
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
         with self.lock:
             self.requests.append({"path": path, "headers": headers, "body": body})
+
+    def answer(self, run: str | None) -> str:
+        """The final answer of `run` (an id the CLI sends with each request of one run):
+        a run seen before gets its answer again, a new run the next of `scenario.answers`.
+        Without an id, every call counts as a new run."""
+        answers = self.scenario.answers or [self.scenario.reply]
+        with self.lock:
+            index = self.runs.get(run) if run is not None else None
+            if index is None:
+                index = self.answered
+                self.answered += 1
+                if run is not None:
+                    self.runs[run] = index
+        return answers[min(index, len(answers) - 1)]
 
 
 def _routes(state: FakeState) -> list[BaseRoute]:
@@ -109,7 +147,11 @@ class FakeModelServer:
 
     @scenario.setter
     def scenario(self, value: Scenario) -> None:
-        self.state.scenario = value
+        """A new scenario; its `answers` start again from the first."""
+        with self.state.lock:
+            self.state.scenario = value
+            self.state.runs.clear()
+            self.state.answered = 0
 
     def __enter__(self) -> FakeModelServer:
         self._thread.start()

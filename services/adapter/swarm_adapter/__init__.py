@@ -15,7 +15,8 @@ Where things live:
 - `running`: one attempt in flight, shared by the three above and the pipeline below.
 - `attempt`: the attempt pipeline, without Redis: setup, agent, commit, gates, result.
   `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the
-  worktree), `outcome` (the result message), `worktree` (git worktrees and commits),
+  worktree), `outcome` (the result message), `answers` (the agent's final answer, for
+  read-only and `output_schema` tasks), `worktree` (git worktrees and commits),
   `progress` (batched progress events), `prompts` and `runners/` (the agent CLIs).
 - `settings`: `AdapterSettings`.
 """

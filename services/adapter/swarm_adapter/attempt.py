@@ -7,6 +7,10 @@ written outside the worktree (`escape_check`: a failure with `workspace_escape`,
 put back), redact secrets from the files and commit, run the quality gates on the commit and
 check again, and build the result message (`outcome`).
 
+A read-only task (a planner: it answers rather than changes) runs its agent alone: no
+setup, no commit, no gates. Whatever it wrote goes with its worktree, its branch stays where
+it started, and its final message is reported as `answer`.
+
 It knows nothing of Redis: its events go out, and cancel requests come in, through a
 `running.Reporter` (the adapter's streams; a list in tests). Claiming, the lease, the
 heartbeat and acknowledging are the consumer's business (`worker`, `heartbeat`)."""
@@ -92,16 +96,19 @@ class AttemptPipeline:
         return await self._work(running, worktree)
 
     async def _work(self, running: Running, worktree: Path) -> Message:
-        """Setup, agent, commit and gates in a prepared worktree."""
+        """Setup, agent, commit and gates in a prepared worktree (read-only: the agent
+        alone, see `_answered`)."""
         message = running.message
         settings = session_settings(message)
         checks: list[GateResult] = []
         conflicts: list[str] = []
+        exclude: list[str] = []
         before = await self.escapes.snapshot(worktree)
-        try:
-            exclude = await self._setup(running, worktree, settings, checks, conflicts)
-        except SetupError as exc:
-            return await self._setup_failed(running, worktree, before, checks, exc)
+        if not message.read_only:
+            try:
+                exclude = await self._setup(running, worktree, settings, checks, conflicts)
+            except SetupError as exc:
+                return await self._setup_failed(running, worktree, before, checks, exc)
         result = await self._run_agent(running, worktree)
         await self._check_resolved(message, worktree, result, conflicts)
         if running.fenced:  # another attempt may own the branch now: leave it alone
@@ -111,6 +118,8 @@ class AttemptPipeline:
                 exit_code=result.exit_code,
                 duration_s=result.duration_s,
             )
+        if message.read_only:
+            return await self._answered(running, worktree, before, result, settings)
         escaped = await self.escapes.refusal(
             message, worktree, before, checks, result, exclude=exclude
         )
@@ -129,6 +138,41 @@ class AttemptPipeline:
             result,
             commit,
             checks,
+            settings.gates.mode,
+            workspace=self.worktrees.workspace,
+            worker=self.worker,
+        )
+
+    async def _answered(
+        self,
+        running: Running,
+        worktree: Path,
+        before: escape.Snapshot,
+        result: RunResult,
+        settings: SessionSettings,
+    ) -> Message:
+        """A read-only run's result: a write outside the worktree is refused as ever; what it
+        wrote inside is not committed (it goes with the worktree), its branch is put back
+        should the agent have committed on it, and its answer is reported."""
+        message = running.message
+        escaped = await self.escapes.refusal(message, worktree, before, [], result)
+        if escaped is not None:
+            return escaped
+        try:
+            await self.worktrees.restore_branch(message)
+        except WorktreeError as exc:
+            return TaskFailed(
+                **about(message, self.worker),
+                reason="git_error",
+                error=str(exc),
+                exit_code=result.exit_code,
+                duration_s=result.duration_s,
+            )
+        return result_message(
+            running,
+            result,
+            None,
+            [],
             settings.gates.mode,
             workspace=self.worktrees.workspace,
             worker=self.worker,

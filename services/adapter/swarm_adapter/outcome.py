@@ -1,7 +1,7 @@
-"""The verdict on an attempt that got as far as a commit: which result message it reports
-(`task.succeeded`, `task.failed` or `task.cancelled`) and what that message carries, from the
-runner's result, the commit and the gates. Pure: no I/O, so every combination can be tested
-on its own."""
+"""The verdict on an attempt that got as far as a commit (or, read-only, past its agent):
+which result message it reports (`task.succeeded`, `task.failed` or `task.cancelled`) and
+what that message carries, from the runner's result, the commit, the gates and the agent's
+answer. Pure: no I/O, so every combination can be tested on its own."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from swarm_adapter.answers import ANSWER_TOO_LONG, oversize, reports_answer
 from swarm_adapter.runners.base import RunResult
 from swarm_adapter.running import Running, about
 from swarm_adapter.worktree import Commit
@@ -22,7 +23,7 @@ __all__ = ["result_message"]
 def result_message(
     running: Running,
     result: RunResult,
-    commit: Commit,
+    commit: Commit | None,
     checks: list[GateResult],
     mode: GateMode,
     *,
@@ -30,8 +31,9 @@ def result_message(
     worker: str,
 ) -> Message:
     """A cancel wins over a failure it caused (the agent killed for it), a cancelled gate
-    cancels a success, a blocking gate failure fails it (`gate_failed`); otherwise the
-    runner's outcome stands. A cancelled attempt is retryable, not failed."""
+    cancels a success, a blocking gate failure fails it (`gate_failed`), so does an answer
+    too long to report (`answer_too_long`); otherwise the runner's outcome stands. A
+    cancelled attempt is retryable, not failed. `commit` is None for a read-only run."""
     fields = _fields(running, result, commit, checks, workspace=workspace, worker=worker)
     if running.cancel.is_set() and result.outcome == "failed":  # killed for the cancel
         result.outcome = "cancelled"
@@ -45,7 +47,7 @@ def result_message(
                 reason="gate_failed",
                 error="; ".join(f"gate {g.name} {g.status}: {g.reason}" for g in failed),
             )
-        return TaskSucceeded(**fields)
+        return _succeeded(running, result, fields)
     if result.outcome == "cancelled":
         return TaskCancelled(**fields, reason=running.cancel_reason or "cancelled")
     return TaskFailed(
@@ -56,10 +58,22 @@ def result_message(
     )
 
 
+def _succeeded(running: Running, result: RunResult, fields: dict[str, Any]) -> Message:
+    """`task.succeeded`, with the agent's answer when the task asked for one; an answer too
+    long to report fails the attempt instead."""
+    if not reports_answer(running.message) or result.answer is None:
+        return TaskSucceeded(**fields)
+    answer = clean_text(result.answer)
+    too_long = oversize(answer)
+    if too_long is not None:
+        return TaskFailed(**fields, reason=ANSWER_TOO_LONG, error=too_long)
+    return TaskSucceeded(**fields, answer=answer)
+
+
 def _fields(
     running: Running,
     result: RunResult,
-    commit: Commit,
+    commit: Commit | None,
     checks: list[GateResult],
     *,
     workspace: Path,
@@ -73,8 +87,8 @@ def _fields(
     return {
         **about(running.message, worker),
         "exit_code": result.exit_code,
-        "commit": commit.sha,
-        "changed_files": commit.changed_files,
+        "commit": commit.sha if commit else None,
+        "changed_files": commit.changed_files if commit else [],
         "duration_s": result.duration_s,
         "output_tail": result.output_tail,
         "usage": result.usage,

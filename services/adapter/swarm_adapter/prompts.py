@@ -1,6 +1,7 @@
 """The prompt an agent CLI gets: the task's own words, framed with what else it needs to
 know (its title, role, the session's goal, acceptance criteria, expected files, what went
-wrong in the previous attempt) and the rules of working inside Swarm."""
+wrong in the previous attempt) and the rules of working inside Swarm (for a read-only task,
+the rules of answering)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ RULES = """\
   Change files only inside it.
 - Do not commit, push or create branches: Swarm commits your changes when you finish.
 - When you are done, reply with a short summary of what you changed."""
+
+READ_ONLY_RULES = """\
+## How to work
+- You work in the current directory, a git worktree of the project, to read it. Change
+  nothing: whatever you write is thrown away.
+- Your final message is your answer: Swarm passes it on as it is."""
 
 
 def build_prompt(message: TaskMessage) -> str:
@@ -32,9 +39,11 @@ def build_prompt(message: TaskMessage) -> str:
     if message.skills:
         parts.append("## Skills to use\n" + ", ".join(message.skills))
     if message.feedback:
-        parts.append(
-            "## What went wrong in the previous attempt\n"
-            "Fix this; the quality gates run again when you finish.\n\n" + message.feedback
+        again = (
+            "Answer again, minding this."
+            if message.read_only
+            else "Fix this; the quality gates run again when you finish."
         )
-    parts.append(RULES)
+        parts.append(f"## What went wrong in the previous attempt\n{again}\n\n{message.feedback}")
+    parts.append(READ_ONLY_RULES if message.read_only else RULES)
     return "\n\n".join(parts)

@@ -95,6 +95,10 @@ class RunResult:
     transcript_path: Path | None = None
     retry_at: datetime | None = None
     """For `rate_limited`: when the provider's limit resets, if it said."""
+    answer: str | None = None
+    """The agent's final message (with a structured answer, its JSON), without a code fence
+    around it; None when the agent gave none. Reported for read-only and `output_schema`
+    tasks (see `answers`)."""
 
 
 class Runner(Protocol):

@@ -6,6 +6,16 @@ the closing `result` event carries the run's total `usage`, `total_cost_usd` and
 `num_turns`; an API failure still says `"subtype": "success"`, so the outcome comes from the
 exit code, `is_error` and `api_error_status`; a turn limit is `subtype: error_max_turns`.
 With `CLAUDE_CODE_MAX_RETRIES=0` a 429 fails at once (Swarm schedules the retry itself).
+
+Structured output (`--json-schema`, see `tests/agents/test_read_only_answers.py`): the CLI
+offers the model a `StructuredOutput` tool whose input schema is the task's schema and
+checks the call against it (a mismatch goes back to the model as a tool error); a good call
+ends the run, and the closing `result` carries the input as `structured_output` (its
+`result` text is that JSON too). A model that answers in text is told once to call the
+tool, then the run ends as a success with the text and no `structured_output`; five calls
+that do not fit end it with `subtype: error_max_structured_output_retries` (`invalid_answer`).
+`--allowedTools` only pre-approves tools: every built-in tool is still offered, hence
+`--tools` for a read-only run.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_di
 __all__ = ["ClaudeRunner", "RUNNER"]
 
 DEFAULT_TOOLS = ("Bash", "Edit", "MultiEdit", "Write", "Read", "Glob", "Grep")
+READ_ONLY_TOOLS = ("Read", "Glob", "Grep")
 _FILE_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
 _ERRORS = {
     "rate_limit": "rate_limited",
@@ -38,7 +49,8 @@ class ClaudeRunner(AgentCliRunner):
     api_timeout_ms: ClassVar[int] = 300_000
 
     def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
-        tools = ctx.message.allowed_tools or list(DEFAULT_TOOLS)
+        read_only = ctx.message.read_only
+        tools = ctx.message.allowed_tools or list(READ_ONLY_TOOLS if read_only else DEFAULT_TOOLS)
         argv = [
             str(self.path),
             "-p",
@@ -47,12 +59,12 @@ class ClaudeRunner(AgentCliRunner):
             "stream-json",
             "--verbose",
             f"--max-turns={self.max_turns(ctx)}",
-            "--permission-mode",
-            "acceptEdits",
-            "--allowedTools",
-            *tools,
-            *self.model_option(ctx),
         ]
+        if read_only:  # only these tools are offered; any other would be denied, not asked
+            argv += ["--permission-mode", "dontAsk", "--tools", *_names(tools)]
+        else:
+            argv += ["--permission-mode", "acceptEdits"]
+        argv += ["--allowedTools", *tools, *self.model_option(ctx)]
         if ctx.message.output_schema is not None:
             argv.append(f"--json-schema={json.dumps(ctx.message.output_schema)}")
         return [*argv, *(f"--add-dir={folder}" for folder in readable)]
@@ -134,12 +146,18 @@ class ClaudeRunner(AgentCliRunner):
         run.result_text = str(event.get("result") or "")
         if run.is_error:
             self._explain(event, run)
+        elif "structured_output" in event:
+            run.answer = json.dumps(event["structured_output"], ensure_ascii=False)
+        elif isinstance(event.get("result"), str):
+            run.answer = event["result"]
 
     def _explain(self, event: dict[str, Any], run: CliRun) -> None:
         text = run.result_text or "; ".join(str(e) for e in event.get("errors") or [])
         status = event.get("api_error_status")
         if event.get("subtype") == "error_max_turns" or event.get("terminal_reason") == "max_turns":
             run.fail("turn_limit", text or "reached the turn limit")
+        elif event.get("subtype") == "error_max_structured_output_retries":
+            run.fail("invalid_answer", text or "the answer did not fit the output schema")
         elif status == 429:
             run.fail("rate_limited", text)
         elif status in (401, 403) or "Invalid API key" in text or "Not logged in" in text:
@@ -152,6 +170,12 @@ class ClaudeRunner(AgentCliRunner):
             run.fail(_ERRORS[run.notes["error"]], text)
         else:
             run.fail("agent_error", text or "the agent reported an error")
+
+
+def _names(tools: list[str]) -> list[str]:
+    """The tool names of `--allowedTools` entries, for `--tools` (`Bash(git log:*)` is
+    `Bash`), each once."""
+    return list(dict.fromkeys(tool.split("(", 1)[0] for tool in tools))
 
 
 def _tool_results(event: dict[str, Any]) -> list[Observation]:

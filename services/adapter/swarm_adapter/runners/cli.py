@@ -3,8 +3,9 @@ own environment, a clean environment and a private HOME per attempt, the redacte
 transcript, parsing JSON lines as they stream, and deciding the outcome.
 
 A CLI's runner (`claude.py`, `codex.py`, `gemini.py`) says how to build its command and its
-configuration (`command`, `configure`), how to read one line of its output (`observe`), and
-how to classify its failures (`classify`).
+configuration (`command`, `configure`; a read-only task runs the CLI read-only where it can),
+how to read one line of its output (`observe`, which also keeps the agent's final answer in
+`CliRun.answer`), and how to classify its failures (`classify`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from swarm_adapter.answers import unfenced
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings
@@ -116,6 +118,8 @@ class CliRun:
     """A failure the output already explains: `auth`, `rate_limited`, `turn_limit`, ..."""
     retry_at: datetime | None = None
     turns: int | None = None
+    answer: str | None = None
+    """The agent's final message as the CLI reported it (see `RunResult.answer`)."""
     lines: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
     """Whatever a CLI's runner wants to remember between lines."""
@@ -362,6 +366,8 @@ class AgentCliRunner(ABC):
         result.usage = dict(run.usage)
         result.cost_usd = run.cost_usd
         result.transcript_path = transcript_path
+        if run.answer is not None:
+            result.answer = unfenced(self.redact(run.answer))
         return result
 
     def _read(self, text: str, run: CliRun, ctx: RunContext) -> None:

@@ -8,7 +8,10 @@ run that fails says so with `turn.failed` and exit 1; with its default settings 
 unreachable server is retried forever, the shell snapshot copies the environment (key
 included) into `CODEX_HOME`, and the agent's commands see the key, hence the configuration
 below; its sandbox lets the agent write `/tmp`, so the agent gets a private temporary folder
-instead; `--output-schema` is passed through to the model (not checked by Codex).
+instead; `--output-schema` is passed through to the model (not checked by Codex): the
+request's `text.format` is `{"type": "json_schema", "strict": true, "schema": <schema>,
+"name": "codex_output_schema"}`, and the answer is the text of the last `agent_message`.
+A read-only task runs in Codex's `read-only` sandbox.
 """
 
 from __future__ import annotations
@@ -69,18 +72,23 @@ class CodexRunner(AgentCliRunner):
             "--ephemeral",
             "-C",
             str(ctx.worktree),
-            "--sandbox",
-            "workspace-write",
             "-c",
             f"model_provider={PROVIDER}",
             "-c",
             f"model_providers.{PROVIDER}={provider}",
-            "-c",
-            "sandbox_workspace_write.exclude_slash_tmp=true",
-            "-c",
-            f"sandbox_workspace_write.writable_roots=[{json.dumps(str(tmp))}]",
             *self.model_option(ctx),
         ]
+        if ctx.message.read_only:
+            argv += ["--sandbox", "read-only"]
+        else:
+            argv += [
+                "--sandbox",
+                "workspace-write",
+                "-c",
+                "sandbox_workspace_write.exclude_slash_tmp=true",
+                "-c",
+                f"sandbox_workspace_write.writable_roots=[{json.dumps(str(tmp))}]",
+            ]
         if ctx.message.output_schema is not None:
             schema = ctx.home / "output-schema.json"
             schema.write_text(json.dumps(ctx.message.output_schema))
@@ -126,7 +134,8 @@ class CodexRunner(AgentCliRunner):
         if kind in _TOOL_ITEMS:
             run.turns = (run.turns or 0) + 1
         if kind == "agent_message":
-            return [("message", str(item.get("text", "")), {})]
+            run.answer = str(item.get("text", ""))  # the last one is the answer
+            return [("message", run.answer, {})]
         if kind == "command_execution":
             command = str(item.get("command", ""))
             return [

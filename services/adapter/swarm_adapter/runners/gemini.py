@@ -10,6 +10,11 @@ with the HTTP status & 0xFF (429 → 173, 400 → 144, 500 → 244) and a 429's 
 process that ignores SIGTERM; on errors it writes a report with the conversation into
 `TMPDIR`, so each run gets its own; loop detection ends a run with exit 0 and an `error`
 event, which is not a success.
+
+A read-only task runs in `--approval-mode plan`, which works headless: the shell tool is not
+offered and `write_file` is refused outside the CLI's own plans folder (in the private
+HOME). Gemini has no schema option: a task's `output_schema` reaches it only as words in
+the prompt, and the answer is the assistant text streamed after the last tool call.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class GeminiRunner(AgentCliRunner):
             "--output-format",
             "stream-json",
             "--approval-mode",
-            "yolo",
+            "plan" if ctx.message.read_only else "yolo",
             "--skip-trust",
             *self.model_option(ctx),
             *(f"--include-directories={folder}" for folder in readable),
@@ -83,6 +88,8 @@ class GeminiRunner(AgentCliRunner):
             if event.get("role") == "assistant" and isinstance(event.get("content"), str):
                 run.notes["text"] = run.notes.get("text", "") + event["content"]
             return []
+        if kind == "result":  # the text streamed since the last tool call is the answer
+            run.answer = run.notes.get("text") or None
         found = _flush_text(run)  # streamed text ends where anything else begins
         if kind == "tool_use":
             found += _tool_use(event)
