@@ -42,6 +42,7 @@ __all__ = [
     "Base",
     "Checkpoint",
     "Event",
+    "InventoryProject",
     "Outbox",
     "PlanMessage",
     "PlanRevision",
@@ -351,6 +352,42 @@ class PlanMessage(Base):
         Integer, doc="The revision it was written about (or that answered it)."
     )
     created_at: Mapped[datetime] = _now()
+
+
+class InventoryProject(Base):
+    """One project an inventory scan found (`swarm_common.inventory`; written by
+    `planning/inventory.py`). A tenant's newest scan of a root replaces what its earlier
+    scans of that root found; a path is stored once per tenant."""
+
+    __tablename__ = "inventory_projects"
+    __table_args__ = (
+        CheckConstraint("kind IN ('git', 'build')", name="kind"),
+        Index(
+            "uq_inventory_projects_tenant_path",
+            func.coalesce(text("tenant"), ""),
+            "path",
+            unique=True,
+        ),
+        Index("ix_inventory_projects_tenant_scanned_at", "tenant", "scanned_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant: Mapped[str | None] = mapped_column(
+        String(100), doc="Only tokens of this tenant (or of none) see the project."
+    )
+    root: Mapped[str] = mapped_column(Text, doc="The scanned folder it was found under.")
+    path: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8), doc="`git` or `build` (a build file, no git).")
+    languages: Mapped[list[Any]] = mapped_column(doc="[{name, files, share}], most used first.")
+    build_systems: Mapped[list[Any]] = mapped_column()
+    files: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    commits_30d: Mapped[int | None] = mapped_column(Integer)
+    readme: Mapped[str] = mapped_column(Text, default="")
+    max_depth: Mapped[int] = mapped_column(Integer, doc="The scan's depth limit.")
+    scanned_by: Mapped[str] = mapped_column(String(200))
+    scanned_at: Mapped[datetime] = _now()
 
 
 class Event(Base):

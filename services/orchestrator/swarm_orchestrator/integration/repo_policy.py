@@ -113,6 +113,32 @@ class RepoPolicy:
             )
         return self._check_local(Path(repo), tenant)
 
+    def check_folder(self, folder: str, *, tenant: str | None) -> Path:
+        """Accept a local folder that holds repositories (an inventory's root) for a
+        principal of `tenant`: an absolute path under one of its roots, and outside the
+        forbidden folders, once symlinks and `..` are resolved. Returns the resolved path.
+        Where it lies is checked before whether it exists, so a refusal tells nothing of
+        folders outside the roots."""
+        if not folder.startswith("/") or any(c in folder for c in "\0\n\r"):
+            raise Invalid("a root must be an absolute path", code="invalid_root")
+        roots = self.roots_for(tenant)
+        if not roots:
+            raise Forbidden(
+                "local folders are not allowed here: ask the operator for a root "
+                "(SWARM_LOCAL_REPO_ROOTS, SWARM_TENANT_REPO_ROOTS)",
+                code="repo_not_allowed",
+            )
+        try:
+            real = Path(folder).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a loop of links, a lone surrogate
+            raise Invalid(f"{folder!r} is not a usable path: {exc}", code="invalid_root") from None
+        self._inside(real, roots, shown=Path(folder))
+        if not real.exists():
+            raise Invalid(f"{folder} does not exist", code="root_not_found")
+        if not real.is_dir():
+            raise Invalid(f"{folder} is not a folder", code="invalid_root")
+        return real
+
     def _check_url(self, repo: str, scheme: str, tenant: str | None) -> Source:
         parts = urlsplit(repo)
         if scheme == "file":
