@@ -274,6 +274,7 @@ LANES: dict[str, tuple[str, ...]] = {
     "chaos": ("chaos", "e2e"),
     "e2e": ("e2e",),
     "e2e/test_dashboard.py": ("e2e", "browser"),
+    "e2e/test_dashboard_plans.py": ("e2e", "browser"),
 }
 # Real orchestrator and adapter processes, wherever the test lives.
 E2E_FIXTURES = {"stack", "chaos"}

@@ -23,21 +23,22 @@ GRAPH = [
 ]
 
 
-def _wait_done(client: Any, session_id: str, timeout_s: float = 90) -> dict[str, Any]:
+def _wait_done(client: Any, session_id: str, status: str, timeout_s: float = 90) -> dict[str, Any]:
+    """The session once every task has ended and it settled in `status`."""
+
     def session() -> dict[str, Any]:
         body: dict[str, Any] = client.get(f"/v1/sessions/{session_id}").json()
         return body
 
     def done() -> dict[str, Any] | None:
         body = session()
-        return body if body["done"] else None
+        return body if body["done"] and body["status"] == status else None
 
-    return eventually(
-        done,
-        timeout_s=timeout_s,
-        interval_s=0.2,
-        message=lambda: f"session not done: {session()['counts']}",
-    )
+    def unsettled() -> str:
+        body = session()
+        return f"session not {status}: {body['status']}, {body['counts']}"
+
+    return eventually(done, timeout_s=timeout_s, interval_s=0.2, message=unsettled)
 
 
 def _at(value: str) -> datetime:
@@ -65,7 +66,7 @@ def test_a_task_graph_runs_end_to_end(stack: Stack, tmp_path: Path) -> None:
         )
         assert created.status_code == 201, created.text
         session_id = created.json()["id"]
-        session = _wait_done(client, session_id)
+        session = _wait_done(client, session_id, "finalized")
         assert session["counts"] == {"succeeded": 6}, session
         listed = {t["key"]: t for t in client.get(f"/v1/sessions/{session_id}/tasks").json()}
         details = {k: client.get(f"/v1/tasks/{t['id']}").json() for k, t in listed.items()}
@@ -119,7 +120,13 @@ def test_a_task_graph_runs_end_to_end(stack: Stack, tmp_path: Path) -> None:
     for spec in GRAPH:
         for parent in spec["deps"]:
             assert position[spec["key"]]["task.queued"] > position[parent]["task.merged"]
-    assert timeline[-1]["type"] == "session.finished"
+    # Every task merged: the session took its final checkpoint, which passed.
+    assert [e["type"] for e in timeline[-4:]] == [
+        "session.finished",
+        "checkpoint.requested",
+        "checkpoint.passed",
+        "session.finalized",
+    ]
     # The integration branch holds every task's work, one merge commit per task.
     integration = f"swarm/{session_id}/integration"
     files = git.git("ls-tree", "-r", "--name-only", integration, "out", git_dir=mirror).stdout
@@ -147,10 +154,13 @@ def test_a_failing_task_blocks_its_dependents_end_to_end(stack: Stack, tmp_path:
             "/v1/sessions", json={"title": "fail", "repo": str(repo), "tasks": tasks}
         )
         session_id = created.json()["id"]
-        session = _wait_done(client, session_id)
+        session = _wait_done(client, session_id, "awaiting_review")
         listed = {t["key"]: t for t in client.get(f"/v1/sessions/{session_id}/tasks").json()}
         build = client.get(f"/v1/tasks/{listed['build']['id']}").json()
     assert session["counts"] == {"failed": 1, "blocked": 2, "succeeded": 1}
+    assert session["review_reason"] == (
+        "3 of 4 tasks did not succeed and merge: 1 failed (build), 2 blocked (ship, test)"
+    )
     assert {k: t["status"] for k, t in listed.items()} == {
         "build": "failed",
         "test": "blocked",

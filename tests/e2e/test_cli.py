@@ -245,12 +245,14 @@ def test_watch_status_task_logs_and_retry(stack: Stack, tmp_path: Path) -> None:
 
         # On a session that is over, `watch --json` replays its events, one JSON per line.
         events = json_lines(ok(swarm("watch", sid[:8], "--json", url=url)))
-        assert events[0]["type"] == "session.created" and events[-1]["type"] == "session.finished"
+        assert events[0]["type"] == "session.created"
+        # Over with a failed task: it waits for a person's review.
+        assert [e["type"] for e in events[-2:]] == ["session.finished", "session.awaiting_review"]
         assert len({e["id"] for e in events}) == len(events)
 
         listing = ok(swarm("status", url=url))
         row = next(line for line in listing.splitlines() if sid in line)
-        assert "Watch run" in row and "finished" in row and "3/3" in row
+        assert "Watch run" in row and "awaiting_review" in row and "3/3" in row
         assert sid in [s["id"] for s in json.loads(ok(swarm("status", "--json", url=url)))]
 
         detail = ok(swarm("status", sid[:8], url=url))
@@ -465,3 +467,53 @@ def test_add_retry_failed_checkpoint_and_rollback(stack: Stack, tmp_path: Path) 
         assert (rolled["checkpoint"], rolled["integration_head"]) == (1, head)
         missing = swarm("rollback", sid, "7", url=url)
         assert missing.returncode == 1 and "checkpoint" in missing.stderr
+
+
+def test_finish_reopen_and_archive(stack: Stack, tmp_path: Path) -> None:
+    """`finish` (a session whose tasks all ended, failures accepted, after its final
+    checkpoint), `add --reopen` (a finalized session runs again), `archive` and `status
+    --archived`."""
+    repo = init_repo(tmp_path / "repo")
+    stack.start_orchestrator()
+    stack.start_adapter("shell-cli")
+    url = stack.api_url
+    with stack.client() as client:
+        sid = create_session(
+            client,
+            repo,
+            [{"key": "good", "prompt": "echo good > good.txt"}, {"key": "bad", "prompt": "exit 3"}],
+            title="Finish run",
+        )
+        eventually(
+            lambda: client.get(f"/v1/sessions/{sid}").json()["status"] == "awaiting_review",
+            timeout_s=60,
+            message="the session to wait for review",
+        )
+        detail = ok(swarm("status", sid, url=url))
+        assert "review" in detail and "1 failed (bad)" in detail
+
+        finished = json.loads(ok(swarm("finish", sid[:8], "--wait", "--json", url=url)))
+        assert finished["status"] == "finalized", finished
+        final = finished["final_checkpoint"]
+        assert (final["final"], final["status"], final["number"]) == (True, "passed", 1)
+        assert "finalized" in ok(swarm("finish", sid, url=url))  # changes nothing
+
+        more = tmp_path / "more.yaml"
+        more.write_text("- key: more\n  prompt: echo more > more.txt\n")
+        refused = swarm("add", sid, str(more), url=url)
+        assert refused.returncode == 1 and "session_finalized" in refused.stderr
+        assert "Added 1 task(s)" in ok(swarm("add", sid, str(more), "--reopen", url=url))
+        eventually(
+            lambda: client.get(f"/v1/sessions/{sid}").json()["status"] == "awaiting_review",
+            timeout_s=60,
+            message="the reopened session to settle again (bad still failed)",
+        )
+        assert task_by_key(client, sid, "more")["merge_status"] == "merged"
+
+        assert "archived" in ok(swarm("archive", sid[:8], url=url))
+        assert sid not in ok(swarm("status", url=url))
+        archived = json.loads(ok(swarm("status", "--archived", "--json", url=url)))
+        assert [s["id"] for s in archived] == [sid]
+        assert "Finish run" in ok(swarm("status", sid[:8], url=url))  # still read by its id
+        assert "listed again" in ok(swarm("archive", sid[:8], "--undo", url=url))
+        assert sid in ok(swarm("status", url=url))

@@ -371,7 +371,10 @@ def test_destructive_controls_ask_first(stack: Stack, tmp_path: Path, browser: B
     repo = init_repo(tmp_path / "repo")
     stack.start_orchestrator()
     with stack.client() as client:
-        sid = _session(client, repo, [{"key": "waits", "prompt": "true"}])
+        # No adapter runs: both wait, queued; `stays` keeps the session open (not settled)
+        # once `waits` is cancelled.
+        tasks = [{"key": "waits", "prompt": "true"}, {"key": "stays", "prompt": "true"}]
+        sid = _session(client, repo, tasks)
         ids = task_ids(client, sid)
         page, errors = open_dashboard(
             browser, stack.api_url, TEST_TOKEN, path=f"/#s={sid}&t={ids['waits']}"

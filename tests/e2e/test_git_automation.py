@@ -302,8 +302,11 @@ def test_checkpoints_publish_only_passing_states_and_rollback_returns_to_one(
     stack.start_adapter("shell-k")
     settings = {"gates": {"mode": "strict", "test": "test -f ok.txt", "detect": False}}
     wip = {"key": "wip", "prompt": "echo wip > wip.txt", "gates": []}
+    # `hold` waits for an approval that never comes: the session stays open (it takes no
+    # final checkpoint) while its checkpoints are taken by hand.
+    hold = {"key": "hold", "prompt": "true", "gates": [], "requires_approval": True}
     with stack.client() as client:
-        session_id = _create(client, repo, [wip], target_branch="release", settings=settings)
+        session_id = _create(client, repo, [wip, hold], target_branch="release", settings=settings)
         mirror = _mirror(stack, session_id)
         integration = _integration(session_id)
         _wait_task(client, session_id, "wip", merge_status="merged")
@@ -358,6 +361,7 @@ def test_checkpoints_publish_only_passing_states_and_rollback_returns_to_one(
     assert branch_commit(mirror, "release") == checkpoint_commit  # the target stays put
     assert {k: t["merge_status"] for k, t in listed.items()} == {
         "wip": "merged",
+        "hold": None,
         "ok": "merged",
         "later": "rolled_back",
     }
@@ -377,12 +381,22 @@ def test_a_rollback_is_not_undone_by_a_task_that_was_running(stack: Stack, tmp_p
     with stack.client() as client:
         session_id = _create(client, repo, [{"key": "a", "prompt": "echo a > a.txt"}])
         _wait_task(client, session_id, "a", merge_status="merged")
-        assert _checkpoint(client, session_id, expect_number=1)["status"] == "passed"
+        # Its only task merged: the session's final checkpoint (1) passes; it is finalized,
+        # and runs again with the tasks added to it.
+        eventually(
+            lambda: _session(client, session_id)["status"] == "finalized",
+            timeout_s=30,
+            message="the session finalized",
+        )
+        [final] = client.get(f"/v1/sessions/{session_id}/checkpoints").json()
+        assert (final["number"], final["final"], final["status"]) == (1, True, "passed")
         for spec in (
             {"key": "later", "prompt": "echo later > later.txt"},
             {"key": "slow", "prompt": "sleep 4; echo slow > slow.txt"},
         ):
-            added = client.post(f"/v1/sessions/{session_id}/tasks", json=[spec])
+            added = client.post(
+                f"/v1/sessions/{session_id}/tasks", params={"reopen": "true"}, json=[spec]
+            )
             assert added.status_code == 201, added.text
             if spec["key"] == "later":
                 _wait_task(client, session_id, "later", merge_status="merged")

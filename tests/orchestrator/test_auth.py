@@ -153,6 +153,19 @@ async def _checkpoint(w: World) -> Request:
     return f"/v1/sessions/{(await w.acme_session())['id']}/checkpoints", None
 
 
+def _plan_change(method: str, path: str) -> Callable[[World], Awaitable[Request]]:
+    bodies: dict[str, Any] = {
+        "PATCH": {"base_revision": 0, "tasks": [task("x")]},
+        "POST/plan/messages": {"text": "more tests"},
+    }
+
+    async def build(w: World) -> Request:
+        key = "PATCH" if method == "PATCH" else f"POST{path.split('{session_id}')[1]}"
+        return path.replace("{session_id}", w.session_id), bodies.get(key)
+
+    return build
+
+
 async def _cancel_task(w: World) -> Request:
     return f"/v1/tasks/{await w.acme_task()}/cancel", None
 
@@ -166,13 +179,47 @@ async def _revoke_token(w: World) -> Request:
     return f"/v1/tokens/{made['id']}", None
 
 
+async def _inventory(w: World) -> Request:
+    return "/v1/inventory", {"roots": [str(w.repo)], "max_depth": 0}
+
+
 ENDPOINTS = [
     _ep("GET", "/v1/sessions", "viewer", "global", 200),
     _ep("POST", "/v1/sessions", "operator", "global", 201, _create_session),
     _ep("GET", "/v1/sessions/{session_id}", "viewer", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/tasks", "operator", "session", 201, _add_tasks),
     _ep("GET", "/v1/sessions/{session_id}/tasks", "viewer", "session", 200),
+    # Its task is queued: an allowed caller learns the session has not settled.
+    _ep(
+        "POST",
+        "/v1/sessions/{session_id}/finish",
+        "operator",
+        "session",
+        409,
+        ok_code="session_not_settled",
+    ),
+    _ep("POST", "/v1/sessions/{session_id}/archive", "operator", "session", 200),
+    _ep("POST", "/v1/sessions/{session_id}/unarchive", "operator", "session", 200),
     _ep("GET", "/v1/sessions/{session_id}/graph", "viewer", "session", 200),
+    _ep("GET", "/v1/sessions/{session_id}/plan", "viewer", "session", 200),
+    # The session runs (it is no draft): an allowed caller learns its plan is not edited.
+    *(
+        _ep(
+            method,
+            path,
+            "operator",
+            "session",
+            409,
+            _plan_change(method, path),
+            ok_code="session_not_draft",
+        )
+        for method, path in (
+            ("POST", "/v1/sessions/{session_id}/plan"),
+            ("PATCH", "/v1/sessions/{session_id}/plan"),
+            ("POST", "/v1/sessions/{session_id}/plan/messages"),
+            ("POST", "/v1/sessions/{session_id}/approve"),
+        )
+    ),  # fmt: skip
     _ep("POST", "/v1/sessions/{session_id}/cancel", "operator", "session", 200, _cancel_session),
     _ep("GET", "/v1/sessions/{session_id}/events", "viewer", "session", 200),
     _ep("GET", "/v1/sessions/{session_id}/progress", "viewer", "session", 200),
@@ -219,6 +266,8 @@ ENDPOINTS = [
     _ep("POST", "/v1/system/stop", "admin", "system", 200),
     _ep("POST", "/v1/system/resume", "admin", "system", 200),
     _ep("GET", "/v1/whoami", "viewer", "global", 200),
+    _ep("POST", "/v1/inventory", "operator", "global", 200, _inventory),
+    _ep("GET", "/v1/inventory", "viewer", "global", 200),
     _ep("POST", "/v1/tokens", "admin", "tokens", 201, _create_token),
     _ep("GET", "/v1/tokens", "admin", "tokens", 200),
     _ep("DELETE", "/v1/tokens/{token_id}", "admin", "tokens", 200, _revoke_token),

@@ -59,7 +59,11 @@ def test_headings_without_lists_are_parallel_tasks_and_plain_text_is_one() -> No
         "frontend": [],
     }
     [only] = plan_from_text("Fix the flaky login test.")
-    assert (only.key, only.prompt, only.depends_on) == ("goal", "Fix the flaky login test.", [])
+    assert (only.key, only.prompt, only.depends_on) == (
+        "fix-the-flaky-login-test",
+        "Fix the flaky login test.",
+        [],
+    )
 
 
 def test_repeated_titles_get_keys_of_their_own() -> None:

@@ -170,7 +170,14 @@ async def test_cancelling_a_conflicted_task_blocks_its_dependents_and_resumes_th
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["merge_status"] == "abandoned"
     body = (await api.get(f"/v1/sessions/{sid}")).json()
-    assert body["status"] == "active" and body["done"]
+    # No conflict is left: the session resumes, and, every task having ended, settles with
+    # its failures.
+    assert body["status"] == "awaiting_review" and body["done"]
+    assert body["review_reason"] == (
+        "2 of 3 tasks did not succeed and merge: 1 cancelled (y), 1 blocked (z)"
+    )
+    timeline = [e["type"] for e in (await api.get(f"/v1/sessions/{sid}/events")).json()]
+    assert timeline[-3:] == ["session.resumed", "session.finished", "session.awaiting_review"]
     assert (await task_states(api, sid))["z"][0] == "blocked"
 
 

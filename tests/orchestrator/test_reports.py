@@ -225,7 +225,8 @@ async def test_a_finished_session_is_marked_done_once_its_work_is_merged(
     body = (await api.get(f"/v1/sessions/{sid}")).json()
     assert body["done"] and body["finished_at"] is not None
     timeline = [e["type"] for e in (await api.get(f"/v1/sessions/{sid}/events")).json()]
-    assert timeline[-1] == "session.finished"
+    # Finished, it asks for its final checkpoint in the same transaction.
+    assert timeline[-2:] == ["session.finished", "checkpoint.requested"]
 
 
 async def test_heartbeats_and_workers(

@@ -20,6 +20,8 @@ __all__ = [
     "MERGE_TRANSITIONS",
     "MERGED_STATES",
     "MergeStatus",
+    "PLAN_TRANSITIONS",
+    "PlanStatus",
     "SESSION_TRANSITIONS",
     "SessionStatus",
     "TASK_TRANSITIONS",
@@ -36,6 +38,19 @@ class SessionStatus(StrEnum):
     SUSPENDED = "suspended"
     FINALIZED = "finalized"
     CANCELLED = "cancelled"
+
+
+class PlanStatus(StrEnum):
+    """A draft session's plan (`sessions.plan_status`; null while it has none)."""
+
+    PLANNING = "planning"
+    """A planner is at work (a planning agent's task, or feedback being answered)."""
+    READY = "ready"
+    """A revision waits for review: edit it, send feedback, or approve it."""
+    FAILED = "failed"
+    """The last planning failed (`plan_error` says why); plan again or edit by hand."""
+    APPROVED = "approved"
+    """Its tasks are the session's graph; the plan changes no more."""
 
 
 class TaskStatus(StrEnum):
@@ -145,17 +160,44 @@ SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     SessionStatus.DRAFT: frozenset(
         {SessionStatus.ACTIVE, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
     ),
+    # Every task ended: `finalized` (all merged and the final checkpoint passed, or a person
+    # finished it), or `awaiting_review` (failures, a failed final checkpoint, a conflict).
     SessionStatus.ACTIVE: frozenset(
-        {SessionStatus.AWAITING_REVIEW, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
+        {
+            SessionStatus.AWAITING_REVIEW,
+            SessionStatus.SUSPENDED,
+            SessionStatus.FINALIZED,
+            SessionStatus.CANCELLED,
+        }
     ),
     SessionStatus.AWAITING_REVIEW: frozenset(
-        {SessionStatus.ACTIVE, SessionStatus.SUSPENDED, SessionStatus.CANCELLED}
+        {
+            SessionStatus.ACTIVE,
+            SessionStatus.SUSPENDED,
+            SessionStatus.FINALIZED,
+            SessionStatus.CANCELLED,
+        }
     ),
     SessionStatus.SUSPENDED: frozenset(
-        {SessionStatus.ACTIVE, SessionStatus.AWAITING_REVIEW, SessionStatus.CANCELLED}
+        {
+            SessionStatus.ACTIVE,
+            SessionStatus.AWAITING_REVIEW,
+            SessionStatus.FINALIZED,
+            SessionStatus.CANCELLED,
+        }
     ),
-    SessionStatus.FINALIZED: frozenset(),
+    # Reopened only when asked: tasks added with `reopen`.
+    SessionStatus.FINALIZED: frozenset({SessionStatus.ACTIVE}),
     SessionStatus.CANCELLED: frozenset(),
+}
+
+
+PLAN_TRANSITIONS: dict[PlanStatus | None, frozenset[PlanStatus | None]] = {
+    None: frozenset({PlanStatus.PLANNING, PlanStatus.READY}),
+    PlanStatus.PLANNING: frozenset({PlanStatus.READY, PlanStatus.FAILED}),
+    PlanStatus.READY: frozenset({PlanStatus.READY, PlanStatus.PLANNING, PlanStatus.APPROVED}),
+    PlanStatus.FAILED: frozenset({PlanStatus.PLANNING, PlanStatus.READY}),
+    PlanStatus.APPROVED: frozenset(),
 }
 
 

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from swarm_cli import checkpoints, config, refs, sessions, system, tasks
+from swarm_cli import checkpoints, config, finishing, plans, refs, sessions, system, tasks
 from swarm_cli.client import ApiClient, CliError
+from swarm_cli.inventory import inventory
 from swarm_cli.options import (
     ApiUrl,
     AsJson,
@@ -161,17 +162,21 @@ app.command(rich_help_panel=_SESSIONS)(sessions.pause)
 app.command(rich_help_panel=_SESSIONS)(sessions.resume)
 app.command(rich_help_panel=_SESSIONS)(sessions.add)
 app.command(rich_help_panel=_SESSIONS)(sessions.export)
+app.add_typer(plans.plan_app, name="plan", rich_help_panel=_SESSIONS)
 app.command(rich_help_panel=_SESSIONS)(checkpoints.checkpoint)
 app.command(rich_help_panel=_SESSIONS)(checkpoints.rollback)
+app.command(rich_help_panel=_SESSIONS)(finishing.finish)
+app.command(rich_help_panel=_SESSIONS)(finishing.archive)
 app.command(rich_help_panel=_TASKS)(tasks.task)
 app.command(rich_help_panel=_TASKS)(tasks.logs)
 app.command(rich_help_panel=_TASKS)(tasks.retry)
 app.command(rich_help_panel=_TASKS)(tasks.cancel)
-app.command(rich_help_panel=_TASKS)(tasks.approve)
+app.command(rich_help_panel=_SESSIONS)(plans.approve)
 app.command(rich_help_panel=_SYSTEM)(system.workers)
 app.command(rich_help_panel=_SYSTEM)(system.system)
 app.command(rich_help_panel=_SYSTEM)(system.drain)
 app.command(rich_help_panel=_SYSTEM)(system.stop)
+app.command(rich_help_panel=_SESSIONS)(inventory)
 
 config_app = typer.Typer(
     no_args_is_help=True,

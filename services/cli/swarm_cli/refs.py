@@ -1,8 +1,8 @@
 """What a SESSION or TASK argument may be, and the ids they stand for.
 
 SESSION: a session id, or the start of one (`3f2a`) when it names a single session among
-the newest thousand. TASK: a task id, or `SESSION/KEY` (`3f2a/build`): the task with that
-key in that session.
+the newest thousand (listed ones first, then archived ones). TASK: a task id, or
+`SESSION/KEY` (`3f2a/build`): the task with that key in that session.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def session_id(client: ApiClient, ref: str) -> str:
         )
     sessions: list[dict[str, Any]] = client.get("/v1/sessions", limit=SESSION_SCAN)
     found = [s for s in sessions if str(s["id"]).startswith(prefix)]
+    if not found:
+        archived = client.get("/v1/sessions", limit=SESSION_SCAN, archived="true")
+        found = [s for s in archived if str(s["id"]).startswith(prefix)]
     if not found:
         raise CliError(f"no session id starts with {ref!r}", code="session_not_found")
     if len(found) > 1:

@@ -43,18 +43,56 @@ SessionArg = Annotated[
 
 
 def submit(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A task graph file (YAML or JSON).")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|PROMPT",
+            help="A task graph file (YAML or JSON), or one prompt: a session of one task.",
+        ),
+    ],
+    agent: Annotated[
+        str | None,
+        typer.Option(help="For a prompt: its agent (claude, codex, gemini, shell). [claude]"),
+    ] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(help="For a prompt: low, normal, high, urgent, or a number. [normal]"),
+    ] = None,
+    repo: Annotated[
+        str | None, typer.Option(help="For a prompt: the repository, a path or git URL. [.]")
+    ] = None,
+    base: Annotated[str, typer.Option(help="For a prompt: branch or commit to start from.")] = (
+        "HEAD"
+    ),
     api_url: ApiUrl = None,
     token: Token = None,
     wait: Annotated[bool, typer.Option(help="Follow the session until it is done.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Create a session from a task graph file and print its id."""
+    """Create a session from a task graph file, or of one task from a prompt, and print its
+    id."""
+    from swarm_cli.plans import submit_prompt
     from swarm_cli.taskfile import load_taskfile
 
-    body = load_taskfile(file)
+    path = Path(source)
+    prompted = agent is not None or priority is not None or repo is not None
+    is_file = "\n" not in source and len(source) < 4096 and path.is_file()
+    if is_file and prompted:
+        raise CliError("--agent, --priority and --repo are for a prompt, not a graph file")
+    if not is_file and source.endswith((".yaml", ".yml", ".json")) and not prompted:
+        raise CliError(f"cannot read {source}: no such file")
     with connect(api_url, token) as client:
-        session = client.post("/v1/sessions", body)
+        if is_file:
+            session = client.post("/v1/sessions", load_taskfile(path))
+        else:
+            session = submit_prompt(
+                source,
+                agent=agent or "claude",
+                priority=priority or "normal",
+                repo=repo or ".",
+                base=base,
+                client=client,
+            )
         if wait:
             from swarm_cli.watch import follow
 
@@ -70,17 +108,26 @@ def add(
     file: Annotated[
         Path, typer.Argument(metavar="FILE", help="Tasks (YAML or JSON): a list, or a graph file.")
     ],
+    reopen: Annotated[
+        bool, typer.Option(help="Run a finalized session again with these tasks.")
+    ] = False,
     api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Add tasks to a session; they may depend on its tasks (they run once those have)."""
+    """Add tasks to a session; they may depend on its tasks (they run once those have). A
+    finalized session takes them only with --reopen."""
     from swarm_cli.taskfile import load_tasks
 
     tasks = load_tasks(file)
     with connect(api_url, token) as client:
         sid = refs.session_id(client, session)
-        added: list[dict[str, Any]] = client.post(f"/v1/sessions/{sid}/tasks", tasks)
+        added: list[dict[str, Any]] = client.request(
+            "POST",
+            f"/v1/sessions/{sid}/tasks",
+            json=tasks,
+            params={"reopen": "true"} if reopen else None,
+        )
     if as_json:
         print_json(added)
         return
@@ -128,25 +175,33 @@ def status(
         ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest sessions shown.")] = 20,
+    archived: Annotated[
+        bool, typer.Option("--archived", help="List the archived sessions instead.")
+    ] = False,
     api_url: ApiUrl = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Sessions at a glance (status, tasks done of all, running, failed, age), or one
-    session in detail with its progress."""
+    session in detail with its progress. Archived sessions are listed only with
+    --archived."""
     with connect(api_url, token) as client:
         if session is None:
-            _list_sessions(client, limit=limit, as_json=as_json)
+            _list_sessions(client, limit=limit, archived=archived, as_json=as_json)
         else:
             _show_session(client, refs.session_id(client, session), as_json=as_json)
 
 
-def _list_sessions(client: ApiClient, *, limit: int, as_json: bool) -> None:
-    sessions = client.get("/v1/sessions", limit=limit)
+def _list_sessions(client: ApiClient, *, limit: int, archived: bool, as_json: bool) -> None:
+    sessions = client.get("/v1/sessions", limit=limit, archived="true" if archived else None)
     if as_json:
         print_json(sessions)
     elif not sessions:
-        err.print("No sessions yet. Create one with `swarm submit FILE`.")
+        err.print(
+            "No archived sessions."
+            if archived
+            else "No sessions yet. Create one with `swarm submit FILE`."
+        )
     else:
         narrow = console.width < WIDE_TABLE
         console.print(render.session_table(sessions, short_ids=narrow))

@@ -6,7 +6,8 @@ Where things live (behaviour → module):
 - the task graph and its state — `graph/`
   - a task's status, merge status and attempts change *only* here, checked against the
     transition tables of `swarm_common.states` → `graph/task_state.py`
-  - a session's status, and when it is finished → `graph/session_state.py`
+  - a session's status, when it is finished and how it settles (final checkpoint,
+    `finalized` or `awaiting_review`), reopening, archiving → `graph/session_state.py`
   - whether and when a task runs again (one pure decision) → `graph/retry.py`
   - the lock order session → task → attempt → `graph/locking.py`
   - which tasks run next, and the task message they get → `graph/scheduler.py`
@@ -15,16 +16,19 @@ Where things live (behaviour → module):
   - what an adapter's report does (started, progress, succeeded, failed) → `graph/reports.py`
   - whether a report comes from the adapter holding its attempt (proof, worker) →
     `graph/provenance.py`
-  - a person's retry, cancel, approve, pause, resume → `graph/control.py`
+  - a person's retry, cancel, approve, pause, resume, finish, archive → `graph/control.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
 - from a goal to a graph — `planning/`: the planner without a model, from the goal
   document's headings, phases and lists → `planning/heuristic.py`
+  - the inventory of a tenant's repositories: scans checked by the repository policy,
+    stored and listed; a session mirror's record for the planner → `planning/inventory.py`
 - git integration — `integration/`
   - where a repository may come from (roots, tenants, schemes, hosts) →
     `integration/repo_policy.py`
   - a session's bare mirror, refs and diffs → `integration/repos.py`
   - the merge queue into the integration branch, conflicts → `integration/merges.py`
-  - checkpoints (confined gates, fast-forward, tag, push) → `integration/checkpoints.py`
+  - checkpoints (confined gates, fast-forward, tag, push; final ones settle their
+    session) → `integration/checkpoints.py`
   - which checkpoints run at once, fair per tenant; cancel and stop →
     `integration/checkpoint_pool.py`
   - rollback to a checkpoint → `integration/rollback.py`

@@ -7,7 +7,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -114,6 +114,10 @@ class OrchestratorSettings(CommonSettings):
     max_session_edges: int = Field(200_000, ge=0)
     """Most dependency edges one session may hold (422 `graph_too_dense` for the graph that
     would pass it)."""
+    planner_agent: Literal["auto", "heuristic", "claude", "codex", "gemini"] = "auto"
+    """Who plans a session's goal when its `settings.planner.agent` does not say: `auto` is
+    the first of claude, codex, gemini with a live adapter, else the heuristic planner
+    (which plans from the goal's structure, offline)."""
     max_json_depth: int = Field(64, ge=2, le=128)
     """How deeply a request body may nest arrays and objects; deeper is refused (422
     `too_deep`) as it streams in. At most 128, so anything accepted can be served back."""

@@ -115,6 +115,10 @@ def session_panel(session: Mapping[str, Any], progress: Mapping[str, Any]) -> Pa
     fields.add_column(style="bold", no_wrap=True)
     fields.add_column(overflow="fold")
     fields.add_row("status", session_state(session))
+    if session.get("review_reason"):
+        fields.add_row("review", escape(one_line(str(session["review_reason"]), 300)))
+    if session.get("archived_at"):
+        fields.add_row("archived", local_time(session.get("archived_at")))
     fields.add_row("repo", escape(f"{session.get('repo', '')} @ {session.get('base_ref', '')}"))
     if session.get("integration_branch"):
         head = short(session.get("integration_head"))

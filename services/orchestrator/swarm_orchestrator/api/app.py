@@ -28,6 +28,8 @@ from swarm_orchestrator.api.routes import (
     dashboard,
     docs,
     health,
+    inventory,
+    plans,
     sessions,
     system,
     tasks,
@@ -107,7 +109,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
-    for module in (health, sessions, tasks, workers, system, tokens):
+    for module in (health, sessions, plans, tasks, workers, system, tokens, inventory):
         app.include_router(module.router)
     dashboard.install(app)
     docs.install(app)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, Text
@@ -18,6 +18,10 @@ __all__ = [
     "CheckpointPublic",
     "DiffFile",
     "DiffPublic",
+    "PlanEdit",
+    "PlanFeedback",
+    "PlanPublic",
+    "PlanRequest",
     "RollbackPublic",
     "RollbackRequest",
     "ErrorBody",
@@ -73,6 +77,22 @@ class SessionCreate(BaseModel):
     tasks: list[TaskSpec] = Field(
         default_factory=list, description="Optional task graph, stored with the session."
     )
+    plan: bool = Field(
+        False,
+        description="Plan the goal into a task graph (`settings.planner.agent`): the session "
+        "stays a `draft` until its plan is approved (`POST /v1/sessions/{id}/approve`).",
+    )
+    auto_approve: bool = Field(
+        False, description="Run the plan as soon as the planner made it, without review."
+    )
+
+    @model_validator(mode="after")
+    def _plan_or_tasks(self) -> SessionCreate:
+        if self.plan and self.tasks:
+            raise ValueError("give either `tasks` or `plan: true`, not both")
+        if self.plan and not self.goal.strip():
+            raise ValueError("`plan: true` needs a `goal` to plan")
+        return self
 
 
 class SessionPublic(BaseModel):
@@ -93,6 +113,19 @@ class SessionPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    review_reason: str | None = Field(
+        None,
+        description="Why the session waits in `awaiting_review` (failed tasks, a failed final "
+        "checkpoint, a merge conflict); once finalized, what a person accepted.",
+    )
+    archived_at: datetime | None = Field(
+        None, description="Archived then: left out of `GET /v1/sessions` (kept in full)."
+    )
+    plan_status: str | None = Field(
+        None, description="`planning`, `ready`, `failed` or `approved`; null without a plan."
+    )
+    plan_revision: int | None = None
+    auto_approve: bool = False
     counts: dict[str, int] = Field(default_factory=dict, description="Tasks by status.")
     total: int = 0
     done: bool = Field(False, description="Every task has ended.")
@@ -199,6 +232,9 @@ class CheckpointPublic(BaseModel):
     target_branch: str | None
     tag: str | None
     requested_by: str
+    final: bool = Field(
+        False, description="Taken because every task had ended: its outcome settles the session."
+    )
     gates: list[Any] | None
     error: str | None
     pushed: bool | None
@@ -354,3 +390,95 @@ class WhoAmI(BaseModel):
     name: str
     role: str
     tenant: str | None
+
+
+PlannerAgent = Literal["heuristic", "claude", "codex", "gemini"]
+
+
+class PlanRequest(BaseModel):
+    """`POST /v1/sessions/{id}/plan`: plan (or plan again) a draft's goal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: Text | None = Field(
+        None, max_length=64 * 1024, description="A new goal; the session's own when left out."
+    )
+    agent: PlannerAgent | None = Field(
+        None, description="Who plans; the session's `settings.planner.agent` when left out."
+    )
+
+
+class PlanEdit(BaseModel):
+    """`PATCH /v1/sessions/{id}/plan`: one new revision, from the whole task list or from
+    changes to the base revision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_revision: int = Field(
+        ge=0, le=MAX_INT, description="The revision the edit was made on (0: no plan yet)."
+    )
+    tasks: list[dict[str, Any]] | None = Field(
+        None, max_length=20_000, description="The whole plan, replacing the base revision's."
+    )
+    changes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Applied in order: `{op: add, task}`, `{op: remove, key}`, "
+        "`{op: update, key, set}`, `{op: split, key, into: [tasks]}`, "
+        "`{op: merge, keys, into: task}`.",
+    )
+    summary: Text = Field("", max_length=4000, description="What the edit changes.")
+
+    @model_validator(mode="after")
+    def _something(self) -> PlanEdit:
+        if self.tasks is None and not self.changes:
+            raise ValueError("give `tasks` or `changes`")
+        return self
+
+
+class PlanFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Text = Field(min_length=1, max_length=64 * 1024)
+
+
+class PlanRevisionPublic(BaseModel):
+    number: int
+    source: str
+    actor: str
+    summary: str
+    created_at: datetime
+    tasks: int
+
+
+class PlanMessagePublic(BaseModel):
+    id: int
+    role: str
+    author: str
+    text: str
+    revision: int | None
+    created_at: datetime
+
+
+class PlanRunPublic(BaseModel):
+    id: uuid.UUID
+    key: str
+    agent: str
+    status: str
+    attempt: int
+    reason: str | None
+
+
+class PlanPublic(BaseModel):
+    session_id: uuid.UUID
+    status: str | None = Field(description="`planning`, `ready`, `failed`, `approved` or null.")
+    revision: int | None = Field(description="The revision shown.")
+    latest_revision: int | None
+    source: str | None
+    summary: str
+    tasks: list[dict[str, Any]] = Field(description="The revision's task graph (TaskSpec).")
+    error: str | None = Field(description="Why the last planning failed.")
+    auto_approve: bool
+    revisions: list[PlanRevisionPublic]
+    messages: list[PlanMessagePublic]
+    runs: list[PlanRunPublic] = Field(description="The planning agent's runs (tasks of kind plan).")

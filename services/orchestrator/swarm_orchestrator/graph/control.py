@@ -1,5 +1,5 @@
-"""Control actions of people and tools: retry, cancel or approve a task; pause, resume or
-cancel a session.
+"""Control actions of people and tools: retry, cancel or approve a task; pause, resume,
+cancel, finish or archive a session.
 
 A task whose spec says `requires_approval` waits in `awaiting_approval` after its attempt
 succeeded; approving it puts its work in the merge queue, cancelling it abandons the work. A
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from swarm_common.messages import utcnow
 from swarm_common.states import TERMINAL_TASK_STATES, MergeStatus, SessionStatus, TaskStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator.db.models import Session, Task
+from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import (
@@ -40,8 +40,10 @@ from swarm_orchestrator.graph.locking import (
 
 __all__ = [
     "approve_task",
+    "archive_session",
     "cancel_session",
     "cancel_task",
+    "finish_session",
     "pause_session",
     "resume_session",
     "retry_task",
@@ -199,4 +201,53 @@ async def resume_session(
     await scheduler.queue_ready(db, session=session, keys=keys)
     await db.commit()
     log.info("session resumed", extra={"session_id": str(session.id), "actor": actor})
+    return session
+
+
+async def _lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session:
+    session = await lock_session(db, session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found", code="session_not_found")
+    return session
+
+
+async def finish_session(
+    db: AsyncSession, *, session_id: uuid.UUID, actor: str
+) -> tuple[Session, Checkpoint | None]:
+    """A person settles a session whose tasks have all ended, failures and all: it is
+    `finalized`, at once or once the final checkpoint returned passes. Finishing a finalized
+    session changes nothing."""
+    session = await _lock_session(db, session_id)
+    if session.status == SessionStatus.FINALIZED:
+        return session, None
+    if session.status == SessionStatus.CANCELLED:
+        raise Conflict("a cancelled session cannot be finished", code="session_closed")
+    graph = await session_state.tally(db, session.id)
+    if not graph.total or graph.open:
+        raise Conflict(
+            f"{graph.open} of {graph.total} tasks have not ended (or wait to merge): wait for "
+            "them or cancel them, then finish"
+            if graph.total
+            else "the session has no tasks to finish",
+            code="session_not_settled",
+            details={"open": graph.open, "counts": graph.counts},
+        )
+    await session_state.finish_or_reopen(db, session)  # finished, and settled if it was not
+    checkpoint = await session_state.finish(db, session, actor=actor)
+    await db.commit()
+    log.info(
+        "session finished",
+        extra={"session_id": str(session.id), "actor": actor, "status": session.status},
+    )
+    return session, checkpoint
+
+
+async def archive_session(
+    db: AsyncSession, *, session_id: uuid.UUID, actor: str, archived: bool
+) -> Session:
+    """Hide a session from lists (it is kept in full), or list it again. Archiving an
+    archived session changes nothing."""
+    session = await _lock_session(db, session_id)
+    if session_state.archive(db, session, actor=actor, archived=archived):
+        await db.commit()
     return session

@@ -29,7 +29,11 @@ async def export_graph(
     rows = (
         await db.scalars(
             select(Task)
-            .where(Task.session_id == session.id, Task.resolves_task_id.is_(None))
+            .where(
+                Task.session_id == session.id,
+                Task.resolves_task_id.is_(None),
+                Task.kind == "work",
+            )
             .order_by(Task.key)
         )
     ).all()

@@ -1,7 +1,8 @@
 """How far a session is, how long it has taken, how long it may still take, and what its
 agents spent (tokens and cost), per session and per task.
 
-Spend is summed over every attempt (a retried task paid for each try). Token counts are
+Spend is summed over every attempt (a retried task paid for each try), the planning agent's
+runs included; counts and time are the graph's (tasks of kind `work`). Token counts are
 what the agent CLIs reported: `input` (including cached input), `cached_input`, `output`;
 `tokens` is input plus output.
 
@@ -102,7 +103,7 @@ async def session_progress(db: AsyncSession, session: Session) -> Progress:
         (
             await db.execute(
                 select(Task.status, func.count())
-                .where(Task.session_id == session.id)
+                .where(Task.session_id == session.id, Task.kind == "work")
                 .group_by(Task.status)
             )
         ).all()
@@ -116,7 +117,7 @@ async def session_progress(db: AsyncSession, session: Session) -> Progress:
                 func.avg(func.extract("epoch", Attempt.finished_at - Attempt.started_at)),
             )
             .join(Task, Task.id == Attempt.task_id)
-            .where(Task.session_id == session.id)
+            .where(Task.session_id == session.id, Task.kind == "work")
         )
     ).one()
     now = utcnow()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -45,6 +46,8 @@ from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
 from swarm_orchestrator.graph import provenance, retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_attempt, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
+from swarm_orchestrator.planning import plans
+from swarm_orchestrator.planning.plans import PlanLimits
 
 __all__ = ["Outcome", "UnknownTask", "apply_event"]
 
@@ -76,6 +79,7 @@ class _Ctx:
     attempt: Attempt
     keys: Keys
     policy: RetryPolicy
+    plan_limits: PlanLimits
 
     @property
     def actor(self) -> str:
@@ -99,7 +103,12 @@ def _worker(envelope: Envelope) -> str:
 
 
 async def apply_event(
-    db: AsyncSession, envelope: Envelope, *, keys: Keys, policy: RetryPolicy | None = None
+    db: AsyncSession,
+    envelope: Envelope,
+    *,
+    keys: Keys,
+    policy: RetryPolicy | None = None,
+    plan_limits: PlanLimits | None = None,
 ) -> Outcome:
     dumped = envelope.message.model_dump()
     if has_nul(dumped):  # agents print anything; PostgreSQL stores no NUL
@@ -118,7 +127,14 @@ async def apply_event(
     if isinstance(message, TaskHeartbeat):
         return await _heartbeat(db, envelope, message)
     if isinstance(message, TaskEvent):
-        return await _task_event(db, envelope, message, keys=keys, policy=policy or RetryPolicy())
+        return await _task_event(
+            db,
+            envelope,
+            message,
+            keys=keys,
+            policy=policy or RetryPolicy(),
+            plan_limits=plan_limits or PlanLimits(),
+        )
     log.warning("event type has no handler", extra={"type": envelope.type})
     return Outcome.IGNORED
 
@@ -163,7 +179,13 @@ async def _heartbeat(db: AsyncSession, envelope: Envelope, message: TaskHeartbea
 
 
 async def _task_event(
-    db: AsyncSession, envelope: Envelope, message: TaskEvent, *, keys: Keys, policy: RetryPolicy
+    db: AsyncSession,
+    envelope: Envelope,
+    message: TaskEvent,
+    *,
+    keys: Keys,
+    policy: RetryPolicy,
+    plan_limits: PlanLimits,
 ) -> Outcome:
     locked = await lock_task(db, message.task_id)
     if locked is None or locked.session.id != message.session_id:
@@ -200,6 +222,7 @@ async def _task_event(
         attempt=attempt,
         keys=keys,
         policy=policy,
+        plan_limits=plan_limits,
     )
     return await handler(ctx)
 
@@ -283,6 +306,8 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
     merged (see `integration.merges`)."""
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
+    if ctx.task.kind == "plan":
+        return await _on_answered(ctx)
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
     task = ctx.task
     task.reason = None
@@ -298,6 +323,42 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
     return Outcome.APPLIED
 
 
+async def _on_answered(ctx: _Ctx) -> Outcome:
+    """A planning run answered: a valid plan becomes the draft's next revision; an invalid
+    one fails the attempt with the validation errors as the next attempt's feedback (the
+    repair round), as `retry.decide` allows."""
+    message = ctx.envelope.message
+    assert isinstance(message, TaskSucceeded)
+    errors = await plans.take_answer(
+        ctx.db,
+        ctx.session,
+        ctx.task,
+        message.answer,
+        keys=ctx.keys,
+        limits=ctx.plan_limits,
+        actor=ctx.actor,
+    )
+    if errors:
+        ctx.task.feedback = _plan_feedback(errors)
+        return await _fail(ctx, reason="invalid_plan", error="; ".join(errors)[:MAX_TAIL_CHARS])
+    data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
+    ctx.task.reason = None
+    ctx.task.feedback = None
+    ctx.task.result = {"answer_chars": len(message.answer or "")}
+    task_state.answered(ctx.db, ctx.task, actor=ctx.actor, source=ctx.envelope.id, data=data)
+    await ctx.db.flush()
+    await session_state.finish_or_reopen(ctx.db, ctx.session)
+    return Outcome.APPLIED
+
+
+def _plan_feedback(errors: list[str]) -> str:
+    lines = "\n".join(f"- {e}" for e in errors)
+    return (
+        "Your previous answer was not a valid plan. Fix these errors and answer the whole "
+        f"plan again as one JSON object that follows the schema:\n{lines}"
+    )
+
+
 async def _on_failed(ctx: _Ctx) -> Outcome:
     """A failed or rate-limited attempt: the task runs again or fails, as `retry.decide`
     says. A failed quality gate's output goes into the next attempt's prompt."""
@@ -305,42 +366,46 @@ async def _on_failed(ctx: _Ctx) -> Outcome:
     assert isinstance(message, TaskFailed)
     if ctx.task.status not in ACTIVE:
         return Outcome.IGNORED
-    limited = message.reason == "rate_limited"
-    status = AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED
-    data = _finish_attempt(ctx, status, reason=message.reason)
-    ctx.attempt.error = message.error[:MAX_TAIL_CHARS]
-    task = ctx.task
     if message.reason == "gate_failed":
-        task.feedback = _gate_feedback(message.gates) or None
+        ctx.task.feedback = _gate_feedback(message.gates) or None
+    return await _fail(ctx, reason=message.reason, error=message.error, retry_at=message.retry_at)
+
+
+async def _fail(ctx: _Ctx, *, reason: str, error: str, retry_at: datetime | None = None) -> Outcome:
+    limited = reason == "rate_limited"
+    status = AttemptStatus.RATE_LIMITED if limited else AttemptStatus.FAILED
+    data = _finish_attempt(ctx, status, reason=reason)
+    ctx.attempt.error = error[:MAX_TAIL_CHARS]
+    task = ctx.task
     await ctx.db.flush()
     now = utcnow()
     decision = retry.decide(
         Cause.RATE_LIMITED if limited else Cause.FAILED,
-        reason=message.reason,
+        reason=reason,
         counts=await task_state.attempt_counts(ctx.db, task),
         limits=task_state.limits(task),
         policy=ctx.policy,
         now=now,
-        reset_at=message.retry_at,
+        reset_at=retry_at,
     )
-    reason = f"attempt {task.attempt} failed: {message.reason}"
-    retry_at = decision.retry_at(now)
+    failure = f"attempt {task.attempt} failed: {reason}"
+    again_at = decision.retry_at(now)
     entry = task_state.Entry(
         "task.failed",
         actor=ctx.actor,
         source=ctx.envelope.id,
         data={
             **data,
-            **({"retry_at": retry_at.isoformat()} if retry_at else {}),
-            "reason": message.reason,
-            "error": message.error[:2000],
+            **({"retry_at": again_at.isoformat()} if again_at else {}),
+            "reason": reason,
+            "error": error[:2000],
             "will_retry": decision.again,
         },
     )
     if decision.again:
-        task_state.reschedule(ctx.db, task, reason=reason, retry_at=retry_at, entry=entry)
+        task_state.reschedule(ctx.db, task, reason=failure, retry_at=again_at, entry=entry)
     else:
-        task_state.fail(ctx.db, task, reason=reason, entry=entry)
+        task_state.fail(ctx.db, task, reason=failure, entry=entry)
         await task_state.block_downstream(ctx.db, session_id=ctx.session.id)
     await ctx.db.flush()
     await session_state.finish_or_reopen(ctx.db, ctx.session)

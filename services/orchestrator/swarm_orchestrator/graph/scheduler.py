@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -54,8 +54,11 @@ async def queue_ready(
     only: Collection[uuid.UUID] | None = None,
 ) -> list[Task]:
     """Queue every ready task of `session` (or only those in `only`); the session must be
-    locked by the caller."""
-    if session.status != SessionStatus.ACTIVE:
+    locked by the caller. A draft runs only its planning agent's tasks (kind `plan`)."""
+    kinds: tuple[ColumnElement[bool], ...] = ()
+    if session.status == SessionStatus.DRAFT:
+        kinds = (Task.kind == "plan",)
+    elif session.status != SessionStatus.ACTIVE:
         return []
     parent = aliased(Task)
     unfinished_parent = exists().where(
@@ -73,6 +76,7 @@ async def queue_ready(
         Task.status == TaskStatus.PENDING,
         or_(Task.retry_at.is_(None), Task.retry_at <= func.now()),
         ~unfinished_parent,
+        *kinds,
         ids=only,
         order_by=(Task.priority.desc(), Task.created_at, Task.key),
     )
@@ -196,6 +200,7 @@ def _queue(
         max_turns=spec.get("max_turns"),
         allowed_tools=spec.get("allowed_tools"),
         output_schema=spec.get("output_schema"),
+        read_only=task.kind == "plan",
         settings=session.settings,
         event_key=attempt.event_key,
     )
@@ -216,7 +221,13 @@ async def sweep(sessionmaker: async_sessionmaker[AsyncSession], *, keys: Keys) -
                 .distinct()
                 .join(
                     Session,
-                    and_(Session.id == Task.session_id, Session.status == SessionStatus.ACTIVE),
+                    and_(
+                        Session.id == Task.session_id,
+                        or_(
+                            Session.status == SessionStatus.ACTIVE,
+                            and_(Session.status == SessionStatus.DRAFT, Task.kind == "plan"),
+                        ),
+                    ),
                 )
                 .where(
                     Task.status == TaskStatus.PENDING,

@@ -1,41 +1,70 @@
-"""The owner of a session's state: the only code that changes a session's `status` or
-marks it finished.
+"""The owner of a session's state: the only code that changes a session's `status`, its
+plan's `plan_status`, or marks it finished.
 
 Each change is checked against `swarm_common.states.SESSION_TRANSITIONS` before anything is
 stored and writes its timeline entry in the caller's transaction, which holds the session's
 lock (`graph.locking`).
+
+A session settles when its last task ends (`finish_or_reopen`, called by every change that
+ends, retries or adds tasks): with every task succeeded and merged it takes a final
+checkpoint of the integration head (`settings.checkpoint.on_finish`) and is `finalized` when
+that passes (`checkpoint_ended`), or at once without one; with failures, or when the final
+checkpoint fails, it waits in `awaiting_review` with its `review_reason`. A person may
+`finish` a session whose tasks all ended, failures and all. Tasks added later reopen it
+(a finalized one only when asked). Planner runs (tasks of kind `plan`) are no part of this.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from pydantic import ValidationError
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
+from swarm_common.session_settings import SessionSettings
 from swarm_common.states import (
+    PLAN_TRANSITIONS,
     SESSION_TRANSITIONS,
     TERMINAL_TASK_STATES,
+    IllegalTransition,
     MergeStatus,
+    PlanStatus,
     SessionStatus,
     TaskStatus,
     check_transition,
 )
 from swarm_orchestrator.db import timeline
-from swarm_orchestrator.db.models import Session, Task
+from swarm_orchestrator.db.models import Attempt, Checkpoint, Session, Task
 
 __all__ = [
+    "Tally",
     "activate",
+    "archive",
     "await_review",
     "cancel",
+    "checkpoint_ended",
     "create",
+    "finish",
     "finish_or_reopen",
     "pause",
+    "plan_approved",
+    "plan_revised",
+    "planning_failed",
+    "planning_started",
+    "reopen",
     "resume",
     "resume_after_review",
+    "tally",
 ]
+
+MERGED_WELL = (MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED)
+"""A succeeded task whose work is on the integration branch (or had nothing to merge)."""
+KEYS_NAMED = 3
+"""Tasks a review reason names of each kind (how many there are is always said)."""
 
 
 def _move(
@@ -50,6 +79,8 @@ def _move(
     check_transition(SESSION_TRANSITIONS, session.status, to, what=f"session {session.id}")
     session.status = to
     session.updated_at = utcnow()
+    if to == SessionStatus.ACTIVE:
+        session.review_reason = None  # it runs again: nothing waits for a person
     timeline.record(db, session_id=session.id, type=event, actor=actor, data=data)
 
 
@@ -71,10 +102,19 @@ def activate(db: AsyncSession, session: Session, *, actor: str) -> None:
     session.updated_at = utcnow()
 
 
-def await_review(db: AsyncSession, session: Session, *, data: dict[str, Any]) -> None:
+def await_review(
+    db: AsyncSession, session: Session, *, data: dict[str, Any], reason: str | None = None
+) -> None:
     """A merge conflicted and a person decides: nothing new is queued meanwhile."""
     if session.status == SessionStatus.ACTIVE:
-        _move(db, session, SessionStatus.AWAITING_REVIEW, "session.awaiting_review", data=data)
+        session.review_reason = reason
+        _move(
+            db,
+            session,
+            SessionStatus.AWAITING_REVIEW,
+            "session.awaiting_review",
+            data={**data, **({"reason": reason} if reason else {})},
+        )
 
 
 async def resume_after_review(db: AsyncSession, session: Session, *, actor: str) -> bool:
@@ -101,11 +141,13 @@ def pause(db: AsyncSession, session: Session, *, actor: str) -> None:
 
 async def resume(db: AsyncSession, session: Session, *, actor: str) -> bool:
     """A paused session runs again (or waits for review, when a merge conflicted
-    meanwhile); True when it changed."""
+    meanwhile); True when it changed. One whose tasks all ended meanwhile settles."""
     if session.status != SessionStatus.SUSPENDED:
         return False
     to = SessionStatus.AWAITING_REVIEW if await _conflicts(db, session.id) else SessionStatus.ACTIVE
     _move(db, session, to, "session.resumed", actor=actor, data={"to": to})
+    if to == SessionStatus.ACTIVE and session.finished_at is not None:
+        await finish_or_reopen(db, session)
     return True
 
 
@@ -122,26 +164,205 @@ def cancel(db: AsyncSession, session: Session, *, actor: str, tasks_cancelled: i
 
 async def finish_or_reopen(db: AsyncSession, session: Session) -> None:
     """Mark the session finished when its last task ended and every succeeded one is merged,
-    and unfinished again when a task is retried."""
+    and settle it (see the module's docstring); unfinished again when a task is retried or
+    added (its open final checkpoint then settles nothing)."""
+    if session.plan_status == PlanStatus.PLANNING:
+        await _settle_planning(db, session)
+    graph = await tally(db, session.id)
+    now = utcnow()
+    if graph.open == 0 and graph.total:
+        if session.finished_at is None:
+            session.finished_at = now
+            session.updated_at = now
+            timeline.record(
+                db, session_id=session.id, type="session.finished", data={"counts": graph.counts}
+            )
+        if session.status == SessionStatus.ACTIVE:
+            await _settle(db, session, graph)
+    elif graph.open and session.finished_at is not None:
+        session.finished_at = None
+        session.updated_at = now
+        from swarm_orchestrator.integration import checkpoints  # it imports this module
+
+        await checkpoints.demote_final(db, session.id)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A session's graph by state: its tasks of kind `work` (planner runs are no part of
+    it)."""
+
+    counts: dict[str, int]
+    open: int
+    """Tasks that have not ended, and succeeded ones waiting to merge or conflicted."""
+    unsettled: int
+    """Tasks that ended without their work on the integration branch: failed, blocked,
+    cancelled, or succeeded with it abandoned or rolled back."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+async def tally(db: AsyncSession, session_id: uuid.UUID) -> Tally:
     waiting = (MergeStatus.PENDING, MergeStatus.CONFLICT)
     rows = (
         await db.execute(
-            select(Task.status, func.count(), func.count().filter(Task.merge_status.in_(waiting)))
-            .where(Task.session_id == session.id)
+            select(
+                Task.status,
+                func.count(),
+                func.count().filter(Task.merge_status.in_(waiting)),
+                func.count().filter(Task.merge_status.in_(MERGED_WELL)),
+            )
+            .where(Task.session_id == session_id, Task.kind == "work")
             .group_by(Task.status)
         )
     ).all()
-    counts = {status: n for status, n, _ in rows}
-    unmerged = sum(n for status, _, n in rows if status == TaskStatus.SUCCEEDED)
-    open_tasks = sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES) + unmerged
+    counts = {status: n for status, n, _, _ in rows}
+    unmerged = sum(w for status, _, w, _ in rows if status == TaskStatus.SUCCEEDED)
+    merged = sum(m for status, _, _, m in rows if status == TaskStatus.SUCCEEDED)
+    ended = sum(n for s, n in counts.items() if s in TERMINAL_TASK_STATES)
+    return Tally(
+        counts=counts,
+        open=sum(n for s, n in counts.items() if s not in TERMINAL_TASK_STATES) + unmerged,
+        unsettled=ended - unmerged - merged,
+    )
+
+
+async def _settle(db: AsyncSession, session: Session, graph: Tally) -> None:
+    """An active session whose tasks all ended: review with failures, else the final
+    checkpoint (once: an open one of the head is kept) or `finalized` at once."""
+    if graph.unsettled:
+        reason = await _unsettled_reason(db, session.id, graph)
+        await_review(db, session, reason=reason, data={"counts": graph.counts})
+        return
+    from swarm_orchestrator.integration import checkpoints  # it imports this module
+
+    if not _on_finish(session) or await checkpoints.head_verdict(db, session) == "passed":
+        finalize(db, session, actor="system", data={"counts": graph.counts})
+        return
+    await checkpoints.request_final(db, session, actor="system")
+
+
+def _on_finish(session: Session) -> bool:
+    try:
+        return SessionSettings.model_validate(session.settings or {}).checkpoint.on_finish
+    except ValidationError:
+        return True  # the default, as `integration.merges.session_settings` reads them
+
+
+async def _unsettled_reason(db: AsyncSession, session_id: uuid.UUID, graph: Tally) -> str:
+    """`2 of 5 tasks did not succeed: 1 failed (build), 1 blocked (test)`."""
+    rows = (
+        await db.execute(
+            select(Task.key, Task.status, Task.merge_status)
+            .where(
+                Task.session_id == session_id,
+                Task.kind == "work",
+                Task.status.in_([s.value for s in TERMINAL_TASK_STATES]),
+            )
+            .order_by(Task.created_at, Task.key)
+        )
+    ).all()
+    kinds: dict[str, list[str]] = {}
+    for key, status, merge_status in rows:
+        if status != TaskStatus.SUCCEEDED:
+            kinds.setdefault(status, []).append(key)
+        elif merge_status == MergeStatus.ROLLED_BACK:
+            kinds.setdefault("rolled back", []).append(key)
+        elif merge_status not in MERGED_WELL:
+            kinds.setdefault("abandoned", []).append(key)
+    parts = []
+    for kind, keys in kinds.items():
+        named = ", ".join(keys[:KEYS_NAMED]) + (" …" if len(keys) > KEYS_NAMED else "")
+        parts.append(f"{len(keys)} {kind} ({named})")
+    return f"{graph.unsettled} of {graph.total} tasks did not succeed and merge: " + ", ".join(
+        parts
+    )
+
+
+def finalize(
+    db: AsyncSession, session: Session, *, actor: str, data: dict[str, Any] | None = None
+) -> None:
+    """The session is done: its work is on the integration branch (and checked, when it
+    takes final checkpoints). Its review reason, if any, stays as how it ended."""
+    _move(db, session, SessionStatus.FINALIZED, "session.finalized", actor=actor, data=data)
+
+
+def checkpoint_ended(db: AsyncSession, session: Session, checkpoint: Checkpoint) -> None:
+    """A final checkpoint ended (the caller holds the session's lock): passed, the session
+    is `finalized`; failed, it waits for review. One of an older head, or of a session that
+    was reopened, cancelled or finalized meanwhile, settles nothing."""
+    head = session.integration_head or session.base_commit
+    if (
+        not checkpoint.final
+        or session.finished_at is None
+        or checkpoint.commit != head
+        or session.status in (SessionStatus.DRAFT, SessionStatus.FINALIZED, SessionStatus.CANCELLED)
+    ):
+        return
+    data = {"checkpoint": checkpoint.number, "commit": checkpoint.commit}
+    if checkpoint.status == "passed":
+        finalize(db, session, actor=checkpoint.requested_by, data={**data, "tag": checkpoint.tag})
+        return
+    reason = f"final checkpoint {checkpoint.number} failed: {(checkpoint.error or '')[:500]}"
+    session.review_reason = reason
+    if session.status == SessionStatus.AWAITING_REVIEW:  # a person's finish of a reviewed one
+        session.updated_at = utcnow()
+        timeline.record(
+            db,
+            session_id=session.id,
+            type="session.awaiting_review",
+            data={**data, "reason": reason},
+        )
+    else:
+        _move(
+            db,
+            session,
+            SessionStatus.AWAITING_REVIEW,
+            "session.awaiting_review",
+            data={**data, "reason": reason},
+        )
+
+
+async def finish(db: AsyncSession, session: Session, *, actor: str) -> Checkpoint | None:
+    """A person finishes a session whose tasks all ended (the caller checked that), failures
+    and all: `finalized` at once, or once the final checkpoint it returns passes (taken when
+    the session takes them and no checkpoint of the integration head passed; a final one of
+    the head that failed is accepted). Finishing a finalized session changes nothing."""
+    if session.status == SessionStatus.FINALIZED:
+        return None
+    from swarm_orchestrator.integration import checkpoints  # it imports this module
+
+    if _on_finish(session) and await checkpoints.head_verdict(db, session) is None:
+        return await checkpoints.request_final(db, session, actor=actor)
+    finalize(db, session, actor=actor, data={"finished_by": actor})
+    return None
+
+
+async def reopen(db: AsyncSession, session: Session, *, actor: str) -> bool:
+    """Tasks are added to a session that had settled: a finalized one (the caller checked
+    that it was asked to) or one waiting for review with no conflict left runs again; True
+    when it changed."""
+    if session.status == SessionStatus.FINALIZED:
+        _move(db, session, SessionStatus.ACTIVE, "session.reopened", actor=actor)
+        return True
+    if session.status == SessionStatus.AWAITING_REVIEW and not await _conflicts(db, session.id):
+        _move(db, session, SessionStatus.ACTIVE, "session.reopened", actor=actor)
+        return True
+    return False
+
+
+def archive(db: AsyncSession, session: Session, *, actor: str, archived: bool) -> bool:
+    """Hide the session from lists (kept in full), or show it again; True when it changed."""
+    if (session.archived_at is not None) == archived:
+        return False
     now = utcnow()
-    if open_tasks == 0 and counts and session.finished_at is None:
-        session.finished_at = now
-        session.updated_at = now
-        timeline.record(db, session_id=session.id, type="session.finished", data={"counts": counts})
-    elif open_tasks and session.finished_at is not None:
-        session.finished_at = None
-        session.updated_at = now
+    session.archived_at = now if archived else None
+    session.updated_at = now
+    event = "session.archived" if archived else "session.unarchived"
+    timeline.record(db, session_id=session.id, type=event, actor=actor)
+    return True
 
 
 async def _conflicts(db: AsyncSession, session_id: uuid.UUID) -> int:
@@ -155,3 +376,90 @@ async def _conflicts(db: AsyncSession, session_id: uuid.UUID) -> int:
         )
         or 0
     )
+
+
+# -- the plan of a draft session -----------------------------------------------------------
+
+
+def _move_plan(
+    db: AsyncSession,
+    session: Session,
+    to: PlanStatus,
+    event: str,
+    *,
+    actor: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    current = PlanStatus(session.plan_status) if session.plan_status else None
+    check_transition(PLAN_TRANSITIONS, current, to, what=f"plan of session {session.id}")
+    session.plan_status = to
+    session.updated_at = utcnow()
+    timeline.record(db, session_id=session.id, type=event, actor=actor, data=data)
+
+
+def planning_started(db: AsyncSession, session: Session, *, actor: str, agent: str) -> None:
+    """A planner (agent) is at work on the draft's plan."""
+    if session.status != SessionStatus.DRAFT:
+        raise IllegalTransition(f"session {session.id}: a {session.status} session is not planned")
+    session.plan_error = None
+    _move_plan(
+        db, session, PlanStatus.PLANNING, "plan.planning", actor=actor, data={"agent": agent}
+    )
+
+
+def plan_revised(
+    db: AsyncSession, session: Session, *, revision: int, actor: str, data: dict[str, Any]
+) -> None:
+    """A new revision of the plan waits for review."""
+    session.plan_revision = revision
+    session.plan_error = None
+    _move_plan(
+        db,
+        session,
+        PlanStatus.READY,
+        "plan.revised",
+        actor=actor,
+        data={"revision": revision, **data},
+    )
+
+
+def planning_failed(
+    db: AsyncSession, session: Session, *, error: str, actor: str = "system"
+) -> None:
+    session.plan_error = error
+    _move_plan(
+        db, session, PlanStatus.FAILED, "plan.failed", actor=actor, data={"error": error[:2000]}
+    )
+
+
+def plan_approved(db: AsyncSession, session: Session, *, actor: str) -> None:
+    """The plan's tasks became the graph: the draft runs (`activate` follows)."""
+    _move_plan(
+        db,
+        session,
+        PlanStatus.APPROVED,
+        "plan.approved",
+        actor=actor,
+        data={"revision": session.plan_revision},
+    )
+
+
+async def _settle_planning(db: AsyncSession, session: Session) -> None:
+    """A planning run that ended without an answer (failed for good, cancelled, lost) fails
+    the planning, so the draft does not wait for it forever."""
+    newest = (
+        await db.execute(
+            select(Task.status, Task.reason, Attempt.error)
+            .outerjoin(Attempt, and_(Attempt.task_id == Task.id, Attempt.number == Task.attempt))
+            .where(Task.session_id == session.id, Task.kind == "plan")
+            .order_by(Task.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if newest is not None and newest.status in (
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.BLOCKED,
+    ):
+        reason = newest.reason or f"the planner's run was {newest.status}"
+        planning_failed(db, session, error=f"{reason}: {newest.error}" if newest.error else reason)

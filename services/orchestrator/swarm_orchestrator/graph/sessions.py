@@ -22,16 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.settings import strip_credentials
 from swarm_common.specs import TaskSpec
+from swarm_common.states import SessionStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.access.tokens import Principal
 from swarm_orchestrator.api.schemas import SessionCreate
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
-from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import scheduler, session_state, task_state
-from swarm_orchestrator.graph.locking import lock_open_session
+from swarm_orchestrator.graph.locking import lock_open_session, lock_session
 from swarm_orchestrator.graph.validation import validate_graph
 from swarm_orchestrator.integration import repos
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
+from swarm_orchestrator.planning import plans
+from swarm_orchestrator.planning.plans import PlanLimits, describe_repository
 
 __all__ = [
     "LISTED_COLUMNS",
@@ -65,11 +68,12 @@ async def create_session(
     max_edges: int | None = None,
     actor: str = "api",
     tenant: str | None = None,
+    plan_limits: PlanLimits | None = None,
 ) -> tuple[Session, bool]:
     """Create a session (mirror its repository, store its optional graph, queue what is
-    ready). Returns the session and whether it is new; a known `idempotency_key` (of the same
-    tenant) returns the session made by the first request. `repo` must pass `policy` for
-    `tenant`."""
+    ready; or, with `plan`, start planning its goal). Returns the session and whether it is
+    new; a known `idempotency_key` (of the same tenant) returns the session made by the
+    first request. `repo` must pass `policy` for `tenant`."""
     if data.idempotency_key:
         existing = await _by_idempotency_key(db, data.idempotency_key, tenant)
         if existing is not None:
@@ -109,6 +113,17 @@ async def create_session(
         if ordered:
             await _insert_tasks(db, session=session, specs=ordered, existing={}, actor=actor)
             await scheduler.queue_ready(db, session=session, keys=keys)
+        elif data.plan:
+            await plans.plan(
+                db,
+                session,
+                keys=keys,
+                limits=plan_limits or PlanLimits(max_tasks=max_tasks, max_edges=max_edges),
+                actor=actor,
+                inventory=await describe_repository(
+                    workspace, mirror.path, mirror.base_commit, name=data.title
+                ),
+            )
         await db.commit()
     except BaseException as exc:
         await db.rollback()
@@ -154,6 +169,7 @@ async def _store(
         settings=data.settings.model_dump(mode="json", exclude_unset=True),
         idempotency_key=data.idempotency_key,
         tenant=tenant,
+        auto_approve=data.auto_approve,
     )
 
 
@@ -181,11 +197,13 @@ async def add_tasks(
     max_edges: int | None = None,
     max_session_edges: int | None = None,
     actor: str = "api",
+    reopen: bool = False,
 ) -> list[Row[Any]]:
     """Add a task graph to a session in one transaction; new tasks may depend on tasks the
     session already holds. Returns the new tasks as `task_rows` reads them, in the order
-    they were stored (parents first)."""
-    session = await lock_open_session(db, session_id)
+    they were stored (parents first). A session that had settled runs again; a finalized
+    one only with `reopen` (409 `session_finalized` otherwise)."""
+    session = await _lock_for_tasks(db, session_id, reopen=reopen)
     existing = dict(
         (await db.execute(select(Task.key, Task.id).where(Task.session_id == session_id))).all()
     )
@@ -202,6 +220,7 @@ async def add_tasks(
         db, session=session, specs=ordered, existing=existing, actor=actor
     )
     session_state.activate(db, session, actor=actor)
+    await session_state.reopen(db, session, actor=actor)
     await task_state.block_downstream(db, session_id=session_id)
     await scheduler.queue_ready(db, session=session, keys=keys)
     await session_state.finish_or_reopen(db, session)
@@ -209,6 +228,20 @@ async def add_tasks(
     tasks = await task_rows(db, Task.id.in_(task_ids))
     order = {task_id: i for i, task_id in enumerate(task_ids)}
     return sorted(tasks, key=lambda t: order[t.id])
+
+
+async def _lock_for_tasks(db: AsyncSession, session_id: uuid.UUID, *, reopen: bool) -> Session:
+    """Lock a session that may take new tasks: an open one, or a finalized one that is to
+    be reopened."""
+    session = await lock_session(db, session_id)
+    if session is not None and session.status == SessionStatus.FINALIZED:
+        if not reopen:
+            raise Conflict(
+                "the session is finalized: add the tasks with reopen=true to run it again",
+                code="session_finalized",
+            )
+        return session
+    return await lock_open_session(db, session_id)
 
 
 async def _validated(specs: Sequence[TaskSpec], **limits: Any) -> list[TaskSpec]:
@@ -298,12 +331,12 @@ async def get_task(
 async def session_counts(
     db: AsyncSession, session_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, int]]:
-    """Tasks by status for each session."""
+    """Tasks of the graph (not the planner's runs) by status for each session."""
     counts: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
     if session_ids:
         rows = await db.execute(
             select(Task.session_id, Task.status, func.count())
-            .where(Task.session_id.in_(list(session_ids)))
+            .where(Task.session_id.in_(list(session_ids)), Task.kind == "work")
             .group_by(Task.session_id, Task.status)
         )
         for session_id, status, n in rows:

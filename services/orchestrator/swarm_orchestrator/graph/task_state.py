@@ -46,6 +46,7 @@ __all__ = [
     "IN_FLIGHT",
     "NewTask",
     "abandon_merge",
+    "answered",
     "approve",
     "attempt_counts",
     "await_approval",
@@ -168,6 +169,8 @@ class NewTask:
     conflict_files: list[str] | None = None
     created: dict[str, Any] | None = None
     """The `task.created` entry's data; by default its key and dependencies."""
+    kind: str = "work"
+    """`plan`: a run of the planning agent, not a node of the graph (`Task.kind`)."""
 
 
 async def create_tasks(
@@ -212,6 +215,7 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         "title": spec.title,
         "prompt": spec.prompt,
         "agent": spec.agent,
+        "kind": new.kind,
         "role": spec.role,
         "spec": spec.model_dump(mode="json"),
         "priority": spec.priority if new.priority is None else new.priority,
@@ -317,6 +321,18 @@ async def succeed(
     _move(task, TaskStatus.SUCCEEDED, now)
     task.finished_at = now
     await enter_merge_queue(db, task)
+    _record(db, task, "task.succeeded", actor=actor, source=source, data=data)
+
+
+def answered(
+    db: AsyncSession, task: Task, *, actor: str, source: str, data: dict[str, Any]
+) -> None:
+    """A read-only run (a planner) answered: the task succeeded with nothing to merge."""
+    now = utcnow()
+    _move(task, TaskStatus.SUCCEEDED, now)
+    task.finished_at = now
+    _move_merge(task, MergeStatus.PENDING, now)
+    _move_merge(task, MergeStatus.EMPTY, now)
     _record(db, task, "task.succeeded", actor=actor, source=source, data=data)
 
 

@@ -8,6 +8,11 @@ both to the session's repository. A checkpoint whose orchestrator died is leased
 when its lease runs out; the ref updates are compare-and-swap, so running one twice
 changes nothing the second time. A cancelled session's checkpoint is never tagged.
 
+A final checkpoint (`final`) is taken when a session's tasks have all ended
+(`graph.session_state` asks for it, in the transaction that saw them end, through
+`request_final`, which makes at most one of each head); its outcome settles the session
+(`session_state.checkpoint_ended`) in the transaction that records it.
+
 Rolling back to a passed checkpoint is `rollback`'s. Every step is on the timeline with who
 asked.
 """
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import confine, git
@@ -36,12 +41,21 @@ from swarm_common.states import SessionStatus
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session
 from swarm_orchestrator.errors import SwarmError
+from swarm_orchestrator.graph import session_state
 from swarm_orchestrator.graph.locking import lock_open_session, lock_session
 from swarm_orchestrator.integration.merges import session_settings
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
 from swarm_orchestrator.settings import OrchestratorSettings
 
-__all__ = ["Lease", "request", "run_leased", "tag_name"]
+__all__ = [
+    "Lease",
+    "demote_final",
+    "head_verdict",
+    "request",
+    "request_final",
+    "run_leased",
+    "tag_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +79,73 @@ def tag_name(session_id: uuid.UUID, number: int) -> str:
     return f"swarm/{session_id}/checkpoint-{number}"
 
 
+_OPEN = ("pending", "running")
+
+
 async def request(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Checkpoint:
     """Store a checkpoint of the current integration head; it runs in the background."""
     session = await lock_open_session(db, session_id)
+    checkpoint = await _add(db, session, actor=actor, final=False)
+    await db.commit()
+    return checkpoint
+
+
+async def request_final(db: AsyncSession, session: Session, *, actor: str) -> Checkpoint:
+    """The final checkpoint of the session's integration head: the open one when there is
+    one (asking twice makes no second), else a new one. The caller holds the session's lock
+    and commits. Open final checkpoints of an older head settle nothing any more."""
+    head = session.integration_head or session.base_commit
+    found = None
+    for checkpoint in await db.scalars(
+        select(Checkpoint)
+        .where(
+            Checkpoint.session_id == session.id,
+            Checkpoint.final.is_(True),
+            Checkpoint.status.in_(_OPEN),
+        )
+        .order_by(Checkpoint.number)
+    ):
+        if checkpoint.commit == head and found is None:
+            found = checkpoint
+        else:
+            checkpoint.final = False
+    return found or await _add(db, session, actor=actor, final=True)
+
+
+async def demote_final(db: AsyncSession, session_id: uuid.UUID) -> None:
+    """The session was reopened: its open final checkpoints run as ordinary ones (they still
+    tag what passes) and settle nothing."""
+    await db.execute(
+        update(Checkpoint)
+        .where(
+            Checkpoint.session_id == session_id,
+            Checkpoint.final.is_(True),
+            Checkpoint.status.in_(_OPEN),
+        )
+        .values(final=False)
+    )
+
+
+async def head_verdict(db: AsyncSession, session: Session) -> str | None:
+    """How the integration head was checked: `passed` when a checkpoint of it passed,
+    `failed` when its newest final checkpoint failed, None when neither."""
+    head = session.integration_head or session.base_commit
+    rows = (
+        await db.execute(
+            select(Checkpoint.status, Checkpoint.final)
+            .where(Checkpoint.session_id == session.id, Checkpoint.commit == head)
+            .order_by(Checkpoint.number.desc())
+        )
+    ).all()
+    if any(status == "passed" for status, _ in rows):
+        return "passed"
+    final = next((status for status, is_final in rows if is_final), None)
+    return "failed" if final == "failed" else None
+
+
+async def _add(db: AsyncSession, session: Session, *, actor: str, final: bool) -> Checkpoint:
+    """A new checkpoint of the integration head (the caller holds the session's lock)."""
+    session_id = session.id
     number = (
         await db.scalar(
             select(func.coalesce(func.max(Checkpoint.number), 0)).where(
@@ -85,6 +163,7 @@ async def request(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Che
         tag=tag_name(session_id, number),
         requested_by=actor,
         runs=0,
+        final=final,
     )
     db.add(checkpoint)
     timeline.record(
@@ -92,10 +171,12 @@ async def request(db: AsyncSession, *, session_id: uuid.UUID, actor: str) -> Che
         session_id=session_id,
         type="checkpoint.requested",
         actor=actor,
-        data={"number": number, "commit": checkpoint.commit},
+        data={"number": number, "commit": checkpoint.commit, **({"final": True} if final else {})},
     )
-    await db.commit()
-    log.info("checkpoint requested", extra={"session_id": str(session_id), "number": number})
+    log.info(
+        "checkpoint requested",
+        extra={"session_id": str(session_id), "number": number, "final": final},
+    )
     return checkpoint
 
 
@@ -240,10 +321,15 @@ async def _finish(
     error: str,
 ) -> None:
     async with sessionmaker() as db, db.begin():
-        checkpoint = await db.get(Checkpoint, lease.id, with_for_update=True)
+        # The lock order of `graph.locking`: the session first (settling a session changes
+        # its open final checkpoints under the session's lock).
+        session_id = await db.scalar(select(Checkpoint.session_id).where(Checkpoint.id == lease.id))
+        session = await lock_session(db, session_id) if session_id is not None else None
+        checkpoint = await db.get(
+            Checkpoint, lease.id, with_for_update=True, populate_existing=True
+        )
         if checkpoint is None or checkpoint.status != "running" or checkpoint.runs != lease.runs:
             return  # another runner took it over after our lease ran out
-        session = await lock_session(db, checkpoint.session_id)
         assert session is not None
         pushed: bool | None = None
         if session.status == SessionStatus.CANCELLED and not error:
@@ -275,6 +361,8 @@ async def _finish(
             data["error"] = error[:2000]
         else:
             data.update(tag=checkpoint.tag, target_branch=checkpoint.target_branch, pushed=pushed)
+        if checkpoint.final:
+            data["final"] = True
         timeline.record(
             db,
             session_id=session.id,
@@ -282,6 +370,7 @@ async def _finish(
             actor=checkpoint.requested_by,
             data=data,
         )
+        session_state.checkpoint_ended(db, session, checkpoint)
     log.info(
         "checkpoint finished",
         extra={"session_id": str(checkpoint.session_id), "status": checkpoint.status},

@@ -255,7 +255,13 @@ async def _conflict(
     if policy.policy == "resolve" and files and rounds < policy.max_rounds:
         await _add_resolution_task(db, session=session, task=task, files=files, keys=keys)
     else:
-        session_state.await_review(db, session, data={"task": task.key, "files": files[:500]})
+        session_state.await_review(
+            db,
+            session,
+            data={"task": task.key, "files": files[:500]},
+            reason=f"the merge of task {task.key} conflicted"
+            + (f" in {len(files)} file(s)" if files else ""),
+        )
     await db.flush()
     await session_state.finish_or_reopen(db, session)
 

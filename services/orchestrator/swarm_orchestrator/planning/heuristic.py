@@ -11,7 +11,8 @@ so planning also works offline. What it reads:
 - **order**: numbered items run one after the other, bulleted ones side by side; named
   phases and numbered headings (`## 1. Setup`) run in order, each waiting for the tasks of
   the one before that nothing else in it waits for; other sections run side by side.
-- A document with no structure at all is one task: the goal itself.
+- A document with no structure at all is one task: the goal itself, keyed by its first
+  line.
 
 The answer is a list of `TaskSpec`s, valid like any submitted graph (keys are slugs of the
 titles, unique; at most `MAX_TASKS`).
@@ -79,7 +80,8 @@ def plan_from_text(goal: str) -> list[TaskSpec]:
         if len(planned) >= MAX_TASKS:
             break
     if not planned:
-        planned = [_spec(_unique("goal", keys), _first_line(goal), goal.strip() or "goal", [])]
+        title = _first_line(goal)
+        planned = [_spec(_unique(title or "goal", keys), title, goal.strip() or "goal", [])]
     return planned[:MAX_TASKS]
 
 

@@ -23,6 +23,7 @@ from swarm_orchestrator.graph import scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.integration import merges, prune
 from swarm_orchestrator.integration.checkpoint_pool import CheckpointPool
+from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.runtime.consumer import EventConsumer
 from swarm_orchestrator.runtime.failures import log_retry
 from swarm_orchestrator.runtime.reaper import Reaper
@@ -72,6 +73,7 @@ class Background:
             claim_idle_ms=settings.consumer_claim_idle_ms,
             max_deliveries=settings.event_max_deliveries,
             policy=policy,
+            plan_limits=PlanLimits.from_settings(settings),
             on_commit=self._events_applied,
         )
         self.reaper = Reaper(
@@ -130,6 +132,7 @@ class Background:
         )
         if merged:
             self.wake.set()
+            self.checkpoint_wake.set()  # a session's last merge asks for its final checkpoint
         return merged
 
     async def checkpoints_once(self) -> int:

@@ -32,6 +32,7 @@ from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.graph import provenance
 from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
 from swarm_orchestrator.graph.retry import RetryPolicy
+from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.runtime.failures import is_transient, log_retry
 from swarm_orchestrator.runtime.reaper import declare_lost
 
@@ -51,6 +52,7 @@ class EventConsumer:
     claim_idle_ms: int = 60_000
     max_deliveries: int = 10
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    plan_limits: PlanLimits = field(default_factory=PlanLimits)
     on_commit: Callable[[], None] = lambda: None
     """Called after an event changed the database (the loops that act on it wake up)."""
     counts: dict[str, int] = field(default_factory=dict, init=False)
@@ -132,7 +134,9 @@ class EventConsumer:
             return
         try:
             async with self.sessionmaker() as db, db.begin():
-                outcome = await apply_event(db, envelope, keys=self.keys, policy=self.policy)
+                outcome = await apply_event(
+                    db, envelope, keys=self.keys, policy=self.policy, plan_limits=self.plan_limits
+                )
         except UnknownTask as exc:
             await self._dead(entry_id, fields, f"unknown task: {exc}")
             return

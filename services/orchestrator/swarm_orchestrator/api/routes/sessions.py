@@ -1,11 +1,11 @@
 """`/v1/sessions`: create and list sessions, add and list their tasks, read the timeline,
-checkpoints and rollback of the integration branch."""
+checkpoints and rollback of the integration branch, finish and archive sessions."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from fastapi.responses import StreamingResponse
@@ -97,11 +97,17 @@ async def list_sessions(
     db: DbDep,
     who: Viewer,
     status: SessionStatus | None = None,
+    archived: Annotated[
+        bool, Query(description="List the archived sessions (only them) instead.")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[SessionPublic]:
-    """Sessions, newest first, with task counts."""
+    """Sessions, newest first, with task counts; archived ones only with `archived=true`."""
     stmt = select(Session).order_by(Session.created_at.desc(), Session.id).limit(limit)
+    stmt = stmt.where(
+        Session.archived_at.is_not(None) if archived else Session.archived_at.is_(None)
+    )
     if status is not None:
         stmt = stmt.where(Session.status == status)
     if who.tenant is not None:
@@ -126,10 +132,16 @@ async def add_tasks(
     db: DbDep,
     state: StateDep,
     who: Operator,
+    reopen: Annotated[
+        bool,
+        Query(description="Run a finalized session again with these tasks (409 without)."),
+    ] = False,
 ) -> StreamingResponse:
     """Add a task graph (a JSON array of tasks) in one transaction; nothing is stored when
     any task is invalid, a key repeats, a dependency is unknown, the graph has a cycle, or
-    it holds too many tasks or dependency edges (for one request, or for the session)."""
+    it holds too many tasks or dependency edges (for one request, or for the session). A
+    session that settled (awaiting review with no conflict) runs again; a finalized one only
+    with `reopen=true` (409 `session_finalized` otherwise)."""
     await sessions.get_session(db, session_id, seen_by=who)
     s = state.settings
     tasks = await sessions.add_tasks(
@@ -142,6 +154,7 @@ async def add_tasks(
         max_edges=s.max_graph_edges,
         max_session_edges=s.max_session_edges,
         actor=who.actor,
+        reopen=reopen,
     )
     state.notify()
     by_key = {spec.key: spec.depends_on for spec in body}
@@ -176,12 +189,16 @@ async def list_tasks(
         list[uuid.UUID] | None,
         Query(max_length=500, description="Only these tasks (repeat the parameter)."),
     ] = None,
+    kind: Annotated[
+        Literal["work", "plan"],
+        Query(description="`plan`: the planning agent's runs instead of the graph's tasks."),
+    ] = "work",
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> StreamingResponse:
     """The session's tasks, with their dependencies and what their agents spent."""
     await sessions.get_session(db, session_id, seen_by=who)
-    where = [Task.session_id == session_id]
+    where = [Task.session_id == session_id, Task.kind == kind]
     if status is not None:
         where.append(Task.status == status)
     if id is not None:
@@ -251,6 +268,47 @@ async def cancel_session(
     """Cancel every task that has not ended (running ones are asked to stop), then the
     session. Cancelling a cancelled session changes nothing."""
     return await _act(db, state, who, session_id, control.cancel_session)
+
+
+@router.post("/{session_id}/finish", responses={**_ERRORS, 202: {"model": SessionPublic}})
+async def finish_session(
+    session_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator, response: Response
+) -> SessionPublic:
+    """Settle a session whose tasks have all ended, failed ones too (409
+    `session_not_settled` while some have not): it is `finalized` (200), or, when it takes
+    final checkpoints and no checkpoint of its integration head passed, a final checkpoint
+    is taken first (202; the session is finalized when it passes, and waits for review when
+    it fails; finishing again then accepts the failure). Finishing a finalized session
+    changes nothing; a cancelled one is 409 `session_closed`."""
+    await sessions.get_session(db, session_id, seen_by=who)
+    session, checkpoint = await control.finish_session(db, session_id=session_id, actor=who.actor)
+    if checkpoint is not None:
+        response.status_code = 202
+        state.background.checkpoint_wake.set()
+    return await _answer(db, session)
+
+
+@router.post("/{session_id}/archive", responses=_ERRORS)
+async def archive_session(session_id: uuid.UUID, db: DbDep, who: Operator) -> SessionPublic:
+    """Leave the session out of `GET /v1/sessions` (`?archived=true` lists it); it is kept
+    in full and still read by its id. Archiving an archived session changes nothing."""
+    return await _archive(db, who, session_id, archived=True)
+
+
+@router.post("/{session_id}/unarchive", responses=_ERRORS)
+async def unarchive_session(session_id: uuid.UUID, db: DbDep, who: Operator) -> SessionPublic:
+    """List the archived session again. Unarchiving a listed session changes nothing."""
+    return await _archive(db, who, session_id, archived=False)
+
+
+async def _archive(
+    db: AsyncSession, who: Principal, session_id: uuid.UUID, *, archived: bool
+) -> SessionPublic:
+    await sessions.get_session(db, session_id, seen_by=who)
+    session = await control.archive_session(
+        db, session_id=session_id, actor=who.actor, archived=archived
+    )
+    return await _answer(db, session)
 
 
 @router.get(

@@ -1,5 +1,6 @@
 // The dashboard's entry point: sign-in (a token kept in localStorage, checked with
 // /v1/whoami), the views, and routing by the URL hash (#s=<session>&t=<task>&v=<view>).
+// A draft session opens on its plan; once approved, on its board.
 // Plain ES modules, no build step; every view lives in a module of its own.
 
 import { api, auth, setToken } from './api.js';
@@ -7,21 +8,26 @@ import { AdaptersView } from './adapters.js';
 import { Board } from './board.js';
 import { GraphView } from './graph.js';
 import { SessionLive } from './live.js';
+import { NewSessionDialog } from './newsession.js';
+import { PlanView } from './plan.js';
 import { SessionHeader, SessionList } from './sessions.js';
 import { SystemView } from './system.js';
 import { TaskPanel } from './taskpanel.js';
 import { toast, toastError } from './ui.js';
 import { h, fill, cls } from './dom.js';
 
-const VIEWS = ['board', 'graph', 'adapters', 'system'];
+const VIEWS = ['plan', 'board', 'graph', 'adapters', 'system'];
 const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 const LIVE_TEXT = { open: 'live', connecting: 'connecting…', retrying: 'reconnecting…', closed: 'offline' };
 const NOTICES = {
   'session.finished': 'Session finished',
-  'session.awaiting_review': 'Session awaits review (a merge conflict)',
+  'session.awaiting_review': 'Session awaits review',
+  'session.finalized': 'Session finalized',
   'session.cancelled': 'Session cancelled',
   'checkpoint.passed': 'Checkpoint passed',
   'checkpoint.failed': 'Checkpoint failed',
+  'session.rolled_back': 'Integration branch rolled back',
+  'plan.failed': 'Planning failed',
 };
 
 const NOTICE_FRESH_MS = 15000;
@@ -37,6 +43,7 @@ const app = {
   pending: new Set(),
   pendingFull: false,
   frame: null,
+  chooseView: false, // the open session's first answer picks its view (a draft: the plan)
 };
 window.swarm = app; // for a person at the console, and the tests
 
@@ -76,6 +83,7 @@ async function signIn(token) {
   who.textContent = `${me.name} · ${me.role}${me.tenant ? ` · ${me.tenant}` : ''}`;
   who.dataset.role = me.role;
   document.body.dataset.role = me.role;
+  $('[data-testid="new-session"]').hidden = !canOperate();
   startViews();
 }
 
@@ -89,6 +97,7 @@ function stopAll() {
     app.views.system.destroy();
     app.views.adapters.setVisible(false);
     app.views.panel.close();
+    app.views.plan.reset();
   }
   app.views = null;
   app.me = null;
@@ -109,11 +118,13 @@ function startViews() {
   app.views = {
     panel,
     sessions: new SessionList($('[data-testid="sessions"]'), { onSelect: (id) => navigate({ s: id, t: null }) }),
-    header: new SessionHeader($('[data-testid="session-header"]'), {
+    header: new SessionHeader($('[data-testid="session-header"]'), { canOperate, onSession: sessionChanged }),
+    plan: new PlanView($('[data-testid="view-plan"]'), {
       canOperate,
-      onSession: (s) => {
-        app.views.header.setSession(s);
-        app.views.sessions.patch(s);
+      onSession: sessionChanged,
+      onApproved: (s) => {
+        sessionChanged(s);
+        navigate({ v: 'board' });
       },
     }),
     board: new Board($('[data-testid="view-board"]'), { onOpen: openTask }),
@@ -123,6 +134,16 @@ function startViews() {
     }),
     system: new SystemView($('[data-testid="view-system"]'), { me: app.me, onMode: setMode }),
   };
+  if (!app.newSession) {
+    app.newSession = new NewSessionDialog({
+      defaults: () => (app.live && app.live.session) || null,
+      onCreated: (s) => {
+        toast(s.status === 'draft' ? `Session “${s.title}” made: its plan is ${s.plan_status || 'on its way'}` : `Session “${s.title}” runs`);
+        if (app.views) app.views.sessions.refresh();
+        navigate({ s: s.id, t: null, v: s.status === 'draft' ? 'plan' : 'board' });
+      },
+    });
+  }
   app.views.sessions.refresh().then((list) => {
     const route = readRoute();
     if (!route.s && list.length) {
@@ -136,7 +157,26 @@ function startViews() {
 function readRoute() {
   const params = new URLSearchParams(location.hash.slice(1));
   const v = params.get('v');
-  return { s: params.get('s'), t: params.get('t'), v: VIEWS.includes(v) ? v : 'board' };
+  return { s: params.get('s'), t: params.get('t'), v: VIEWS.includes(v) ? v : 'board', chosen: VIEWS.includes(v) };
+}
+
+/** A fresher copy of the open session, from any view: every view that shows it follows. */
+function sessionChanged(s) {
+  if (!app.views || !s || s.id !== app.sessionId) return;
+  app.views.header.setSession(s);
+  app.views.sessions.patch(s);
+  app.views.plan.setSession(s);
+  const tab = $('[data-testid="tab-plan"]');
+  tab.hidden = !s.plan_status;
+  if (app.chooseView) {
+    app.chooseView = false;
+    const route = readRoute();
+    if (!route.chosen && s.status === 'draft' && s.plan_status) {
+      history.replaceState(null, '', writeRoute({ ...route, v: 'plan' }));
+      applyRoute();
+    }
+  }
+  if (tab.hidden && app.view === 'plan') navigate({ v: 'board' });
 }
 
 function writeRoute(route) {
@@ -176,6 +216,7 @@ function showView(view) {
   }
   for (const el of document.querySelectorAll('section.view')) el.hidden = el.dataset.view !== view;
   app.views.graph.setVisible(view === 'graph');
+  app.views.plan.setVisible(view === 'plan');
   app.views.adapters.setVisible(view === 'adapters');
   if (view === 'system') app.views.system.refresh();
 }
@@ -185,8 +226,12 @@ function openSession(id) {
   app.live = null;
   app.sessionId = id;
   app.pending.clear();
-  const { board, graph, header, sessions } = app.views;
+  const { board, graph, header, sessions, plan } = app.views;
   header.clear();
+  plan.reset();
+  board.setGroups(new Map());
+  app.chooseView = true;
+  $('[data-testid="tab-plan"]').hidden = true;
   sessions.select(id);
   const empty = new Map();
   board.setEmptyText(id ? 'Loading…' : 'Pick a session on the left.');
@@ -201,16 +246,15 @@ function openSession(id) {
       board.setEmptyText('No tasks in this session yet.');
       scheduleRender(changed, full);
     },
-    onSession: (s) => {
-      header.setSession(s);
-      sessions.patch(s);
-    },
+    onSession: sessionChanged,
+    onGroups: (groups) => board.setGroups(groups),
     onProgress: (p) => {
       header.setProgress(p);
       if (p && p.counts) sessions.patch({ id, counts: p.counts, total: p.total });
     },
     onEvent: (ev) => {
       app.views.panel.onEvent(ev);
+      app.views.plan.onEvent(ev);
       const notice = NOTICES[ev.type];
       // Not for the history a new stream replays: only what just happened.
       const fresh = Date.now() - (Date.parse(ev.created_at) || 0) < NOTICE_FRESH_MS;
@@ -278,6 +322,7 @@ function boot() {
     b.addEventListener('click', () => navigate({ v: b.dataset.view }));
   }
   $('[data-testid="sessions-refresh"]').addEventListener('click', () => app.views && app.views.sessions.refresh());
+  $('[data-testid="new-session"]').addEventListener('click', () => app.newSession && app.newSession.open());
   window.addEventListener('hashchange', applyRoute);
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape' || document.querySelector('dialog[open]')) return;

@@ -1,7 +1,9 @@
 // One open session, kept current: its tasks (a Map by id), the session itself and its
 // progress. The timeline stream says what changed; every event with a task_id marks that
 // task dirty, and dirty tasks are fetched in batches every ~250 ms (by id, or the whole list
-// when many changed). Progress is refreshed at most once a second.
+// when many changed). Progress is refreshed at most once a second. The tasks' phases, epics
+// and estimates (not in the task list) come from the session's graph file, read again when
+// tasks are added.
 
 import { api, ApiError } from './api.js';
 import { EventStream } from './stream.js';
@@ -15,13 +17,20 @@ const MAX_IDS_BY_ID = 200; // above this, one full list is cheaper
 const FULL_GAP_MS = 1000;
 const PROGRESS_MS = 1000;
 const SESSION_MS = 1000;
+const GROUPS_MS = 3000;
+/** Task fields the board groups by, read from GET /v1/sessions/{id}/graph. */
+const GROUP_FIELDS = ['phase', 'epic', 'estimated_hours'];
 /** Events that do not change the task row: no refetch for them. */
 const NO_REFETCH = new Set(['task.progress']);
+/** Session events that change tasks without naming them (a rollback undoes merges, or
+ * brings them back, with one session entry): the whole list is read again. */
+const FULL_REFETCH = new Set(['session.rolled_back']);
 
 export class SessionLive {
   /**
    * hooks: onTasks({changed: Set<id>, added: bool, full: bool}), onSession(session),
-   * onProgress(progress), onEvent(event), onStreamState(state), onError(err)
+   * onProgress(progress), onEvent(event), onStreamState(state), onError(err),
+   * onGroups(Map key -> {phase, epic, estimated_hours})
    */
   constructor(sessionId, hooks) {
     this.id = sessionId;
@@ -33,6 +42,7 @@ export class SessionLive {
     this.progress = null;
     this.progressAt = 0;
     this.dirty = new Set();
+    this.fullWanted = false;
     this.flushTimer = null;
     this.flushing = false;
     this.lastFull = 0;
@@ -43,6 +53,9 @@ export class SessionLive {
     this.stats = { fetchedById: 0, fullFetches: 0, events: 0 };
     this.refreshProgress = throttle(() => this.loadProgress(), PROGRESS_MS);
     this.refreshSession = throttle(() => this.loadSession(), SESSION_MS);
+    this.groups = new Map();
+    this.groupsSig = '';
+    this.refreshGroups = throttle(() => this.loadGroups(), GROUPS_MS);
   }
 
   async start() {
@@ -135,8 +148,42 @@ export class SessionLive {
         added = true;
       }
     }
-    if (added) this.structure += 1;
+    if (added) {
+      this.structure += 1;
+      this.refreshGroups();
+    }
     this.hooks.onTasks({ changed, added, full: true });
+  }
+
+  /** Phases, epics and estimates by task key; hooks.onGroups when they changed. */
+  async loadGroups() {
+    if (this.stopped || !this.tasks.size) return;
+    let graph;
+    try {
+      graph = await api(`/v1/sessions/${encodeURIComponent(this.id)}/graph`);
+    } catch (err) {
+      // Only the grouping is missing without it: no toast for an older orchestrator.
+      if (!(err instanceof ApiError && err.status === 404)) this.hooks.onError(err);
+      return;
+    }
+    if (this.stopped) return;
+    const groups = new Map();
+    for (const task of graph.tasks || []) {
+      const fields = {};
+      let any = false;
+      for (const name of GROUP_FIELDS) {
+        if (task[name] !== undefined && task[name] !== null && task[name] !== '') {
+          fields[name] = task[name];
+          any = true;
+        }
+      }
+      if (any) groups.set(task.key, fields);
+    }
+    const sig = JSON.stringify([...groups]);
+    if (sig === this.groupsSig) return;
+    this.groupsSig = sig;
+    this.groups = groups;
+    if (this.hooks.onGroups) this.hooks.onGroups(groups);
   }
 
   /** Store one task; 'added', 'structure', 'changed' or null (nothing new). */
@@ -167,7 +214,13 @@ export class SessionLive {
       this.dirty.add(ev.task_id);
       this.scheduleFlush();
     }
-    if (type.startsWith('session.') || type.startsWith('checkpoint.')) this.refreshSession();
+    if (FULL_REFETCH.has(type)) {
+      this.fullWanted = true;
+      this.scheduleFlush();
+    }
+    if (type.startsWith('session.') || type.startsWith('checkpoint.') || type.startsWith('plan.')) {
+      this.refreshSession();
+    }
     if (!NO_REFETCH.has(type)) this.refreshProgress();
   }
 
@@ -183,8 +236,8 @@ export class SessionLive {
   }
 
   async flush() {
-    if (this.stopped || !this.dirty.size) return;
-    if (this.dirty.size > MAX_IDS_BY_ID) {
+    if (this.stopped || (!this.dirty.size && !this.fullWanted)) return;
+    if (this.dirty.size > MAX_IDS_BY_ID && !this.fullWanted) {
       // A burst (a replayed history, a cancelled session): one full list, at most every
       // FULL_GAP_MS, however long the burst lasts.
       const wait = this.lastFull + FULL_GAP_MS - Date.now();
@@ -199,19 +252,22 @@ export class SessionLive {
     this.flushing = true;
     this.lastFlush = Date.now();
     const ids = [...this.dirty];
+    const full = this.fullWanted || ids.length > MAX_IDS_BY_ID;
     this.dirty.clear();
+    this.fullWanted = false;
     try {
-      if (ids.length > MAX_IDS_BY_ID) {
+      if (full) {
         await this.loadAll();
       } else {
         await this.loadByIds(ids);
       }
     } catch (err) {
       for (const id of ids) this.dirty.add(id);
+      if (full) this.fullWanted = true;
       this.hooks.onError(err);
     } finally {
       this.flushing = false;
-      if (this.dirty.size) this.scheduleFlush();
+      if (this.dirty.size || this.fullWanted) this.scheduleFlush();
     }
   }
 
@@ -230,7 +286,10 @@ export class SessionLive {
         if (result === 'added' || result === 'structure') added = true;
       }
     }
-    if (added) this.structure += 1;
+    if (added) {
+      this.structure += 1;
+      this.refreshGroups();
+    }
     if (changed.size) this.hooks.onTasks({ changed, added, full: false });
   }
 

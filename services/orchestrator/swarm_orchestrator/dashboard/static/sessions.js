@@ -1,12 +1,15 @@
 // The sessions list (left) and the open session's header: progress (done / total, elapsed,
-// an estimate of the time left, tokens, cost) and the session controls.
+// an estimate of the time left, tokens, cost), or a draft's plan state, and the session
+// controls (pause / resume, checkpoint, rollback to a passed checkpoint, cancel).
 
 import { api, post } from './api.js';
-import { h, fill, badge, cls, label, fmtDuration, fmtTokens, fmtCost, TASK_STATES } from './dom.js';
-import { actionButton, toastFirstFailure } from './ui.js';
+import { h, fill, badge, cls, label, fmtDateTime, fmtDuration, fmtTokens, fmtCost, TASK_STATES } from './dom.js';
+import { actionButton, chooseOption, runAction, toast, toastFirstFailure } from './ui.js';
 
 const LIST_REFRESH_MS = 10000;
 const OPEN_STATES = new Set(['draft', 'active', 'awaiting_review', 'suspended']);
+/** Sessions whose integration branch can be checked or rolled back. */
+const RUNNING_STATES = new Set(['active', 'awaiting_review', 'suspended']);
 
 export class SessionList {
   constructor(root, { onSelect }) {
@@ -57,7 +60,7 @@ export class SessionList {
 
   render() {
     if (!this.sessions.length) {
-      fill(this.root, h('li', { class: 'empty', text: this.loaded ? 'No session yet. Submit one with `swarm submit`.' : 'Loading…' }));
+      fill(this.root, h('li', { class: 'empty', text: this.loaded ? 'No session yet: start one from a goal (New session), or submit a graph with `swarm submit`.' : 'Loading…' }));
       return;
     }
     fill(this.root, this.sessions.map((s) => {
@@ -70,10 +73,31 @@ export class SessionList {
         tabindex: '0', role: 'button',
       },
       h('div', { class: 'session-top' }, h('span', { class: 'session-title', text: s.title }), badge(s.status)),
-      stackedBar(counts, total, 'mini'),
-      h('div', { class: 'muted small', text: `${ended} / ${total} done${counts.running ? ` · ${counts.running} running` : ''}${counts.failed ? ` · ${counts.failed} failed` : ''}` }));
+      s.status === 'draft'
+        ? h('div', { class: 'muted small', 'data-testid': 'session-plan-state', text: planLine(s) })
+        : [stackedBar(counts, total, 'mini'),
+          h('div', { class: 'muted small', text: `${ended} / ${total} done${counts.running ? ` · ${counts.running} running` : ''}${counts.failed ? ` · ${counts.failed} failed` : ''}` })]);
     }));
   }
+}
+
+const PLAN_WORDS = {
+  planning: 'the planner is at work',
+  ready: 'plan ready',
+  failed: 'planning failed',
+  approved: 'plan approved',
+};
+const DRAFT_HINTS = {
+  planning: 'The plan shows under Plan once the planner answers.',
+  failed: 'Plan again, send feedback, or write the plan by hand under Plan.',
+};
+
+/** A draft's plan in a few words: "plan ready · revision 2". */
+function planLine(s) {
+  if (!s.plan_status) return 'draft';
+  const revision = s.plan_revision ? ` · revision ${s.plan_revision}` : '';
+  const words = PLAN_WORDS[s.plan_status] || `plan ${label(s.plan_status)}`;
+  return `${words}${revision}${s.auto_approve ? ' · auto-approve' : ''}`;
 }
 
 /** A bar of task counts by state. */
@@ -143,6 +167,16 @@ export class SessionHeader {
         h('span', { class: 'muted small', title: s.repo, text: `${s.base_ref}${target} · ${s.integration_branch || ''}` }),
         h('span', { class: 'spacer' }),
         h('div', { class: 'controls', 'data-testid': 'session-controls' }, this.controls())),
+      s.review_reason ? h('p', { class: 'muted small', 'data-testid': 'session-review-reason', text: s.review_reason }) : null,
+      s.status === 'draft' ? h('p', { class: 'draft-line', 'data-testid': 'session-draft' },
+        h('span', { text: `A draft: ${planLine(s)}. ` }),
+        h('span', { class: 'muted', text: DRAFT_HINTS[s.plan_status] || 'Review the plan, edit it or send feedback, then approve it to run.' })) : null,
+      s.status === 'draft' ? null : this.progressBlock(counts, total, ended, p));
+    this.renderTimes();
+  }
+
+  progressBlock(counts, total, ended, p) {
+    return [
       stackedBar(counts, total),
       h('div', { class: 'progress-stats' },
         h('span', { class: 'big', 'data-testid': 'progress-done', text: `${ended} / ${total} done` }),
@@ -153,8 +187,8 @@ export class SessionHeader {
         stat('Queued', h('span', { text: String(p.queued ?? counts.queued ?? 0) })),
         stat('Tokens', h('span', { 'data-testid': 'progress-tokens', title: usageTitle(p.usage), text: fmtTokens(p.tokens) })),
         stat('Cost', h('span', { 'data-testid': 'progress-cost', text: fmtCost(p.cost_usd) })),
-        h('span', { class: 'counts' }, TASK_STATES.filter((k) => counts[k]).map((k) => h('span', { class: `count-chip st-${cls(k)}`, text: `${label(k)} ${counts[k]}` })))));
-    this.renderTimes();
+        h('span', { class: 'counts' }, TASK_STATES.filter((k) => counts[k]).map((k) => h('span', { class: `count-chip st-${cls(k)}`, text: `${label(k)} ${counts[k]}` })))),
+    ];
   }
 
   renderTimes() {
@@ -179,6 +213,7 @@ export class SessionHeader {
     if (!this.canOperate() || !OPEN_STATES.has(s.status)) return [];
     const id = encodeURIComponent(s.id);
     const out = [];
+    if (s.status === 'draft') return [this.cancelControl(s)];
     if (s.status === 'suspended') {
       out.push(this.control('resume', 'Resume', 'primary', {
         run: () => post(`/v1/sessions/${id}/resume`), done: 'Session resumed',
@@ -192,7 +227,14 @@ export class SessionHeader {
       run: () => post(`/v1/sessions/${id}/checkpoints`),
       done: (c) => `Checkpoint ${c && c.number ? c.number : ''} requested: its gates run now`,
     }));
-    out.push(this.control('cancel-session', 'Cancel session', 'danger', {
+    if (RUNNING_STATES.has(s.status)) out.push(this.rollbackControl(s));
+    out.push(this.cancelControl(s));
+    return out;
+  }
+
+  cancelControl(s) {
+    const id = encodeURIComponent(s.id);
+    return this.control('cancel-session', 'Cancel session', 'danger', {
       confirm: {
         title: `Cancel session “${s.title}”?`,
         text: 'Every task that has not ended is cancelled and running agents are stopped; their work is lost.',
@@ -200,8 +242,46 @@ export class SessionHeader {
       },
       run: () => post(`/v1/sessions/${id}/cancel`),
       done: 'Session cancelled',
-    }));
-    return out;
+    });
+  }
+
+  /** Rollback: pick one of the passed checkpoints (newest first), confirm, reset to it. */
+  rollbackControl(s) {
+    const id = encodeURIComponent(s.id);
+    const b = h('button', {
+      type: 'button', 'data-action': 'rollback', 'data-testid': 'session-rollback', text: 'Rollback…',
+      title: 'Reset the integration branch to a passed checkpoint',
+    });
+    b.addEventListener('click', async () => {
+      let passed;
+      try {
+        const list = await api(`/v1/sessions/${id}/checkpoints`);
+        passed = list.filter((c) => c.status === 'passed').reverse();
+      } catch (err) {
+        toast(`Checkpoints: ${err.message}`, 'error');
+        return;
+      }
+      if (!passed.length) {
+        toast('No checkpoint has passed yet: there is nothing to roll back to. Take a checkpoint first.');
+        return;
+      }
+      const chosen = await chooseOption({
+        title: `Roll back “${s.title}”?`,
+        text: 'The integration branch is reset to the checkpoint: the merges of tasks after it are undone, and tasks in flight start again from it.',
+        what: 'Checkpoint',
+        options: passed.map((c) => ({
+          value: c.number,
+          label: `#${c.number} · ${String(c.commit).slice(0, 10)} · ${fmtDateTime(c.finished_at || c.created_at)}${c.final ? ' · final' : ''}${c.tag ? ` · ${c.tag}` : ''}`,
+        })),
+        ok: 'Roll back',
+      });
+      if (chosen === null) return;
+      await runAction(b, {
+        run: () => post(`/v1/sessions/${id}/rollback`, { checkpoint: Number(chosen) }),
+        done: (r) => `Rolled back to checkpoint ${r.checkpoint}: ${r.rolled_back.length ? `merges of ${r.rolled_back.join(', ')} undone` : 'no merge undone'}`,
+      });
+    });
+    return b;
   }
 
   control(action, text, kind, spec) {

@@ -1,7 +1,7 @@
-// Toasts (API errors and notices) and the confirmation dialog asked before any action
-// that destroys work.
+// Toasts (API errors and notices), the confirmation dialog asked before any action that
+// destroys work, and the dialog that asks which one (a rollback's checkpoint).
 
-import { h } from './dom.js';
+import { h, fill } from './dom.js';
 
 const TOAST_MS = { info: 5000, error: 10000 };
 const MAX_TOASTS = 5;
@@ -103,4 +103,64 @@ export function actionButton({ action, text, kind, testid }, spec, then) {
   const b = h('button', { type: 'button', class: kind, 'data-action': action, 'data-testid': testid, text });
   b.addEventListener('click', async () => then(await runAction(b, spec)));
   return b;
+}
+
+let choosing = null;
+
+/**
+ * Ask the user to pick one of `options` ([{value, label}]) before an action that undoes
+ * work (a rollback): resolves to the chosen value, or null when they keep things as they
+ * are. The dialog is built once (data-testid="choose-dialog").
+ */
+export function chooseOption({ title, text, what = 'Choose', options, ok = 'Confirm', kind = 'danger' }) {
+  let dialog = document.querySelector('dialog.choose');
+  if (!dialog) {
+    dialog = h('dialog', { class: 'confirm choose', 'data-testid': 'choose-dialog' },
+      h('form', { method: 'dialog' },
+        h('h3', { class: 'confirm-title' }),
+        h('p', { class: 'confirm-text' }),
+        h('label', { class: 'choose-label' }, h('span', { class: 'muted small choose-what' }),
+          h('select', { 'data-testid': 'choose-select' })),
+        h('div', { class: 'confirm-buttons' },
+          h('button', { value: 'cancel', type: 'submit', class: 'ghost', 'data-testid': 'choose-cancel', text: 'Keep' }),
+          h('button', { value: 'ok', type: 'submit', 'data-testid': 'choose-ok' }))));
+    document.body.append(dialog);
+  }
+  if (choosing) choosing(null);
+  const select = dialog.querySelector('select');
+  dialog.querySelector('.confirm-title').textContent = title;
+  dialog.querySelector('.confirm-text').textContent = text || '';
+  dialog.querySelector('.choose-what').textContent = what;
+  fill(select, options.map((o) => h('option', { value: String(o.value), text: o.label })));
+  const okButton = dialog.querySelector('[data-testid="choose-ok"]');
+  okButton.textContent = ok;
+  okButton.className = kind;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    choosing = (answer) => {
+      choosing = null;
+      resolve(answer);
+    };
+    dialog.addEventListener('close', () => {
+      if (choosing) choosing(dialog.returnValue === 'ok' ? select.value : null);
+    }, { once: true });
+    dialog.showModal();
+    select.focus();
+  });
+}
+
+/** What an API error says, one line each: a plan's `details.errors`, a request's invalid
+ * fields (`details` of a 422 validation_error), else its message. */
+export function errorLines(err) {
+  const details = err && err.details;
+  if (details && Array.isArray(details.errors) && details.errors.length) {
+    return details.errors.map(String);
+  }
+  if (Array.isArray(details) && details.length) {
+    return details.map((d) => {
+      const where = Array.isArray(d.loc) ? d.loc.filter((p) => p !== 'body').join('.') : '';
+      return where ? `${where}: ${d.msg}` : String(d.msg || JSON.stringify(d));
+    });
+  }
+  return [(err && err.message) || String(err)];
 }
