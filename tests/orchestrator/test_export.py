@@ -36,6 +36,9 @@ def _random_graph(rng: random.Random, size: int) -> list[Json]:
             "files": ["src/app.py"],
             "requires_approval": rng.random() < 0.3,
             "gates": ["test"],
+            "phase": rng.choice(["Phase 1: Model", "API"]),
+            "epic": "accounts",
+            "estimated_hours": rng.choice([0.5, 2, 13.25]),
         }
         for name, value in optional.items():
             if rng.random() < 0.5:

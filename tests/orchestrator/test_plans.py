@@ -340,7 +340,7 @@ async def test_a_planning_agent_answers_is_repaired_once_and_its_spend_counts(
     assert progress["total"] == 0  # the planner's run is no task of the graph
     assert progress["cost_usd"] == 0.5 and progress["tokens"] == 2400  # both attempts count
     runs = (await api.get(f"/v1/sessions/{sid}/tasks", params={"kind": "plan"})).json()
-    assert [r["key"] for r in runs] == ["_plan-1"]
+    assert [(r["key"], r["kind"]) for r in runs] == [("_plan-1", "plan")]
     assert (await api.get(f"/v1/sessions/{sid}/tasks")).json() == []
 
 

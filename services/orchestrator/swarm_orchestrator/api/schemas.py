@@ -139,6 +139,7 @@ class TaskPublic(BaseModel):
     key: str
     title: str
     agent: str
+    kind: str = Field("work", description="`plan`: a run of the planning agent, not of the graph.")
     role: str | None
     status: str
     attempt: int

@@ -128,9 +128,7 @@ async def plan(
             limits=limits,
         )
         return
-    prompt = planner_prompt(
-        goal=session.goal, inventory=inventory, agents=await _agents(db, session)
-    )
+    prompt = planner_prompt(goal=session.goal, inventory=inventory, agents=await _agents(db))
     await _run_planner(db, session, agent=chosen, prompt=prompt, actor=actor, keys=keys)
 
 
@@ -176,7 +174,7 @@ async def send_feedback(
     prompt = planner_prompt(
         goal=session.goal,
         inventory=inventory,
-        agents=await _agents(db, session),
+        agents=await _agents(db),
         current=current,
         conversation=conversation,
     )
@@ -192,16 +190,7 @@ async def _planner(
     configured = asked or _planner_settings(session).get("agent") or limits.default_agent
     if configured != AUTO:
         return str(configured)
-    live = set(
-        (
-            await db.scalars(
-                select(Worker.agent).where(
-                    Worker.status == "online",
-                    Worker.last_seen_at > utcnow() - timedelta(seconds=LIVE_WORKER_S),
-                )
-            )
-        ).all()
-    )
+    live = await _live_agents(db)
     return next((a for a in PLANNER_AGENTS if a in live), HEURISTIC)
 
 
@@ -210,10 +199,22 @@ def _planner_settings(session: Session) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _agents(db: AsyncSession, session: Session) -> list[str]:
+async def _live_agents(db: AsyncSession) -> set[str]:
+    """The agent kinds adapters heard from lately serve."""
+    rows = await db.scalars(
+        select(Worker.agent)
+        .where(
+            Worker.status == "online",
+            Worker.last_seen_at > utcnow() - timedelta(seconds=LIVE_WORKER_S),
+        )
+        .distinct()
+    )
+    return set(rows.all())
+
+
+async def _agents(db: AsyncSession) -> list[str]:
     """The agent kinds adapters serve now (the planner assigns tasks to them)."""
-    rows = await db.scalars(select(Worker.agent).where(Worker.status == "online").distinct())
-    return sorted(set(rows.all())) or ["shell"]
+    return sorted(await _live_agents(db)) or ["shell"]
 
 
 async def _heuristic(
@@ -224,7 +225,7 @@ async def _heuristic(
     specs = plan_from_text(text)
     if len(specs) > limits.max_tasks:
         raise PlanInvalid([f"the plan has {len(specs)} tasks; at most {limits.max_tasks}"])
-    served = await _agents(db, session)
+    served = await _agents(db)
     agent = next((a for a in PLANNER_AGENTS if a in served), "claude")
     return [spec.model_copy(update={"agent": agent}) for spec in specs]
 
