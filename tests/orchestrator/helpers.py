@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
-from swarm_common.messages import Message
-from swarm_common.streams import Envelope, Keys, decode, encode, prove
-from swarm_orchestrator.db.models import Attempt
+from swarm_common.messages import Message, TaskMessage
+from swarm_common.streams import ENVELOPE_FIELD, Envelope, Keys, decode, encode, prove
+from swarm_orchestrator.db.models import Attempt, Outbox
 from swarm_orchestrator.db.models import Base as Model
 from swarm_orchestrator.graph.reports import Outcome, apply_event
 
@@ -31,6 +31,7 @@ __all__ = [
     "outcome_event",
     "task",
     "task_ids",
+    "task_messages",
     "task_states",
 ]
 
@@ -101,6 +102,22 @@ async def apply(
     fields = await proven(sessionmaker, message, envelope_id)
     async with sessionmaker() as db, db.begin():
         return await apply_event(db, decode(fields), keys=keys)
+
+
+async def task_messages(
+    sessionmaker: async_sessionmaker[AsyncSession], task_id: uuid.UUID
+) -> list[TaskMessage]:
+    """The task messages written to the outbox for one task, in order."""
+    async with sessionmaker() as db:
+        rows = (
+            await db.scalars(select(Outbox).where(Outbox.kind == "xadd").order_by(Outbox.id))
+        ).all()
+    found = []
+    for row in rows:
+        message = decode({ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD]}).message
+        if isinstance(message, TaskMessage) and message.task_id == task_id:
+            found.append(message)
+    return found
 
 
 async def task_ids(api: httpx.AsyncClient, session_id: str) -> dict[str, uuid.UUID]:

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
-from swarm_common.messages import TaskMessage, TaskSucceeded
-from swarm_common.streams import ENVELOPE_FIELD, Keys, decode
+from swarm_common.messages import TaskSucceeded
+from swarm_common.streams import Keys
 from swarm_orchestrator.api.deps import AppState
-from swarm_orchestrator.db.models import Outbox
 from tests.conftest import init_repo
 from tests.orchestrator.helpers import (
     apply,
@@ -24,6 +22,7 @@ from tests.orchestrator.helpers import (
     outcome_event,
     task,
     task_ids,
+    task_messages,
     task_states,
 )
 
@@ -50,20 +49,6 @@ async def _task(api: httpx.AsyncClient, task_id: uuid.UUID) -> dict[str, Any]:
     return body
 
 
-async def _messages(sessionmaker: SM, task_id: uuid.UUID) -> list[TaskMessage]:
-    """The task messages written to the outbox for one task, in order."""
-    async with sessionmaker() as db:
-        rows = (
-            await db.scalars(select(Outbox).where(Outbox.kind == "xadd").order_by(Outbox.id))
-        ).all()
-    found = []
-    for row in rows:
-        message = decode({ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD]}).message
-        if isinstance(message, TaskMessage) and message.task_id == task_id:
-            found.append(message)
-    return found
-
-
 async def test_work_merges_in_finishing_order_and_dependents_start_from_it(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, state: AppState, workspace: Path
 ) -> None:
@@ -85,7 +70,7 @@ async def test_work_merges_in_finishing_order_and_dependents_start_from_it(
     assert d["status"] == "queued"
     head = (await api.get(f"/v1/sessions/{session['id']}")).json()["integration_head"]
     assert d["base_commit"] == head == git.resolve_commit(mirror, integration)
-    [message] = await _messages(sessionmaker, ids["d"])
+    [message] = await task_messages(sessionmaker, ids["d"])
     assert message.base_commit == head
     for key in "abc":
         assert _show(mirror, head, f"{key}.txt") == key
@@ -150,7 +135,7 @@ async def test_a_conflict_leaves_integration_untouched_and_asks_for_review(
     retried = await api.post(f"/v1/tasks/{ids['y']}/retry")
     assert retried.status_code == 200, retried.text
     assert (await api.get(f"/v1/sessions/{sid}")).json()["status"] == "active"
-    _, second = await _messages(sessionmaker, ids["y"])
+    _, second = await task_messages(sessionmaker, ids["y"])
     assert second.base_commit == x_merge
     assert second.feedback is not None and "shared.txt" in second.feedback
 
@@ -199,7 +184,7 @@ async def test_the_resolve_policy_adds_a_task_that_merges_integration_into_the_w
     resolver = await _task(api, ids["y-resolve1"])
     assert resolver["resolves_task_id"] == str(ids["y"])
     assert (resolver["status"], resolver["agent"]) == ("queued", "shell")
-    [message] = await _messages(sessionmaker, ids["y-resolve1"])
+    [message] = await task_messages(sessionmaker, ids["y-resolve1"])
     head = (await api.get(f"/v1/sessions/{sid}")).json()["integration_head"]
     assert (message.base_commit, message.merge_with) == (commits["y"], head)
     assert message.conflict_files == ["shared.txt"] and message.prompt == "fix-it"

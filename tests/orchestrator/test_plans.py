@@ -15,13 +15,19 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from swarm_common.messages import TaskMessage, TaskStarted, TaskSucceeded, WorkerOnline
-from swarm_common.streams import ENVELOPE_FIELD, Keys, decode
-from swarm_orchestrator.db.models import Outbox, PlanRevision, Task
+from swarm_common.messages import TaskStarted, TaskSucceeded, WorkerOnline
+from swarm_common.streams import Keys, decode
+from swarm_orchestrator.db.models import PlanRevision, Task
 from swarm_orchestrator.graph import scheduler
 from swarm_orchestrator.graph.reports import Outcome, apply_event
 from swarm_orchestrator.graph.retry import RetryPolicy
-from tests.orchestrator.helpers import count_rows, new_session, outcome_event, proven
+from tests.orchestrator.helpers import (
+    count_rows,
+    new_session,
+    outcome_event,
+    proven,
+    task_messages,
+)
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -76,19 +82,6 @@ async def _planner_task(sessionmaker: SM, sid: str, key: str = "_plan-1") -> Tas
         )
         assert task is not None
         return task
-
-
-async def _messages_of(sessionmaker: SM, task_id: uuid.UUID) -> list[TaskMessage]:
-    async with sessionmaker() as db:
-        rows = (
-            await db.scalars(select(Outbox).where(Outbox.kind == "xadd").order_by(Outbox.id))
-        ).all()
-    found = []
-    for row in rows:
-        message = decode({ENVELOPE_FIELD: row.payload[ENVELOPE_FIELD]}).message
-        if isinstance(message, TaskMessage) and message.task_id == task_id:
-            found.append(message)
-    return found
 
 
 async def _answer(sessionmaker: SM, keys: Keys, sid: str, task_id: uuid.UUID, attempt: int,
@@ -313,7 +306,7 @@ async def test_a_planning_agent_answers_is_repaired_once_and_its_spend_counts(
     assert session["plan_status"] == "planning" and session["total"] == 0
     planner = await _planner_task(sessionmaker, sid)
     assert planner.kind == "plan" and planner.agent == "claude" and planner.status == "queued"
-    [message] = await _messages_of(sessionmaker, planner.id)
+    [message] = await task_messages(sessionmaker, planner.id)
     assert message.read_only and message.output_schema is not None
     assert "Add a users table" in message.prompt and "Answer schema" in message.prompt
     assert message.allowed_tools == ["Read", "Glob", "Grep"]
@@ -325,7 +318,7 @@ async def test_a_planning_agent_answers_is_repaired_once_and_its_spend_counts(
     assert planner.status == "pending" and "dependency_cycle" in (planner.feedback or "")
     assert (await _plan(api, sid))["status"] == "planning"
     assert await scheduler.sweep(sessionmaker, keys=keys) == 1
-    second = (await _messages_of(sessionmaker, planner.id))[-1]
+    second = (await task_messages(sessionmaker, planner.id))[-1]
     assert second.attempt == 2 and "dependency_cycle" in (second.feedback or "")
 
     good = _plan_answer(_t("model", phase="Model"), _t("api", "model", agent="codex"))
@@ -379,7 +372,7 @@ async def test_feedback_makes_the_planning_agent_revise_its_plan(
     assert edit.status_code in (409, 422)
 
     second = await _planner_task(sessionmaker, sid, "_plan-2")
-    [message] = await _messages_of(sessionmaker, second.id)
+    [message] = await task_messages(sessionmaker, second.id)
     assert "add docs" in message.prompt and '"model"' in message.prompt  # the current plan
     revised = _plan_answer(_t("model"), _t("docs", "model"), summary="added docs")
     await _answer(sessionmaker, keys, sid, second.id, 1, revised)

@@ -14,10 +14,11 @@ from swarm_cli.client import ApiClient, CliError
 from swarm_cli.options import ApiUrl, AsJson, Token, connect, console, print_json
 from swarm_cli.sessions import SessionArg
 
-__all__ = ["checkpoint", "rollback"]
+__all__ = ["OPEN", "checkpoint", "rollback", "wait_for_checkpoint"]
 
 POLL_S = 0.5
-_OPEN = ("pending", "running")
+OPEN = ("pending", "running")
+"""States of a checkpoint that has not ended."""
 
 
 def checkpoint(
@@ -36,7 +37,7 @@ def checkpoint(
         sid = refs.session_id(client, session)
         made: dict[str, Any] = client.post(f"/v1/sessions/{sid}/checkpoints")
         if wait:
-            made = _wait(client, sid, int(made["number"]), timeout)
+            made = wait_for_checkpoint(client, sid, int(made["number"]), timeout)
     if as_json:
         print_json(made)
         return
@@ -45,14 +46,17 @@ def checkpoint(
         raise typer.Exit(1)
 
 
-def _wait(client: ApiClient, sid: str, number: int, timeout_s: float) -> dict[str, Any]:
+def wait_for_checkpoint(
+    client: ApiClient, sid: str, number: int, timeout_s: float, *, what: str = "checkpoint"
+) -> dict[str, Any]:
+    """Checkpoint `number` once it has ended (`CliError` after `timeout_s`)."""
     deadline = time.monotonic() + timeout_s
     while True:
         current: dict[str, Any] = client.get(f"/v1/sessions/{sid}/checkpoints/{number}")
-        if current["status"] not in _OPEN:
+        if current["status"] not in OPEN:
             return current
         if time.monotonic() > deadline:
-            raise CliError(f"checkpoint {number} is still {current['status']} after {timeout_s:g}s")
+            raise CliError(f"{what} {number} is still {current['status']} after {timeout_s:g}s")
         time.sleep(POLL_S)
 
 

@@ -3,21 +3,18 @@ all ended, after its final checkpoint) and `archive` (leave it out of the lists)
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from swarm_cli import refs, render
-from swarm_cli.client import ApiClient, CliError
+from swarm_cli.checkpoints import OPEN, wait_for_checkpoint
+from swarm_cli.client import ApiClient
 from swarm_cli.options import ApiUrl, AsJson, Token, connect, console, print_json
 from swarm_cli.sessions import SessionArg
 
 __all__ = ["archive", "finish"]
-
-POLL_S = 0.5
-_OPEN = ("pending", "running")
 
 
 def finish(
@@ -40,7 +37,9 @@ def finish(
         body: dict[str, Any] = client.post(f"/v1/sessions/{sid}/finish")
         final = None if body["status"] == "finalized" else _final_checkpoint(client, sid)
         if wait and final is not None:
-            final = _wait(client, sid, int(final["number"]), timeout)
+            final = wait_for_checkpoint(
+                client, sid, int(final["number"]), timeout, what="final checkpoint"
+            )
             body = client.get(f"/v1/sessions/{sid}")
     if as_json:
         print_json({**body, "final_checkpoint": final})
@@ -57,23 +56,10 @@ def _final_checkpoint(client: ApiClient, sid: str) -> dict[str, Any] | None:
     return finals[-1] if finals else None
 
 
-def _wait(client: ApiClient, sid: str, number: int, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        current: dict[str, Any] = client.get(f"/v1/sessions/{sid}/checkpoints/{number}")
-        if current["status"] not in _OPEN:
-            return current
-        if time.monotonic() > deadline:
-            raise CliError(
-                f"final checkpoint {number} is still {current['status']} after {timeout_s:g}s"
-            )
-        time.sleep(POLL_S)
-
-
 def _print_finished(body: dict[str, Any], final: dict[str, Any] | None) -> None:
     line = f"Session {escape(str(body.get('title', '')))} ({body['id']}): "
     line += render.state(str(body["status"]))
-    if body["status"] != "finalized" and final is not None and final["status"] in _OPEN:
+    if body["status"] != "finalized" and final is not None and final["status"] in OPEN:
         line += (
             f"; final checkpoint {final['number']} of {str(final['commit'])[:12]} is "
             f"{final['status']}: it is finalized when that passes (--wait follows it)"
