@@ -183,6 +183,26 @@ async def _inventory(w: World) -> Request:
     return "/v1/inventory", {"roots": [str(w.repo)], "max_depth": 0}
 
 
+async def _store_personas(w: World) -> Request:
+    return "/v1/personas", [{"name": w.fresh("persona"), "role": "qa"}]
+
+
+async def _generate_personas(w: World) -> Request:
+    return "/v1/personas/generate", {"count": 2, "seed": 1}
+
+
+async def _a_persona(w: World) -> Request:
+    """A fresh persona in the shared catalogue and in globex's, so each caller finds one."""
+    name = w.fresh("persona")
+    for token in (None, w.tokens["other_tenant"]):
+        headers = bearer(token) if token else {}
+        made = await w.api.post(
+            "/v1/personas", json=[{"name": name, "role": "qa"}], headers=headers
+        )
+        assert made.status_code == 201, made.text
+    return f"/v1/personas/{name}", None
+
+
 ENDPOINTS = [
     _ep("GET", "/v1/sessions", "viewer", "global", 200),
     _ep("POST", "/v1/sessions", "operator", "global", 201, _create_session),
@@ -268,6 +288,11 @@ ENDPOINTS = [
     _ep("GET", "/v1/whoami", "viewer", "global", 200),
     _ep("POST", "/v1/inventory", "operator", "global", 200, _inventory),
     _ep("GET", "/v1/inventory", "viewer", "global", 200),
+    _ep("GET", "/v1/personas", "viewer", "global", 200),
+    _ep("POST", "/v1/personas", "operator", "global", 201, _store_personas),
+    _ep("POST", "/v1/personas/generate", "operator", "global", 201, _generate_personas),
+    _ep("GET", "/v1/personas/{name}", "viewer", "global", 200, _a_persona),
+    _ep("DELETE", "/v1/personas/{name}", "operator", "global", 200, _a_persona),
     _ep("POST", "/v1/tokens", "admin", "tokens", 201, _create_token),
     _ep("GET", "/v1/tokens", "admin", "tokens", 200),
     _ep("DELETE", "/v1/tokens/{token_id}", "admin", "tokens", 200, _revoke_token),

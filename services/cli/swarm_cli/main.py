@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from swarm_cli import checkpoints, config, finishing, plans, refs, sessions, system, tasks
+from swarm_cli import checkpoints, config, finishing, personas, plans, refs, sessions, system, tasks
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.inventory import inventory
 from swarm_cli.options import (
@@ -177,6 +177,7 @@ app.command(rich_help_panel=_SYSTEM)(system.system)
 app.command(rich_help_panel=_SYSTEM)(system.drain)
 app.command(rich_help_panel=_SYSTEM)(system.stop)
 app.command(rich_help_panel=_SESSIONS)(inventory)
+app.add_typer(personas.personas_app, name="personas", rich_help_panel=_SESSIONS)
 
 config_app = typer.Typer(
     no_args_is_help=True,

@@ -18,8 +18,15 @@ Where things live (behaviour → module):
     `graph/provenance.py`
   - a person's retry, cancel, approve, pause, resume, finish, archive → `graph/control.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
-- from a goal to a graph — `planning/`: the planner without a model, from the goal
-  document's headings, phases and lists → `planning/heuristic.py`
+  - the persona catalogue (who a logical agent is: role, skills, preferred agents, style,
+    commit identity), per tenant; generated populations → `graph/personas.py`
+- from a goal to a graph — `planning/`
+  - a draft's plan: planning (agent run or heuristic), numbered revisions, edits, the
+    planning conversation, approval → `planning/plans.py`
+  - what a planning agent is asked (the plan's JSON schema, its prompt) and how its answer
+    is checked → `planning/answers.py`; a person's changes to a plan → `planning/edits.py`
+  - the planner without a model, from the goal document's headings, phases and lists →
+    `planning/heuristic.py`
   - the inventory of a tenant's repositories: scans checked by the repository policy,
     stored and listed; a session mirror's record for the planner → `planning/inventory.py`
 - git integration — `integration/`

@@ -29,6 +29,7 @@ from swarm_orchestrator.api.routes import (
     docs,
     health,
     inventory,
+    personas,
     plans,
     sessions,
     system,
@@ -109,7 +110,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
-    for module in (health, sessions, plans, tasks, workers, system, tokens, inventory):
+    for module in (health, sessions, plans, tasks, workers, system, tokens, inventory, personas):
         app.include_router(module.router)
     dashboard.install(app)
     docs.install(app)

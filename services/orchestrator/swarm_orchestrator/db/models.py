@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import UserDefinedType
 
+from swarm_common.personas import ROLE_NAMES
 from swarm_common.states import AttemptStatus, MergeStatus, SessionStatus, TaskStatus
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Event",
     "InventoryProject",
     "Outbox",
+    "Persona",
     "PlanMessage",
     "PlanRevision",
     "Session",
@@ -388,6 +390,36 @@ class InventoryProject(Base):
     max_depth: Mapped[int] = mapped_column(Integer, doc="The scan's depth limit.")
     scanned_by: Mapped[str] = mapped_column(String(200))
     scanned_at: Mapped[datetime] = _now()
+
+
+class Persona(Base):
+    """One persona of a tenant's catalogue (`swarm_common.personas`; written by
+    `graph/personas.py`): who a logical agent is and the identity its commits carry. A name
+    is stored once per tenant; storing it again replaces it."""
+
+    __tablename__ = "personas"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLE_NAMES)})", name="role"),
+        CheckConstraint("source IN ('manual', 'generated')", name="source"),
+        Index("uq_personas_tenant_name", func.coalesce(text("tenant"), ""), "name", unique=True),
+        Index("ix_personas_tenant_role", "tenant", "role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant: Mapped[str | None] = mapped_column(
+        String(100), doc="Only tokens of this tenant see it; null: the shared catalogue."
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    skills: Mapped[list[Any]] = mapped_column()
+    agents: Mapped[list[Any]] = mapped_column(doc="Preferred agent kinds, the likeliest first.")
+    style: Mapped[str] = mapped_column(Text, default="")
+    author_name: Mapped[str] = mapped_column(String(100))
+    author_email: Mapped[str] = mapped_column(String(254))
+    source: Mapped[str] = mapped_column(String(16), doc="`manual` or `generated`.")
+    seed: Mapped[int | None] = mapped_column(BigInteger, doc="The seed it was generated from.")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class Event(Base):
