@@ -63,3 +63,31 @@ def test_a_read_only_task_is_told_to_answer_and_change_nothing() -> None:
     assert "Change\n  nothing" in prompt and "Your final message is your answer" in prompt
     assert "Answer again, minding this.\n\nThe answer was no JSON." in prompt
     assert "Swarm commits" not in prompt and "quality gates" not in prompt
+
+
+def test_a_persona_says_who_the_agent_is_and_how_it_works() -> None:
+    message = TaskMessage(
+        session_id=uuid.uuid4(),
+        task_id=uuid.uuid4(),
+        task_key="api",
+        attempt=1,
+        agent="claude",
+        title="Add the /health route",
+        prompt="Add GET /health returning ok.",
+        role="backend",
+        persona={
+            "name": "ada-lovelace",
+            "style": "Writes the failing test first.",
+            "author_name": "Ada Lovelace",
+            "author_email": "ada@example.com",
+        },
+        repo="repos/x.git",
+        base_commit="a" * 40,
+        branch="swarm/x/task/api",
+        timeout_s=60,
+    )
+    prompt = build_prompt(message)
+    assert "You are Ada Lovelace, backend." in prompt
+    assert "## How you work\nWrites the failing test first." in prompt
+    assert "ada@example.com" not in prompt
+    assert prompt.index("How you work") < prompt.index("What to do")

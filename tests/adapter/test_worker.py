@@ -47,6 +47,26 @@ async def test_a_task_runs_in_a_worktree_and_its_work_is_committed_on_its_branch
     assert not (workspace / "homes" / str(mirror.session_id) / "t1-1").exists()
 
 
+async def test_a_persona_authors_the_commit_of_its_task(
+    adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror
+) -> None:
+    persona = {
+        "name": "ada-lovelace",
+        "style": "Writes the failing test first.",
+        "author_name": "Ada Lovelace",
+        "author_email": "ada@example.com",
+    }
+    msg = message(mirror, "echo 1 > one.txt", role="backend", persona=persona)
+    await send(redis, keys, adapter, msg)
+    await adapter.process_available()
+    succeeded = (await events(redis, keys))[-1]
+    assert succeeded.TYPE == "task.succeeded"
+    show = git.git(
+        "show", "-s", "--format=%an%n%ae%n%cn", succeeded.commit, git_dir=mirror.path
+    ).stdout
+    assert show.splitlines()[:3] == ["Ada Lovelace", "ada@example.com", "Swarm"]
+
+
 async def test_a_failing_command_is_reported_with_its_exit_code_and_output(
     adapter: Adapter,
     redis: Redis,

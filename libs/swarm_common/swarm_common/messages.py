@@ -62,6 +62,11 @@ class TaskMessage(Message):
     title: str
     prompt: str
     role: str | None = None
+    persona: dict[str, Any] | None = Field(
+        None,
+        description="The persona the task runs as (`name`, `style`, `author_name`, "
+        "`author_email`): its style goes into the prompt, it authors the commit.",
+    )
     skills: list[str] = Field(default_factory=list)
     acceptance: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)

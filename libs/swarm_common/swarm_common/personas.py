@@ -25,7 +25,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from swarm_common.specs import AgentKind, check_text
+from swarm_common.specs import MAX_PERSONA_NAME_CHARS, AgentKind, check_text
+from swarm_common.specs import check_persona_name as check_name
 
 __all__ = [
     "EMAIL_DOMAIN",
@@ -44,7 +45,7 @@ __all__ = [
 
 MAX_COUNT = 100_000
 """Most personas one `generate` makes."""
-MAX_NAME_CHARS = 64
+MAX_NAME_CHARS = MAX_PERSONA_NAME_CHARS
 MAX_SKILLS = 32
 MAX_STYLE_CHARS = 2000
 """A style goes into every prompt of the persona's tasks: a paragraph, not a document."""
@@ -56,7 +57,6 @@ RoleName = Literal[
 ]
 ROLE_NAMES: tuple[str, ...] = get_args(RoleName)
 
-_NAME_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SKILL_RE = re.compile(r"[a-z0-9][a-z0-9+#.-]{0,39}")
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -269,17 +269,6 @@ _LAST_NAMES = (
     "walsh", "wang", "weber", "wolf", "wong", "yamada", "yilmaz", "young", "zhang", "ziegler",
     "achebe", "bakker", "cohen", "dimitrov", "eze", "falk", "gupta", "holm", "iqbal", "juarez",
 )  # fmt: skip
-
-
-def check_name(value: str) -> str:
-    """A persona's name: 1–64 lower-case letters and digits in words joined by single
-    hyphens (`ada-lovelace-2`); it appears in URLs, branch names and commit addresses."""
-    if len(value) > MAX_NAME_CHARS or not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"a persona name is 1 to {MAX_NAME_CHARS} lower-case letters and digits, in words "
-            "joined by single hyphens (ada-lovelace-2)"
-        )
-    return value
 
 
 def check_skill(value: str) -> str:

@@ -17,9 +17,11 @@ __all__ = [
     "AGENT_KINDS",
     "AgentKind",
     "MAX_PROMPT_CHARS",
+    "MAX_PERSONA_NAME_CHARS",
     "TaskKey",
     "TaskSpec",
     "Text",
+    "check_persona_name",
     "check_task_key",
     "check_text",
 ]
@@ -30,11 +32,14 @@ AGENT_KINDS: tuple[str, ...] = ("shell", "claude", "codex", "gemini")
 MAX_KEY_CHARS = 64
 MAX_PROMPT_CHARS = 256 * 1024
 MAX_DEPENDENCIES = 1000
-READ_ONLY_TASK_FIELDS = ("status", "merge_status", "result")
-"""What an exported task says of its run (`GET /v1/sessions/{id}/graph`); a submitted
-task's are ignored."""
+MAX_PERSONA_NAME_CHARS = 64
+READ_ONLY_TASK_FIELDS = ("status", "merge_status", "result", "assigned_persona")
+"""What an exported task says of its run (`GET /v1/sessions/{id}/graph`), and what Swarm
+adds to a stored spec (`assigned_persona`, the persona it runs as); a submitted task's are
+ignored."""
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PERSONA_NAME_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def check_task_key(key: str) -> str:
@@ -53,6 +58,17 @@ def check_task_key(key: str) -> str:
 
 
 TaskKey = Annotated[str, AfterValidator(check_task_key)]
+
+
+def check_persona_name(value: str) -> str:
+    """A persona's name: 1–64 lower-case letters and digits in words joined by single
+    hyphens (`ada-lovelace-2`); it appears in URLs, branch names and commit addresses."""
+    if len(value) > MAX_PERSONA_NAME_CHARS or not _PERSONA_NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"a persona name is 1 to {MAX_PERSONA_NAME_CHARS} lower-case letters and digits, "
+            "in words joined by single hyphens (ada-lovelace-2)"
+        )
+    return value
 
 
 def check_text(value: str) -> str:
@@ -107,8 +123,16 @@ class TaskSpec(BaseModel):
         description="What the agent is asked to do; for `shell`, the command.",
     )
     agent: AgentKind = "shell"
+    persona: Annotated[str, AfterValidator(check_persona_name)] | None = Field(
+        None,
+        description="A persona of the session's catalogue (`swarm personas`): its working "
+        "style goes into the prompt and it authors the commits. Left out, a task whose "
+        "`role` is a persona role gets one of that role (best on `skills`).",
+    )
     role: Text | None = Field(
-        None, max_length=100, description="Persona; the author of the task's commits."
+        None,
+        max_length=100,
+        description="What the agent acts as; without a persona, the author of its commits.",
     )
     skills: list[Annotated[Text, Field(max_length=100)]] = Field(
         default_factory=list, max_length=50

@@ -1,7 +1,8 @@
 """The prompt an agent CLI gets: the task's own words, framed with what else it needs to
-know (its title, role, the session's goal, acceptance criteria, expected files, what went
-wrong in the previous attempt) and the rules of working inside Swarm (for a read-only task,
-the rules of answering)."""
+know (its title, role, the persona it runs as and that persona's working style, the
+session's goal, acceptance criteria, expected files, what went wrong in the previous
+attempt) and the rules of working inside Swarm (for a read-only task, the rules of
+answering)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ READ_ONLY_RULES = """\
 
 def build_prompt(message: TaskMessage) -> str:
     parts = [f"# Task: {message.title}"]
-    if message.role:
+    persona = message.persona or {}
+    if persona.get("name"):
+        who = f"You are {persona.get('author_name') or persona['name']}"
+        parts.append(who + (f", {message.role}." if message.role else "."))
+    elif message.role:
         parts.append(f"You act as: {message.role}.")
+    if persona.get("style"):
+        parts.append(f"## How you work\n{persona['style']}")
     if message.context:
         parts.append(f"## Goal of the whole session\n{message.context}")
     parts.append(f"## What to do\n{message.prompt}")

@@ -92,6 +92,9 @@ class Worktrees:
             ]
         )
         author = git.Author(name=f"{author_name} (swarm)", email=f"{message.agent}@swarm.invalid")
+        persona = message.persona or {}
+        if persona.get("author_name") and persona.get("author_email"):
+            author = git.Author(name=persona["author_name"], email=persona["author_email"])
         try:
             await asyncio.to_thread(
                 git.commit_all, path, repo, message=text, author=author, exclude=exclude

@@ -3,11 +3,11 @@ makes the same graph again (`GET /v1/sessions/{id}/graph`, `swarm export`).
 
 The file holds the session's title, goal, repository, base, target branch and settings,
 and its tasks as submitted (each with only the fields that differ from their defaults),
-sorted by key. Each task also carries its `status`, `merge_status` and `result` as
-read-only fields (`swarm_common.specs.READ_ONLY_TASK_FIELDS`), which a submission
-ignores. Tasks Swarm made itself (conflict resolutions) are left out; a status filter
-leaves out the other tasks and the dependencies on them, so what is exported can always be
-submitted.
+sorted by key. Each task also carries its `status`, `merge_status` and `result` (and
+`assigned_persona`, the persona it ran as, when it had one) as read-only fields
+(`swarm_common.specs.READ_ONLY_TASK_FIELDS`), which a submission ignores. Tasks Swarm made
+itself (conflict resolutions) are left out; a status filter leaves out the other tasks and
+the dependencies on them, so what is exported can always be submitted.
 """
 
 from __future__ import annotations
@@ -55,4 +55,7 @@ def _task(task: Task, keys: set[str]) -> dict[str, Any]:
     spec = TaskSpec.model_validate(task.spec)
     spec.depends_on = [d for d in spec.depends_on if d in keys]
     body = spec.model_dump(mode="json", exclude_defaults=True)
-    return {**body, "status": task.status, "merge_status": task.merge_status, "result": task.result}
+    ran = {"status": task.status, "merge_status": task.merge_status, "result": task.result}
+    if task.spec.get("assigned_persona"):
+        ran["assigned_persona"] = task.spec["assigned_persona"]
+    return {**body, **ran}

@@ -7,13 +7,21 @@ agents, style, identity and source are the new ones; `created_at` stays). A list
 in one transaction, all of it or none; one tenant's writes take turns (an advisory lock),
 so two lists naming the same personas cannot deadlock. A generated population is stored
 the same way, in batches of `db.bulk.BATCH` rows.
+
+Which persona a new task runs as is decided here too, in one place for every way tasks are
+made (`assign`: a session's graph, tasks added later, an approved plan): the persona it
+names, else one of its role's (best on skills, ties to the one with the fewest of the
+session's tasks, then by name). The task keeps a snapshot of it (`Assignment.snapshot`), so
+a later change of the catalogue leaves queued tasks as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections import Counter
+import uuid
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -24,13 +32,18 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common import personas
+from swarm_common.specs import TaskSpec
 from swarm_orchestrator.db.advisory import lock_key
 from swarm_orchestrator.db.bulk import BATCH
 from swarm_orchestrator.db.models import Persona as PersonaRow
+from swarm_orchestrator.db.models import Task
 from swarm_orchestrator.errors import Invalid, NotFound
 
 __all__ = [
+    "SNAPSHOT",
+    "Assignment",
     "Generated",
+    "assign",
     "delete_persona",
     "generate_personas",
     "get_persona",
@@ -53,6 +66,21 @@ _REPLACED = (
     "seed",
 )
 """What storing a name again replaces (with `updated_at`)."""
+
+SNAPSHOT = ("name", "role", "style", "author_name", "author_email")
+"""What a task keeps of its persona (its spec's `assigned_persona`)."""
+_THREAD_AT = 500
+"""Graphs of this many tasks are matched in a worker thread (the event loop serves others)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The persona a new task runs as, and why."""
+
+    snapshot: dict[str, str]
+    """`SNAPSHOT`'s fields of the catalogue's row, as it was when the task was made."""
+    why: str
+    """`named`, or the role and the skills that matched (`role backend, skills python`)."""
 
 
 @dataclass(frozen=True)
@@ -190,3 +218,122 @@ async def delete_persona(
         raise NotFound(f"no persona named {name!r}", code="persona_not_found")
     log.info("persona removed", extra={"persona": name, "tenant": tenant, "by": actor})
     return row
+
+
+# -- who runs a task -----------------------------------------------------------------------
+
+
+async def assign(
+    db: AsyncSession,
+    *,
+    specs: Sequence[TaskSpec],
+    tenant: str | None,
+    session_id: uuid.UUID | None = None,
+) -> list[Assignment | None]:
+    """The persona each of `specs` runs as (in their order; None: none), from `tenant`'s
+    catalogue. A spec that names a persona gets it (422 `persona_not_found` naming every
+    missing one, when the catalogue lacks any). One without, whose `role` is one of
+    `ROLE_NAMES`, gets the persona of that role with the most of its `skills`; among equals
+    the one with the fewest tasks of `session_id` (those it holds and those assigned
+    before it in `specs`), then the first by name. No persona of the role: none. Reads
+    only; the caller stores the tasks in its transaction."""
+    named = sorted({s.persona for s in specs if s.persona})
+    roles = sorted({s.role for s in specs if not s.persona and s.role in personas.ROLE_NAMES})
+    if not named and not roles:
+        return [None] * len(specs)
+    found: list[PersonaRow] = []
+    if named:
+        found = list(await db.scalars(select(PersonaRow).where(_mine(tenant), _named(named))))
+        missing = sorted(set(named) - {row.name for row in found})
+        if missing:
+            raise Invalid(
+                f"no persona named {', '.join(missing[:10])} in the catalogue",
+                code="persona_not_found",
+                details={"names": missing[:100]},
+            )
+    candidates: list[PersonaRow] = []
+    if roles:
+        candidates = list(
+            await db.scalars(
+                select(PersonaRow)
+                .where(
+                    _mine(tenant),
+                    PersonaRow.role == any_(bindparam("roles", roles, type_=ARRAY(String))),
+                )
+                .order_by(PersonaRow.name)
+            )
+        )
+    load = await _session_load(db, session_id) if session_id is not None else Counter()
+    if len(specs) >= _THREAD_AT:
+        return await asyncio.to_thread(_match, specs, found, candidates, load)
+    return _match(specs, found, candidates, load)
+
+
+async def _session_load(db: AsyncSession, session_id: uuid.UUID) -> Counter[str]:
+    """How many of the session's tasks each persona runs."""
+    name = Task.spec["assigned_persona"]["name"].astext
+    rows = await db.execute(
+        select(name, func.count())
+        .where(Task.session_id == session_id, name.is_not(None))
+        .group_by(name)
+    )
+    return Counter({n: int(c) for n, c in rows.all()})
+
+
+def _snapshot(row: PersonaRow) -> dict[str, str]:
+    return {field: getattr(row, field) for field in SNAPSHOT}
+
+
+def _match(
+    specs: Sequence[TaskSpec],
+    named: Sequence[PersonaRow],
+    candidates: Sequence[PersonaRow],
+    load: Counter[str],
+) -> list[Assignment | None]:
+    """The assignment, a pure function of its inputs (deterministic)."""
+    by_name = {row.name: _snapshot(row) for row in named}
+    of_role: dict[str, list[PersonaRow]] = defaultdict(list)
+    for row in candidates:
+        of_role[row.role].append(row)
+    snapshots = {row.name: _snapshot(row) for row in candidates}
+    skills = {row.name: frozenset(row.skills) for row in candidates}
+    # the least loaded of a role by (load, name): a heap whose stale entries are skipped
+    least: dict[str, list[tuple[int, str]]] = {
+        role: [(load[row.name], row.name) for row in rows] for role, rows in of_role.items()
+    }
+    for heap in least.values():
+        heapq.heapify(heap)
+
+    def lightest(role: str) -> str:
+        heap = least[role]
+        while True:
+            count, name = heap[0]
+            if count == load[name]:
+                return name
+            heapq.heapreplace(heap, (load[name], name))
+
+    out: list[Assignment | None] = []
+    for spec in specs:
+        if spec.persona:
+            load[spec.persona] += 1
+            out.append(Assignment(snapshot=by_name[spec.persona], why="named"))
+            continue
+        role = spec.role or ""
+        rows = of_role.get(role)
+        if not rows:
+            out.append(None)
+            continue
+        wanted = set(spec.skills)
+        best: tuple[int, int, str] | None = None  # (-matched skills, load, name): least wins
+        if wanted:
+            for row in rows:
+                n = len(wanted & skills[row.name])
+                key = (-n, load[row.name], row.name)
+                if n and (best is None or key < best):
+                    best = key
+        chosen = best[2] if best is not None else lightest(role)
+        load[chosen] += 1
+        matched = sorted(wanted & skills[chosen])
+        why = f"role {spec.role}" + (f", skills {', '.join(matched)}" if matched else "")
+        out.append(Assignment(snapshot=snapshots[chosen], why=why))
+    return out

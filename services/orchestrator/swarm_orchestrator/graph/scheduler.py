@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -184,6 +185,7 @@ def _queue(
         title=task.title,
         prompt=task.prompt,
         role=task.role,
+        persona=_persona(spec.get("assigned_persona")),
         skills=spec.get("skills", []),
         acceptance=spec.get("acceptance", []),
         files=spec.get("files", []),
@@ -209,6 +211,13 @@ def _queue(
         "task queued",
         extra={"task_id": str(task.id), "task_key": task.key, "attempt": task.attempt},
     )
+
+
+def _persona(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an adapter needs of the persona a task runs as (its spec's snapshot)."""
+    if not snapshot:
+        return None
+    return {k: snapshot.get(k) for k in ("name", "style", "author_name", "author_email")}
 
 
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession], *, keys: Keys) -> int:

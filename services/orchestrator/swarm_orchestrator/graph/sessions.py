@@ -297,10 +297,14 @@ async def _insert_tasks(
     existing: dict[str, uuid.UUID],
     actor: str,
 ) -> list[uuid.UUID]:
-    new = [task_state.NewTask(spec=spec) for spec in specs]
-    ids = {**existing, **{t.spec.key: t.id for t in new}}
-    await task_state.create_tasks(db, session_id=session.id, tasks=new, ids=ids, actor=actor)
-    return [t.id for t in new]
+    return await task_state.create_graph(
+        db,
+        session_id=session.id,
+        tenant=session.tenant,
+        specs=specs,
+        existing=existing,
+        actor=actor,
+    )
 
 
 async def get_session(

@@ -39,7 +39,9 @@ from swarm_common.streams import Keys
 from swarm_orchestrator.db import outbox, timeline
 from swarm_orchestrator.db.bulk import insert_rows
 from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Task, TaskDependency
+from swarm_orchestrator.graph import personas
 from swarm_orchestrator.graph.locking import lock_attempt
+from swarm_orchestrator.graph.personas import Assignment
 from swarm_orchestrator.graph.retry import Counts, TaskLimits
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "block_downstream",
     "cancel",
     "conflicted",
+    "create_graph",
     "create_tasks",
     "Entry",
     "end_attempt",
@@ -171,6 +174,9 @@ class NewTask:
     """The `task.created` entry's data; by default its key and dependencies."""
     kind: str = "work"
     """`plan`: a run of the planning agent, not a node of the graph (`Task.kind`)."""
+    persona: Assignment | None = None
+    """The persona it runs as (`graph.personas.assign`): kept in its spec as
+    `assigned_persona`, said on its `task.created` entry."""
 
 
 async def create_tasks(
@@ -199,15 +205,46 @@ async def create_tasks(
                 "task_id": new.id,
                 "type": "task.created",
                 "actor": actor,
-                "data": new.created or {"key": new.spec.key, "depends_on": new.spec.depends_on},
+                "data": _created(new),
             }
             for new in tasks
         ),
     )
 
 
+async def create_graph(
+    db: AsyncSession,
+    *,
+    session_id: uuid.UUID,
+    tenant: str | None,
+    specs: Sequence[TaskSpec],
+    existing: dict[str, uuid.UUID],
+    actor: str,
+) -> list[uuid.UUID]:
+    """`create_tasks` for a graph a person or a planner gave (validated, parents first):
+    each task runs as the persona it names or its role is given (`personas.assign`; 422
+    `persona_not_found` before anything is written). Returns the new tasks' ids in order."""
+    assigned = await personas.assign(db, specs=specs, tenant=tenant, session_id=session_id)
+    new = [
+        NewTask(spec=spec, persona=persona) for spec, persona in zip(specs, assigned, strict=True)
+    ]
+    ids = {**existing, **{t.spec.key: t.id for t in new}}
+    await create_tasks(db, session_id=session_id, tasks=new, ids=ids, actor=actor)
+    return [t.id for t in new]
+
+
+def _created(new: NewTask) -> dict[str, Any]:
+    data = new.created or {"key": new.spec.key, "depends_on": new.spec.depends_on}
+    if new.persona is not None:
+        data = {**data, "persona": new.persona.snapshot["name"], "persona_why": new.persona.why}
+    return data
+
+
 def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     spec = new.spec
+    stored = spec.model_dump(mode="json")
+    if new.persona is not None:
+        stored["assigned_persona"] = dict(new.persona.snapshot)
     return {
         "id": new.id,
         "session_id": session_id,
@@ -217,7 +254,7 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         "agent": spec.agent,
         "kind": new.kind,
         "role": spec.role,
-        "spec": spec.model_dump(mode="json"),
+        "spec": stored,
         "priority": spec.priority if new.priority is None else new.priority,
         "timeout_s": spec.timeout_s,
         "max_attempts": spec.max_attempts,

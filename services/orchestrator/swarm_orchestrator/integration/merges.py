@@ -34,6 +34,7 @@ from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
 from swarm_orchestrator.graph import scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_session, lock_tasks
+from swarm_orchestrator.graph.personas import Assignment
 
 __all__ = ["merge_next", "merge_pending", "session_settings"]
 
@@ -305,6 +306,11 @@ async def _add_resolution_task(
         resolves_task_id=task.id,
         conflict_files=files,
         created={"key": key, "resolves": task.key, "files": files[:500]},
+        persona=(  # the persona of the work it resolves: the same author, the same style
+            Assignment(snapshot=original["assigned_persona"], why=f"resolves {task.key}")
+            if original.get("assigned_persona")
+            else None
+        ),
     )
     await task_state.create_tasks(db, session_id=session.id, tasks=[resolver], ids={})
     await scheduler.queue_ready(db, session=session, keys=keys, only=[resolver.id])

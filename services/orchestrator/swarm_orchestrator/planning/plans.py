@@ -392,7 +392,15 @@ async def _revise(
         data={"source": source, "tasks": len(specs)},
     )
     if session.auto_approve and source != "edit":
-        await approve(db, session, keys=keys, limits=limits, actor="auto_approve")
+        try:
+            await approve(db, session, keys=keys, limits=limits, actor="auto_approve")
+        except Invalid as exc:  # nothing of the approval is written before the personas
+            if exc.code != "persona_not_found":
+                raise
+            log.warning(
+                "plan left for a person to approve",
+                extra={"session_id": str(session.id), "error": str(exc)},
+            )
     return number
 
 
@@ -417,15 +425,14 @@ async def approve(
         raise Conflict("the session has no plan to approve", code="no_plan")
     tasks = await _current_tasks(db, session)
     specs = validate_plan(tasks, max_tasks=limits.max_tasks, max_edges=limits.max_edges)
-    new = [task_state.NewTask(spec=spec) for spec in specs]
-    await task_state.create_tasks(
-        db, session_id=session.id, tasks=new, ids={t.spec.key: t.id for t in new}, actor=actor
+    made = await task_state.create_graph(
+        db, session_id=session.id, tenant=session.tenant, specs=specs, existing={}, actor=actor
     )
     session_state.plan_approved(db, session, actor=actor)
     session_state.activate(db, session, actor=actor)
     await db.flush()
     await scheduler.queue_ready(db, session=session, keys=keys)
-    return len(new)
+    return len(made)
 
 
 # -- reading -------------------------------------------------------------------------------
