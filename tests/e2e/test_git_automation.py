@@ -60,6 +60,16 @@ def _wait_done(client: httpx.Client, session_id: str, timeout_s: float = 60) -> 
     return eventually(done, timeout_s=timeout_s, message=f"session {session_id} done")
 
 
+def _wait_finalized(client: httpx.Client, session_id: str, timeout_s: float = 60) -> Json:
+    """The session once its tasks all ended and its final checkpoint passed."""
+
+    def finalized() -> Json | None:
+        session = _session(client, session_id)
+        return session if session["status"] == "finalized" else None
+
+    return eventually(finalized, timeout_s=timeout_s, message=f"session {session_id} finalized")
+
+
 def _wait_task(
     client: httpx.Client, session_id: str, key: str, timeout_s: float = 60, **fields: Any
 ) -> Json:
@@ -216,11 +226,11 @@ def test_a_conflict_waits_for_review_and_a_retry_builds_on_the_integration_branc
         retried = client.post(f"/v1/tasks/{y['id']}/retry")
         assert retried.status_code == 200, retried.text
         assert _session(client, session_id)["status"] == "active"
-        session = _wait_done(client, session_id)
+        session = _wait_finalized(client, session_id)
         listed = _tasks(client, session_id)
         y_detail = _task(client, y["id"])
 
-    assert session["status"] == "active"
+    assert session["status"] == "finalized"
     assert session["counts"] == {"succeeded": 3}, session
     assert {k: t["merge_status"] for k, t in listed.items()} == dict.fromkeys("xyz", "merged")
     # The new attempt started from the integration head (x's merge), so it merged cleanly.
@@ -244,7 +254,7 @@ def test_a_conflict_is_resolved_by_a_resolution_task(stack: Stack, tmp_path: Pat
     }
     with stack.client() as client:
         session_id = _create(client, repo, CONFLICTING, settings=settings)
-        session = _wait_done(client, session_id)
+        session = _wait_finalized(client, session_id)
         listed = _tasks(client, session_id)
         timeline = _timeline(client, session_id)
         resolver_detail = _task(client, listed["y-resolve1"]["id"])
@@ -271,7 +281,7 @@ def test_a_conflict_is_resolved_by_a_resolution_task(stack: Stack, tmp_path: Pat
     types = [e["type"] for e in timeline]
     assert "task.conflict" in types
     assert "session.awaiting_review" not in types
-    assert session["status"] == "active"
+    assert session["status"] == "finalized"
 
 
 # --- checkpoints and rollback ------------------------------------------------------------
