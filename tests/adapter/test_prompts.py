@@ -8,23 +8,33 @@ from swarm_adapter.prompts import build_prompt
 from swarm_common.messages import TaskMessage
 
 
+def _message(key: str, **fields: object) -> TaskMessage:
+    """A task message for `key` with the fields a prompt does not depend on filled in."""
+    return TaskMessage.model_validate(
+        {
+            "session_id": uuid.uuid4(),
+            "task_id": uuid.uuid4(),
+            "task_key": key,
+            "attempt": 1,
+            "agent": "claude",
+            "repo": "repos/x.git",
+            "base_commit": "a" * 40,
+            "branch": f"swarm/x/task/{key}",
+            "timeout_s": 60,
+            **fields,
+        }
+    )
+
+
 def test_the_prompt_frames_the_task() -> None:
-    message = TaskMessage(
-        session_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        task_key="api",
-        attempt=1,
-        agent="claude",
+    message = _message(
+        "api",
         title="Add the /health route",
         prompt="Add GET /health returning ok.",
         role="backend engineer",
         acceptance=["returns 200", "has a test"],
         files=["app/routes.py"],
         context="Make the service observable.",
-        repo="repos/x.git",
-        base_commit="a" * 40,
-        branch="swarm/x/task/api",
-        timeout_s=60,
         skills=["fastapi"],
     )
     prompt = build_prompt(message)
@@ -44,18 +54,11 @@ def test_the_prompt_frames_the_task() -> None:
 
 
 def test_a_read_only_task_is_told_to_answer_and_change_nothing() -> None:
-    message = TaskMessage(
-        session_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        task_key="plan",
+    message = _message(
+        "plan",
         attempt=2,
-        agent="claude",
         title="Plan the session",
         prompt="List the tasks.",
-        repo="repos/x.git",
-        base_commit="a" * 40,
-        branch="swarm/x/task/plan",
-        timeout_s=60,
         read_only=True,
         feedback="The answer was no JSON.",
     )
@@ -66,12 +69,8 @@ def test_a_read_only_task_is_told_to_answer_and_change_nothing() -> None:
 
 
 def test_a_persona_says_who_the_agent_is_and_how_it_works() -> None:
-    message = TaskMessage(
-        session_id=uuid.uuid4(),
-        task_id=uuid.uuid4(),
-        task_key="api",
-        attempt=1,
-        agent="claude",
+    message = _message(
+        "api",
         title="Add the /health route",
         prompt="Add GET /health returning ok.",
         role="backend",
@@ -81,10 +80,6 @@ def test_a_persona_says_who_the_agent_is_and_how_it_works() -> None:
             "author_name": "Ada Lovelace",
             "author_email": "ada@example.com",
         },
-        repo="repos/x.git",
-        base_commit="a" * 40,
-        branch="swarm/x/task/api",
-        timeout_s=60,
     )
     prompt = build_prompt(message)
     assert "You are Ada Lovelace, backend." in prompt
