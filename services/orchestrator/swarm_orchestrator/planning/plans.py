@@ -20,20 +20,18 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from swarm_common.messages import utcnow
 from swarm_common.specs import AgentKind, TaskSpec
 from swarm_common.states import PlanStatus, SessionStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator.db.models import PlanMessage, PlanRevision, Session, Task, Worker
+from swarm_orchestrator.db.models import PlanMessage, PlanRevision, Session, Task
 from swarm_orchestrator.errors import Conflict, Invalid, NotFound, SwarmError
-from swarm_orchestrator.graph import scheduler, session_state, task_state
+from swarm_orchestrator.graph import fleet, scheduler, session_state, task_state
 from swarm_orchestrator.planning import edits, inventory
 from swarm_orchestrator.planning.answers import (
     PLAN_SCHEMA,
@@ -65,8 +63,6 @@ AUTO = "auto"
 PLAN_ATTEMPTS = 2
 """A planning run's attempts: its answer, and one repair round when that was invalid."""
 READ_TOOLS = ["Read", "Glob", "Grep"]
-LIVE_WORKER_S = 120
-"""A worker heard from this recently counts as available to plan (`auto`)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +186,7 @@ async def _planner(
     configured = asked or _planner_settings(session).get("agent") or limits.default_agent
     if configured != AUTO:
         return str(configured)
-    live = await _live_agents(db)
+    live = await fleet.live_agents(db)
     return next((a for a in PLANNER_AGENTS if a in live), HEURISTIC)
 
 
@@ -199,22 +195,9 @@ def _planner_settings(session: Session) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _live_agents(db: AsyncSession) -> set[str]:
-    """The agent kinds adapters heard from lately serve."""
-    rows = await db.scalars(
-        select(Worker.agent)
-        .where(
-            Worker.status == "online",
-            Worker.last_seen_at > utcnow() - timedelta(seconds=LIVE_WORKER_S),
-        )
-        .distinct()
-    )
-    return set(rows.all())
-
-
 async def _agents(db: AsyncSession) -> list[str]:
     """The agent kinds adapters serve now (the planner assigns tasks to them)."""
-    return sorted(await _live_agents(db)) or ["shell"]
+    return sorted(await fleet.live_agents(db)) or ["shell"]
 
 
 async def _heuristic(
