@@ -270,11 +270,14 @@ TESTS = Path(__file__).parent
 LANES: dict[str, tuple[str, ...]] = {
     "agents": ("agents",),  # the real agent CLIs from npm
     "agents/test_agent_adapters.py": ("agents", "e2e"),  # and real Swarm processes
+    "agents/test_handoffs.py": ("agents", "e2e"),  # and real Swarm processes
     "agents/test_parsing.py": (),  # recorded transcripts fed to the runners: no CLI, fast
     "chaos": ("chaos", "e2e"),
     "e2e": ("e2e",),
     "e2e/test_dashboard.py": ("e2e", "browser"),
     "e2e/test_dashboard_plans.py": ("e2e", "browser"),
+    "e2e/test_dashboard_blackboard.py": ("e2e", "browser"),
+    "e2e/test_dashboard_reviews.py": ("e2e", "browser"),
 }
 # Real orchestrator and adapter processes, wherever the test lives.
 E2E_FIXTURES = {"stack", "chaos"}

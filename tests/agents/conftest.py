@@ -52,6 +52,20 @@ class AgentStack:
             },
         )
 
+    def start_adapter_of(self, agent: str) -> None:
+        """An adapter of another agent kind (`<agent>-1`), its real CLI talking to the same
+        fake model server."""
+        case = CASES[agent]
+        self.stack.start_adapter(
+            f"{agent}-1",
+            agent=agent,
+            **{
+                case.key_env: f"{case.key_prefix}{uuid.uuid4().hex}",
+                case.url_env: self.server.url + case.url_suffix,
+                f"SWARM_{agent.upper()}_PATH": str(install(agent)),
+            },
+        )
+
 
 @pytest.fixture
 def agent_stack(request: pytest.FixtureRequest, stack: Stack) -> Iterator[AgentStack]:

@@ -109,7 +109,12 @@ def _turn(scenario: Scenario, body: dict[str, Any]) -> tuple[list[dict[str, Any]
         return [{"type": "text", "text": scenario.reply}], "end_turn"
     if scenario.mode == "loop_tools":
         return [_tool_use("Bash", {"command": "true", "description": "Do nothing"})], "tool_use"
-    if scenario.mode == "write_file" and not _has_tool_result(body):
+    reads = 1 if scenario.read_first else 0
+    if reads and _tool_result_count(body) == 0:
+        cwd = working_directory(body)
+        path = posixpath.join(cwd, scenario.read_first) if cwd else scenario.read_first
+        return [_tool_use("Read", {"file_path": path})], "tool_use"
+    if scenario.mode == "write_file" and _tool_result_count(body) == reads:
         cwd = working_directory(body)
         path = posixpath.join(cwd, scenario.file) if cwd else scenario.file
         return [_tool_use("Write", {"file_path": path, "content": scenario.content})], "tool_use"
@@ -200,6 +205,16 @@ def _has_tool_result(body: dict[str, Any]) -> bool:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 return True
     return False
+
+
+def _tool_result_count(body: dict[str, Any]) -> int:
+    return sum(
+        1
+        for message in body.get("messages") or []
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    )
 
 
 def _id(prefix: str) -> str:

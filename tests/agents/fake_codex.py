@@ -125,9 +125,13 @@ async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
         return _error(503, "The fake model server is shutting down.", "server_error", None)
 
     done = len(tool_outputs(body))
+    reads = 1 if scenario.read_first else 0
+    if reads and done == 0:
+        read = {"cmd": f"cat {shlex.quote(str(scenario.read_first))}"}
+        return _stream(scenario, [_function_call("exec_command", read, 0)])
     if mode == "loop_tools":
         return _stream(scenario, [_function_call("exec_command", {"cmd": "true"}, done)])
-    if (mode == "write_file" or (mode == "answer" and scenario.write_first)) and done == 0:
+    if (mode == "write_file" or (mode == "answer" and scenario.write_first)) and done == reads:
         return _stream(scenario, [_write_call(scenario, body)])
     if mode == "answer":
         return _stream(scenario, [_message(state.answer(run))])

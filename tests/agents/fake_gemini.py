@@ -101,8 +101,12 @@ def _model_parts(body: dict[str, Any], state: FakeState) -> list[dict[str, Any]]
         workspace = workspace_of(body) or "."
         args = {"dir_path": workspace, "ignore": [f"no-such-file-{results}"]}
         return [{"functionCall": {"name": "list_directory", "args": args}}]
+    reads = 1 if scenario.read_first else 0
+    if reads and results == 0:
+        path = _join(workspace_of(body), str(scenario.read_first))
+        return [{"functionCall": {"name": "read_file", "args": {"file_path": path}}}]
     writes = scenario.mode == "write_file" or (scenario.mode == "answer" and scenario.write_first)
-    if writes and results == 0:
+    if writes and results == reads:
         path = _join(workspace_of(body), scenario.file)
         args = {"file_path": path, "content": scenario.content}
         return [{"functionCall": {"name": "write_file", "args": args}}]

@@ -71,6 +71,10 @@ class Scenario:
     """`answer`: the final answers, one per run in turn (a JSON answer as its text)."""
     write_first: bool = False
     """`answer`: try to write `content` to `file` before answering."""
+    read_first: str | None = None
+    """`write_file` and `text`: first read this file (relative to the CLI's working
+    directory) with the CLI's own reading tool, so its content comes back to the model as
+    the tool's result (Claude `Read`, Codex `exec_command` with `cat`, Gemini `read_file`)."""
     reset_after_s: int = 30
     input_tokens: int = 120
     cached_tokens: int = 20

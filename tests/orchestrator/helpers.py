@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git
-from swarm_common.messages import Message, TaskMessage
+from swarm_common.messages import Message, TaskMessage, TaskStarted, TaskSucceeded
 from swarm_common.streams import ENVELOPE_FIELD, Envelope, Keys, decode, encode, prove
 from swarm_orchestrator.db.models import Attempt, Outbox
 from swarm_orchestrator.db.models import Base as Model
@@ -27,6 +27,7 @@ __all__ = [
     "count_rows",
     "envelope",
     "proven",
+    "succeed_attempt",
     "new_session",
     "outcome_event",
     "task",
@@ -140,6 +141,22 @@ def outcome_event(
         worker="w-test",
         **fields,
     )
+
+
+async def succeed_attempt(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keys: Keys,
+    session_id: str,
+    task_id: uuid.UUID,
+    attempt: int = 1,
+    **fields: Any,
+) -> None:
+    """Start `attempt` of a task and end it succeeded with `fields` (a commit, an answer, a
+    cost), as its adapter would report them."""
+    started = outcome_event(TaskStarted, session_id, task_id, attempt, branch="x", base_commit="y")
+    assert await apply(sessionmaker, keys, started) == Outcome.APPLIED
+    done = outcome_event(TaskSucceeded, session_id, task_id, attempt, exit_code=0, **fields)
+    assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
 
 
 def mirror_commit(

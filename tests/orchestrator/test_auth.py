@@ -203,6 +203,30 @@ async def _a_persona(w: World) -> Request:
     return f"/v1/personas/{name}", None
 
 
+async def _a_fact(w: World) -> Request:
+    return f"/v1/sessions/{w.session_id}/blackboard", {"key": w.fresh("fact"), "value": 1}
+
+
+async def _a_template(w: World) -> Request:
+    return "/v1/templates/expand", {"name": "pipeline", "phases": [{"name": "a", "prompt": "b"}]}
+
+
+async def _a_comment(w: World) -> Request:
+    return f"/v1/tasks/{w.task_id}/comments", {"body": "looks good"}
+
+
+async def _fact(w: World) -> Request:
+    return f"/v1/sessions/{w.session_id}/blackboard/some.key", None
+
+
+def _proposal(decision: str) -> Callable[[World], Awaitable[Request]]:
+    async def build(w: World) -> Request:
+        body = {"reason": "not now"} if decision == "refuse" else None
+        return f"/v1/sessions/{w.session_id}/proposals/1/{decision}", body
+
+    return build
+
+
 ENDPOINTS = [
     _ep("GET", "/v1/sessions", "viewer", "global", 200),
     _ep("POST", "/v1/sessions", "operator", "global", 201, _create_session),
@@ -278,6 +302,8 @@ ENDPOINTS = [
         409,
         ok_code="not_awaiting_approval",
     ),
+    _ep("GET", "/v1/tasks/{task_id}/comments", "viewer", "session", 200),
+    _ep("POST", "/v1/tasks/{task_id}/comments", "operator", "session", 201, _a_comment),
     # Nothing is committed yet: an allowed caller learns there is no diff.
     _ep("GET", "/v1/tasks/{task_id}/diff", "viewer", "session", 404, ok_code="no_diff"),
     _ep("GET", "/v1/workers", "viewer", "global", 200),
@@ -288,11 +314,30 @@ ENDPOINTS = [
     _ep("GET", "/v1/whoami", "viewer", "global", 200),
     _ep("POST", "/v1/inventory", "operator", "global", 200, _inventory),
     _ep("GET", "/v1/inventory", "viewer", "global", 200),
+    _ep("GET", "/v1/templates", "viewer", "global", 200),
+    _ep("POST", "/v1/templates/expand", "viewer", "global", 200, _a_template),
     _ep("GET", "/v1/personas", "viewer", "global", 200),
     _ep("POST", "/v1/personas", "operator", "global", 201, _store_personas),
     _ep("POST", "/v1/personas/generate", "operator", "global", 201, _generate_personas),
     _ep("GET", "/v1/personas/{name}", "viewer", "global", 200, _a_persona),
     _ep("DELETE", "/v1/personas/{name}", "operator", "global", 200, _a_persona),
+    _ep("GET", "/v1/sessions/{session_id}/blackboard", "viewer", "session", 200),
+    _ep("POST", "/v1/sessions/{session_id}/blackboard", "operator", "session", 201, _a_fact),
+    _ep("GET", "/v1/sessions/{session_id}/blackboard/{key}", "viewer", "session", 200, _fact),
+    _ep("GET", "/v1/sessions/{session_id}/proposals", "viewer", "session", 200),
+    # No handoff proposed anything: an allowed caller learns there is no such proposal.
+    *(
+        _ep(
+            "POST",
+            f"/v1/sessions/{{session_id}}/proposals/{{proposal_id}}/{decision}",
+            "operator",
+            "session",
+            404,
+            _proposal(decision),
+            ok_code="proposal_not_found",
+        )
+        for decision in ("accept", "refuse")
+    ),
     _ep("POST", "/v1/tokens", "admin", "tokens", 201, _create_token),
     _ep("GET", "/v1/tokens", "admin", "tokens", 200),
     _ep("DELETE", "/v1/tokens/{token_id}", "admin", "tokens", 200, _revoke_token),

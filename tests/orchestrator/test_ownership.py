@@ -32,6 +32,7 @@ TABLES = {"Task", "Attempt", "Session"}
 OTHER_STATUSES = {
     # A status of something else than a task, an attempt or a session.
     "swarm_orchestrator/integration/checkpoints.py": {"checkpoint.status"},
+    "swarm_orchestrator/graph/delegation.py": {"proposal.status"},  # a proposed task's
     "swarm_orchestrator/errors.py": {"self.status"},  # an error's HTTP status
     "swarm_cli/client.py": {"self.status"},  # an error's HTTP status
     "swarm_cli/watch.py": {"row.status"},  # the CLI's copy of what the server said

@@ -37,6 +37,7 @@ ADA = {
 SNAPSHOT = {
     "name": "ada-lovelace",
     "role": "backend",
+    "agents": ["codex", "claude", "gemini"],
     "style": "Writes the failing test first.",
     "author_name": "Ada Lovelace",
     "author_email": "ada@example.com",
@@ -86,7 +87,7 @@ async def test_a_named_persona_is_snapshotted_into_the_spec_and_the_task_message
     shown = (await api.get(f"/v1/tasks/{ids['build']}")).json()
     assert shown["spec"]["assigned_persona"] == SNAPSHOT
     [message] = await task_messages(state.sessionmaker, ids["build"])
-    assert message.persona == {k: v for k, v in SNAPSHOT.items() if k != "role"}
+    assert message.persona == {k: v for k, v in SNAPSHOT.items() if k not in ("role", "agents")}
     [entry] = await created_entries(state.sessionmaker, session["id"])
     assert entry["persona"] == "ada-lovelace" and entry["persona_why"] == "named"
 

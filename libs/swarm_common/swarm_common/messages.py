@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swarm_common.handoffs import BoardFact, Handoff, ParentHandoff
+
 __all__ = [
     "EVENT_TYPES",
     "MAX_ANSWER_CHARS",
@@ -97,7 +99,25 @@ class TaskMessage(Message):
         "no gates, no commit; what the agent writes in its worktree is discarded, and the "
         "final message comes back as `answer`.",
     )
+    review: dict[str, Any] | None = Field(
+        None,
+        description="A review run (read-only, answers a verdict): the work it reviews — "
+        "`task_key`, `title`, `prompt`, `acceptance`, `commit` (the builder's; the worktree "
+        "starts there), `against` (the integration head: the diff is from their merge base), "
+        "`round`, `max_rounds`, `rubric`, `builder_agent`.",
+    )
     settings: dict[str, Any] = Field(default_factory=dict)
+    handoffs: list[ParentHandoff] = Field(
+        default_factory=list,
+        description="The parents' handoffs (summary, notes), for the prompt and "
+        "`.swarm/context.json`; bounded when queued.",
+    )
+    blackboard: list[BoardFact] = Field(
+        default_factory=list,
+        description="The session's blackboard as it stood when the task was queued (each "
+        "key's latest value, the newest first; bounded).",
+    )
+    blackboard_omitted: int = Field(0, description="Facts left out of `blackboard` (bounds).")
     event_key: str | None = Field(
         None,
         repr=False,
@@ -175,6 +195,11 @@ class TaskSucceeded(_TaskOutcome):
         description="The agent's final message (for a task with an `output_schema`, the "
         "JSON that follows it); sent for `read_only` and `output_schema` tasks only.",
     )
+    handoff: Handoff | None = Field(
+        None,
+        description="What the task hands the tasks after it, taken from the agent's final "
+        "answer (`swarm_common.handoffs`); None from an adapter that predates it.",
+    )
 
 
 class TaskFailed(_TaskOutcome):
@@ -207,6 +232,19 @@ class WorkerOnline(Message):
     host: str
     pid: int
     concurrency: int
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models it may use (`SWARM_MODELS`, else its default model); empty: the "
+        "CLI's own default, unknown.",
+    )
+    cli_version: str | None = Field(
+        None, description="What `<cli> --version` said at start; None for `shell` or unknown."
+    )
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="What its runner can do (`swarm_common.capabilities`): `prose`, "
+        "`structured_output`, `allowed_tools`, `read_only`.",
+    )
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -1,5 +1,6 @@
 """A session's `settings`: how its worktrees are set up, which quality gates run, what a
-merge conflict does, where checkpoints go, and who plans the session's goal.
+merge conflict does, where checkpoints go, who plans the session's goal, and what becomes
+of the follow-up tasks handoffs propose (`delegation`).
 
 The orchestrator validates them when a session is created and sends them with every task
 message; the adapter reads them back with `SessionSettings.model_validate`. Unknown keys are
@@ -11,14 +12,15 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from swarm_common.gates import GateConfig
-from swarm_common.specs import AgentKind, ModelName, Text
+from swarm_common.specs import AgentKind, ModelName, ReviewSpec, Text
 
 __all__ = [
     "CheckpointConfig",
     "ConflictConfig",
+    "DelegationConfig",
     "MAX_SETUP_FILE_BYTES",
     "PlannerConfig",
     "SessionSettings",
@@ -114,6 +116,27 @@ class CheckpointConfig(BaseModel):
     )
 
 
+class DelegationConfig(BaseModel):
+    """What becomes of the follow-up tasks a handoff proposes: `approve` keeps them until a
+    person accepts or refuses each, `auto` adds them at once, `off` refuses them. A task
+    proposed by a delegated task is one level deeper; past `max_depth`, or past
+    `max_per_task` proposals of one task, a proposal is refused with the reason. Given as a
+    word (`"delegation": "auto"`), it is the policy with the default limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["auto", "approve", "off"] = "approve"
+    max_depth: int = Field(
+        2, ge=1, le=10, description="Most levels of delegation below a task people gave."
+    )
+    max_per_task: int = Field(5, ge=1, le=10, description="Most proposals one task makes.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, value: object) -> object:
+        return {"policy": value} if isinstance(value, str) else value
+
+
 class SessionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -123,6 +146,12 @@ class SessionSettings(BaseModel):
     gates: GateConfig = Field(default_factory=GateConfig)
     setup: SetupConfig = Field(default_factory=SetupConfig)
     conflicts: ConflictConfig = Field(default_factory=ConflictConfig)
+    review: ReviewSpec | None = Field(
+        None,
+        description="Review every work task's attempt before it merges (a task's own "
+        "`review` wins; `review: false` on a task opts it out).",
+    )
+    delegation: DelegationConfig = Field(default_factory=DelegationConfig)
     push: bool = Field(
         False,
         description="Push the target branch and checkpoint tags to the session's origin "

@@ -15,9 +15,13 @@ from swarm_common.redaction import looks_secret
 
 __all__ = [
     "AGENT_KINDS",
+    "AUTO_AGENT",
     "AgentKind",
     "MAX_PROMPT_CHARS",
     "MAX_PERSONA_NAME_CHARS",
+    "RaceSpec",
+    "ReviewSpec",
+    "TaskAgent",
     "TaskKey",
     "TaskSpec",
     "Text",
@@ -28,6 +32,10 @@ __all__ = [
 
 AgentKind = Literal["shell", "claude", "codex", "gemini"]
 AGENT_KINDS: tuple[str, ...] = ("shell", "claude", "codex", "gemini")
+AUTO_AGENT = "auto"
+TaskAgent = Literal["shell", "claude", "codex", "gemini", "auto"]
+"""What a task asks for: an agent kind, or `auto` (Swarm routes it when it is queued,
+`swarm_orchestrator.graph.routing`)."""
 
 MAX_KEY_CHARS = 64
 MAX_PROMPT_CHARS = 256 * 1024
@@ -110,6 +118,48 @@ ModelName = Annotated[str, AfterValidator(check_model)]
 ToolName = Annotated[str, AfterValidator(check_tool)]
 
 
+PersonaName = Annotated[str, AfterValidator(check_persona_name)]
+
+
+class ReviewSpec(BaseModel):
+    """A reviewer for a task's work: after its attempt succeeds and its gates pass, a
+    read-only run of `agent` reads the diff and answers a verdict (`PASS` or `FAIL`). `FAIL`
+    sends the builder back with the critical issues as feedback, up to `max_rounds`
+    reviews; then the task fails with the last verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: Literal["auto", "claude", "codex", "gemini"] = Field(
+        "auto",
+        description="`auto`: another agent kind than the builder's where a live adapter "
+        "serves one, else the builder's.",
+    )
+    persona: PersonaName | None = Field(
+        None,
+        description="The reviewer's persona; left out, one of role `qa` when the catalogue "
+        "has any.",
+    )
+    rubric: Text | None = Field(
+        None, max_length=8000, description="What the reviewer checks beyond the task's own words."
+    )
+    max_rounds: int = Field(2, ge=1, le=10, description="Reviews before the task fails.")
+
+
+class RaceSpec(BaseModel):
+    """Best of N: `n` attempts of the task at once, each a contender in its own worktree on
+    one of `agents` (in turn); the first whose gates and review pass wins and is merged,
+    the others are cancelled and kept on their branches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(ge=2, le=10)
+    agents: list[Literal["claude", "codex", "gemini", "shell"]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="The contenders' agent kinds, in turn; the task's own when left out.",
+    )
+
+
 class TaskSpec(BaseModel):
     """One node of a task graph, as submitted."""
 
@@ -122,8 +172,13 @@ class TaskSpec(BaseModel):
         max_length=MAX_PROMPT_CHARS,
         description="What the agent is asked to do; for `shell`, the command.",
     )
-    agent: AgentKind = "shell"
-    persona: Annotated[str, AfterValidator(check_persona_name)] | None = Field(
+    agent: TaskAgent = Field(
+        "shell",
+        description="The agent kind that runs it; `auto`: Swarm chooses one each time the "
+        "task is queued (the persona's preferences, what the task needs, which kinds have "
+        "live adapters with free slots, price), never `shell`.",
+    )
+    persona: PersonaName | None = Field(
         None,
         description="A persona of the session's catalogue (`swarm personas`): its working "
         "style goes into the prompt and it authors the commits. Left out, a task whose "
@@ -172,6 +227,21 @@ class TaskSpec(BaseModel):
     )
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON schema the agent's final message must follow (Codex)."
+    )
+    review: ReviewSpec | bool | None = Field(
+        None,
+        description="Review its work before it merges: a reviewer, `true` for the session's "
+        "(`settings.review`) or the default one, `false` for none even when the session "
+        "reviews every task; null takes the session's.",
+    )
+    race: RaceSpec | None = Field(
+        None, description="Best of N: run `n` contenders at once; the first to pass wins."
+    )
+    verify: bool = Field(
+        False,
+        description="A verifier: it reads the integration branch (its dependencies' merged "
+        "work) without changing it and answers a verdict (PASS or FAIL, critical issues, "
+        "recommendations); FAIL fails it, so its dependents are blocked.",
     )
     phase: Text | None = Field(
         None, max_length=100, description="The stage of the plan the task belongs to."

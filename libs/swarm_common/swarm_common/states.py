@@ -62,6 +62,12 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     AWAITING_APPROVAL = "awaiting_approval"
+    REVIEWING = "reviewing"
+    """Its attempt succeeded and passed its gates; a reviewer's verdict decides whether its
+    work merges or it runs again (`graph.reviews`)."""
+    RACING = "racing"
+    """Its contenders (tasks of kind `race`, `race: {n, agents}`) run at once; the first
+    whose gates and review pass wins, and its work becomes this task's (`graph.races`)."""
 
 
 class MergeStatus(StrEnum):
@@ -108,15 +114,42 @@ _RUN_ENDS = frozenset(
         TaskStatus.CANCELLED,
         TaskStatus.PENDING,  # rescheduled: it runs again
         TaskStatus.AWAITING_APPROVAL,
+        TaskStatus.REVIEWING,
     }
 )
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset({TaskStatus.QUEUED, TaskStatus.BLOCKED, TaskStatus.CANCELLED}),
+    TaskStatus.PENDING: frozenset(
+        {TaskStatus.QUEUED, TaskStatus.RACING, TaskStatus.BLOCKED, TaskStatus.CANCELLED}
+    ),
+    # A contender won (its work is this task's), or every one of them failed.
+    TaskStatus.RACING: frozenset(
+        {
+            TaskStatus.SUCCEEDED,
+            TaskStatus.AWAITING_APPROVAL,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.PENDING,
+        }
+    ),
     # A result may arrive before the start was applied: queued ends like running.
     TaskStatus.QUEUED: _RUN_ENDS | {TaskStatus.RUNNING},
     TaskStatus.RUNNING: _RUN_ENDS,
-    TaskStatus.AWAITING_APPROVAL: frozenset({TaskStatus.SUCCEEDED, TaskStatus.CANCELLED}),
+    # A person approves the work, cancels it, or sends it back with a comment.
+    TaskStatus.AWAITING_APPROVAL: frozenset(
+        {TaskStatus.SUCCEEDED, TaskStatus.CANCELLED, TaskStatus.PENDING}
+    ),
+    # A verdict: PASS merges (or waits for approval), FAIL runs it again or fails it for
+    # good; a review run that never answers fails it too.
+    TaskStatus.REVIEWING: frozenset(
+        {
+            TaskStatus.SUCCEEDED,
+            TaskStatus.AWAITING_APPROVAL,
+            TaskStatus.PENDING,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+        }
+    ),
     # Only work that is not merged leaves `succeeded`: a conflicted task retried, or one
     # waiting to merge when its integration branch is rolled back (the owner checks which).
     TaskStatus.SUCCEEDED: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),

@@ -9,7 +9,8 @@ Where things live:
   dead-letter). `admission`: which entries this adapter runs.
 - `reporting`: events out to `swarm:events` (redacted, retried, each proven with its
   attempt's secret key, which only it holds), cancel requests in.
-- `upkeep`: the loops beside the slots: the system mode, the liveness key.
+- `upkeep`: the loops beside the slots: the system mode, the liveness key (with what the
+  adapter announced: models, CLI version, capabilities; see `worker.Adapter.announcement`).
 - `heartbeat`: beside each attempt: cancel checks, lease renewal and fencing.
   `lease_holder`: the claim and lease of each attempt, as `worker` and `heartbeat` use them.
 - `running`: one attempt in flight, shared by the three above and the pipeline below.
@@ -17,6 +18,8 @@ Where things live:
   `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the
   worktree), `outcome` (the result message), `answers` (the agent's final answer, for
   read-only and `output_schema` tasks), `worktree` (git worktrees and commits),
-  `progress` (batched progress events), `prompts` and `runners/` (the agent CLIs).
+  `progress` (batched progress events), `prompts` and `runners/` (the agent CLIs),
+  `handoff` (parents' handoffs and the blackboard in the prompt and `.swarm/context.json`;
+  the agent's own handoff read from its final message).
 - `settings`: `AdapterSettings`.
 """

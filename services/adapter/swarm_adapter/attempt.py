@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from swarm_adapter import escape
+from swarm_adapter import escape, handoff, review
 from swarm_adapter.escape_check import EscapeCheck
 from swarm_adapter.outcome import result_message
 from swarm_adapter.preparation import SetupError, copy_setup_files, merge_in, unresolved, untracked
@@ -109,7 +109,12 @@ class AttemptPipeline:
                 exclude = await self._setup(running, worktree, settings, checks, conflicts)
             except SetupError as exc:
                 return await self._setup_failed(running, worktree, before, checks, exc)
+        context = await asyncio.to_thread(handoff.write_context, worktree, message)
+        if context is not None:  # for the agent only: never committed, gone before the gates
+            exclude = [*exclude, context.path]
         result = await self._run_agent(running, worktree)
+        if context is not None:
+            await asyncio.to_thread(handoff.remove_context, worktree, context)
         await self._check_resolved(message, worktree, result, conflicts)
         if running.fenced:  # another attempt may own the branch now: leave it alone
             return TaskCancelled(
@@ -320,8 +325,9 @@ class AttemptPipeline:
         return results
 
     async def _run_agent(self, running: Running, worktree: Path) -> RunResult:
-        """The runner, with batched progress beside it."""
-        message = running.message
+        """The runner, with batched progress beside it (a review run's message with the
+        diff it judges)."""
+        message = await review.with_diff(running.message, worktree)
         batcher = ProgressBatcher(
             lambda kind, text, data: self._progress(message, kind, text, data),
             interval_s=self.settings.progress_interval_s,

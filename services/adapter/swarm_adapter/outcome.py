@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from swarm_adapter import handoff
 from swarm_adapter.answers import ANSWER_TOO_LONG, oversize, reports_answer
 from swarm_adapter.runners.base import RunResult
 from swarm_adapter.running import Running, about
@@ -59,15 +60,17 @@ def result_message(
 
 
 def _succeeded(running: Running, result: RunResult, fields: dict[str, Any]) -> Message:
-    """`task.succeeded`, with the agent's answer when the task asked for one; an answer too
-    long to report fails the attempt instead."""
-    if not reports_answer(running.message) or result.answer is None:
-        return TaskSucceeded(**fields)
+    """`task.succeeded`, with the agent's handoff (not for a read-only run) and its answer
+    when the task asked for one; an answer too long to report fails the attempt instead."""
+    message = running.message
+    left = None if message.read_only else handoff.take(message, result)  # for those after it
+    if not reports_answer(message) or result.answer is None:
+        return TaskSucceeded(**fields, handoff=left)
     answer = clean_text(result.answer)
     too_long = oversize(answer)
     if too_long is not None:
         return TaskFailed(**fields, reason=ANSWER_TOO_LONG, error=too_long)
-    return TaskSucceeded(**fields, answer=answer)
+    return TaskSucceeded(**fields, answer=answer, handoff=left)
 
 
 def _fields(

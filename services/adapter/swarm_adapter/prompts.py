@@ -6,6 +6,7 @@ answering)."""
 
 from __future__ import annotations
 
+from swarm_adapter import handoff, review
 from swarm_common.messages import TaskMessage
 
 __all__ = ["build_prompt"]
@@ -25,6 +26,8 @@ READ_ONLY_RULES = """\
 
 
 def build_prompt(message: TaskMessage) -> str:
+    if message.review is not None:  # a reviewer's run asks for a verdict on another's work
+        return review.review_prompt(message)
     parts = [f"# Task: {message.title}"]
     persona = message.persona or {}
     if persona.get("name"):
@@ -36,6 +39,7 @@ def build_prompt(message: TaskMessage) -> str:
         parts.append(f"## How you work\n{persona['style']}")
     if message.context:
         parts.append(f"## Goal of the whole session\n{message.context}")
+    parts.extend(handoff.context_sections(message))
     parts.append(f"## What to do\n{message.prompt}")
     if message.acceptance:
         parts.append("## Acceptance criteria\n" + "\n".join(f"- {a}" for a in message.acceptance))
@@ -53,4 +57,7 @@ def build_prompt(message: TaskMessage) -> str:
         )
         parts.append(f"## What went wrong in the previous attempt\n{again}\n\n{message.feedback}")
     parts.append(READ_ONLY_RULES if message.read_only else RULES)
+    request = handoff.request_section(message)
+    if request:
+        parts.append(request)
     return "\n\n".join(parts)

@@ -4,13 +4,16 @@ the shared workspace, never the database: a database URL given to one is ignored
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from swarm_common.settings import CommonSettings
 from swarm_common.specs import AgentKind, check_model
@@ -59,6 +62,10 @@ class AdapterSettings(CommonSettings):
     gemini_model: str | None = "gemini-2.5-pro"
     max_turns: int = Field(50, ge=1, le=1000)
     """Turn limit when a task names none."""
+    models: Annotated[list[str], NoDecode] = []
+    """`SWARM_MODELS` (comma-separated): the models this adapter may use, announced for
+    routing (a task naming another model does not go to its kind when every live adapter of
+    the kind lists its own). Empty: its default model alone, when it has one."""
     allow_shell_agent: bool = False
     """`SWARM_ALLOW_SHELL_AGENT`: the shell agent runs every task's prompt as a shell command,
     so an adapter of that kind starts only when this says so."""
@@ -81,6 +88,26 @@ class AdapterSettings(CommonSettings):
     @classmethod
     def _model_name(cls, value: str | None) -> str | None:
         return check_model(value) if value else None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: list[str]) -> list[str]:
+        return [check_model(v) for v in dict.fromkeys(value)]
+
+    @property
+    def announced_models(self) -> list[str]:
+        """The models it says it may use: `models`, else its kind's default model."""
+        default = getattr(self, f"{self.agent}_model", None)
+        return list(self.models) or ([default] if default else [])
 
     @model_validator(mode="after")
     def _default_name(self) -> AdapterSettings:

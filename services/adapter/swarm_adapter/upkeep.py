@@ -1,15 +1,15 @@
 """The adapter's upkeep beside its slots, small loops that log a Redis failure and go on:
 following the system mode (`swarm_common.system`: drain, emergency stop), and refreshing
 the adapter's liveness key (`swarm:worker:<name>`, a hash with a TTL: what it runs, its
-mode), which tells the orchestrator (`GET /v1/workers`) that it is alive."""
+mode, and what it announced when it came online: models, CLI version, capabilities), which
+tells the orchestrator that it is alive (`swarm_orchestrator.runtime.registry` mirrors it
+into the `workers` table; `GET /v1/workers`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
-import socket
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -44,6 +44,7 @@ async def advertise(adapter: Adapter) -> None:
     settings = adapter.settings
     ttl = settings.worker_ttl_s
     key = adapter.keys.worker(adapter.worker)
+    announced = adapter.announcement()
     while True:
         running = [
             {
@@ -59,11 +60,15 @@ async def advertise(adapter: Adapter) -> None:
                 key,
                 mapping={
                     "agent": settings.agent,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
+                    "host": announced.host,
+                    "pid": announced.pid,
                     "concurrency": settings.concurrency,
                     "running": json.dumps(running),
+                    "busy": len(running),
                     "mode": adapter.mode.value,
+                    "models": json.dumps(announced.models),
+                    "cli_version": announced.cli_version or "",
+                    "capabilities": json.dumps(announced.capabilities),
                     "updated_at": utcnow().isoformat(),
                 },
             )

@@ -41,6 +41,7 @@ from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.task_stream import Entry, TaskStream
 from swarm_adapter.worktree import Worktrees
 from swarm_common.backoff import Backoff, sleep
+from swarm_common.capabilities import KIND_CAPABILITIES
 from swarm_common.messages import (
     Message,
     TaskCancelled,
@@ -142,6 +143,23 @@ class Adapter:
         if mode == SystemMode.STOPPED and self._running:
             self.kill_all("emergency stop")
 
+    def announcement(self) -> WorkerOnline:
+        """What this adapter can do, said when it comes online (and kept in its liveness
+        key): kind, models, concurrency, CLI version, capabilities."""
+        capabilities = getattr(self.runner, "capabilities", None)
+        if capabilities is None:
+            capabilities = KIND_CAPABILITIES.get(self.settings.agent, frozenset())
+        return WorkerOnline(
+            worker=self.worker,
+            agent=self.settings.agent,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.settings.concurrency,
+            models=self.settings.announced_models,
+            cli_version=getattr(self.runner, "version", None),
+            capabilities=sorted(capabilities),
+        )
+
     @property
     def in_flight(self) -> list[Running]:
         """The attempts this adapter runs now."""
@@ -151,16 +169,7 @@ class Adapter:
         """Serve until `stop()`, then drain: running attempts get `shutdown_grace_s` to
         finish, then are cancelled (and reported `task.cancelled`, so they run again)."""
         await self._until_ready()
-        await self.reporter.publish(
-            WorkerOnline(
-                worker=self.worker,
-                agent=self.settings.agent,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                concurrency=self.settings.concurrency,
-            ),
-            retry=False,
-        )
+        await self.reporter.publish(self.announcement(), retry=False)
         slots = [
             asyncio.create_task(self._consume_loop(), name=f"slot-{i}")
             for i in range(self.settings.concurrency)

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from swarm_cli import checkpoints, config, finishing, personas, plans, refs, sessions, system, tasks
+from swarm_cli import (
+    blackboard,
+    checkpoints,
+    config,
+    finishing,
+    personas,
+    plans,
+    refs,
+    sessions,
+    system,
+    tasks,
+)
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.inventory import inventory
 from swarm_cli.options import (
@@ -171,6 +182,7 @@ app.command(rich_help_panel=_TASKS)(tasks.task)
 app.command(rich_help_panel=_TASKS)(tasks.logs)
 app.command(rich_help_panel=_TASKS)(tasks.retry)
 app.command(rich_help_panel=_TASKS)(tasks.cancel)
+app.command(rich_help_panel=_TASKS)(tasks.comment)
 app.command(rich_help_panel=_SESSIONS)(plans.approve)
 app.command(rich_help_panel=_SYSTEM)(system.workers)
 app.command(rich_help_panel=_SYSTEM)(system.system)
@@ -178,6 +190,8 @@ app.command(rich_help_panel=_SYSTEM)(system.drain)
 app.command(rich_help_panel=_SYSTEM)(system.stop)
 app.command(rich_help_panel=_SESSIONS)(inventory)
 app.add_typer(personas.personas_app, name="personas", rich_help_panel=_SESSIONS)
+app.command(rich_help_panel=_SESSIONS)(blackboard.blackboard)
+app.command(rich_help_panel=_SESSIONS)(blackboard.proposals)
 
 config_app = typer.Typer(
     no_args_is_help=True,

@@ -44,12 +44,51 @@ SessionArg = Annotated[
 
 def submit(
     source: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            metavar="FILE|PROMPT",
-            help="A task graph file (YAML or JSON), or one prompt: a session of one task.",
+            metavar="[FILE|PROMPT]",
+            help="A task graph file (YAML or JSON), or one prompt: a session of one task. "
+            "With --template builder-validator: the file whose tasks get reviewers.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            help="Expand a topology into the graph: fan-out (--goal, --worker …), pipeline "
+            "(--phase …), builder-validator (FILE's tasks, each with a reviewer).",
+            rich_help_panel="Templates",
+        ),
+    ] = None,
+    goal: Annotated[
+        str | None,
+        typer.Option(help="The session's goal (a fan-out's).", rich_help_panel="Templates"),
+    ] = None,
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="WHO[@AGENT]:PROMPT",
+            help="A fan-out worker: a persona role or name, its agent kind (auto), its part.",
+            rich_help_panel="Templates",
+        ),
+    ] = None,
+    phase: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME[@AGENT]:PROMPT",
+            help="A pipeline phase, in order.",
+            rich_help_panel="Templates",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the graph the template expands into (a graph file, to edit and "
+            "submit) and send nothing.",
+            rich_help_panel="Templates",
+        ),
+    ] = False,
     agent: Annotated[
         str | None,
         typer.Option(help="For a prompt: its agent (claude, codex, gemini, shell). [claude]"),
@@ -69,11 +108,43 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Follow the session until it is done.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Create a session from a task graph file, or of one task from a prompt, and print its
-    id."""
+    """Create a session from a task graph file, of one task from a prompt, or from a
+    template (a topology), and print its id."""
     from swarm_cli.plans import submit_prompt
     from swarm_cli.taskfile import load_taskfile
 
+    if template is not None:
+        from swarm_cli.taskfile import dump_taskfile
+        from swarm_cli.templates import graph_file, template_body
+
+        body = template_body(
+            template,
+            source=source,
+            goal=goal,
+            workers=worker or [],
+            phases=phase or [],
+            repo=repo or ".",
+            base=base,
+        )
+        if dry_run:
+            graph = graph_file(body)
+            sys.stdout.write(dump_taskfile(graph, "json" if as_json else "yaml"))
+            return
+        with connect(api_url, token) as client:
+            session = client.post("/v1/sessions", body)
+            if wait:
+                from swarm_cli.watch import follow
+
+                session = follow(client, session["id"], err)
+        if as_json:
+            print_json(session)
+        else:
+            sys.stdout.write(session["id"] + "\n")
+        return
+    if goal is not None or worker or phase or dry_run:
+        raise CliError("--goal, --worker, --phase and --dry-run go with --template")
+    if source is None:
+        raise CliError("give a FILE or a PROMPT, or --template NAME")
     path = Path(source)
     prompted = agent is not None or priority is not None or repo is not None
     is_file = "\n" not in source and len(source) < 4096 and path.is_file()

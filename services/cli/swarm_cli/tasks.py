@@ -1,6 +1,7 @@
-"""Client commands about one task: `task` (details, attempts, gates, changes), `logs` (its
-timeline and transcript, followed live with `-f`), and control: `retry`, `cancel`,
-`approve`."""
+"""Client commands about one task: `task` (details, attempts, gates, reviewers' verdicts,
+comments, changes), `logs` (its timeline and transcript, followed live with `-f`), and
+control: `retry`, `cancel`, `approve`, `comment` (with `--request-changes`, sends it
+back)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from swarm_cli.options import (
 )
 from swarm_cli.stream import follow_events
 
-__all__ = ["approve", "cancel", "logs", "retry", "task"]
+__all__ = ["approve", "cancel", "comment", "logs", "retry", "task"]
 
 TaskArg = Annotated[
     str,
@@ -71,6 +72,10 @@ def task(
     gated = [a for a in attempts if a.get("gates")]
     if gated:
         console.print(render.gates_table(gated[-1]["gates"], attempt=gated[-1]["number"]))
+    if detail.get("reviews"):
+        console.print(render.reviews_table(detail["reviews"]))
+    if detail.get("comments"):
+        console.print(render.comments_table(detail["comments"]))
     if changes is None:
         console.print("[dim]No committed changes yet.[/]")
         return
@@ -283,6 +288,38 @@ def retry(
         return
     keys = ", ".join(escape(str(t["key"])) for t in retried) or "none was failed"
     console.print(f"Retried {len(retried)} task(s) of {sid}: {keys}", highlight=False)
+
+
+def comment(
+    ref: TaskArg,
+    body: Annotated[str, typer.Argument(metavar="TEXT", help="What you have to say.")],
+    request_changes: Annotated[
+        bool,
+        typer.Option(
+            "--request-changes",
+            help="Send the task back with TEXT as feedback: its next attempt starts from its "
+            "own last commit (a task awaiting approval, reviewing, failed, or not yet merged).",
+        ),
+    ] = False,
+    api_url: ApiUrl = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Comment on a task; with --request-changes, send it back to work on your comment."""
+    with connect(api_url, token) as client:
+        tid = refs.task_id(client, ref)
+        answer: dict[str, Any] = client.post(
+            f"/v1/tasks/{tid}/comments", {"body": body, "request_changes": request_changes}
+        )
+    if as_json:
+        print_json(answer)
+        return
+    task = answer["task"]
+    what = "Sent back" if request_changes else "Commented on"
+    console.print(
+        f"{what} {escape(str(task['key']))}: now {render.state(str(task['status']))}",
+        highlight=False,
+    )
 
 
 def approve(

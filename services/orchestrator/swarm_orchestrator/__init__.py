@@ -11,6 +11,11 @@ Where things live (behaviour → module):
   - whether and when a task runs again (one pure decision) → `graph/retry.py`
   - the lock order session → task → attempt → `graph/locking.py`
   - which tasks run next, and the task message they get → `graph/scheduler.py`
+  - which agent kinds have live adapters, free slots, what they can do (the one place that
+    says; mirrored from the adapters' liveness keys) → `graph/fleet.py`
+  - which kind an `agent: auto` task runs on, and why → `graph/routing.py`
+  - sessions suspended and resumed, `auto` tasks rerouted, as agent kinds go and come →
+    `graph/suspension.py`
   - creating sessions and adding graphs; reads → `graph/sessions.py`
   - checking a submitted graph (keys, dependencies, cycles, sizes) → `graph/validation.py`
   - what an adapter's report does (started, progress, succeeded, failed) → `graph/reports.py`
@@ -20,6 +25,10 @@ Where things live (behaviour → module):
   - done / total, time left, tokens and cost → `graph/progress.py`
   - the persona catalogue (who a logical agent is: role, skills, preferred agents, style,
     commit identity), per tenant; generated populations → `graph/personas.py`
+  - a succeeded task's handoff kept; the session blackboard of facts (writes, history,
+    what a task being queued gets of its parents and the board) → `graph/blackboard.py`
+  - follow-up tasks handoffs propose (`settings.delegation`: approve, auto, off; depth
+    and cap; accepting and refusing) → `graph/delegation.py`
 - from a goal to a graph — `planning/`
   - a draft's plan: planning (agent run or heuristic), numbered revisions, edits, the
     planning conversation, approval → `planning/plans.py`
@@ -45,6 +54,7 @@ Where things live (behaviour → module):
   - publishing the outbox to Redis → `runtime/relay.py`
   - reading adapters' events from Redis → `runtime/consumer.py`
   - lost attempts, Redis losing its data → `runtime/reaper.py`
+  - the adapters' liveness keys mirrored into `workers`, then suspension → `runtime/registry.py`
   - drain, emergency stop, resume → `runtime/system_mode.py`
   - which failures are worth retrying → `runtime/failures.py`
 - persistence — `db/`: the schema (`models.py`), engine, migrations (`migrate.py`), the

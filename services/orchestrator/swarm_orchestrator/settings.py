@@ -58,6 +58,16 @@ class OrchestratorSettings(CommonSettings):
     sets how long a silent worker keeps its attempt)."""
     max_lost_attempts: int = 5
     """Lost attempts of one task before it fails."""
+    registry_interval_s: float = Field(2.0, gt=0)
+    """How often the adapters' liveness keys are mirrored into the `workers` table (and
+    sessions suspended or resumed as their agent kinds go and come)."""
+    suspend_grace_s: float = Field(60.0, ge=0)
+    """How long an agent kind may have no live adapter before a session whose queued tasks
+    name it is suspended (and `auto` tasks queued on it are routed elsewhere)."""
+    agent_prices: dict[str, float] = {}
+    """`SWARM_AGENT_PRICES`, JSON (`{"claude": 3, "codex": 2, "gemini": 1.5}`): the relative
+    cost of a task on each agent kind, the last tie-breaker of `agent: auto` routing; kinds
+    left out keep `graph.routing.PRICES`."""
     prune_interval_s: float = 300.0
     """How often leftover worktrees of ended attempts are removed."""
     stream_maxlen: int = 1_000_000

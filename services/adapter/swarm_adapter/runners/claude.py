@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
+from swarm_common.capabilities import KIND_CAPABILITIES
 
 __all__ = ["ClaudeRunner", "RUNNER"]
 
@@ -42,6 +43,7 @@ _ERRORS = {
 
 class ClaudeRunner(AgentCliRunner):
     agent: ClassVar[str] = "claude"
+    capabilities: ClassVar[frozenset[str]] = KIND_CAPABILITIES["claude"]
     package: ClassVar[str] = "@anthropic-ai/claude-code"
     binary: ClassVar[str] = "claude"
     key_env: ClassVar[str] = "ANTHROPIC_API_KEY"

@@ -153,6 +153,8 @@ class AgentCliRunner(ABC):
     base_url_env: ClassVar[str]
     enforce_turns: ClassVar[bool] = False
     """For a CLI without a turn limit of its own: stop it once `run.turns` passes it."""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """What the runner can do for a task (`swarm_common.capabilities`), announced."""
 
     def __init__(
         self, settings: AdapterSettings | None = None, environ: dict[str, str] | None = None
@@ -165,6 +167,8 @@ class AgentCliRunner(ABC):
         )
         self.path = self.find_binary(self.settings, self.environ)
         self.redact = Redactor(self.secrets)
+        self.version: str | None = None
+        """What `<cli> --version` said (`check`), announced when the adapter comes online."""
 
     @property
     def secrets(self) -> list[str]:
@@ -227,13 +231,10 @@ class AgentCliRunner(ABC):
                 f"`{self.path} --version` exited {proc.returncode}: "
                 f"{out.decode(errors='replace')[-300:]}"
             )
+        self.version = _first_line(out.decode(errors="replace"))
         log.info(
             "agent CLI found",
-            extra={
-                "agent": self.agent,
-                "path": str(self.path),
-                "version": out.decode(errors="replace").strip()[:80],
-            },
+            extra={"agent": self.agent, "path": str(self.path), "version": self.version},
         )
 
     # -- what each CLI says ---------------------------------------------------------------
@@ -388,3 +389,8 @@ class AgentCliRunner(ABC):
 async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
     await source.wait()
     target.set()
+
+
+def _first_line(text: str) -> str | None:
+    """The version a CLI printed: its first non-empty line, at most 80 characters."""
+    return next((line.strip()[:80] for line in text.splitlines() if line.strip()), None)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
+from swarm_common.capabilities import KIND_CAPABILITIES
 
 __all__ = ["CodexRunner", "RUNNER"]
 
@@ -49,6 +50,7 @@ _TRY_AGAIN = re.compile(r"try again at (\d{1,2}):(\d{2})\s*([AP]M)?", re.IGNOREC
 
 class CodexRunner(AgentCliRunner):
     agent: ClassVar[str] = "codex"
+    capabilities: ClassVar[frozenset[str]] = KIND_CAPABILITIES["codex"]
     package: ClassVar[str] = "@openai/codex"
     binary: ClassVar[str] = "codex"
     key_env: ClassVar[str] = "OPENAI_API_KEY"

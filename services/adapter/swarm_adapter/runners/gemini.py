@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from swarm_adapter.runners.base import RunContext, RunResult
 from swarm_adapter.runners.cli import AgentCliRunner, CliRun, Observation, as_dict, as_int
+from swarm_common.capabilities import KIND_CAPABILITIES
 from swarm_common.messages import utcnow
 from swarm_common.procs import ProcessResult
 
@@ -44,6 +45,7 @@ AUTH_EXIT = 41
 
 class GeminiRunner(AgentCliRunner):
     agent: ClassVar[str] = "gemini"
+    capabilities: ClassVar[frozenset[str]] = KIND_CAPABILITIES["gemini"]
     package: ClassVar[str] = "@google/gemini-cli"
     binary: ClassVar[str] = "gemini"
     key_env: ClassVar[str] = "GEMINI_API_KEY"

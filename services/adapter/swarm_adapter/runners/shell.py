@@ -21,6 +21,9 @@ PROMPT_ARG_BYTES = 100_000
 
 class ShellRunner:
     agent: ClassVar[str] = "shell"
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    version: str | None = None
+    """No CLI to ask: the shell's version says nothing about what it can do."""
 
     def __init__(self) -> None:
         self._shell = shutil.which("bash") or shutil.which("sh")

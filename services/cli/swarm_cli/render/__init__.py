@@ -32,7 +32,15 @@ from swarm_cli.render.sessions import (
 )
 from swarm_cli.render.states import ENDED_STATES, STATE_ORDER, STATE_STYLE, state
 from swarm_cli.render.system import system_panel, token_table, workers_table
-from swarm_cli.render.tasks import attempts_table, diff_table, gates_table, task_panel, task_table
+from swarm_cli.render.tasks import (
+    attempts_table,
+    comments_table,
+    diff_table,
+    gates_table,
+    reviews_table,
+    task_panel,
+    task_table,
+)
 
 __all__ = [
     "ATTEMPT_ENDS",
@@ -42,6 +50,7 @@ __all__ = [
     "ago",
     "attempts_table",
     "between",
+    "comments_table",
     "counts_line",
     "diff_table",
     "duration",
@@ -53,6 +62,7 @@ __all__ = [
     "money",
     "parse_time",
     "progress_line",
+    "reviews_table",
     "session_label",
     "session_panel",
     "session_state",

@@ -14,7 +14,14 @@ from swarm_cli.render.states import state
 __all__ = ["ATTEMPT_ENDS", "event_lines", "event_state", "event_summary"]
 
 ATTEMPT_ENDS = frozenset(
-    {"task.succeeded", "task.awaiting_approval", "task.failed", "attempt.cancelled", "attempt.lost"}
+    {
+        "task.succeeded",
+        "task.awaiting_approval",
+        "task.reviewing",
+        "task.failed",
+        "attempt.cancelled",
+        "attempt.lost",
+    }
 )
 """Timeline entries that close an attempt (and carry its outcome)."""
 
@@ -64,7 +71,7 @@ def _outcome(kind: str, data: Mapping[str, Any]) -> str:
     parts = []
     if data.get("duration_s") is not None:
         parts.append(f"in {duration(data['duration_s'])}")
-    if kind in ("task.succeeded", "task.awaiting_approval"):
+    if kind in ("task.succeeded", "task.awaiting_approval", "task.reviewing"):
         files = data.get("changed_files") or []
         parts.append(f"commit {short(data.get('commit'))}, {len(files)} file(s) changed")
     else:
@@ -94,16 +101,34 @@ _STATE_OF = {
     "task.retried": "pending",
     "task.approved": "succeeded",
     "task.awaiting_approval": "awaiting_approval",
+    "task.reviewing": "reviewing",
+    "task.racing": "racing",
+    "task.race_won": "succeeded",
+    "task.race_lost": "failed",
+    "task.changes_requested": "pending",
+    "task.review_failed": "failed",
     "attempt.cancelled": "pending",
     "attempt.lost": "lost",
 }
 
 
+_SAYS_WHY = frozenset(
+    {"task.routed", "task.unroutable", "task.rerouting", "session.suspended", "session.resumed"}
+)
+"""Entries whose `reason` is what they say: the kind chosen and why, why none could be, why
+a session was suspended or resumed."""
+
+
 def event_state(event: Mapping[str, Any]) -> str | None:
     """The task state an event moves its task to, if it moves it."""
     kind = str(event.get("type", ""))
-    if kind == "task.failed" and (event.get("data") or {}).get("will_retry"):
+    data = event.get("data") or {}
+    if kind == "task.failed" and data.get("will_retry"):
         return "pending"
+    if kind == "task.reviewed":  # a verdict: merged, sent back, or failed for good
+        if data.get("verdict") == "PASS":
+            return "succeeded"
+        return "pending" if data.get("will_retry") else "failed"
     return _STATE_OF.get(kind)
 
 
@@ -117,13 +142,24 @@ def event_summary(event: Mapping[str, Any]) -> str:
     subject, _, verb = kind.partition(".")
     words = verb.replace("_", " ") if subject == "task" else f"{subject} {verb.replace('_', ' ')}"
     label = state(target, words) if target else escape(words)
-    extra = ""
+    why = escape(one_line(data.get("reason"), 160))
+    extra = why if kind in _SAYS_WHY else _handoff_brief(kind, data)
     if kind == "task.started":
         extra = f"on {data.get('worker', '?')}"
     elif kind in ATTEMPT_ENDS:
         extra = _outcome(kind, data)
     elif kind == "task.blocked":
         extra = f"by {data.get('blocked_by', '?')}"
+    elif kind == "task.reviewed":
+        issues = data.get("critical_issues") or []
+        extra = (
+            f"{state(str(data.get('verdict')))} by {escape(str(data.get('reviewer', '?')))} "
+            f"(round {data.get('round', '?')} of {data.get('max_rounds', '?')}): "
+            + escape(one_line(data.get("summary"), 100))
+            + (f"; {len(issues)} critical issue(s)" if issues else "")
+        )
+    elif kind == "task.changes_requested":
+        extra = escape(one_line(data.get("comment"), 100))
     elif kind in ("task.merged", "task.conflict"):
         extra = short(data.get("merge_commit") or data.get("commit") or "", 10)
         files = data.get("files") or data.get("conflict_files")
@@ -138,6 +174,24 @@ def event_summary(event: Mapping[str, Any]) -> str:
     if actor.startswith("token:"):  # a person (or a script) did it
         text += f"  [dim]by {escape(actor.removeprefix('token:'))}[/]"
     return text
+
+
+_HANDOFFS = frozenset({"task.handoff", "blackboard.written", "task.proposed", "task.delegated"})
+
+
+def _handoff_brief(kind: str, data: Mapping[str, Any]) -> str:
+    """A handoff's summary, the keys written, a proposal's fate, who proposed a task ("" for
+    any other entry)."""
+    if kind not in _HANDOFFS:
+        return ""
+    if kind == "task.handoff":
+        return one_line(data.get("summary"), 100)
+    if kind == "blackboard.written":
+        return ", ".join(map(str, data.get("keys") or []))[:100]
+    if kind == "task.proposed":
+        why = f": {one_line(data.get('reason'), 100)}" if data.get("reason") else ""
+        return f"{data.get('key', '?')} ({data.get('status', '?')}){why}"
+    return f"proposed by {data.get('proposed_by', '?')}"
 
 
 def event_lines(

@@ -117,6 +117,8 @@ def session_panel(session: Mapping[str, Any], progress: Mapping[str, Any]) -> Pa
     fields.add_row("status", session_state(session))
     if session.get("review_reason"):
         fields.add_row("review", escape(one_line(str(session["review_reason"]), 300)))
+    if session.get("suspended_reason"):
+        fields.add_row("suspended", escape(one_line(str(session["suspended_reason"]), 300)))
     if session.get("archived_at"):
         fields.add_row("archived", local_time(session.get("archived_at")))
     fields.add_row("repo", escape(f"{session.get('repo', '')} @ {session.get('base_ref', '')}"))

@@ -16,10 +16,16 @@ __all__ = ["system_panel", "token_table", "workers_table"]
 
 
 def workers_table(workers: Iterable[Mapping[str, Any]]) -> Table:
+    """One row an adapter; the `version` and `can` columns (what it announced: CLI version,
+    capabilities, models) only when some adapter announced any (shell adapters do not)."""
+    rows = list(workers)
+    announced = any(w.get("cli_version") or _can(w) != "-" for w in rows)
     table = Table(title="Workers", header_style="bold", title_justify="left")
-    for column in ("name", "agent", "status", "busy", "running", "heartbeat", "host", "up"):
-        table.add_column(column, no_wrap=column not in ("running", "host"))
-    for w in workers:
+    columns = ["name", "agent", "status", "busy", "running", "heartbeat"]
+    columns += ["version", "can"] if announced else []
+    for column in (*columns, "host", "up"):
+        table.add_column(column, no_wrap=column not in ("running", "host", "can", "version"))
+    for w in rows:
         alive = bool(w.get("alive"))
         status = str(w.get("status", "?"))
         label = state("online" if alive else "offline", "alive" if alive else f"{status}, gone")
@@ -30,6 +36,7 @@ def workers_table(workers: Iterable[Mapping[str, Any]]) -> Table:
         )
         beat = w.get("last_heartbeat_at") or w.get("last_seen_at")
         host = str(w.get("host") or "-") + (f" pid {w['pid']}" if w.get("pid") else "")
+        said = [escape(str(w.get("cli_version") or "-")), escape(_can(w))] if announced else []
         table.add_row(
             escape(str(w["name"])),
             escape(str(w.get("agent", "?"))),
@@ -37,10 +44,22 @@ def workers_table(workers: Iterable[Mapping[str, Any]]) -> Table:
             f"{len(running)}/{w.get('concurrency', '?')}",
             escape(tasks) or "-",
             ago(beat),
+            *said,
             escape(host),
             duration(between(w.get("started_at"))) if alive else "-",
         )
     return table
+
+
+_CAN = {"structured_output": "schema", "allowed_tools": "tools", "read_only": "read-only"}
+"""Capabilities in few words (`prose`, which every agent CLI has, is left out)."""
+
+
+def _can(worker: Mapping[str, Any]) -> str:
+    """Its capabilities, and the models it may use: `schema read-only · gpt-5.5`."""
+    can = [_CAN.get(str(c), str(c)) for c in worker.get("capabilities") or () if c != "prose"]
+    models = [str(m) for m in worker.get("models") or ()]
+    return " · ".join(filter(None, (" ".join(sorted(can)), ", ".join(models)))) or "-"
 
 
 _MODE_TEXT = {

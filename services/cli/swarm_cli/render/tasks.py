@@ -25,7 +25,15 @@ from swarm_cli.render.formats import (
 )
 from swarm_cli.render.states import state
 
-__all__ = ["attempts_table", "diff_table", "gates_table", "task_panel", "task_table"]
+__all__ = [
+    "attempts_table",
+    "comments_table",
+    "diff_table",
+    "gates_table",
+    "reviews_table",
+    "task_panel",
+    "task_table",
+]
 
 
 def task_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
@@ -55,6 +63,23 @@ def task_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _spec_rows(fields: Table, task: Mapping[str, Any]) -> None:
+    """Who the task runs as, and how its work is judged (its persona, review, race)."""
+    spec = task.get("spec") or {}
+    persona = spec.get("assigned_persona") or {}
+    if persona.get("name"):
+        who = f"{persona.get('author_name') or persona['name']} ({persona['name']}"
+        fields.add_row("persona", escape(who + f", {persona.get('role') or '?'})"))
+    if isinstance(spec.get("review"), dict):
+        review = spec["review"]
+        rounds = f"round {task.get('review_round', 0)} of {review.get('max_rounds', '?')}"
+        fields.add_row("review", escape(f"{review.get('agent', 'auto')} reviewer, {rounds}"))
+    if isinstance(spec.get("race"), dict):
+        fields.add_row("race", escape(f"best of {spec['race'].get('n')}"))
+    if spec.get("verify"):
+        fields.add_row("verifier", "answers a verdict on the merged work")
+
+
 def task_panel(task: Mapping[str, Any], *, session_title: str | None = None) -> Panel:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold", no_wrap=True)
@@ -71,6 +96,7 @@ def task_panel(task: Mapping[str, Any], *, session_title: str | None = None) -> 
     fields.add_row("session", session)
     agent = str(task["agent"]) + (f" as {task['role']}" if task.get("role") else "")
     fields.add_row("agent", escape(agent))
+    _spec_rows(fields, task)
     fields.add_row("attempt", f"{task['attempt']}  [dim](max_attempts {task['max_attempts']})[/]")
     if task.get("depends_on"):
         fields.add_row("depends on", escape(", ".join(task["depends_on"])))
@@ -95,10 +121,27 @@ def task_panel(task: Mapping[str, Any], *, session_title: str | None = None) -> 
             f"\n… ({len(lines) - 6} more lines)" if len(lines) > 6 else ""
         )
         fields.add_row("prompt", escape(shown))
+    _handoff_rows(fields, task.get("handoff"))
     title = f"[bold]{escape(str(task['key']))}[/]"
     if task.get("title") and task["title"] != task["key"]:
         title += f"  {escape(str(task['title']))}"
     return Panel(fields, title=title, subtitle=str(task["id"]), title_align="left", expand=False)
+
+
+def _handoff_rows(fields: Table, handoff: Mapping[str, Any] | None) -> None:
+    """What a succeeded task handed on: its summary, notes, facts and proposals."""
+    if not handoff:
+        return
+    if handoff.get("summary"):
+        fields.add_row("handoff", escape(str(handoff["summary"])[:1000]))
+    for note in handoff.get("notes") or []:
+        fields.add_row("", escape(f"- {note}"))
+    facts = handoff.get("facts") or []
+    if facts:
+        fields.add_row("facts", escape(", ".join(str(f.get("key")) for f in facts)))
+    proposals = handoff.get("proposals") or []
+    if proposals:
+        fields.add_row("proposed", escape(", ".join(str(p.get("title")) for p in proposals)))
 
 
 def attempts_table(attempts: Iterable[Mapping[str, Any]]) -> Table:
@@ -119,6 +162,41 @@ def attempts_table(attempts: Iterable[Mapping[str, Any]]) -> Table:
             escape(one_line(reason, 70)) or "-",
             tokens(a.get("usage")),
             money(a.get("cost_usd")),
+        )
+    return table
+
+
+def reviews_table(reviews: Iterable[Mapping[str, Any]]) -> Table:
+    """Reviewers' verdicts, one row per review round, with the issues that decided it."""
+    table = Table(title="Reviews", header_style="bold", title_justify="left")
+    for column in ("round", "attempt", "reviewer", "verdict", "when", "summary and issues"):
+        table.add_column(column, no_wrap=column != "summary and issues")
+    for r in reviews:
+        who = str(r.get("agent") or "?") + (f" ({r['persona']})" if r.get("persona") else "")
+        lines = [one_line(str(r.get("summary") or ""), 100)]
+        lines += [f"✗ {one_line(str(i), 100)}" for i in r.get("critical_issues") or []]
+        lines += [f"· {one_line(str(i), 100)}" for i in r.get("recommendations") or []]
+        table.add_row(
+            str(r.get("round", "?")),
+            str(r.get("attempt", "?")),
+            escape(who),
+            state(str(r.get("verdict", "?"))),
+            local_time(r.get("created_at")),
+            escape("\n".join(line for line in lines if line)),
+        )
+    return table
+
+
+def comments_table(comments: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(title="Comments", header_style="bold", title_justify="left")
+    for column in ("when", "author", "changes?", "comment"):
+        table.add_column(column, no_wrap=column != "comment")
+    for c in comments:
+        table.add_row(
+            local_time(c.get("created_at")),
+            escape(str(c.get("author") or "?")),
+            "requested" if c.get("request_changes") else "-",
+            escape(str(c.get("body") or "")),
         )
     return table
 

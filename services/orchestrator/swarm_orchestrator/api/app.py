@@ -25,6 +25,7 @@ from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
 from swarm_orchestrator.api.live import TimelineWatch, asyncpg_dsn
 from swarm_orchestrator.api.routes import (
+    blackboard,
     dashboard,
     docs,
     health,
@@ -34,11 +35,13 @@ from swarm_orchestrator.api.routes import (
     sessions,
     system,
     tasks,
+    templates,
     tokens,
     workers,
 )
 from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from swarm_orchestrator.graph.routing import ROUTING_INFO, RoutingPolicy
 from swarm_orchestrator.runtime.background import Background
 from swarm_orchestrator.runtime.system_mode import set_mode
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
@@ -62,7 +65,8 @@ def _open_state(s: OrchestratorSettings) -> AppState:
         socket_connect_timeout=5,
         socket_keepalive=True,
     )
-    sessionmaker = make_sessionmaker(engine)
+    routing = RoutingPolicy.with_prices(s.agent_prices)
+    sessionmaker = make_sessionmaker(engine, info={ROUTING_INFO: routing})
     keys = Keys(s.redis_prefix)
     return AppState(
         settings=s,
@@ -110,7 +114,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
-    for module in (health, sessions, plans, tasks, workers, system, tokens, inventory, personas):
+    routers = (health, sessions, plans, tasks, workers, system, tokens, inventory, personas)
+    for module in (*routers, blackboard, templates):
         app.include_router(module.router)
     dashboard.install(app)
     docs.install(app)

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, Text
+from swarm_common.templates import TemplateSpec, expand
 from swarm_orchestrator.access.tokens import Role, check_name
 
 __all__ = [
@@ -85,9 +86,21 @@ class SessionCreate(BaseModel):
     auto_approve: bool = Field(
         False, description="Run the plan as soon as the planner made it, without review."
     )
+    template: TemplateSpec | None = Field(
+        None,
+        description="A topology (`fan-out`, `builder-validator`, `pipeline`) to expand into "
+        "the session's graph, stored as ordinary tasks (see `POST /v1/templates/expand`); "
+        "its goal is the session's when the session gives none.",
+    )
 
     @model_validator(mode="after")
     def _plan_or_tasks(self) -> SessionCreate:
+        if self.template is not None:
+            if self.tasks or self.plan:
+                raise ValueError("give one of `tasks`, `plan: true` or `template`")
+            self.tasks = expand(self.template)
+            self.goal = self.goal or self.template.goal
+            self.template = None  # what it stood for is the graph now
         if self.plan and self.tasks:
             raise ValueError("give either `tasks` or `plan: true`, not both")
         if self.plan and not self.goal.strip():
@@ -118,6 +131,14 @@ class SessionPublic(BaseModel):
         description="Why the session waits in `awaiting_review` (failed tasks, a failed final "
         "checkpoint, a merge conflict); once finalized, what a person accepted.",
     )
+    suspended_reason: str | None = Field(
+        None,
+        description="Why the system suspended it (`no live claude adapter since …`); it "
+        "resumes by itself when an adapter of that kind comes. Null when a person paused it.",
+    )
+    suspended_kinds: list[str] | None = Field(
+        None, description="The agent kinds it waits for, when the system suspended it."
+    )
     archived_at: datetime | None = Field(
         None, description="Archived then: left out of `GET /v1/sessions` (kept in full)."
     )
@@ -139,7 +160,11 @@ class TaskPublic(BaseModel):
     key: str
     title: str
     agent: str
-    kind: str = Field("work", description="`plan`: a run of the planning agent, not of the graph.")
+    kind: str = Field(
+        "work",
+        description="`plan`: a run of the planning agent; `review`: a reviewer's run on a "
+        "work task's attempt (neither is part of the graph).",
+    )
     role: str | None
     status: str
     attempt: int
@@ -162,6 +187,13 @@ class TaskPublic(BaseModel):
         None, description="Tasks dispatched beside it that expect to touch the same files."
     )
     resolves_task_id: uuid.UUID | None = None
+    reviews_task_id: uuid.UUID | None = Field(
+        None, description="For a review run: the task whose work it judges."
+    )
+    races_task_id: uuid.UUID | None = Field(
+        None, description="For a contender (kind `race`): the task it races for."
+    )
+    review_round: int = Field(0, description="Reviews of its work so far.")
     retry_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -200,11 +232,67 @@ class AttemptPublic(BaseModel):
     gates: list[Any] | None
 
 
+class ReviewPublic(BaseModel):
+    """A reviewer's verdict on one attempt of a task."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    attempt: int = Field(description="The attempt of the task it judged.")
+    commit: str | None
+    agent: str
+    persona: str | None
+    review_task_id: uuid.UUID = Field(description="The reviewer's run (a task of kind `review`).")
+    verdict: Literal["PASS", "FAIL"]
+    summary: str
+    critical_issues: list[str]
+    recommendations: list[str]
+    created_at: datetime
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: Text = Field(min_length=1, max_length=20_000)
+    request_changes: bool = Field(
+        False,
+        description="Send the task back with the comment as feedback: its next attempt "
+        "starts from its own last commit. For a task awaiting approval, reviewing, failed, "
+        "or succeeded and not yet merged (else 409 `changes_not_requestable`).",
+    )
+
+
+class CommentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    task_id: uuid.UUID
+    author: str
+    body: str
+    request_changes: bool
+    created_at: datetime
+
+
+class CommentAnswer(BaseModel):
+    comment: CommentPublic
+    task: TaskPublic
+
+
 class TaskDetail(TaskPublic):
     prompt: str
     spec: dict[str, Any]
     feedback: str | None
+    handoff: dict[str, Any] | None = Field(
+        None,
+        description="What it handed the tasks after it once it succeeded: `summary`, "
+        "`notes`, `facts` (written to the blackboard), `proposals` (follow-up tasks), "
+        "`source` (`block`, `answer`, `none`), `problems`.",
+    )
     attempts: list[AttemptPublic] = Field(default_factory=list)
+    reviews: list[ReviewPublic] = Field(
+        default_factory=list, description="Reviewers' verdicts on its work, oldest first."
+    )
+    comments: list[CommentPublic] = Field(default_factory=list)
 
 
 class DiffFile(BaseModel):
@@ -321,8 +409,20 @@ class WorkerPublic(BaseModel):
     host: str
     pid: int | None
     concurrency: int
-    status: str
+    status: str = Field(
+        description="`online` or `offline`, as the registry mirror last saw its liveness key."
+    )
     alive: bool = Field(False, description="Its liveness key in Redis has not expired.")
+    busy: int = Field(0, description="Attempts it ran when last seen.")
+    models: list[str] = Field(
+        default_factory=list, description="Models it may use; empty: its CLI's default."
+    )
+    cli_version: str | None = Field(None, description="What its CLI's `--version` said.")
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="What it can do for a task: `prose`, `structured_output`, "
+        "`allowed_tools`, `read_only`.",
+    )
     started_at: datetime
     last_seen_at: datetime
     last_heartbeat_at: datetime | None = Field(

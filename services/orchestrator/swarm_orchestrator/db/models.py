@@ -53,6 +53,8 @@ __all__ = [
     "Task",
     "TaskDependency",
     "ApiToken",
+    "BlackboardFact",
+    "TaskProposal",
     "Worker",
 ]
 
@@ -151,6 +153,14 @@ class Session(Base):
     auto_approve: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false"), doc="Run the plan once made."
     )
+    suspended_reason: Mapped[str | None] = mapped_column(
+        Text, doc="Why the system suspended it (`no live claude adapter since …`)."
+    )
+    suspended_kinds: Mapped[list[Any] | None] = mapped_column(
+        JSONB(none_as_null=True),
+        doc="The agent kinds whose missing adapters suspended it; it resumes by itself when "
+        "they are back. Null when it is not suspended, or a person paused it.",
+    )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")
 
@@ -166,6 +176,11 @@ class Task(Base):
         Index("ix_tasks_session_status", "session_id", "status"),
         Index("ix_tasks_retry_at", "retry_at", postgresql_where=text("status = 'pending'")),
         Index(
+            "ix_tasks_in_flight_agent",
+            "agent",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index(
             "ix_tasks_merge_queue",
             "session_id",
             "merge_seq",
@@ -174,7 +189,17 @@ class Task(Base):
         CheckConstraint(
             "merge_status IS NULL OR " + _one_of("merge_status", MergeStatus), name="merge_status"
         ),
-        CheckConstraint("kind IN ('work', 'plan')", name="kind"),
+        CheckConstraint("kind IN ('work', 'plan', 'review', 'race')", name="kind"),
+        Index(
+            "ix_tasks_reviews_task_id",
+            "reviews_task_id",
+            postgresql_where=text("reviews_task_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_tasks_races_task_id",
+            "races_task_id",
+            postgresql_where=text("races_task_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -187,8 +212,10 @@ class Task(Base):
         String(8),
         default="work",
         server_default="work",
-        doc="`work`: a node of the session's graph; `plan`: a run of the planning agent "
-        "(read-only, never merged, not part of the graph; its spend counts).",
+        doc="`work`: a node of the session's graph; `plan`: a run of the planning agent; "
+        "`review`: a reviewer's run on a work task's attempt (both read-only, never merged); "
+        "`race`: a contender of a best-of-N task. None is part of the graph; their spend "
+        "counts.",
     )
     role: Mapped[str | None] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(doc="The task as submitted (TaskSpec).")
@@ -215,6 +242,29 @@ class Task(Base):
         ForeignKey("tasks.id", ondelete="CASCADE"),
         doc="For a conflict-resolution task: the task whose work it brings in.",
     )
+    handoff: Mapped[dict[str, Any] | None] = mapped_column(
+        doc="What the task handed the tasks after it (`swarm_common.handoffs.Handoff`), "
+        "kept when it succeeded (`graph/blackboard.py`).",
+    )
+    reviews_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"),
+        doc="For a review run (kind `review`): the task whose work it judges.",
+    )
+    races_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"),
+        doc="For a contender (kind `race`): the task it races for.",
+    )
+    review_round: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default=text("0"),
+        doc="Reviews of its work so far (since a person last retried it).",
+    )
+    resume_commit: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="Where its next attempt starts instead of the integration head: its own last "
+        "commit, when a reviewer or a person sent it back to fix its work.",
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -225,6 +275,51 @@ class Task(Base):
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="task", lazy="raise", order_by="Attempt.number"
     )
+
+
+class TaskReview(Base):
+    """A reviewer's verdict on one attempt of a task (`graph.reviews`)."""
+
+    __tablename__ = "task_reviews"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('PASS', 'FAIL')", name="verdict"),
+        UniqueConstraint("review_task_id", "attempt", name="uq_task_reviews_review_task_id"),
+        Index("ix_task_reviews_task_id_id", "task_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), doc="The task whose work was judged."
+    )
+    review_task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), doc="The reviewer's run."
+    )
+    round: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, doc="The attempt of the task it judged.")
+    commit: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str] = mapped_column(String(32))
+    persona: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(8))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    critical_issues: Mapped[list[Any]] = mapped_column()
+    recommendations: Mapped[list[Any]] = mapped_column()
+    created_at: Mapped[datetime] = _now()
+
+
+class TaskComment(Base):
+    """What a person wrote on a task; with `request_changes` it sent the task back."""
+
+    __tablename__ = "task_comments"
+    __table_args__ = (Index("ix_task_comments_task_id_id", "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    request_changes: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _now()
 
 
 class TaskDependency(Base):
@@ -477,7 +572,9 @@ class Outbox(Base):
 
 
 class Worker(Base):
-    """An adapter process the orchestrator has heard from."""
+    """An adapter process the orchestrator has heard from: what it announced, and whether it
+    is alive (mirrored from its Redis liveness key by `runtime.registry`; `graph.fleet`
+    reads it)."""
 
     __tablename__ = "workers"
     __table_args__ = (CheckConstraint("status IN ('online', 'offline')", name="status"),)
@@ -487,9 +584,25 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(255), default="")
     pid: Mapped[int | None] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="online")
+    status: Mapped[str] = mapped_column(
+        String(16), default="online", doc="Its liveness key in Redis exists (`online`) or not."
+    )
     started_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime] = _now()
+    busy: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0"), doc="Attempts it ran when last seen."
+    )
+    models: Mapped[list[Any]] = mapped_column(
+        default=list, server_default=text("'[]'::jsonb"), doc="Models it may use (announced)."
+    )
+    cli_version: Mapped[str | None] = mapped_column(
+        String(200), doc="What its CLI's `--version` said at start; null for shell."
+    )
+    capabilities: Mapped[list[Any]] = mapped_column(
+        default=list,
+        server_default=text("'[]'::jsonb"),
+        doc="What its runner can do (`swarm_common.capabilities`).",
+    )
 
 
 class SystemFlag(Base):
@@ -532,3 +645,55 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BlackboardFact(Base):
+    """One value written to a session's blackboard (`graph/blackboard.py`): by a task through
+    its handoff or by a person. A key's latest row is its value (null: cleared); the older
+    rows are its history."""
+
+    __tablename__ = "blackboard_facts"
+    __table_args__ = (Index("ix_blackboard_facts_session_id_key_id", "session_id", "key", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(120))
+    value: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    author: Mapped[str] = mapped_column(
+        String(200), doc="`task:<key>` (and its persona) or the person's actor."
+    )
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), doc="The task whose handoff wrote it."
+    )
+    created_at: Mapped[datetime] = _now()
+
+
+class TaskProposal(Base):
+    """A follow-up task a handoff proposed (`graph/delegation.py`): `proposed` until a person
+    accepts or refuses it (`settings.delegation: approve`), `accepted` once it became a task,
+    `refused` with the reason (policy `off`, too deep, too many, invalid, a person)."""
+
+    __tablename__ = "task_proposals"
+    __table_args__ = (
+        UniqueConstraint("task_id", "number", name="uq_task_proposals_task_number"),
+        CheckConstraint("status IN ('proposed', 'accepted', 'refused')", name="status"),
+        Index("ix_task_proposals_session_id_id", "session_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), doc="The task whose handoff proposed it."
+    )
+    number: Mapped[int] = mapped_column(Integer, doc="Its place in that handoff, from 1.")
+    key: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(doc="The task it would be (TaskSpec).")
+    depth: Mapped[int] = mapped_column(Integer, doc="1 for a proposal of a task people gave.")
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    reason: Mapped[str | None] = mapped_column(Text, doc="Why it was refused.")
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    created_task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), doc="The task it became."
+    )
+    created_at: Mapped[datetime] = _now()
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -28,7 +28,7 @@ from swarm_common.states import TERMINAL_TASK_STATES, MergeStatus, SessionStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
-from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph import races, retry, reviews, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import (
     CLOSED_SESSION_STATES,
     LockedTask,
@@ -59,6 +59,8 @@ CANCELLABLE = frozenset(
         TaskStatus.RUNNING,
         TaskStatus.BLOCKED,
         TaskStatus.AWAITING_APPROVAL,
+        TaskStatus.REVIEWING,
+        TaskStatus.RACING,
     }
 )
 
@@ -118,7 +120,12 @@ async def cancel_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor
             code="task_not_cancellable",
             details={"status": task.status},
         )
+    was = task.status
     await task_state.cancel(db, task, keys=keys, actor=actor)
+    if was == TaskStatus.REVIEWING:  # nobody waits for its verdict now
+        await reviews.cancel_runs(db, session=session, task=task, keys=keys, actor=actor)
+    if was == TaskStatus.RACING:  # nor for its contenders
+        await races.cancel_contenders(db, session=session, task=task, keys=keys, actor=actor)
     await task_state.block_downstream(db, session_id=session.id)
     await scheduler.resume_after_review(db, session=session, keys=keys, actor=actor)
     await session_state.finish_or_reopen(db, session)
@@ -182,8 +189,8 @@ async def pause_session(db: AsyncSession, *, session_id: uuid.UUID, actor: str) 
     """Queue no new task of the session until it is resumed; queued and running attempts
     finish. Pausing a paused session changes nothing."""
     session = await lock_open_session(db, session_id)
-    if session.status == SessionStatus.SUSPENDED:
-        return session
+    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is None:
+        return session  # a person's pause already (one the system made becomes one)
     session_state.pause(db, session, actor=actor)
     await db.commit()
     log.info("session paused", extra={"session_id": str(session.id), "actor": actor})

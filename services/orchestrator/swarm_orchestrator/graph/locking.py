@@ -1,7 +1,9 @@
 """The one lock order of the task graph: session → task(s) → attempt.
 
 Every transaction that changes a task first locks its session's row, then the task rows it
-changes (several in id order), then the attempt. Two orchestrators finishing two parents of
+changes (several in id order; a task that serves another after that one: a reviewer's run
+after the task it reviews, which its verdict changes, and a contender after the task it
+races for, which it may win), then the attempt. Two orchestrators finishing two parents of
 the same child at once therefore serialise on the session, and the child is queued exactly
 once; no two writers can take the same rows in opposite orders and deadlock. Every writer
 (reports, control actions, the reaper, merges, rollback, the scheduler) locks through here.
@@ -34,6 +36,9 @@ __all__ = [
     "lock_tasks",
 ]
 
+MAX_DEPTH = 3
+"""How many tasks up a chain of served tasks goes (a review run of a contender: two)."""
+
 CLOSED_SESSION_STATES = frozenset({SessionStatus.CANCELLED, SessionStatus.FINALIZED})
 """Sessions that take no control action and no new task."""
 
@@ -56,11 +61,19 @@ async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session | Non
 
 
 async def lock_task(db: AsyncSession, task_id: uuid.UUID) -> LockedTask | None:
-    """Lock a task's session, then the task; None when there is no such task."""
+    """Lock a task's session, then the task (a review run: the task it reviews first);
+    None when there is no such task."""
     session_id = await db.scalar(select(Task.session_id).where(Task.id == task_id))
     if session_id is None:
         return None
     session = await lock_session(db, session_id)
+    for above in await _above(db, task_id):  # the task it serves, and that one's, first
+        await db.scalar(
+            select(Task)
+            .where(Task.id == above)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     task = await db.scalar(
         select(Task)
         .where(Task.id == task_id)
@@ -70,6 +83,25 @@ async def lock_task(db: AsyncSession, task_id: uuid.UUID) -> LockedTask | None:
     if session is None or task is None:  # deleted meanwhile
         return None
     return LockedTask(session=session, task=task)
+
+
+async def _above(db: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:
+    """The tasks a task serves, the outermost first: the task a review run judges, and the
+    task a contender races for (a review run of a contender: both)."""
+    chain: list[uuid.UUID] = []
+    current = task_id
+    for _ in range(MAX_DEPTH):
+        row = (
+            await db.execute(
+                select(Task.reviews_task_id, Task.races_task_id).where(Task.id == current)
+            )
+        ).first()
+        above = row and (row.reviews_task_id or row.races_task_id)
+        if not above:
+            break
+        chain.insert(0, above)
+        current = above
+    return chain
 
 
 async def lock_tasks(

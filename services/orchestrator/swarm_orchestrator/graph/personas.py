@@ -67,8 +67,9 @@ _REPLACED = (
 )
 """What storing a name again replaces (with `updated_at`)."""
 
-SNAPSHOT = ("name", "role", "style", "author_name", "author_email")
-"""What a task keeps of its persona (its spec's `assigned_persona`)."""
+SNAPSHOT = ("name", "role", "agents", "style", "author_name", "author_email")
+"""What a task keeps of its persona (its spec's `assigned_persona`); `agents`, its
+preferred kinds, is what routes an `agent: auto` task (`graph.routing`)."""
 _THREAD_AT = 500
 """Graphs of this many tasks are matched in a worker thread (the event loop serves others)."""
 
@@ -77,7 +78,7 @@ _THREAD_AT = 500
 class Assignment:
     """The persona a new task runs as, and why."""
 
-    snapshot: dict[str, str]
+    snapshot: dict[str, Any]
     """`SNAPSHOT`'s fields of the catalogue's row, as it was when the task was made."""
     why: str
     """`named`, or the role and the skills that matched (`role backend, skills python`)."""
@@ -223,6 +224,21 @@ async def delete_persona(
 # -- who runs a task -----------------------------------------------------------------------
 
 
+async def require(
+    db: AsyncSession, *, names: Sequence[str], tenant: str | None
+) -> list[PersonaRow]:
+    """The catalogue's rows of `names`; 422 `persona_not_found` naming every one missing."""
+    found = list(await db.scalars(select(PersonaRow).where(_mine(tenant), _named(list(names)))))
+    missing = sorted(set(names) - {row.name for row in found})
+    if missing:
+        raise Invalid(
+            f"no persona named {', '.join(missing[:10])} in the catalogue",
+            code="persona_not_found",
+            details={"names": missing[:100]},
+        )
+    return found
+
+
 async def assign(
     db: AsyncSession,
     *,
@@ -243,14 +259,7 @@ async def assign(
         return [None] * len(specs)
     found: list[PersonaRow] = []
     if named:
-        found = list(await db.scalars(select(PersonaRow).where(_mine(tenant), _named(named))))
-        missing = sorted(set(named) - {row.name for row in found})
-        if missing:
-            raise Invalid(
-                f"no persona named {', '.join(missing[:10])} in the catalogue",
-                code="persona_not_found",
-                details={"names": missing[:100]},
-            )
+        found = await require(db, names=named, tenant=tenant)
     candidates: list[PersonaRow] = []
     if roles:
         candidates = list(
@@ -280,7 +289,7 @@ async def _session_load(db: AsyncSession, session_id: uuid.UUID) -> Counter[str]
     return Counter({n: int(c) for n, c in rows.all()})
 
 
-def _snapshot(row: PersonaRow) -> dict[str, str]:
+def _snapshot(row: PersonaRow) -> dict[str, Any]:
     return {field: getattr(row, field) for field in SNAPSHOT}
 
 

@@ -95,7 +95,38 @@ async def task_spend(
     )
     for task_id, key, total in tokens:
         spend.setdefault(task_id, Spend()).usage[str(key)] = int(total)
+    await _add_contenders(db, spend, session_id=session_id, task_ids=task_ids)
     return spend
+
+
+async def _add_contenders(
+    db: AsyncSession,
+    spend: dict[uuid.UUID, Spend],
+    *,
+    session_id: uuid.UUID | None,
+    task_ids: Collection[uuid.UUID] | None,
+) -> None:
+    """A best-of-N task's spend is its contenders', summed (they run for it)."""
+    scope: list[Any] = [Task.races_task_id.is_not(None)]
+    if session_id is not None:
+        scope.append(Task.session_id == session_id)
+    if task_ids is not None:
+        scope.append(Task.races_task_id.in_(list(task_ids)))
+    racers = (await db.execute(select(Task.id, Task.races_task_id).where(*scope))).all()
+    if not racers:
+        return
+    theirs = (
+        spend if session_id is not None else await task_spend(db, task_ids=[r.id for r in racers])
+    )
+    for racer, raced in racers:
+        mine = theirs.get(racer)
+        if mine is None or raced is None:
+            continue
+        total = spend.setdefault(raced, Spend())
+        if mine.cost_usd is not None:
+            total.cost_usd = (total.cost_usd or 0.0) + mine.cost_usd
+        for key, n in mine.usage.items():
+            total.usage[key] = total.usage.get(key, 0) + n
 
 
 async def session_progress(db: AsyncSession, session: Session) -> Progress:

@@ -41,9 +41,19 @@ from swarm_common.messages import (
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Envelope, Keys
 from swarm_common.text import clean, has_nul
+from swarm_common.verdicts import parse_verdict
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
-from swarm_orchestrator.graph import provenance, retry, scheduler, session_state, task_state
+from swarm_orchestrator.graph import (
+    blackboard,
+    provenance,
+    races,
+    retry,
+    reviews,
+    scheduler,
+    session_state,
+    task_state,
+)
 from swarm_orchestrator.graph.locking import lock_attempt, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
 from swarm_orchestrator.planning import plans
@@ -148,6 +158,10 @@ async def _worker_online(db: AsyncSession, message: WorkerOnline) -> None:
         "status": "online",
         "started_at": message.at,
         "last_seen_at": message.at,
+        "busy": 0,
+        "models": list(message.models),
+        "cli_version": message.cli_version,
+        "capabilities": list(message.capabilities),
     }
     await db.execute(
         insert(Worker)
@@ -308,13 +322,40 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
         return Outcome.IGNORED
     if ctx.task.kind == "plan":
         return await _on_answered(ctx)
+    if ctx.task.kind == "review" or ctx.task.spec.get("verify"):
+        return await _on_verdict(ctx)
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
     task = ctx.task
     task.reason = None
     task.feedback = None
     task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
+    await blackboard.take_handoff(  # kept; its facts to the blackboard; its proposals weighed
+        ctx.db, session=ctx.session, task=task, report=ctx.envelope.message, actor=ctx.actor
+    )
     source = ctx.envelope.id
-    if task.spec.get("requires_approval"):  # merged once a person approves (see `control`)
+    review = reviews.wanted(task, ctx.session)
+    if review is not None:  # a reviewer's verdict decides (see `graph.reviews`)
+        await reviews.request(
+            ctx.db,
+            session=ctx.session,
+            task=task,
+            spec=review,
+            keys=ctx.keys,
+            actor=ctx.actor,
+            source=source,
+            data=data,
+        )
+    elif task.kind == "race":  # a contender: the first to pass wins its race
+        await races.passed(
+            ctx.db,
+            session=ctx.session,
+            contender=task,
+            keys=ctx.keys,
+            actor=ctx.actor,
+            source=source,
+            data=data,
+        )
+    elif task.spec.get("requires_approval"):  # merged once a person approves (see `control`)
         task_state.await_approval(ctx.db, task, actor=ctx.actor, source=source, data=data)
     else:
         await task_state.succeed(ctx.db, task, actor=ctx.actor, source=source, data=data)
@@ -346,6 +387,48 @@ async def _on_answered(ctx: _Ctx) -> Outcome:
     ctx.task.feedback = None
     ctx.task.result = {"answer_chars": len(message.answer or "")}
     task_state.answered(ctx.db, ctx.task, actor=ctx.actor, source=ctx.envelope.id, data=data)
+    await ctx.db.flush()
+    await session_state.finish_or_reopen(ctx.db, ctx.session)
+    return Outcome.APPLIED
+
+
+async def _on_verdict(ctx: _Ctx) -> Outcome:
+    """A review run or a verifier answered: a valid verdict is kept and does what it says
+    (`graph.reviews`); an invalid one fails the attempt with the errors as the next
+    attempt's feedback (the repair round), as `retry.decide` allows."""
+    message = ctx.envelope.message
+    assert isinstance(message, TaskSucceeded)
+    verdict, errors = parse_verdict(message.answer)
+    if verdict is None:
+        ctx.task.feedback = reviews.repair_feedback(errors)
+        return await _fail(ctx, reason="invalid_verdict", error="; ".join(errors)[:MAX_TAIL_CHARS])
+    task = ctx.task
+    passed = verdict.passed or task.kind == "review"  # a review run answered either way
+    data = _finish_attempt(
+        ctx,
+        AttemptStatus.SUCCEEDED if passed else AttemptStatus.FAILED,
+        reason=None if passed else "verdict_fail",
+    )
+    task.reason = None
+    task.feedback = None
+    task.result = {"verdict": verdict.verdict, "critical_issues": len(verdict.critical_issues)}
+    data = {**data, **task.result}
+    if task.kind == "review":
+        task_state.answered(ctx.db, task, actor=ctx.actor, source=ctx.envelope.id, data=data)
+        await reviews.apply_verdict(
+            ctx.db, session=ctx.session, run=task, verdict=verdict, keys=ctx.keys, actor=ctx.actor
+        )
+    else:
+        await reviews.verified(
+            ctx.db,
+            session=ctx.session,
+            task=task,
+            verdict=verdict,
+            keys=ctx.keys,
+            actor=ctx.actor,
+            source=ctx.envelope.id,
+            data=data,
+        )
     await ctx.db.flush()
     await session_state.finish_or_reopen(ctx.db, ctx.session)
     return Outcome.APPLIED
@@ -404,6 +487,9 @@ async def _fail(ctx: _Ctx, *, reason: str, error: str, retry_at: datetime | None
     )
     if decision.again:
         task_state.reschedule(ctx.db, task, reason=failure, retry_at=again_at, entry=entry)
+        if again_at is None:  # at once: no retry time for the sweep to wait for
+            await ctx.db.flush()
+            await scheduler.queue_ready(ctx.db, session=ctx.session, keys=ctx.keys, only=[task.id])
     else:
         task_state.fail(ctx.db, task, reason=failure, entry=entry)
         await task_state.block_downstream(ctx.db, session_id=ctx.session.id)

@@ -23,6 +23,7 @@ from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = [
     "FINAL_REASONS",
+    "REPAIR_REASONS",
     "Cause",
     "Counts",
     "Decision",
@@ -34,6 +35,12 @@ __all__ = [
 FINAL_REASONS = frozenset({"dead_lettered", "workspace_escape", "invalid_task"})
 """Failure reasons never retried: the message itself is the problem, or the agent wrote
 outside its worktree (it would again; a person looks first and retries by hand)."""
+
+
+REPAIR_REASONS = frozenset({"invalid_plan", "invalid_verdict"})
+"""Failure reasons of a read-only run whose answer did not follow its schema: the next
+attempt is its repair round, told the errors, and runs at once (no back-off: nothing
+transient went wrong)."""
 
 
 class Cause(StrEnum):
@@ -169,6 +176,8 @@ def _failed(
         return Decision(again=False, final_reason="gate_failed")
     if counts.failed >= limits.max_attempts:
         return Decision(again=False, final_reason=f"failed {counts.failed} times")
+    if reason in REPAIR_REASONS:
+        return _AT_ONCE
     wait = delay_s(counts.failed, base_s=policy.backoff_base_s, cap_s=policy.backoff_cap_s, rng=rng)
     return Decision(again=True, delay_s=wait)
 

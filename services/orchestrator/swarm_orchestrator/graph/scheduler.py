@@ -13,6 +13,9 @@ not).
 Concurrency: the caller holds the session's lock (`graph.locking`), so two orchestrators
 finishing two parents of the same child at once see each other's commits, and the child is
 queued exactly once. The state change itself is `task_state.queue`.
+
+A task that asks for `agent: auto` is routed first (`graph.routing`): its attempt goes to
+the kind chosen then, or, when no kind can take it, it stays pending and says why.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from sqlalchemy.orm import aliased
 from swarm_common.messages import TaskMessage
 from swarm_common.states import MERGED_STATES, MergeStatus, SessionStatus, TaskStatus
 from swarm_common.streams import Keys
+from swarm_common.verdicts import VERDICT_SCHEMA
 from swarm_orchestrator.db import outbox, timeline
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
-from swarm_orchestrator.graph import session_state, task_state
+from swarm_orchestrator.graph import blackboard, races, routing, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_session, lock_tasks
 
 __all__ = ["branch_name", "integration_branch", "queue_ready", "resume_after_review", "sweep"]
@@ -84,11 +88,33 @@ async def queue_ready(
     if not tasks:
         return []
     dispatched = await _dispatched_files(db, session.id)
+    contexts = await blackboard.contexts_for(db, session_id=session.id, tasks=tasks)
+    router = routing.Router(db)
+    queued = []
+    contenders: list[uuid.UUID] = []
     for task in tasks:
+        if task.kind == "work" and task.spec.get("race"):  # best of N: its contenders run
+            head = session.integration_head or session.base_commit
+            contenders += await races.start(db, session=session, task=task, base=head)
+            queued.append(task)
+            continue
+        if routing.is_auto(task) and not await router.route(task):
+            continue  # no kind can take it now: it stays pending and says why
         base, merge_with = await _starting_point(db, task=task, session=session)
-        _queue(db, task=task, session=session, keys=keys, base=base, merge_with=merge_with)
+        _queue(
+            db,
+            task=task,
+            session=session,
+            keys=keys,
+            base=base,
+            merge_with=merge_with,
+            context=contexts.get(task.id),
+        )
         _flag_overlaps(db, task=task, dispatched=dispatched)
-    return tasks
+        queued.append(task)
+    if contenders:
+        queued += await queue_ready(db, session=session, keys=keys, only=contenders)
+    return queued
 
 
 async def resume_after_review(
@@ -105,9 +131,15 @@ async def resume_after_review(
 async def _starting_point(
     db: AsyncSession, *, task: Task, session: Session
 ) -> tuple[str, str | None]:
-    """The commit a task's worktree starts from, and for a conflict-resolution task the
-    integration head to merge into it."""
+    """The commit a task's worktree starts from (the integration head; for a review run the
+    commit it judges; for a task sent back to fix its work, its own last commit), and for a
+    conflict-resolution task the integration head to merge into it."""
     head = session.integration_head or session.base_commit
+    review_of = task.spec.get("review_of") if task.kind == "review" else None
+    if review_of and review_of.get("commit"):
+        return review_of["commit"], None
+    if task.resume_commit:
+        return task.resume_commit, None
     if task.resolves_task_id is None:
         return head, None
     resolved = await db.get(Task, task.resolves_task_id)
@@ -164,7 +196,10 @@ def _queue(
     keys: Keys,
     base: str,
     merge_with: str | None,
+    context: dict[str, Any] | None = None,
 ) -> None:
+    """Queue `task`'s next attempt; `context`: its parents' handoffs and the blackboard
+    (`blackboard.context_for`) for its message."""
     attempt = task_state.queue(
         db,
         task,
@@ -201,9 +236,11 @@ def _queue(
         model=spec.get("model"),
         max_turns=spec.get("max_turns"),
         allowed_tools=spec.get("allowed_tools"),
-        output_schema=spec.get("output_schema"),
-        read_only=task.kind == "plan",
+        output_schema=spec.get("output_schema") or (VERDICT_SCHEMA if spec.get("verify") else None),
+        read_only=task.kind in ("plan", "review") or bool(spec.get("verify")),
+        review=_review(task, session, base),
         settings=session.settings,
+        **(context or {}),
         event_key=attempt.event_key,
     )
     outbox.add_message(db, stream=keys.tasks(task.agent), message=message)
@@ -211,6 +248,27 @@ def _queue(
         "task queued",
         extra={"task_id": str(task.id), "task_key": task.key, "attempt": task.attempt},
     )
+
+
+def _review(task: Task, session: Session, base: str) -> dict[str, Any] | None:
+    """What a review run's adapter needs of the work it judges, or a verifier's of the
+    session's merged work (`TaskMessage.review`)."""
+    if task.kind == "review":
+        review_of = task.spec.get("review_of") or {}
+        return {k: v for k, v in review_of.items() if k != "task_id"}
+    if not task.spec.get("verify"):
+        return None
+    return {
+        "verify": True,
+        "task_key": task.key,
+        "title": task.title,
+        "prompt": task.prompt,
+        "acceptance": list(task.spec.get("acceptance") or ()),
+        "commit": base,
+        "against": session.base_commit,
+        "round": 1,
+        "max_rounds": 1,
+    }
 
 
 def _persona(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:

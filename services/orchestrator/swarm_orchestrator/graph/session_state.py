@@ -12,6 +12,11 @@ that passes (`checkpoint_ended`), or at once without one; with failures, or when
 checkpoint fails, it waits in `awaiting_review` with its `review_reason`. A person may
 `finish` a session whose tasks all ended, failures and all. Tasks added later reopen it
 (a finalized one only when asked). Planner runs (tasks of kind `plan`) are no part of this.
+
+`suspended` has two causes: a person's pause (`pause`/`resume`), and the system's, while an
+agent kind its tasks need has no live adapter (`suspend_for_fleet`, with the reason and the
+kinds in `suspended_reason`/`suspended_kinds`); only the latter resumes by itself
+(`resume_for_fleet`), and a person's pause of it makes it the former.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ __all__ = [
     "reopen",
     "resume",
     "resume_after_review",
+    "resume_for_fleet",
+    "suspend_for_fleet",
     "tally",
 ]
 
@@ -79,6 +86,8 @@ def _move(
     check_transition(SESSION_TRANSITIONS, session.status, to, what=f"session {session.id}")
     session.status = to
     session.updated_at = utcnow()
+    session.suspended_reason = None  # `suspend_for_fleet` sets them after its move
+    session.suspended_kinds = None
     if to == SessionStatus.ACTIVE:
         session.review_reason = None  # it runs again: nothing waits for a person
     timeline.record(db, session_id=session.id, type=event, actor=actor, data=data)
@@ -126,8 +135,21 @@ async def resume_after_review(db: AsyncSession, session: Session, *, actor: str)
 
 
 def pause(db: AsyncSession, session: Session, *, actor: str) -> None:
-    """Queue nothing new until resumed; pausing a paused session changes nothing."""
-    if session.status != SessionStatus.SUSPENDED:
+    """Queue nothing new until resumed; pausing a paused session changes nothing. A session
+    the system suspended becomes a person's pause: it no longer resumes by itself."""
+    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is not None:
+        was = session.suspended_reason
+        session.suspended_reason = None
+        session.suspended_kinds = None
+        session.updated_at = utcnow()
+        timeline.record(
+            db,
+            session_id=session.id,
+            type="session.paused",
+            actor=actor,
+            data={"from": SessionStatus.SUSPENDED.value, "was": was},
+        )
+    elif session.status != SessionStatus.SUSPENDED:
         previous = session.status
         _move(
             db,
@@ -151,6 +173,51 @@ async def resume(db: AsyncSession, session: Session, *, actor: str) -> bool:
     return True
 
 
+def suspend_for_fleet(db: AsyncSession, session: Session, *, kinds: list[str], reason: str) -> bool:
+    """An active session whose tasks need agent kinds that have had no live adapter for
+    the grace period is `suspended` with `reason` (`graph.suspension`); it resumes by itself
+    when they are back (`resume_for_fleet`). A system-suspended one whose missing kinds
+    changed only gets the new reason. True when anything changed."""
+    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is not None:
+        if session.suspended_reason == reason and session.suspended_kinds == kinds:
+            return False
+        session.suspended_reason = reason
+        session.suspended_kinds = kinds
+        session.updated_at = utcnow()
+        timeline.record(
+            db,
+            session_id=session.id,
+            type="session.suspended",
+            data={"reason": reason, "kinds": kinds},
+        )
+        return True
+    if session.status != SessionStatus.ACTIVE:
+        return False
+    _move(
+        db,
+        session,
+        SessionStatus.SUSPENDED,
+        "session.suspended",
+        data={"reason": reason, "kinds": kinds},
+    )
+    session.suspended_reason = reason
+    session.suspended_kinds = kinds
+    return True
+
+
+async def resume_for_fleet(db: AsyncSession, session: Session, *, why: str) -> bool:
+    """A session the system suspended (never one a person paused) runs again: the kinds it
+    waited for have live adapters (or it needs them no more). True when it changed; the
+    caller queues what is ready."""
+    if session.status != SessionStatus.SUSPENDED or session.suspended_kinds is None:
+        return False
+    to = SessionStatus.AWAITING_REVIEW if await _conflicts(db, session.id) else SessionStatus.ACTIVE
+    _move(db, session, to, "session.resumed", data={"to": to, "reason": why})
+    if to == SessionStatus.ACTIVE and session.finished_at is not None:
+        await finish_or_reopen(db, session)
+    return True
+
+
 def cancel(db: AsyncSession, session: Session, *, actor: str, tasks_cancelled: int) -> None:
     _move(
         db,
@@ -168,6 +235,10 @@ async def finish_or_reopen(db: AsyncSession, session: Session) -> None:
     added (its open final checkpoint then settles nothing)."""
     if session.plan_status == PlanStatus.PLANNING:
         await _settle_planning(db, session)
+    from swarm_orchestrator.graph import races, reviews  # they import this module
+
+    await reviews.settle(db, session)
+    await races.settle(db, session)
     graph = await tally(db, session.id)
     now = utcnow()
     if graph.open == 0 and graph.total:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common import proofs
 from swarm_common.messages import utcnow
-from swarm_common.specs import TaskSpec
+from swarm_common.specs import ReviewSpec, TaskSpec
 from swarm_common.states import (
     ATTEMPT_TRANSITIONS,
     MERGE_TRANSITIONS,
@@ -65,12 +65,17 @@ __all__ = [
     "limits",
     "merged",
     "queue",
+    "race_won",
     "reschedule",
     "resolved",
+    "review_passed",
+    "send_back",
+    "to_review",
     "restore_merges",
     "retry",
     "roll_back_merges",
     "start",
+    "start_race",
     "stop_attempt",
     "unblock_downstream",
 ]
@@ -177,6 +182,12 @@ class NewTask:
     persona: Assignment | None = None
     """The persona it runs as (`graph.personas.assign`): kept in its spec as
     `assigned_persona`, said on its `task.created` entry."""
+    reviews_task_id: uuid.UUID | None = None
+    """For a reviewer's run (kind `review`): the task whose work it judges."""
+    races_task_id: uuid.UUID | None = None
+    """For a contender (kind `race`): the task it races for."""
+    spec_extra: dict[str, Any] | None = None
+    """Kept in its stored spec beside the TaskSpec's fields (a review run's `review_of`)."""
 
 
 async def create_tasks(
@@ -224,6 +235,9 @@ async def create_graph(
     """`create_tasks` for a graph a person or a planner gave (validated, parents first):
     each task runs as the persona it names or its role is given (`personas.assign`; 422
     `persona_not_found` before anything is written). Returns the new tasks' ids in order."""
+    reviewers = {s.review.persona for s in specs if isinstance(s.review, ReviewSpec)}
+    if reviewers - {None}:  # a reviewer's persona is looked up when its review runs
+        await personas.require(db, names=sorted(n for n in reviewers if n), tenant=tenant)
     assigned = await personas.assign(db, specs=specs, tenant=tenant, session_id=session_id)
     new = [
         NewTask(spec=spec, persona=persona) for spec, persona in zip(specs, assigned, strict=True)
@@ -245,6 +259,8 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     stored = spec.model_dump(mode="json")
     if new.persona is not None:
         stored["assigned_persona"] = dict(new.persona.snapshot)
+    if new.spec_extra:
+        stored.update(new.spec_extra)
     return {
         "id": new.id,
         "session_id": session_id,
@@ -261,6 +277,8 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         "status": TaskStatus.PENDING.value,
         "attempt": 0,
         "resolves_task_id": new.resolves_task_id,
+        "reviews_task_id": new.reviews_task_id,
+        "races_task_id": new.races_task_id,
         "conflict_files": new.conflict_files,
         "created_at": now,
         "updated_at": now,
@@ -362,9 +380,10 @@ async def succeed(
 
 
 def answered(
-    db: AsyncSession, task: Task, *, actor: str, source: str, data: dict[str, Any]
+    db: AsyncSession, task: Task, *, actor: str, source: str | None, data: dict[str, Any]
 ) -> None:
-    """A read-only run (a planner) answered: the task succeeded with nothing to merge."""
+    """A read-only run (a planner, a reviewer, a verifier) answered, or a contender's work
+    passed: the task succeeded with nothing of its own to merge."""
     now = utcnow()
     _move(task, TaskStatus.SUCCEEDED, now)
     task.finished_at = now
@@ -373,12 +392,97 @@ def answered(
     _record(db, task, "task.succeeded", actor=actor, source=source, data=data)
 
 
+def start_race(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> None:
+    """pending → racing: its contenders run from `base` (`graph.races`); its attempt
+    number counts the races, and fences their contenders."""
+    now = utcnow()
+    _move(task, TaskStatus.RACING, now)
+    task.attempt += 1
+    task.queued_at = now
+    task.started_at = now
+    task.retry_at = None
+    task.base_commit = base
+    task.merge_commit = None
+    _move_merge(task, None, now)
+    _record(db, task, "task.racing", data={"base_commit": base, **data})
+
+
+async def race_won(
+    db: AsyncSession, task: Task, *, winner: Task, actor: str, data: dict[str, Any]
+) -> None:
+    """racing → succeeded: `winner`'s work is the task's and joins the merge queue (or
+    waits for a person's approval when the task asks for one)."""
+    task.result = dict(winner.result or {})
+    task.reason = None
+    if task.spec.get("requires_approval"):
+        await_approval(db, task, actor=actor, source=None, data=data, type="task.race_won")
+        return
+    now = utcnow()
+    _move(task, TaskStatus.SUCCEEDED, now)
+    task.finished_at = now
+    await enter_merge_queue(db, task)
+    _record(db, task, "task.race_won", actor=actor, data=data)
+
+
 def await_approval(
+    db: AsyncSession,
+    task: Task,
+    *,
+    actor: str,
+    source: str | None,
+    data: dict[str, Any],
+    type: str = "task.awaiting_approval",
+) -> None:
+    """The attempt succeeded (and passed its review), and a person decides whether its work
+    is merged."""
+    _move(task, TaskStatus.AWAITING_APPROVAL, utcnow())
+    _record(db, task, type, actor=actor, source=source, data=data)
+
+
+def to_review(
     db: AsyncSession, task: Task, *, actor: str, source: str, data: dict[str, Any]
 ) -> None:
-    """The attempt succeeded, and a person decides whether its work is merged."""
-    _move(task, TaskStatus.AWAITING_APPROVAL, utcnow())
-    _record(db, task, "task.awaiting_approval", actor=actor, source=source, data=data)
+    """The attempt succeeded and passed its gates: a reviewer's verdict decides what
+    happens to its work (`graph.reviews`)."""
+    _move(task, TaskStatus.REVIEWING, utcnow())
+    task.review_round += 1
+    _record(db, task, "task.reviewing", actor=actor, source=source, data=data)
+
+
+async def review_passed(db: AsyncSession, task: Task, *, actor: str, data: dict[str, Any]) -> None:
+    """reviewing → succeeded (its work joins the merge queue), or → awaiting_approval when
+    a person must accept it too."""
+    if task.spec.get("requires_approval"):
+        await_approval(db, task, actor=actor, source=None, data=data, type="task.reviewed")
+        return
+    now = utcnow()
+    _move(task, TaskStatus.SUCCEEDED, now)
+    task.finished_at = now
+    await enter_merge_queue(db, task)
+    _record(db, task, "task.reviewed", actor=actor, data=data)
+
+
+def send_back(
+    db: AsyncSession,
+    task: Task,
+    *,
+    feedback: str,
+    resume_commit: str | None,
+    retry_at: datetime | None,
+    entry: Entry,
+    reset_rounds: bool = False,
+) -> str:
+    """→ pending with `feedback` for its next attempt, which starts from `resume_commit`
+    (its own last commit) when there is one: a reviewer's FAIL, or a person asking for
+    changes (`reset_rounds`: its reviews count again). Work of it waiting to merge is set
+    aside. Returns the state it left."""
+    if task.status == TaskStatus.SUCCEEDED and task.merge_status not in WAITING_TO_MERGE:
+        raise IllegalTransition(f"task {task.key}: merged work is not sent back")
+    if reset_rounds:
+        task.review_round = 0
+    task.feedback = feedback
+    task.resume_commit = resume_commit
+    return reschedule(db, task, reason=None, retry_at=retry_at, entry=entry)
 
 
 async def approve(db: AsyncSession, task: Task, *, actor: str) -> None:
@@ -423,6 +527,8 @@ def retry(db: AsyncSession, task: Task, *, actor: str, retry_at: datetime | None
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED) and not is_conflicted(task):
         raise IllegalTransition(f"task {task.key}: a {task.status} task is not retried")
     entry = Entry("task.retried", data={"from": task.status}, actor=actor)
+    task.review_round = 0  # a fresh start: its reviews count again, from the integration head
+    task.resume_commit = None
     reschedule(db, task, reason=None, retry_at=retry_at, entry=entry)
 
 
@@ -553,6 +659,7 @@ async def enter_merge_queue(db: AsyncSession, task: Task) -> None:
     """The task's work waits to be merged, behind everything that succeeded before it."""
     _move_merge(task, MergeStatus.PENDING, utcnow())
     task.merge_seq = await db.scalar(MERGE_SEQ.next_value())
+    task.resume_commit = None  # the work is accepted: a later run starts from the head
 
 
 def merged(

@@ -110,14 +110,18 @@ async def merge_next(
             return False
         task = first[0]
         commit = (task.result or {}).get("commit")
-        if not commit or commit == task.base_commit:
+        start = session.integration_head or session.base_commit
+        mirror = workspace / session.repo_path
+        if not commit or (
+            commit == task.base_commit  # the attempt changed nothing: is its start merged?
+            and await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
+        ):
             await _merged(db, session=session, task=task, keys=keys, head=None)
             return True
-        start = session.integration_head or session.base_commit
         try:
             result = await asyncio.to_thread(
                 _merge,
-                workspace / session.repo_path,
+                mirror,
                 scheduler.integration_branch(session.id),
                 start,
                 commit,

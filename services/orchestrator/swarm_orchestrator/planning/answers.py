@@ -71,7 +71,10 @@ PLAN_SCHEMA: dict[str, Any] = {
                         "type": "string",
                         "description": "Everything the agent needs to do the task alone.",
                     },
-                    "agent": {"type": "string", "enum": ["claude", "codex", "gemini", "shell"]},
+                    "agent": {
+                        "type": "string",
+                        "enum": ["claude", "codex", "gemini", "shell", "auto"],
+                    },
                     "depends_on": {**_STRINGS, "description": "Keys of tasks that go first."},
                     "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
                     "phase": _NULLABLE_STRING,
@@ -187,7 +190,8 @@ def planner_prompt(
         "",
         "## Agents",
         f"Agents that can run tasks here: {', '.join(agents) or 'shell'}. Use `shell` only for "
-        "a task that is one command.",
+        "a task that is one command; `auto` lets Swarm choose an agent CLI when the task "
+        "runs (by its role, what it needs, which agents are free, and price).",
     ]
     if current is not None:
         parts += [

@@ -1,9 +1,10 @@
 """The orchestrator's background loops (relay, event consumer, reaper, merge queue,
-checkpoints, scheduler sweep, workspace pruning) and their lifecycle. `stop()` is safe to
+checkpoints, scheduler sweep, workspace pruning, the adapters' registry) and their
+lifecycle. `stop()` is safe to
 call twice: it signals, waits a grace period, then cancels.
 
 Each loop also has a one-shot method (`sweep_once`, `reap_once`, `merge_once`,
-`checkpoints_once`, `prune_once`) that tests and tools call to run a step in the
+`checkpoints_once`, `prune_once`, `registry_once`) that tests and tools call to run a step in the
 foreground.
 """
 
@@ -27,6 +28,7 @@ from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.runtime.consumer import EventConsumer
 from swarm_orchestrator.runtime.failures import log_retry
 from swarm_orchestrator.runtime.reaper import Reaper
+from swarm_orchestrator.runtime.registry import Registry
 from swarm_orchestrator.runtime.relay import Relay
 from swarm_orchestrator.settings import OrchestratorSettings
 
@@ -83,6 +85,9 @@ class Background:
             policy=policy,
             on_transport_lost=self.relay.forget_groups,
         )
+        self.registry = Registry(
+            sessionmaker=sessionmaker, redis=redis, keys=keys, grace_s=settings.suspend_grace_s
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -105,6 +110,7 @@ class Background:
                 "checkpoint", self._start_checkpoints, self.checkpoint_wake, s.sweep_interval_s
             ),
             "prune": self._loop("prune", self.prune_once, never, s.prune_interval_s),
+            "registry": self._loop("registry", self.registry_once, never, s.registry_interval_s),
         }
         self._tasks = [
             asyncio.create_task(run, name=f"swarm-{name}") for name, run in loops.items()
@@ -141,6 +147,13 @@ class Background:
 
     async def _start_checkpoints(self) -> int:
         return len(await self.checkpoints.fill())
+
+    async def registry_once(self) -> int:
+        """Mirror the adapters' liveness keys; suspend, resume and reroute as they say."""
+        changed = await self.registry.pass_once()
+        if changed:
+            self.wake.set()
+        return 0  # the next pass waits for its interval: the keys change no faster
 
     async def prune_once(self) -> int:
         return await prune.prune_workspace(self._sessionmaker, workspace=self._settings.workspace)

@@ -190,8 +190,11 @@ async def list_tasks(
         Query(max_length=500, description="Only these tasks (repeat the parameter)."),
     ] = None,
     kind: Annotated[
-        Literal["work", "plan"],
-        Query(description="`plan`: the planning agent's runs instead of the graph's tasks."),
+        Literal["work", "plan", "review", "race"],
+        Query(
+            description="`plan`: the planning agent's runs, `review`: reviewers' runs, "
+            "`race`: best-of-N contenders, instead of the graph's tasks."
+        ),
     ] = "work",
     limit: Annotated[int, Query(ge=1, le=20_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,

@@ -1,5 +1,6 @@
-"""`/v1/tasks/{id}`: one task with its attempts, its timeline (JSON or a live stream), its
-diff, and control (retry, cancel, approve)."""
+"""`/v1/tasks/{id}`: one task with its attempts, reviewers' verdicts and comments, its
+timeline (JSON or a live stream), its diff, control (retry, cancel, approve), and comments
+that may send it back (`graph.reviews`)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ from swarm_orchestrator.api.convert import shown, task_public
 from swarm_orchestrator.api.deps import AppState, DbDep, StateDep
 from swarm_orchestrator.api.schemas import (
     AttemptPublic,
+    CommentAnswer,
+    CommentIn,
+    CommentPublic,
     DiffFile,
     DiffPublic,
     EventPublic,
+    ReviewPublic,
     TaskDetail,
     TaskPublic,
     error_responses,
@@ -28,7 +33,7 @@ from swarm_orchestrator.api.security import Operator, Viewer
 from swarm_orchestrator.api.stream import SSE_RESPONSE, EventsDep, timeline_answer
 from swarm_orchestrator.db.models import Attempt, Task
 from swarm_orchestrator.errors import NotFound
-from swarm_orchestrator.graph import control, progress, sessions
+from swarm_orchestrator.graph import control, progress, reviews, sessions
 from swarm_orchestrator.integration import repos
 
 MAX_DIFF_BYTES = 16 * 1024 * 1024
@@ -73,8 +78,39 @@ async def get_task(task_id: uuid.UUID, db: DbDep, who: Viewer) -> TaskDetail:
         prompt=task.prompt,
         spec=shown(task.spec),
         feedback=task.feedback,
+        handoff=shown(task.handoff),
         attempts=[AttemptPublic.model_validate(a) for a in attempts],
+        reviews=[ReviewPublic.model_validate(r) for r in await reviews.reviews_of(db, task_id)],
+        comments=[CommentPublic.model_validate(c) for c in await reviews.comments_of(db, task_id)],
     )
+
+
+@router.get("/{task_id}/comments", responses=_ERRORS)
+async def list_comments(task_id: uuid.UUID, db: DbDep, who: Viewer) -> list[CommentPublic]:
+    """What people wrote on the task, oldest first."""
+    await sessions.get_task(db, task_id, seen_by=who)
+    return [CommentPublic.model_validate(c) for c in await reviews.comments_of(db, task_id)]
+
+
+@router.post("/{task_id}/comments", status_code=201, responses=_ERRORS)
+async def add_comment(
+    task_id: uuid.UUID, body: CommentIn, db: DbDep, state: StateDep, who: Operator
+) -> CommentAnswer:
+    """Comment on a work task. With `request_changes` the task is sent back: its next
+    attempt starts from its own last commit with the comment as feedback (409
+    `changes_not_requestable`, and nothing kept, when its state does not allow it: merged
+    work, a task that has not run yet or runs now, a closed session)."""
+    await sessions.get_task(db, task_id, seen_by=who)
+    note, task = await reviews.comment(
+        db,
+        task_id=task_id,
+        body=body.body,
+        request_changes=body.request_changes,
+        keys=state.keys,
+        actor=who.actor,
+    )
+    state.notify()
+    return CommentAnswer(comment=CommentPublic.model_validate(note), task=await _answer(db, task))
 
 
 @router.get(

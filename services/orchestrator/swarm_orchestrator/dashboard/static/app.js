@@ -5,6 +5,7 @@
 
 import { api, auth, setToken } from './api.js';
 import { AdaptersView } from './adapters.js';
+import { BlackboardView } from './blackboard.js';
 import { Board } from './board.js';
 import { GraphView } from './graph.js';
 import { SessionLive } from './live.js';
@@ -16,7 +17,7 @@ import { TaskPanel } from './taskpanel.js';
 import { toast, toastError } from './ui.js';
 import { h, fill, cls } from './dom.js';
 
-const VIEWS = ['plan', 'board', 'graph', 'adapters', 'system'];
+const VIEWS = ['plan', 'board', 'graph', 'blackboard', 'adapters', 'system'];
 const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 const LIVE_TEXT = { open: 'live', connecting: 'connecting…', retrying: 'reconnecting…', closed: 'offline' };
 const NOTICES = {
@@ -129,6 +130,7 @@ function startViews() {
     }),
     board: new Board($('[data-testid="view-board"]'), { onOpen: openTask }),
     graph: new GraphView($('[data-testid="view-graph"]'), { onOpen: openTask }),
+    blackboard: new BlackboardView($('[data-testid="view-blackboard"]'), { canOperate }),
     adapters: new AdaptersView($('[data-testid="view-adapters"]'), {
       onOpenTask: (sessionId, taskId) => navigate({ s: sessionId, t: taskId, v: 'board' }),
     }),
@@ -218,6 +220,7 @@ function showView(view) {
   app.views.graph.setVisible(view === 'graph');
   app.views.plan.setVisible(view === 'plan');
   app.views.adapters.setVisible(view === 'adapters');
+  app.views.blackboard.setVisible(view === 'blackboard');
   if (view === 'system') app.views.system.refresh();
 }
 
@@ -233,6 +236,7 @@ function openSession(id) {
   app.chooseView = true;
   $('[data-testid="tab-plan"]').hidden = true;
   sessions.select(id);
+  app.views.blackboard.setSession(id);
   const empty = new Map();
   board.setEmptyText(id ? 'Loading…' : 'Pick a session on the left.');
   board.render(empty);
@@ -255,6 +259,7 @@ function openSession(id) {
     onEvent: (ev) => {
       app.views.panel.onEvent(ev);
       app.views.plan.onEvent(ev);
+      app.views.blackboard.onEvent(ev);
       const notice = NOTICES[ev.type];
       // Not for the history a new stream replays: only what just happened.
       const fresh = Date.now() - (Date.parse(ev.created_at) || 0) < NOTICE_FRESH_MS;

@@ -46,7 +46,7 @@ export function cls(value) {
 }
 
 export const TASK_STATES = [
-  'pending', 'queued', 'running', 'awaiting_approval',
+  'pending', 'queued', 'running', 'racing', 'reviewing', 'awaiting_approval',
   'succeeded', 'failed', 'blocked', 'cancelled',
 ];
 export const ENDED_STATES = new Set(['succeeded', 'failed', 'blocked', 'cancelled']);

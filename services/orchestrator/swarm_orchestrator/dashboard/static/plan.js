@@ -13,7 +13,7 @@ import { GraphView } from './graph.js';
 import { h, fill, badge, cls, fmtClock, fmtDateTime, throttle } from './dom.js';
 import { toast, toastError, errorLines } from './ui.js';
 
-export const AGENTS = ['shell', 'claude', 'codex', 'gemini'];
+export const AGENTS = ['shell', 'claude', 'codex', 'gemini', 'auto'];
 /** Plan states in which a person may edit the newest revision. */
 const EDITABLE = new Set(['ready', 'failed']);
 const PLANNING_POLL_MS = 3000;

@@ -104,7 +104,7 @@ function planLine(s) {
 export function stackedBar(counts, total, extra = '') {
   const bar = h('div', { class: `stacked ${extra}`, 'data-testid': 'progress-bar' });
   if (!total) return bar;
-  for (const status of ['succeeded', 'failed', 'blocked', 'cancelled', 'awaiting_approval', 'running', 'queued']) {
+  for (const status of ['succeeded', 'failed', 'blocked', 'cancelled', 'awaiting_approval', 'reviewing', 'racing', 'running', 'queued']) {
     const n = counts[status] || 0;
     if (!n) continue;
     const seg = h('span', { class: `seg st-${status}`, title: `${label(status)}: ${n}` });
@@ -168,6 +168,7 @@ export class SessionHeader {
         h('span', { class: 'spacer' }),
         h('div', { class: 'controls', 'data-testid': 'session-controls' }, this.controls())),
       s.review_reason ? h('p', { class: 'muted small', 'data-testid': 'session-review-reason', text: s.review_reason }) : null,
+      s.suspended_reason ? h('p', { class: 'muted small', 'data-testid': 'session-suspended-reason', text: `Suspended: ${s.suspended_reason}. It resumes by itself when an adapter comes.` }) : null,
       s.status === 'draft' ? h('p', { class: 'draft-line', 'data-testid': 'session-draft' },
         h('span', { text: `A draft: ${planLine(s)}. ` }),
         h('span', { class: 'muted', text: DRAFT_HINTS[s.plan_status] || 'Review the plan, edit it or send feedback, then approve it to run.' })) : null,

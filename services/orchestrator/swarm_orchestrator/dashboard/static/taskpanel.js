@@ -1,22 +1,23 @@
 // One task, opened from the board or the graph: its state and controls (retry, cancel,
-// approve), prompt, attempts with their gates, the live transcript (task.progress events:
-// messages, tool calls, file changes) and the diff.
+// approve), prompt, attempts with their gates, reviewers' verdicts and people's comments (a
+// comment may send the task back), the live transcript (task.progress events: messages, tool
+// calls, file changes) and the diff.
 
 import { api, post, ApiError } from './api.js';
 import {
   h, fill, badge, cls, label, fmtDateTime, fmtClock, fmtDuration, fmtTokens, fmtCost,
   parseTime, usageTokens, throttle, ENDED_STATES,
 } from './dom.js';
-import { actionButton, toastError } from './ui.js';
+import { actionButton, toast, toastError } from './ui.js';
 
-const TABS = ['overview', 'attempts', 'transcript', 'diff'];
+const TABS = ['overview', 'attempts', 'reviews', 'transcript', 'diff'];
 const HISTORY_PAGE = 1000;
 const HISTORY_PAGES = 10;
 const MAX_ENTRIES = 2000;
 const MAX_PATCH_LINES = 4000;
 const MAX_DATA_CHARS = 4000;
 const DETAIL_MS = 1000;
-const CANCELLABLE = new Set(['pending', 'queued', 'running', 'awaiting_approval']);
+const CANCELLABLE = new Set(['pending', 'queued', 'running', 'awaiting_approval', 'reviewing', 'racing']);
 
 export class TaskPanel {
   /**
@@ -55,6 +56,9 @@ export class TaskPanel {
       tabs.append(b);
     }
     this.bodies = new Map(TABS.map((name) => [name, h('div', { class: `task-body body-${name}`, 'data-testid': `task-${name}`, hidden: true })]));
+    this.reviewList = h('div', { class: 'reviews', 'data-testid': 'task-review-list' });
+    this.commentForm = this.buildCommentForm();
+    fill(this.bodies.get('reviews'), this.reviewList, this.commentForm);
     this.transcript = h('div', { class: 'transcript', 'data-testid': 'transcript' });
     this.transcriptNote = h('p', { class: 'muted small' });
     fill(this.bodies.get('transcript'), this.transcriptNote, this.transcript);
@@ -97,6 +101,36 @@ export class TaskPanel {
     delete this.root.dataset.taskId;
   }
 
+  buildCommentForm() {
+    const text = h('textarea', { rows: 3, 'data-testid': 'comment-body', placeholder: 'A comment on this task…', maxlength: 20000 });
+    const changes = h('input', { type: 'checkbox', 'data-testid': 'comment-request-changes' });
+    const send = h('button', { type: 'submit', class: 'primary', 'data-testid': 'comment-send', text: 'Comment' });
+    const form = h('form', { class: 'comment-form', 'data-testid': 'comment-form' },
+      h('h4', { text: 'Comment' }), text,
+      h('label', { class: 'small' }, changes, ' Request changes: send the task back with this comment as feedback'),
+      h('div', { class: 'controls' }, send));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body = text.value.trim();
+      if (!body || !this.id) return;
+      send.disabled = true;
+      try {
+        const answer = await post(`/v1/tasks/${encodeURIComponent(this.id)}/comments`, { body, request_changes: changes.checked });
+        text.value = '';
+        changes.checked = false;
+        toast(answer.comment.request_changes ? `${answer.task.key} sent back` : 'Comment kept');
+        this.ctx.onChanged(answer.task);
+        this.taskChanged(answer.task);
+        this.loadDetail();
+      } catch (err) {
+        toastError(err, 'Comment');
+      } finally {
+        send.disabled = false;
+      }
+    });
+    return form;
+  }
+
   showTab(name) {
     this.tab = name;
     for (const [n, b] of this.tabButtons) b.setAttribute('aria-selected', String(n === name));
@@ -132,6 +166,7 @@ export class TaskPanel {
       this.renderHead();
       this.renderOverview();
       this.renderAttempts();
+      this.renderReviews();
       if (this.tab === 'diff') this.loadDiff();
     } catch (err) {
       if (gen === this.generation) {
@@ -280,8 +315,11 @@ export class TaskPanel {
       return b;
     });
     const result = d.result || {};
+    const spec = d.spec || {};
+    const persona = spec.assigned_persona || null;
     const facts = [
       ['Agent', d.agent + (d.role ? ` · ${d.role}` : '')],
+      ['Persona', persona ? `${persona.author_name || persona.name} (${persona.name})` : '—'],
       ['Attempt', `${d.attempt} of ${d.max_attempts}`],
       ['Priority', d.priority],
       ['Timeout', fmtDuration(d.timeout_s)],
@@ -294,6 +332,9 @@ export class TaskPanel {
       ['Finished', fmtDateTime(d.finished_at)],
       ['Duration', duration(d.started_at, d.finished_at)],
     ];
+    if (spec.review) facts.push(['Review', `round ${d.review_round} of ${spec.review.max_rounds || '—'}`]);
+    if (spec.race) facts.push(['Race', `best of ${spec.race.n}`]);
+    if (spec.verify) facts.push(['Verifier', 'answers a verdict']);
     if (result.commit) facts.push(['Commit', String(result.commit).slice(0, 12)]);
     if (d.merge_commit) facts.push(['Merge commit', String(d.merge_commit).slice(0, 12)]);
     fill(this.bodies.get('overview'),
@@ -306,6 +347,32 @@ export class TaskPanel {
       d.feedback ? h('div', null, h('h4', { text: 'Feedback' }), h('pre', { class: 'prompt', text: d.feedback })) : null,
       h('h4', { text: 'Prompt' }),
       h('pre', { class: 'prompt', 'data-testid': 'task-prompt', text: d.prompt || '' }));
+  }
+
+  renderReviews() {
+    const d = this.detail;
+    if (!d) return;
+    this.commentForm.hidden = !this.ctx.canOperate() || d.kind !== 'work';
+    const reviews = (d.reviews || []).slice().reverse().map((r) => h('div', { class: 'review', 'data-testid': 'review', 'data-verdict': r.verdict },
+      h('div', { class: 'attempt-head' },
+        badge(r.verdict === 'PASS' ? 'passed' : 'failed', 'verdict'),
+        h('strong', { text: `${r.verdict} · round ${r.round}` }),
+        h('span', { class: 'muted', text: `attempt ${r.attempt} · ${r.agent}${r.persona ? ` as ${r.persona}` : ''}` }),
+        h('span', { class: 'muted', text: fmtDateTime(r.created_at) })),
+      r.summary ? h('p', { text: r.summary }) : null,
+      listBlock('Critical issues', r.critical_issues),
+      listBlock('Recommendations', r.recommendations)));
+    const comments = (d.comments || []).map((c) => h('div', { class: 'comment', 'data-testid': 'comment' },
+      h('div', { class: 'attempt-head' },
+        h('strong', { text: c.author }),
+        c.request_changes ? badge('changes requested') : null,
+        h('span', { class: 'muted', text: fmtDateTime(c.created_at) })),
+      h('pre', { class: 'prompt', text: c.body })));
+    fill(this.reviewList,
+      d.status === 'reviewing' ? h('p', { class: 'muted', 'data-testid': 'review-waiting', text: `A reviewer judges attempt ${d.attempt} (round ${d.review_round}).` }) : null,
+      reviews.length ? h('h4', { text: 'Verdicts' }) : null, reviews,
+      comments.length ? h('h4', { text: 'Comments' }) : null, comments,
+      !reviews.length && !comments.length && d.status !== 'reviewing' ? h('p', { class: 'muted', text: 'No review or comment yet.' }) : null);
   }
 
   renderAttempts() {
