@@ -209,10 +209,13 @@ def remove_context(worktree: Path, written: ContextFile) -> None:
 
 def take(message: TaskMessage, result: RunResult) -> Handoff:
     """The handoff of a succeeded attempt: from the agent's final message, or for the shell
-    agent (which has none) from the end of its output."""
-    text = result.answer if result.answer is not None else result.output_tail
+    agent (which has none) from a `swarm-handoff` block at the end of its output; what a
+    command prints is no summary (it stays in the attempt's output)."""
     try:
-        return parse(text)
+        if result.answer is not None:
+            return parse(result.answer)
+        found = parse(result.output_tail)
+        return found if found.source == "block" else Handoff(problems=found.problems)
     except Exception:  # a handoff must never fail work that passed
         log.exception("handoff unreadable", extra={"task_key": message.task_key})
         return Handoff(source="none", problems=["the handoff could not be read"])

@@ -25,13 +25,13 @@ class Expanded(BaseModel):
     tasks: list[TaskSpec]
 
 
-@router.get("")
+@router.get("", responses=error_responses())
 async def list_templates(who: Viewer) -> list[TemplatePublic]:
     """The topologies there are."""
     return [TemplatePublic(name=n, description=d) for n, d in TEMPLATES.items()]
 
 
-@router.post("/expand", responses=error_responses(422))
+@router.post("/expand", responses=error_responses())
 async def expand_template(template: TemplateSpec, who: Viewer) -> Expanded:
     """The graph `template` stands for, as `POST /v1/sessions` would store it (nothing is
     stored): edit it and submit it as `tasks`."""
