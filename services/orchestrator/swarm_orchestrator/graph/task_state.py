@@ -414,14 +414,22 @@ async def race_won(
     waits for a person's approval when the task asks for one)."""
     task.result = dict(winner.result or {})
     task.reason = None
+    await _accepted(db, task, type="task.race_won", actor=actor, data=data)
+
+
+async def _accepted(
+    db: AsyncSession, task: Task, *, type: str, actor: str, data: dict[str, Any]
+) -> None:
+    """Its work passed what judged it (a review, a race): it joins the merge queue, or waits
+    for a person's approval first when the task asks for one; `type` names the entry."""
     if task.spec.get("requires_approval"):
-        await_approval(db, task, actor=actor, source=None, data=data, type="task.race_won")
+        await_approval(db, task, actor=actor, source=None, data=data, type=type)
         return
     now = utcnow()
     _move(task, TaskStatus.SUCCEEDED, now)
     task.finished_at = now
     await enter_merge_queue(db, task)
-    _record(db, task, "task.race_won", actor=actor, data=data)
+    _record(db, task, type, actor=actor, data=data)
 
 
 def await_approval(
@@ -452,14 +460,7 @@ def to_review(
 async def review_passed(db: AsyncSession, task: Task, *, actor: str, data: dict[str, Any]) -> None:
     """reviewing → succeeded (its work joins the merge queue), or → awaiting_approval when
     a person must accept it too."""
-    if task.spec.get("requires_approval"):
-        await_approval(db, task, actor=actor, source=None, data=data, type="task.reviewed")
-        return
-    now = utcnow()
-    _move(task, TaskStatus.SUCCEEDED, now)
-    task.finished_at = now
-    await enter_merge_queue(db, task)
-    _record(db, task, "task.reviewed", actor=actor, data=data)
+    await _accepted(db, task, type="task.reviewed", actor=actor, data=data)
 
 
 def send_back(
