@@ -112,6 +112,21 @@ async def test_a_failing_command_fails_with_its_reason_and_commits_nothing(
     assert result.commit == mirror.base and result.changed_files == []
 
 
+async def test_a_failed_attempt_commits_its_work_in_progress_and_reports_it(
+    pipeline: AttemptPipeline, mirror: Mirror
+) -> None:
+    """What an agent changed before it failed (a rate limit, say) stays on the task's
+    branch as a `wip:` commit, for an attempt that takes over (`graph.failover`)."""
+    msg = message(mirror, "echo half > half.txt; exit 3")
+    result = await run(pipeline, running_for(pipeline, msg))
+    assert (result.TYPE, result.reason) == ("task.failed", "exit_code")
+    assert result.commit != mirror.base and result.changed_files == ["half.txt"]
+    assert branch_commit(mirror.path, msg.branch) == result.commit
+    text = git.git("log", "-1", "--format=%B", result.commit, git_dir=mirror.path).stdout
+    assert text.startswith("wip: Task t1\n") and "Swarm-Status: failed" in text
+    assert result.transcript_summary is None  # a shell command says nothing of its own
+
+
 async def test_a_failing_gate_fails_a_succeeded_agent(
     pipeline: AttemptPipeline, reporter: MemoryReporter, mirror: Mirror
 ) -> None:

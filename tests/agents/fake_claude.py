@@ -55,7 +55,7 @@ def routes(state: FakeState) -> list[BaseRoute]:
     async def count_tokens(request: Request) -> Response:
         body = await _json_body(request)
         state.record(request.url.path, dict(request.headers), body)
-        return JSONResponse({"input_tokens": state.scenario.input_tokens})
+        return JSONResponse({"input_tokens": state.scenario_for("claude").input_tokens})
 
     return [
         Route("/v1/messages", messages, methods=["POST"]),
@@ -72,10 +72,11 @@ async def _json_body(request: Request) -> Any:
 
 
 async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
-    scenario = state.scenario
+    scenario = state.scenario_for("claude")
     if not isinstance(body, dict):
         return _error(400, "invalid_request_error", "the request body is not a JSON object")
-    if scenario.mode == "rate_limit":
+    writes_first = scenario.write_first and not _has_tool_result(body)
+    if scenario.mode == "rate_limit" and not writes_first:
         return _rate_limited(scenario)
     if scenario.mode == "auth_error":
         return _error(401, "authentication_error", "invalid x-api-key")
@@ -87,6 +88,8 @@ async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
         return _error(529, "overloaded_error", "the fake server is shutting down")
     if scenario.mode == "answer" and body.get("tools"):
         content, stop_reason = _answer_turn(state, body, run)
+    elif scenario.mode == "rate_limit":  # `write_first`: work left behind, then the limit
+        content, stop_reason = _write_turn(scenario, body)
     else:
         content, stop_reason = _turn(scenario, body)
     model = str(body.get("model") or "claude-fake")
@@ -127,7 +130,7 @@ def _answer_turn(
     """`answer`: the write first (if asked), then the run's answer, as a `StructuredOutput`
     call when the CLI offers that tool and the answer is a JSON object; once the CLI has
     taken the structured answer, a closing text."""
-    scenario = state.scenario
+    scenario = state.scenario_for("claude")
     if scenario.write_first and not _has_tool_result(body):
         cwd = working_directory(body)
         path = posixpath.join(cwd, scenario.file) if cwd else scenario.file
@@ -143,6 +146,14 @@ def _answer_turn(
         if isinstance(parsed, dict):
             return [_tool_use(STRUCTURED_OUTPUT, parsed)], "tool_use"
     return [{"type": "text", "text": answer}], "end_turn"
+
+
+def _write_turn(scenario: Scenario, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """`rate_limit` with `write_first`: the model says `reply`, then writes the file."""
+    cwd = working_directory(body)
+    path = posixpath.join(cwd, scenario.file) if cwd else scenario.file
+    write = _tool_use("Write", {"file_path": path, "content": scenario.content})
+    return [{"type": "text", "text": scenario.reply}, write], "tool_use"
 
 
 def _offers(body: dict[str, Any], tool: str) -> bool:

@@ -100,7 +100,7 @@ def add_file_patch(scenario: Scenario) -> str:
 
 
 async def _answer(state: FakeState, body: Any, run: str | None) -> Response:
-    scenario = state.scenario
+    scenario = state.scenario_for("codex")
     mode = scenario.mode
     if mode == "rate_limit":
         return _rate_limited(scenario)

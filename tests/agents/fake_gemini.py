@@ -93,7 +93,7 @@ def _model_parts(body: dict[str, Any], state: FakeState) -> list[dict[str, Any]]
     """What the model says for this conversation under `state.scenario` (a successful
     mode). The CLI sends no id of its run, and never asks for a final answer twice in one
     run: each answer given counts as a run of its own (`FakeState.answer(None)`)."""
-    scenario = state.scenario
+    scenario = state.scenario_for("gemini")
     results = _tool_results(body)
     if scenario.mode == "loop_tools":
         # A harmless listing, its arguments new each turn so the CLI's loop detection
@@ -218,7 +218,7 @@ def routes(state: FakeState) -> list[BaseRoute]:
         name, _, method = request.path_params["name"].partition(":")
         if request.method == "GET":
             return JSONResponse(_model_info(name))
-        scenario = state.scenario
+        scenario = state.scenario_for("gemini")
         if scenario.mode == "hang":
             return await _hang(state)
         error = _error_response(scenario)

@@ -55,7 +55,9 @@ class Scenario:
       (Codex and Gemini only ever take text). With `write_first`, the model first tries to
       write `content` to `file` (the write a read-only run must discard), whether or not the
       CLI offers its file tool.
-    - `rate_limit`: answer HTTP 429 with a reset `reset_after_s` seconds ahead.
+    - `rate_limit`: answer HTTP 429 with a reset `reset_after_s` seconds ahead. With
+      `write_first` (Claude only), the model first says `reply` and writes `content` to
+      `file`, and the 429 answers the request after (the attempt left work behind).
     - `auth_error`: refuse the API key as the provider does (401; Gemini: 400
       INVALID_ARGUMENT / API_KEY_INVALID).
     - `server_error`: answer HTTP 500.
@@ -70,7 +72,8 @@ class Scenario:
     answers: list[str] = field(default_factory=list)
     """`answer`: the final answers, one per run in turn (a JSON answer as its text)."""
     write_first: bool = False
-    """`answer`: try to write `content` to `file` before answering."""
+    """`answer`: try to write `content` to `file` before answering; `rate_limit` (Claude):
+    write it before the limit hits."""
     read_first: str | None = None
     """`write_file` and `text`: first read this file (relative to the CLI's working
     directory) with the CLI's own reading tool, so its content comes back to the model as
@@ -79,6 +82,9 @@ class Scenario:
     input_tokens: int = 120
     cached_tokens: int = 20
     output_tokens: int = 30
+    per_agent: dict[str, Scenario] = field(default_factory=dict)
+    """A scenario of its own for one CLI's requests (`claude`, `codex`, `gemini`), so one
+    server plays a different model for each kind (a failover from one to another)."""
 
 
 @dataclass
@@ -91,6 +97,10 @@ class FakeState:
     """`answer` mode: which of `scenario.answers` each run got, by the run's id."""
     answered: int = 0
     """`answer` mode: how many runs have been given an answer."""
+
+    def scenario_for(self, agent: str) -> Scenario:
+        """What the model does for `agent`'s CLI: its own scenario, else the common one."""
+        return self.scenario.per_agent.get(agent, self.scenario)
 
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
         with self.lock:

@@ -118,6 +118,21 @@ def test_usage_and_cost_of_a_claude_run(tmp_path: Path) -> None:
     assert run.cost_usd is not None and run.cost_usd > 0 and run.turns == 2
 
 
+@pytest.mark.parametrize(
+    ("agent", "case", "model"),
+    [
+        ("claude", "write_file", "claude-opus-4-8[1m]"),  # its init event names it
+        ("gemini", "write1", "gemini-2.5-pro"),
+        ("codex", "final-write_file-apply_patch", None),  # says none: the one it was asked
+    ],
+)
+def test_the_model_a_cli_says_it_runs_on_is_kept(
+    agent: str, case: str, model: str | None, tmp_path: Path
+) -> None:
+    _, run, _ = _replay(agent, case, tmp_path)
+    assert run.model == model
+
+
 def test_a_reported_reset_becomes_the_retry_time(tmp_path: Path) -> None:
     result, _, _ = _replay("gemini", "rl_max1", tmp_path)
     assert result.retry_at is not None

@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,13 @@ def _report(scenario: str, **data: Any) -> None:
     print("CHAOS " + json.dumps({"scenario": scenario, **data}))  # noqa: T201 - the record
 
 
+def _heard_from(client: httpx.Client, task_id: str) -> bool:
+    """Whether the orchestrator had a heartbeat of the task's attempt after its start."""
+    [attempt, *_] = client.get(f"/v1/tasks/{task_id}").json()["attempts"]
+    beat, start = attempt["heartbeat_at"], attempt["started_at"]
+    return bool(beat and start) and datetime.fromisoformat(beat) > datetime.fromisoformat(start)
+
+
 def _busy_workers(stack: ChaosStack, names: list[str]) -> list[str]:
     """Adapters with an agent running now."""
     agents = agent_pids(stack.workspace)
@@ -93,8 +101,11 @@ def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_pa
         chaos.start_adapter(name)
     kills = orphans = 0
     started = time.monotonic()
+    # A kill before an attempt's first heartbeat is a failed start (the start-up watchdog,
+    # tests/orchestrator/test_watchdog.py): it counts against max_attempts, so give some.
+    tasks = [{**t, "max_attempts": 3} for t in graph(50, prompt=_prompt(end_log, "1.5"))]
     with chaos.client() as client:
-        session_id = _submit(client, repo, graph(50, prompt=_prompt(end_log, "1.5")))
+        session_id = _submit(client, repo, tasks)
 
         def busy() -> list[str]:
             found = _busy_workers(chaos, names)
@@ -465,9 +476,18 @@ def test_a_worker_cut_off_from_redis_stops_its_agent_before_the_task_moves(
             eventually(
                 lambda: bool(agent_pids(chaos.workspace)), timeout_s=30, message="the agent runs"
             )
+            # The other adapter is up before the cut (a process start can take longer than
+            # the lease on a busy machine), and the attempt is cut off after it was heard
+            # from: lost, not a failed start (tests/orchestrator/test_watchdog.py).
+            chaos.start_adapter("healthy")
+            eventually(
+                lambda: "adapter started" in chaos.log("healthy"),
+                timeout_s=30,
+                message="the healthy adapter starts",
+            )
+            eventually(lambda: _heard_from(client, task["id"]), message="a heartbeat")
             partition.cut.set()
             cut_at = time.monotonic()
-            chaos.start_adapter("healthy")
             eventually(
                 lambda: not agent_pids(chaos.workspace),
                 timeout_s=10,

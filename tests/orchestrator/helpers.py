@@ -17,12 +17,14 @@ from swarm_common.messages import Message, TaskMessage, TaskStarted, TaskSucceed
 from swarm_common.streams import ENVELOPE_FIELD, Envelope, Keys, decode, encode, prove
 from swarm_orchestrator.db.models import Attempt, Outbox
 from swarm_orchestrator.db.models import Base as Model
+from swarm_orchestrator.graph import fleet
 from swarm_orchestrator.graph.reports import Outcome, apply_event
 
 __all__ = [
     "apply",
     "tenant_client",
     "event_key",
+    "live_worker",
     "mirror_commit",
     "count_rows",
     "envelope",
@@ -198,3 +200,17 @@ async def tenant_client(
         base_url=str(api.base_url),
         headers={"Authorization": f"Bearer {made.json()['token']}"},
     )
+
+
+async def live_worker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    slots: int,
+    agent: str = "shell",
+    name: str | None = None,
+) -> None:
+    """A live adapter of `agent` with `slots` slots, as the registry mirror records one: the
+    relay publishes as many task messages as it has room for (`runtime.dispatch`)."""
+    sighting = fleet.Sighting(name=name or f"{agent}-live", agent=agent, concurrency=slots)
+    async with sessionmaker() as db, db.begin():
+        await fleet.mirror(db, [sighting])

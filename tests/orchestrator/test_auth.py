@@ -106,7 +106,8 @@ class Endpoint:
     scope: str
     """`session`: acts on tenant acme's session or task (another tenant gets 404);
     `global`: not tenant data; `system`: needs an admin without a tenant; `tokens`: token
-    management (a tenant's admin manages its own tenant's)."""
+    management (a tenant's admin manages its own tenant's); `tenant`: about tenant acme
+    itself (another tenant is refused)."""
     ok: int
     """The status an allowed caller gets."""
     build: Callable[[World], Awaitable[Request]]
@@ -215,6 +216,22 @@ async def _a_comment(w: World) -> Request:
     return f"/v1/tasks/{w.task_id}/comments", {"body": "looks good"}
 
 
+async def _usage_of_session(w: World) -> Request:
+    return f"/v1/usage?group_by=agent&session_id={w.session_id}", None
+
+
+async def _a_session_budget(w: World) -> Request:
+    return f"/v1/sessions/{w.session_id}/budget", {"usd": 1000, "on_exhausted": "finish"}
+
+
+async def _acme_budget(w: World) -> Request:
+    return "/v1/tenants/acme/budget", None
+
+
+async def _an_acme_budget(w: World) -> Request:
+    return "/v1/tenants/acme/budget", {"usd": 1000, "tokens": 10**9}
+
+
 async def _fact(w: World) -> Request:
     return f"/v1/sessions/{w.session_id}/blackboard/some.key", None
 
@@ -271,7 +288,12 @@ ENDPOINTS = [
     _ep("POST", "/v1/sessions/{session_id}/resume", "operator", "session", 200),
     _ep("POST", "/v1/sessions/{session_id}/checkpoints", "operator", "session", 202, _checkpoint),
     _ep("GET", "/v1/sessions/{session_id}/checkpoints", "viewer", "session", 200),
+    _ep("GET", "/v1/sessions/{session_id}/budget", "viewer", "session", 200),
+    _ep("PUT", "/v1/sessions/{session_id}/budget", "operator", "session", 200, _a_session_budget),
+    _ep("GET", "/v1/tenants/{tenant}/budget", "viewer", "tenant", 200, _acme_budget),
+    _ep("PUT", "/v1/tenants/{tenant}/budget", "admin", "system", 200, _an_acme_budget),
     _ep("GET", "/v1/sessions/{session_id}/checkpoints/{number}", "viewer", "session", 200),
+    _ep("GET", "/v1/sessions/{session_id}/dry-run", "viewer", "session", 200),
     # No checkpoint has passed: an allowed caller learns there is none to roll back to.
     _ep(
         "POST",
@@ -319,6 +341,8 @@ ENDPOINTS = [
     _ep("GET", "/v1/personas", "viewer", "global", 200),
     _ep("POST", "/v1/personas", "operator", "global", 201, _store_personas),
     _ep("POST", "/v1/personas/generate", "operator", "global", 201, _generate_personas),
+    _ep("GET", "/v1/usage", "viewer", "session", 200, _usage_of_session),
+    _ep("GET", "/v1/prices", "viewer", "global", 200),
     _ep("GET", "/v1/personas/{name}", "viewer", "global", 200, _a_persona),
     _ep("DELETE", "/v1/personas/{name}", "operator", "global", 200, _a_persona),
     _ep("GET", "/v1/sessions/{session_id}/blackboard", "viewer", "session", 200),
@@ -358,6 +382,8 @@ def expected(endpoint: Endpoint, caller: str) -> tuple[int, str | None]:
             return 404, f"{what}_not_found"
         if endpoint.scope == "system":
             return 403, "system_admin_required"
+        if endpoint.scope == "tenant":
+            return 403, "forbidden"
         if endpoint.path == "/v1/tokens/{token_id}":  # acme's token: not globex's to see
             return 404, "token_not_found"
         return allowed

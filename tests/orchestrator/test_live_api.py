@@ -165,10 +165,10 @@ async def test_approval_progress_and_spend(
     progress = (await api.get(f"/v1/sessions/{sid}/progress")).json()
     assert (progress["total"], progress["ended"], progress["percent"]) == (2, 0, 0.0)
     assert progress["usage"] == {"input": 1000, "cached_input": 100, "output": 250}
-    assert (progress["tokens"], progress["cost_usd"]) == (1250, 0.5)
+    assert (progress["tokens"], progress["cost_usd"]) == (1250, 0.0)  # shell costs nothing
     assert progress["eta_s"] is None  # no task has ended: nothing to estimate from
     [a] = (await api.get(f"/v1/sessions/{sid}/tasks", params={"id": str(ids["a"])})).json()
-    assert (a["key"], a["tokens"], a["cost_usd"]) == ("a", 1250, 0.5)
+    assert (a["key"], a["tokens"], a["cost_usd"]) == ("a", 1250, 0.0)
 
     approved = await api.post(f"/v1/tasks/{ids['a']}/approve")
     assert approved.status_code == 200, approved.text

@@ -19,7 +19,7 @@ from swarm_common.streams import ADAPTERS_GROUP, Keys, decode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Outbox
 from swarm_orchestrator.runtime.relay import Relay
-from tests.orchestrator.helpers import new_session, task, task_ids
+from tests.orchestrator.helpers import count_rows, live_worker, new_session, task, task_ids
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -32,6 +32,7 @@ async def test_rows_are_published_in_order_and_marked_sent(
     keys: Keys,
     sessionmaker: SM,
 ) -> None:
+    await live_worker(sessionmaker, slots=2)  # and the headroom: room for three
     session = await new_session(api, git_repo, [task(f"t{i}", priority=i) for i in range(3)])
     assert await state.background.relay.publish_batch() == 3
     assert await state.background.relay.publish_batch() == 0
@@ -58,6 +59,7 @@ async def test_racing_relays_publish_each_row_once(
     keys: Keys,
     sessionmaker: SM,
 ) -> None:
+    await live_worker(sessionmaker, slots=60)
     await new_session(api, git_repo, [task(f"t{i}") for i in range(60)])
     relays = [Relay(sessionmaker=sessionmaker, redis=redis, keys=keys, batch=7) for _ in range(3)]
 
@@ -78,6 +80,7 @@ async def test_a_cancel_request_sets_its_key_and_is_announced(
     state: AppState,
     redis: Redis,
     keys: Keys,
+    sessionmaker: SM,
 ) -> None:
     session = await new_session(api, git_repo, [task("a")])
     ids = await task_ids(api, session["id"])
@@ -85,7 +88,11 @@ async def test_a_cancel_request_sets_its_key_and_is_announced(
     await pubsub.subscribe(keys.cancel_channel)
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     assert (await api.post(f"/v1/tasks/{ids['a']}/cancel")).status_code == 200
-    assert await state.background.relay.publish_batch() == 2
+    # The task message was still held (no adapter): it is dropped, the cancel goes out.
+    assert await state.background.relay.publish_batch() == 1
+    assert await redis.exists(keys.tasks("shell")) == 0
+    dropped = Outbox.kind == "xadd", Outbox.sent_at.is_not(None), Outbox.publish_count == 0
+    assert await count_rows(sessionmaker, Outbox, *dropped) == 1
     assert await redis.get(keys.cancel(ids["a"], 1)) == b"cancelled by token:bootstrap"
     notice = await pubsub.get_message(timeout=2)
     assert notice is not None and notice["data"] == f"{ids['a']}:1".encode()
@@ -107,7 +114,7 @@ async def test_a_row_published_twice_runs_its_task_once(
     assert await state.background.relay.publish_batch() == 1
     # The relay crashed after XADD but before its commit: the row is still unsent.
     async with sessionmaker() as db, db.begin():
-        await db.execute(update(Outbox).values(sent_at=None))
+        await db.execute(update(Outbox).values(sent_at=None, outstanding=False))
     assert await state.background.relay.publish_batch() == 1
     assert await redis.xlen(keys.tasks("shell")) == 2
 

@@ -330,7 +330,9 @@ async def test_a_planning_agent_answers_is_repaired_once_and_its_spend_counts(
 
     progress = (await api.get(f"/v1/sessions/{sid}/progress")).json()
     assert progress["total"] == 0  # the planner's run is no task of the graph
-    assert progress["cost_usd"] == 0.5 and progress["tokens"] == 2400  # both attempts count
+    # Both attempts count, priced as claude-sonnet-4-5 ($3 in, $15 out per million tokens)
+    # whatever the CLI claimed: 2 x (1000 x 3 + 200 x 15) / 1e6.
+    assert progress["cost_usd"] == 0.012 and progress["tokens"] == 2400
     runs = (await api.get(f"/v1/sessions/{sid}/tasks", params={"kind": "plan"})).json()
     assert [(r["key"], r["kind"]) for r in runs] == [("_plan-1", "plan")]
     assert (await api.get(f"/v1/sessions/{sid}/tasks")).json() == []

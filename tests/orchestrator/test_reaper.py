@@ -18,7 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import leases
-from swarm_common.messages import TaskFailed, TaskMessage, TaskStarted, TaskSucceeded, utcnow
+from swarm_common.messages import (
+    TaskFailed,
+    TaskHeartbeat,
+    TaskMessage,
+    TaskStarted,
+    TaskSucceeded,
+    utcnow,
+)
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode
 from swarm_common.system import SystemMode, SystemState, publish_mode, read_mode
 from swarm_orchestrator.api.deps import AppState
@@ -30,6 +37,7 @@ from swarm_orchestrator.runtime.reaper import Reaper, declare_lost
 from tests.orchestrator.helpers import (
     apply,
     count_rows,
+    live_worker,
     new_session,
     outcome_event,
     task,
@@ -66,6 +74,14 @@ async def _start(sm: SM, keys: Keys, sid: str, task_id: uuid.UUID, attempt: int 
         TaskStarted, sid, task_id, attempt=attempt, branch="b", base_commit="c" * 40
     )
     assert await apply(sm, keys, started) == Outcome.APPLIED
+
+
+async def _heard_from(sm: SM, keys: Keys, sid: str, task_id: uuid.UUID, attempt: int = 1) -> None:
+    """Its worker started the attempt and was heard from since (a heartbeat): lost later, it
+    is lost (`max_lost`), not a failed start (see tests/orchestrator/test_watchdog.py)."""
+    await _start(sm, keys, sid, task_id, attempt)
+    beat = outcome_event(TaskHeartbeat, sid, task_id, attempt=attempt)
+    assert await apply(sm, keys, beat) == Outcome.APPLIED
 
 
 async def _attempts(sm: SM, task_id: uuid.UUID) -> list[tuple[int, str]]:
@@ -105,7 +121,7 @@ async def test_an_expired_lease_makes_the_attempt_lost_and_queues_a_new_one(
     a = (await task_ids(api, sid))["a"]
     assert await state.background.relay.publish_batch() == 1
     await _redis_known(redis, keys)
-    await _start(sessionmaker, keys, sid, a)
+    await _heard_from(sessionmaker, keys, sid, a)
     await _expire(redis, keys, a, 1)
 
     assert await state.background.reap_once() == 1
@@ -196,7 +212,7 @@ async def test_a_late_result_of_the_lost_attempt_is_ignored_and_the_new_one_appl
     sid = session["id"]
     a = (await task_ids(api, sid))["a"]
     await _redis_known(redis, keys)
-    await _start(sessionmaker, keys, sid, a)
+    await _heard_from(sessionmaker, keys, sid, a)
     await _expire(redis, keys, a, 1)
     assert await state.background.reap_once() == 1
 
@@ -234,10 +250,12 @@ async def test_a_task_lost_more_than_max_lost_times_fails_and_blocks_its_depende
     )
     await _redis_known(redis, keys)
     for number in (1, 2):  # lost attempts do not count against max_attempts
+        await _heard_from(sessionmaker, keys, sid, ids["a"], number)
         await _expire(redis, keys, ids["a"], number)
         assert await reaper.reap_once() == 1
         assert (await task_states(api, sid))["a"] == ("queued", number + 1)
 
+    await _heard_from(sessionmaker, keys, sid, ids["a"], 3)
     await _expire(redis, keys, ids["a"], 3)
     assert await reaper.reap_once() == 1
     states = await task_states(api, sid)
@@ -262,6 +280,7 @@ async def test_redis_losing_its_data_queues_everything_in_flight_again_once(
     assert await state.background.reap_once() == 0  # the first pass marks Redis known
     assert await redis.exists(keys.epoch) == 1
     tasks = [task("queued"), task("running"), task("later", "queued")]
+    await live_worker(sessionmaker, slots=2)
     session = await new_session(api, git_repo, tasks)
     sid = session["id"]
     ids = await task_ids(api, sid)
@@ -352,6 +371,7 @@ async def test_two_reapers_at_once_declare_each_attempt_lost_once(
     ids = await task_ids(api, sid)
     await _redis_known(redis, keys)
     for task_id in ids.values():
+        await _heard_from(sessionmaker, keys, sid, task_id)
         await _expire(redis, keys, task_id, 1)
     other = Reaper(sessionmaker=sessionmaker, redis=redis, keys=keys, policy=RetryPolicy())
     mine = state.background.reaper
@@ -377,11 +397,12 @@ async def test_a_reaper_pass_is_skipped_while_another_replica_reaps(
     sid = session["id"]
     a = (await task_ids(api, sid))["a"]
     await _redis_known(redis, keys)
+    await _heard_from(sessionmaker, keys, sid, a)
     await _expire(redis, keys, a, 1)
     async with sessionmaker() as other, other.begin():
         assert await try_xact_lock(other, f"reaper:{keys.prefix}")
         assert await state.background.reap_once() == 0
-        assert (await task_states(api, sid))["a"] == ("queued", 1)
+        assert (await task_states(api, sid))["a"] == ("running", 1)
     assert await state.background.reap_once() == 1
     assert (await task_states(api, sid))["a"] == ("queued", 2)
 
@@ -415,6 +436,7 @@ async def test_the_relay_publishes_nothing_while_another_replica_holds_its_lock(
     keys: Keys,
     sessionmaker: SM,
 ) -> None:
+    await live_worker(sessionmaker, slots=2)
     await new_session(api, git_repo, [task("a"), task("b")])
     relay = state.background.relay
     async with sessionmaker() as other, other.begin():

@@ -269,10 +269,13 @@ async def test_usage_cost_and_transcript_are_kept_on_the_attempt(
     assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
     [attempt] = (await api.get(f"/v1/tasks/{ids['a']}")).json()["attempts"]
     assert attempt["usage"] == {"input": 1200, "cached_input": 200, "output": 300}
-    assert float(attempt["cost_usd"]) == 0.0123
+    # A shell command costs nothing, whatever it claims; the claim is kept beside it.
+    assert (attempt["agent"], float(attempt["cost_usd"])) == ("shell", 0)
+    assert float(attempt["reported_cost_usd"]) == 0.0123
     assert attempt["transcript_path"] == "artifacts/x/a/attempt-1/transcript.jsonl"
     event = (await api.get(f"/v1/tasks/{ids['a']}/events")).json()[-1]
     assert event["data"]["usage"]["output"] == 300
+    assert (event["data"]["cost_usd"], event["data"]["reported_cost_usd"]) == (0, 0.0123)
 
 
 async def test_a_rate_limited_attempt_waits_for_the_reset_and_is_not_a_failure(

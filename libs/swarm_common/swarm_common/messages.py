@@ -18,6 +18,7 @@ from swarm_common.handoffs import BoardFact, Handoff, ParentHandoff
 __all__ = [
     "EVENT_TYPES",
     "MAX_ANSWER_CHARS",
+    "MAX_SUMMARY_CHARS",
     "MESSAGE_TYPES",
     "CancelRequest",
     "Message",
@@ -37,6 +38,8 @@ __all__ = [
 
 MAX_ANSWER_CHARS = 512 * 1024
 """The longest final message an adapter reports (a plan of a few hundred tasks)."""
+MAX_SUMMARY_CHARS = 4000
+"""The longest transcript summary a failed attempt reports (`TaskFailed.transcript_summary`)."""
 
 
 def utcnow() -> datetime:
@@ -180,7 +183,14 @@ class _TaskOutcome(TaskEvent):
     usage: dict[str, int] = Field(
         default_factory=dict, description="Tokens: input, cached_input, output (as reported)."
     )
-    cost_usd: float | None = None
+    cost_usd: float | None = Field(
+        None, description="What the CLI itself claimed the run cost (Claude does), if anything."
+    )
+    model: str | None = Field(
+        None,
+        description="The model the CLI ran on: what it said (its init event), else what it "
+        "was asked to use; None when unknown (`shell`, or an adapter that predates it).",
+    )
     transcript_path: str | None = Field(
         None, description="The raw transcript, relative to the workspace."
     )
@@ -215,6 +225,12 @@ class TaskFailed(_TaskOutcome):
     error: str = ""
     retry_at: datetime | None = Field(
         None, description="For `rate_limited`: when the provider's limit resets, if it said."
+    )
+    transcript_summary: str | None = Field(
+        None,
+        max_length=MAX_SUMMARY_CHARS,
+        description="What the agent said last (its final messages, redacted, bounded): the "
+        "context of the attempt that takes over, on another kind after a failover.",
     )
 
 

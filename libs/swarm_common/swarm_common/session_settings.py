@@ -18,11 +18,14 @@ from swarm_common.gates import GateConfig
 from swarm_common.specs import AgentKind, ModelName, ReviewSpec, Text
 
 __all__ = [
+    "BudgetConfig",
     "CheckpointConfig",
     "ConflictConfig",
     "DelegationConfig",
+    "FailoverConfig",
     "MAX_SETUP_FILE_BYTES",
     "PlannerConfig",
+    "PolicyConfig",
     "SessionSettings",
     "SetupConfig",
     "check_relative_path",
@@ -137,6 +140,59 @@ class DelegationConfig(BaseModel):
         return {"policy": value} if isinstance(value, str) else value
 
 
+class BudgetConfig(BaseModel):
+    """What a session may spend (`graph.budgets`). At 80% of a limit a warning goes on the
+    timeline; once it is spent no new attempt starts and the session is `suspended` with the
+    reason `budget_exhausted` (`stop` also stops its running agents; `finish` lets them end).
+    Raising the budget (`PUT /v1/sessions/{id}/budget`) resumes it. `per_task_usd` caps one
+    attempt: its adapter stops the agent once the usage its CLI streams costs more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    usd: float | None = Field(None, gt=0, le=1_000_000, description="Most US dollars to spend.")
+    tokens: int | None = Field(
+        None, gt=0, le=10**12, description="Most tokens (input and output) to use."
+    )
+    per_task_usd: float | None = Field(
+        None, gt=0, le=1_000_000, description="Most one attempt of a task may spend."
+    )
+    on_exhausted: Literal["stop", "finish"] = Field(
+        "finish",
+        description="`stop`: running agents are stopped at once; `finish`: they finish.",
+    )
+
+
+class FailoverConfig(BaseModel):
+    """When a task with `fallback` kinds moves on (`graph.failover`): its attempt ended rate
+    limited or out of quota (or its kind has no live adapter) and the reset is further away
+    than `max_wait_s`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_wait_s: int = Field(
+        300, ge=0, le=7 * 24 * 3600, description="Longest wait for a kind's reset."
+    )
+
+
+class PolicyConfig(BaseModel):
+    """Limits on what one task may change before a person looks (`integration.policies`):
+    a task whose work crosses one waits in `awaiting_approval` with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protected_paths: list[Annotated[Text, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Globs (`fnmatch`, `**` for any depth) of paths no task may change "
+        "without approval.",
+    )
+    max_deleted_files: int | None = Field(None, ge=0, le=1_000_000)
+    max_renamed_files: int | None = Field(None, ge=0, le=1_000_000)
+    max_changed_lines: int | None = Field(
+        None, ge=0, le=100_000_000, description="Lines added plus lines deleted."
+    )
+
+
 class SessionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -152,6 +208,21 @@ class SessionSettings(BaseModel):
         "`review` wins; `review: false` on a task opts it out).",
     )
     delegation: DelegationConfig = Field(default_factory=DelegationConfig)
+    budget: BudgetConfig | None = Field(None, description="What the session may spend.")
+    failover: FailoverConfig = Field(default_factory=FailoverConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    dry_run: bool = Field(
+        False,
+        description="Run agents and gates but merge nothing into the integration or target "
+        "branch; each task reports what it would have merged.",
+    )
+    weight: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="The session's share of each agent kind's slots against other sessions "
+        "of its tenant (weighted round robin).",
+    )
     push: bool = Field(
         False,
         description="Push the target branch and checkpoint tags to the session's origin "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from swarm_common.redaction import looks_secret
 
@@ -18,6 +18,8 @@ __all__ = [
     "AUTO_AGENT",
     "AgentKind",
     "MAX_PROMPT_CHARS",
+    "PRIORITY_LEVELS",
+    "Priority",
     "MAX_PERSONA_NAME_CHARS",
     "RaceSpec",
     "ReviewSpec",
@@ -115,6 +117,22 @@ def check_tool(value: str) -> str:
 
 
 ModelName = Annotated[str, AfterValidator(check_model)]
+
+PRIORITY_LEVELS: dict[str, int] = {"urgent": 100, "high": 10, "normal": 0, "low": -10}
+"""Named priorities and the numbers they stand for."""
+
+
+def _priority(value: Any) -> Any:
+    """A named level (`high`, `normal`, `low`) as its number."""
+    if isinstance(value, str):
+        level = PRIORITY_LEVELS.get(value.strip().lower())
+        if level is None:
+            raise ValueError(f"priority must be a number or one of {', '.join(PRIORITY_LEVELS)}")
+        return level
+    return value
+
+
+Priority = Annotated[int, BeforeValidator(_priority), Field(ge=-1000, le=1000)]
 ToolName = Annotated[str, AfterValidator(check_tool)]
 
 
@@ -193,7 +211,11 @@ class TaskSpec(BaseModel):
         default_factory=list, max_length=50
     )
     depends_on: list[TaskKey] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
-    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first among ready tasks.")
+    priority: Priority = Field(
+        0,
+        description="Higher runs first among the ready tasks of its session: a number from "
+        "-1000 to 1000, or `urgent` (100), `high` (10), `normal` (0), `low` (-10).",
+    )
     timeout_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
     max_attempts: int = Field(1, ge=1, le=20)
     gates: list[Literal["lint", "test", "build"]] | None = Field(
@@ -233,6 +255,13 @@ class TaskSpec(BaseModel):
         description="Review its work before it merges: a reviewer, `true` for the session's "
         "(`settings.review`) or the default one, `false` for none even when the session "
         "reviews every task; null takes the session's.",
+    )
+    fallback: list[Literal["claude", "codex", "gemini"]] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Agent kinds to move to, in order, when an attempt ends rate limited or "
+        "out of quota (or the kind has no live adapter) and the reset is further away than "
+        "`settings.failover.max_wait_s`; the next attempt starts from the work left.",
     )
     race: RaceSpec | None = Field(
         None, description="Best of N: run `n` contenders at once; the first to pass wins."

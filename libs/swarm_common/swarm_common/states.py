@@ -85,6 +85,9 @@ class MergeStatus(StrEnum):
     """Its merge was undone by a rollback."""
     ABANDONED = "abandoned"
     """Cancelled while waiting to merge or after a conflict: its work stays on its branch."""
+    DRY_RUN = "dry_run"
+    """A dry run's: nothing merged; `tasks.would_merge` says what would have
+    (`integration.dry_run`). Its dependents run as if it had merged."""
 
 
 class AttemptStatus(StrEnum):
@@ -103,7 +106,13 @@ TERMINAL_TASK_STATES = frozenset(
 """States a task stays in unless a person retries it."""
 
 MERGED_STATES = frozenset(
-    {MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED, MergeStatus.ROLLED_BACK}
+    {
+        MergeStatus.MERGED,
+        MergeStatus.EMPTY,
+        MergeStatus.RESOLVED,
+        MergeStatus.ROLLED_BACK,
+        MergeStatus.DRY_RUN,  # not merged: its dependents rehearse on the dry-run branch
+    }
 )
 """Merge states in which a succeeded task's dependents may run."""
 
@@ -150,9 +159,12 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
             TaskStatus.CANCELLED,
         }
     ),
-    # Only work that is not merged leaves `succeeded`: a conflicted task retried, or one
-    # waiting to merge when its integration branch is rolled back (the owner checks which).
-    TaskStatus.SUCCEEDED: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
+    # Only work that is not merged leaves `succeeded`: a conflicted task retried, one
+    # waiting to merge when its integration branch is rolled back, or one the merge queue
+    # found crossing a session policy (`awaiting_approval`) (the owner checks which).
+    TaskStatus.SUCCEEDED: frozenset(
+        {TaskStatus.PENDING, TaskStatus.CANCELLED, TaskStatus.AWAITING_APPROVAL}
+    ),
     # The other terminal states leave only through a retry (failed, cancelled) or when the
     # parent that blocked them is retried (blocked).
     TaskStatus.FAILED: frozenset({TaskStatus.PENDING}),
@@ -168,7 +180,8 @@ MERGE_TRANSITIONS: dict[MergeStatus | None, frozenset[MergeStatus | None]] = {
             MergeStatus.EMPTY,
             MergeStatus.CONFLICT,
             MergeStatus.ABANDONED,
-            None,  # the branch it was to merge into was rolled back: it runs again
+            MergeStatus.DRY_RUN,
+            None,  # rolled back (it runs again), or held for a person's approval
         }
     ),
     MergeStatus.CONFLICT: frozenset(
@@ -179,6 +192,7 @@ MERGE_TRANSITIONS: dict[MergeStatus | None, frozenset[MergeStatus | None]] = {
     MergeStatus.ROLLED_BACK: frozenset({MergeStatus.MERGED}),  # rolled forward again
     MergeStatus.EMPTY: frozenset(),
     MergeStatus.ABANDONED: frozenset({None}),  # its cancelled task is retried
+    MergeStatus.DRY_RUN: frozenset(),
 }
 
 _ATTEMPT_ENDS = frozenset(set(AttemptStatus) - {AttemptStatus.QUEUED, AttemptStatus.RUNNING})

@@ -13,12 +13,15 @@ Where things live:
   adapter announced: models, CLI version, capabilities; see `worker.Adapter.announcement`).
 - `heartbeat`: beside each attempt: cancel checks, lease renewal and fencing.
   `lease_holder`: the claim and lease of each attempt, as `worker` and `heartbeat` use them.
+- `watchdog`: which results are start failures (a broken agent CLI or workspace), and when
+  an adapter whose attempts keep failing at start leaves rotation.
 - `running`: one attempt in flight, shared by the three above and the pipeline below.
 - `attempt`: the attempt pipeline, without Redis: setup, agent, commit, gates, result.
   `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the
   worktree), `outcome` (the result message), `answers` (the agent's final answer, for
   read-only and `output_schema` tasks), `worktree` (git worktrees and commits),
-  `progress` (batched progress events), `prompts` and `runners/` (the agent CLIs),
+  `progress` (batched progress events), `transcript` (what the agent said last, for a
+  failed attempt's result), `prompts` and `runners/` (the agent CLIs),
   `handoff` (parents' handoffs and the blackboard in the prompt and `.swarm/context.json`;
   the agent's own handoff read from its final message).
 - `settings`: `AdapterSettings`.

@@ -27,12 +27,13 @@ from pydantic import ValidationError
 
 from swarm_adapter import escape, handoff, review
 from swarm_adapter.escape_check import EscapeCheck
-from swarm_adapter.outcome import result_message
+from swarm_adapter.outcome import result_message, spend
 from swarm_adapter.preparation import SetupError, copy_setup_files, merge_in, unresolved, untracked
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.running import Reporter, Running, about, log_context
 from swarm_adapter.settings import AdapterSettings
+from swarm_adapter.transcript import LastWords
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
 from swarm_common.gates import GateCommand, GateResult, plan_gates, refuse_gates, run_gates
 from swarm_common.messages import (
@@ -122,6 +123,7 @@ class AttemptPipeline:
                 reason=running.cancel_reason,
                 exit_code=result.exit_code,
                 duration_s=result.duration_s,
+                **spend(result),
             )
         if message.read_only:
             return await self._answered(running, worktree, before, result, settings)
@@ -172,6 +174,7 @@ class AttemptPipeline:
                 error=str(exc),
                 exit_code=result.exit_code,
                 duration_s=result.duration_s,
+                **spend(result),
             )
         return result_message(
             running,
@@ -235,6 +238,7 @@ class AttemptPipeline:
                 exit_code=result.exit_code,
                 output_tail=result.output_tail,
                 duration_s=result.duration_s,
+                **spend(result),
             )
 
     # -- setup, gates and the agent --------------------------------------------------------
@@ -332,6 +336,12 @@ class AttemptPipeline:
             lambda kind, text, data: self._progress(message, kind, text, data),
             interval_s=self.settings.progress_interval_s,
         )
+        words = LastWords()  # what it said last, for the attempt after a failure
+
+        def observed(kind: str, text: str, data: dict[str, Any]) -> None:
+            words.add(kind, text)
+            batcher.add(kind, text, data)
+
         ctx = RunContext(
             message=message,
             worktree=worktree,
@@ -340,14 +350,14 @@ class AttemptPipeline:
             cancel=running.cancel,
             kill_grace_s=self.settings.kill_grace_s,
             tail_bytes=self.settings.output_tail_bytes,
-            progress=batcher.add,
+            progress=observed,
         )
         batcher.start()
         try:
-            return await self.runner.run(ctx)
+            result = await self.runner.run(ctx)
         except Exception as exc:
             log.exception("runner crashed", extra=self._ctx(message))
-            return RunResult(
+            result = RunResult(
                 outcome="failed",
                 exit_code=None,
                 reason="crash",
@@ -357,6 +367,8 @@ class AttemptPipeline:
             await batcher.stop()
             # Whatever the agent left running outside its process group goes too.
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
+        result.transcript_summary = words.summary()
+        return result
 
     async def _progress(
         self, message: TaskMessage, kind: str, text: str, data: dict[str, Any]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm_adapter import escape
+from swarm_adapter.outcome import spend
 from swarm_adapter.runners.base import RunResult
 from swarm_adapter.running import about, log_context
 from swarm_adapter.worktree import WorktreeError, Worktrees
@@ -66,6 +67,7 @@ class EscapeCheck:
                     error=f"cannot check the worktree for symlinks: {exc}",
                     exit_code=ran.exit_code,
                     gates=gates,
+                    **spend(ran),
                 )
         if not links and not writes:
             return None
@@ -120,6 +122,7 @@ class EscapeCheck:
             output_tail=ran.output_tail,
             duration_s=ran.duration_s,
             gates=gates,
+            **spend(ran),
         )
 
     def _ctx(self, message: TaskMessage, **extra: Any) -> dict[str, Any]:

@@ -52,7 +52,11 @@ class Heartbeat:
         interval = min(self.settings.heartbeat_interval_s, lease_s / 3)
         poll = min(self.settings.cancel_poll_interval_s, interval)
         loop = asyncio.get_running_loop()
-        renewed = last_beat = loop.time()  # the claim took the lease just now
+        renewed = loop.time()  # the claim took the lease just now
+        # The first heartbeat goes out at the first poll: an attempt the orchestrator has
+        # heard no heartbeat of is one whose worker died while starting it, and counts as a
+        # failed start (`retry.lost_as`); a worker killed later is a lost attempt.
+        last_beat = renewed - interval
         finished = asyncio.ensure_future(running.finished.wait())
         try:
             while not running.finished.is_set():

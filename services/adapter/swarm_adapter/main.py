@@ -5,7 +5,9 @@ agents are killed at once); SIGQUIT logs where every coroutine waits.
 At start the adapter drops any database URL from its environment (it never uses one), and
 refuses to run an agent kind it may not run here (exit code 2): a CLI that is missing, or
 the shell agent without `SWARM_ALLOW_SHELL_AGENT=true`. Then it makes the Redis client the
-adapter uses; everything else (the task stream, events, attempts) is the adapter's."""
+adapter uses; everything else (the task stream, events, attempts) is the adapter's. An
+adapter that left rotation (its last attempts all failed at start, see `watchdog`) exits
+with status 3 (`OUT_OF_ROTATION_EXIT`), so that its supervisor notices."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from redis.asyncio import Redis
 
 from swarm_adapter.runners import RunnerUnavailable, get_runner
 from swarm_adapter.settings import AdapterSettings, drop_database_credentials
+from swarm_adapter.watchdog import OUT_OF_ROTATION_EXIT
 from swarm_adapter.worker import Adapter
 from swarm_common.logs import setup_logging
 from swarm_common.private import keep_private, private_dir
@@ -54,7 +57,7 @@ async def serve(settings: AdapterSettings) -> int:
         await adapter.run()
     finally:
         await redis.aclose()
-    return 0
+    return OUT_OF_ROTATION_EXIT if adapter.retired is not None else 0
 
 
 def _dump_tasks() -> None:

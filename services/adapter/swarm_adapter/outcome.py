@@ -18,7 +18,7 @@ from swarm_common.gates import GateMode, GateResult, blocking_failures
 from swarm_common.messages import Message, TaskCancelled, TaskFailed, TaskSucceeded
 from swarm_common.text import clean_text
 
-__all__ = ["result_message"]
+__all__ = ["result_message", "spend"]
 
 
 def result_message(
@@ -56,7 +56,14 @@ def result_message(
         reason=result.reason or "failed",
         error=clean_text(result.error),
         retry_at=result.retry_at,
+        transcript_summary=result.transcript_summary,
     )
+
+
+def spend(result: RunResult) -> dict[str, Any]:
+    """What the agent used, for a result message that reports no work (a refusal, a git
+    error, a fenced attempt): its tokens are spent whatever became of its work."""
+    return {"usage": result.usage, "cost_usd": result.cost_usd, "model": result.model}
 
 
 def _succeeded(running: Running, result: RunResult, fields: dict[str, Any]) -> Message:
@@ -96,6 +103,7 @@ def _fields(
         "output_tail": result.output_tail,
         "usage": result.usage,
         "cost_usd": result.cost_usd,
+        "model": result.model,
         "transcript_path": transcript,
         "gates": [c.model_dump(mode="json") for c in checks],
     }

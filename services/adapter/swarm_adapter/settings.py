@@ -44,6 +44,10 @@ class AdapterSettings(CommonSettings):
     their entries fresh) is taken over."""
     max_deliveries: int = Field(5, ge=1)
     """A task message delivered more often goes to the dead-letter stream; its task fails."""
+    max_start_failures: int = Field(5, ge=0)
+    """`SWARM_MAX_START_FAILURES`: after this many attempts in a row failed at start (the
+    agent CLI died before its first event, the worktree could not be made; see `watchdog`),
+    the adapter leaves rotation and exits with status 3. 0: never."""
     control_poll_interval_s: float = Field(1.0, gt=0)
     """How often the system mode (drain, emergency stop) is read."""
     kill_grace_s: float = Field(5.0, ge=0)

@@ -12,7 +12,9 @@ publish the result event (`reporting`), and only then acknowledge.
 Beside the slots run the upkeep loops (`upkeep`): the adapter obeys the system mode
 (`swarm_common.system`: draining takes no new work, an emergency stop kills every agent at
 once) and keeps its liveness key fresh. `stop()` (SIGTERM, see `main`) drains this adapter;
-`emergency_stop()` (SIGUSR1) stops it at once.
+`emergency_stop()` (SIGUSR1) stops it at once. An adapter whose last attempts all failed at
+start (`watchdog`: a broken agent CLI, a broken workspace) leaves rotation: it withdraws its
+liveness key at once, then drains and stops (`leave_rotation`; `main` exits non-zero).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from swarm_adapter.runners.base import Runner
 from swarm_adapter.running import Running, about, log_context
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.task_stream import Entry, TaskStream
+from swarm_adapter.watchdog import StartWatch
 from swarm_adapter.worktree import Worktrees
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.capabilities import KIND_CAPABILITIES
@@ -97,6 +100,11 @@ class Adapter:
             settings=settings, leases=self.leases, tasks=self.tasks, reporter=self.reporter
         )
         self.counts: Counter[str] = Counter()
+        self.starts = StartWatch(limit=settings.max_start_failures)
+        """Its start failures in a row (`watchdog`)."""
+        self.retired: str | None = None
+        """Why it left rotation (`leave_rotation`); None while it serves."""
+        self._withdrawn = False
         self._stopping = asyncio.Event()
         self._accepting = asyncio.Event()
         self._accepting.set()
@@ -112,6 +120,28 @@ class Adapter:
         """Stop taking work; safe to call twice (from a signal handler, say)."""
         self._stopping.set()
         self._accepting.set()  # wake slots waiting for the mode to change, so they exit
+
+    def leave_rotation(self) -> None:
+        """Its last attempts all failed at start (`watchdog`): take no more work, withdraw
+        the liveness key (`run`), hand back what it holds as a drain does, and say so in one
+        line; `main` then exits with `watchdog.OUT_OF_ROTATION_EXIT`. Safe to call twice."""
+        if self.retired is not None:
+            return
+        self.retired = self.redact(self.starts.last)[:500]
+        log.error(
+            "adapter leaves rotation: its last %d attempts all failed at start (last: %s); it "
+            "takes no more tasks and exits. Check %s and the workspace (disk space, git) on "
+            "this machine, then restart the adapter",
+            self.starts.streak,
+            self.retired,
+            _what_to_check(self.settings.agent),
+            extra={
+                "worker": self.worker,
+                "agent": self.settings.agent,
+                "start_failures": self.starts.streak,
+            },
+        )
+        self.stop()
 
     def emergency_stop(self, reason: str = "emergency stop") -> None:
         """SIGUSR1: kill every agent now, report the attempts cancelled (they run again
@@ -167,17 +197,16 @@ class Adapter:
 
     async def run(self) -> None:
         """Serve until `stop()`, then drain: running attempts get `shutdown_grace_s` to
-        finish, then are cancelled (and reported `task.cancelled`, so they run again)."""
+        finish, then are cancelled (and reported `task.cancelled`, so they run again). Out
+        of rotation (`leave_rotation`), it withdraws its liveness key before it drains."""
         await self._until_ready()
         await self.reporter.publish(self.announcement(), retry=False)
         slots = [
             asyncio.create_task(self._consume_loop(), name=f"slot-{i}")
             for i in range(self.settings.concurrency)
         ]
-        helpers = [
-            asyncio.create_task(upkeep.advertise(self), name="registry"),
-            asyncio.create_task(upkeep.follow_mode(self), name="control"),
-        ]
+        registry = asyncio.create_task(upkeep.advertise(self), name="registry")
+        control = asyncio.create_task(upkeep.follow_mode(self), name="control")
         log.info(
             "adapter started",
             extra={
@@ -187,14 +216,24 @@ class Adapter:
             },
         )
         await self._stopping.wait()
+        if self.retired is not None:  # its slots count no more, even while it drains
+            await self._withdraw(registry)
         await self._drain(slots)
-        for helper in helpers:
-            helper.cancel()
-            await _settle(helper)
+        control.cancel()
+        await _settle(control)
+        await self._withdraw(registry)
+        log.info("adapter stopped", extra={"worker": self.worker, **self.counts})
+
+    async def _withdraw(self, registry: asyncio.Task[None]) -> None:
+        """Stop advertising: the liveness key goes, `worker.offline` goes out (once)."""
+        if self._withdrawn:
+            return
+        self._withdrawn = True
+        registry.cancel()
+        await _settle(registry)
         await self.reporter.publish(WorkerOffline(worker=self.worker), retry=False)
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(self.keys.worker(self.worker))
-        log.info("adapter stopped", extra={"worker": self.worker, **self.counts})
 
     async def _until_ready(self) -> None:
         backoff = Backoff(base_s=0.5, cap_s=10.0)
@@ -301,6 +340,8 @@ class Adapter:
         try:
             outcome = await self._attempt(running)
             await self._report(running, outcome)
+            if self.starts.note(outcome):
+                self.leave_rotation()
         finally:
             self.reporter.release_key(message)
             del self._running[(message.task_id, message.attempt)]
@@ -383,6 +424,16 @@ class Adapter:
 
     def _ctx(self, message: TaskMessage, **extra: Any) -> dict[str, Any]:
         return log_context(message, self.worker, **extra)
+
+
+def _what_to_check(agent: str) -> str:
+    """Where a start failure of `agent` comes from, for the line that says it left rotation."""
+    if agent == "shell":
+        return "bash (on PATH)"
+    return (
+        f"the {agent} CLI (SWARM_{agent.upper()}_PATH or on PATH: does `--version` run? a "
+        "missing library?) and its API key"
+    )
 
 
 async def _settle(task: asyncio.Task[Any], timeout_s: float = 5.0) -> None:

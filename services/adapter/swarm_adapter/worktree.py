@@ -1,6 +1,12 @@
 """Worktrees of the session's mirror: one per attempt, on the task's branch, from the commit
 the task message names; committed with the task's persona as author, then removed (the
-branch keeps the work)."""
+branch keeps the work).
+
+An attempt that did not succeed (failed, rate limited, out of quota, cancelled by a person)
+still commits what its agent changed, as work in progress: its subject starts with `wip:`
+and its `Swarm-Status` trailer says how it ended. The result reports it (`commit`), so the
+orchestrator can show it, and an attempt that takes over (a failover to another agent kind)
+can start from it; a later attempt that does not start from it never merges it."""
 
 from __future__ import annotations
 
@@ -80,9 +86,10 @@ class Worktrees:
         made); return the branch head and the files that differ from the base commit."""
         repo = self.repo(message)
         author_name = message.role or message.agent
+        subject = message.title if status == "succeeded" else f"wip: {message.title}"
         text = "\n".join(
             [
-                f"{message.title}"[:200],
+                subject[:200],
                 "",
                 f"Swarm-Task: {message.task_key}",
                 f"Swarm-Session: {message.session_id}",

@@ -11,8 +11,10 @@ from rich.markup import escape
 
 from swarm_cli import (
     blackboard,
+    budgets,
     checkpoints,
     config,
+    dry_runs,
     finishing,
     personas,
     plans,
@@ -20,6 +22,7 @@ from swarm_cli import (
     sessions,
     system,
     tasks,
+    usage,
 )
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.inventory import inventory
@@ -89,11 +92,19 @@ def server(
 ) -> None:
     """Run the orchestrator: REST API, scheduler, outbox relay, event consumer."""
     conceal()
+    from pydantic import ValidationError
+
     from swarm_orchestrator.server import run_server
     from swarm_orchestrator.settings import OrchestratorSettings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    run_server(OrchestratorSettings(**overrides))  # type: ignore[arg-type]
+    try:
+        settings = OrchestratorSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise CliError(f"invalid orchestrator setting {field}: {error['msg']}") from None
+    run_server(settings)
 
 
 @app.command()
@@ -176,8 +187,10 @@ app.command(rich_help_panel=_SESSIONS)(sessions.export)
 app.add_typer(plans.plan_app, name="plan", rich_help_panel=_SESSIONS)
 app.command(rich_help_panel=_SESSIONS)(checkpoints.checkpoint)
 app.command(rich_help_panel=_SESSIONS)(checkpoints.rollback)
+app.command("dry-run", rich_help_panel=_SESSIONS)(dry_runs.dry_run)
 app.command(rich_help_panel=_SESSIONS)(finishing.finish)
 app.command(rich_help_panel=_SESSIONS)(finishing.archive)
+app.command(rich_help_panel=_SESSIONS)(budgets.budget)
 app.command(rich_help_panel=_TASKS)(tasks.task)
 app.command(rich_help_panel=_TASKS)(tasks.logs)
 app.command(rich_help_panel=_TASKS)(tasks.retry)
@@ -192,6 +205,8 @@ app.command(rich_help_panel=_SESSIONS)(inventory)
 app.add_typer(personas.personas_app, name="personas", rich_help_panel=_SESSIONS)
 app.command(rich_help_panel=_SESSIONS)(blackboard.blackboard)
 app.command(rich_help_panel=_SESSIONS)(blackboard.proposals)
+app.command(rich_help_panel=_SESSIONS)(usage.usage)
+app.command(rich_help_panel=_SYSTEM)(usage.prices)
 
 config_app = typer.Typer(
     no_args_is_help=True,

@@ -23,11 +23,12 @@ from swarm_cli import refs
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.options import ApiUrl, AsJson, Token, connect, console, err, print_json
 from swarm_cli.sessions import SessionArg
+from swarm_common.specs import PRIORITY_LEVELS
 
 __all__ = ["PRIORITIES", "approve", "plan_app", "submit_prompt"]
 
 POLL_S = 0.5
-PRIORITIES = {"low": -10, "normal": 0, "high": 10, "urgent": 100}
+PRIORITIES = PRIORITY_LEVELS
 """Names `--priority` takes besides a number (higher runs first)."""
 PLANNERS = ("heuristic", "claude", "codex", "gemini")
 

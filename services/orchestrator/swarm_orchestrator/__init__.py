@@ -16,6 +16,10 @@ Where things live (behaviour → module):
   - which kind an `agent: auto` task runs on, and why → `graph/routing.py`
   - sessions suspended and resumed, `auto` tasks rerouted, as agent kinds go and come →
     `graph/suspension.py`
+  - whether a task with `fallback` kinds moves to another kind (rate limited past the
+    session's `failover.max_wait_s`, its kind paused or gone), and where → `graph/failover.py`
+  - agent kinds paused for their provider's limits (N limits within a window) →
+    `graph/pauses.py`
   - creating sessions and adding graphs; reads → `graph/sessions.py`
   - checking a submitted graph (keys, dependencies, cycles, sizes) → `graph/validation.py`
   - what an adapter's report does (started, progress, succeeded, failed) → `graph/reports.py`
@@ -23,6 +27,10 @@ Where things live (behaviour → module):
     `graph/provenance.py`
   - a person's retry, cancel, approve, pause, resume, finish, archive → `graph/control.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
+  - what an attempt cost, priced once by the price table (`SWARM_PRICES` on top) when its
+    result arrives → `graph/pricing.py`
+  - tokens and cost summed by session, task, agent, persona, tenant or day →
+    `graph/usage.py`
   - the persona catalogue (who a logical agent is: role, skills, preferred agents, style,
     commit identity), per tenant; generated populations → `graph/personas.py`
   - a succeeded task's handoff kept; the session blackboard of facts (writes, history,
@@ -52,6 +60,8 @@ Where things live (behaviour → module):
 - background runtime — `runtime/`
   - the loops every replica runs, and their lifecycle → `runtime/background.py`
   - publishing the outbox to Redis → `runtime/relay.py`
+  - which held task message goes out next (free slots, fair shares of tenants and
+    sessions, priority) → `runtime/dispatch.py`
   - reading adapters' events from Redis → `runtime/consumer.py`
   - lost attempts, Redis losing its data → `runtime/reaper.py`
   - the adapters' liveness keys mirrored into `workers`, then suspension → `runtime/registry.py`

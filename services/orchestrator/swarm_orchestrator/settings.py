@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from swarm_common.prices import Price, PriceTable, parse_prices
 from swarm_common.settings import CommonSettings
 
 __all__ = ["REPO_SCHEMES", "OrchestratorSettings", "get_settings", "split_setting"]
@@ -46,6 +47,15 @@ class OrchestratorSettings(CommonSettings):
     consumer_name: str = Field(default_factory=lambda: f"orch-{socket.gethostname()}-{os.getpid()}")
     relay_batch: int = 200
     relay_poll_interval_s: float = 0.5
+    dispatch_headroom: int = Field(1, ge=0, le=1000)
+    """Task messages each agent stream may hold beyond its live adapters' free slots, so a
+    slot that frees finds the next one at once; the others wait in PostgreSQL in fair-share
+    and priority order (`runtime.dispatch`). A task that becomes ready starts within
+    `dispatch_headroom + 1` starts of its kind."""
+    tenant_weights: Annotated[dict[str, int], NoDecode] = {}
+    """`SWARM_TENANT_WEIGHTS` (`acme=2,beta=1`, or JSON): each tenant's share of every agent
+    kind's slots against the other tenants' (weighted round robin); tenants left out, and
+    sessions of no tenant, weigh 1."""
     consumer_batch: int = 100
     consumer_block_ms: int = 1000
     consumer_claim_idle_ms: int = 60_000
@@ -64,10 +74,22 @@ class OrchestratorSettings(CommonSettings):
     suspend_grace_s: float = Field(60.0, ge=0)
     """How long an agent kind may have no live adapter before a session whose queued tasks
     name it is suspended (and `auto` tasks queued on it are routed elsewhere)."""
+    failover_pause_after: int = Field(3, ge=0)
+    """Rate-limited (or out-of-quota) attempts of one agent kind within `failover_window_s`
+    that pause the kind until its reported reset: no task goes to it, and tasks with
+    `fallback` kinds move on (`graph.pauses`). 0 never pauses a kind."""
+    failover_window_s: float = Field(600.0, gt=0)
+    failover_pause_s: float = Field(600.0, gt=0)
+    """How long a kind is paused when none of its limits said when they reset."""
     agent_prices: dict[str, float] = {}
     """`SWARM_AGENT_PRICES`, JSON (`{"claude": 3, "codex": 2, "gemini": 1.5}`): the relative
     cost of a task on each agent kind, the last tie-breaker of `agent: auto` routing; kinds
     left out keep `graph.routing.PRICES`."""
+    prices: str = ""
+    """`SWARM_PRICES`, JSON (`{"claude-sonnet-4-5": {"input": 3, "cached_input": 0.3,
+    "output": 15}}`, US dollars per million tokens): prices that replace or extend the
+    built-in table (`swarm_common.prices`) every attempt's cost is priced by; a model is
+    priced by the longest entry its name begins with. Checked at start."""
     prune_interval_s: float = 300.0
     """How often leftover worktrees of ended attempts are removed."""
     stream_maxlen: int = 1_000_000
@@ -154,6 +176,24 @@ class OrchestratorSettings(CommonSettings):
     def _split_words(cls, value: object) -> object:
         return split_setting(value, ",")
 
+    @field_validator("tenant_weights", mode="before")
+    @classmethod
+    def _split_weights(cls, value: object) -> object:
+        if not isinstance(value, str) or value.lstrip().startswith("{"):
+            return json.loads(value) if isinstance(value, str) else value
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError("expected tenant=weight pairs separated by commas")
+        return {name.strip(): weight.strip() for name, _, weight in pairs}
+
+    @field_validator("tenant_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, int]) -> dict[str, int]:
+        wrong = sorted(name for name, weight in value.items() if not 1 <= weight <= 100)
+        if wrong:
+            raise ValueError(f"weights must be 1 to 100: {wrong}")
+        return value
+
     @field_validator("repo_schemes")
     @classmethod
     def _known_schemes(cls, value: list[str]) -> list[str]:
@@ -162,6 +202,19 @@ class OrchestratorSettings(CommonSettings):
         if unknown:
             raise ValueError(f"unknown schemes {unknown}; known: {sorted(REPO_SCHEMES)}")
         return schemes
+
+    @field_validator("prices")
+    @classmethod
+    def _valid_prices(cls, value: str) -> str:
+        parse_prices(value)  # a ValueError says what is wrong
+        return value
+
+    def price_table(self) -> PriceTable:
+        """The built-in prices with `prices` on top."""
+        return PriceTable(self.price_overrides())
+
+    def price_overrides(self) -> dict[str, Price]:
+        return parse_prices(self.prices)
 
 
 def split_setting(value: object, sep: str) -> object:

@@ -92,9 +92,14 @@ class RunResult:
     usage: dict[str, int] = field(default_factory=dict)
     """Tokens as `input`, `cached_input`, `output` (only what the agent reported)."""
     cost_usd: float | None = None
+    model: str | None = None
+    """The model the CLI ran on, as it said, else as it was asked; None when unknown."""
     transcript_path: Path | None = None
     retry_at: datetime | None = None
     """For `rate_limited`: when the provider's limit resets, if it said."""
+    transcript_summary: str | None = None
+    """What the agent said last (`swarm_adapter.transcript`): set by the attempt pipeline,
+    not the runner; reported with a failure."""
     answer: str | None = None
     """The agent's final message (with a structured answer, its JSON), without a code fence
     around it; None when the agent gave none. Reported for read-only and `output_schema`

@@ -3,8 +3,10 @@ stream-json --verbose`, configured under a private `CLAUDE_CONFIG_DIR`.
 
 Facts this relies on (measured against 2.1.197, see `tests/agents/test_fake_claude.py`):
 the closing `result` event carries the run's total `usage`, `total_cost_usd` and
-`num_turns`; an API failure still says `"subtype": "success"`, so the outcome comes from the
-exit code, `is_error` and `api_error_status`; a turn limit is `subtype: error_max_turns`.
+`num_turns`; each `assistant` event carries its model call's `usage` as the call began (its
+input, one output token: the one way to follow a run's spend as it goes); an API failure
+still says `"subtype": "success"`, so the outcome comes from the exit code, `is_error` and
+`api_error_status`; a turn limit is `subtype: error_max_turns`.
 With `CLAUDE_CODE_MAX_RETRIES=0` a 429 fails at once (Swarm schedules the retry itself).
 
 Structured output (`--json-schema`, see `tests/agents/test_read_only_answers.py`): the CLI
@@ -93,6 +95,7 @@ class ClaudeRunner(AgentCliRunner):
             self._result(event, run)
             return []
         if kind == "system" and event.get("subtype") == "init":
+            run.said_model(event.get("model"))
             return [
                 (
                     "init",
@@ -107,6 +110,7 @@ class ClaudeRunner(AgentCliRunner):
         if isinstance(error, str):  # a hint; the closing result explains better
             run.notes["error"] = error
         found: list[Observation] = []
+        _streamed_usage(as_dict(event.get("message")), run)
         content = as_dict(event.get("message")).get("content") or []
         for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict):
@@ -131,15 +135,7 @@ class ClaudeRunner(AgentCliRunner):
     def _result(self, event: dict[str, Any], run: CliRun) -> None:
         run.final = event
         run.is_error = bool(event.get("is_error"))
-        usage = as_dict(event.get("usage"))
-        fresh = as_int(usage.get("input_tokens"))
-        cached = as_int(usage.get("cache_read_input_tokens"))
-        created = as_int(usage.get("cache_creation_input_tokens"))
-        run.set_usage(
-            input=fresh + cached + created,
-            cached_input=cached,
-            output=as_int(usage.get("output_tokens")),
-        )
+        run.set_usage(**_tokens(as_dict(event.get("usage"))))
         cost = event.get("total_cost_usd")
         if isinstance(cost, int | float):
             run.cost_usd = float(cost)
@@ -172,6 +168,37 @@ class ClaudeRunner(AgentCliRunner):
             run.fail(_ERRORS[run.notes["error"]], text)
         else:
             run.fail("agent_error", text or "the agent reported an error")
+
+
+def _tokens(usage: dict[str, Any]) -> dict[str, int]:
+    """Anthropic's usage as Swarm counts it: `input` holds cache reads and writes too."""
+    fresh = as_int(usage.get("input_tokens"))
+    cached = as_int(usage.get("cache_read_input_tokens"))
+    created = as_int(usage.get("cache_creation_input_tokens"))
+    return {
+        "input": fresh + cached + created,
+        "cached_input": cached,
+        "output": as_int(usage.get("output_tokens")),
+    }
+
+
+MAX_CALLS_COUNTED = 100_000
+"""Model calls whose streamed usage a run sums (their ids are kept to count each once)."""
+
+
+def _streamed_usage(message: dict[str, Any], run: CliRun) -> None:
+    """Each model call's usage as the run goes (for the task's spend cap): its input, and
+    what it has said of its output then (little: the rest comes with the closing `result`,
+    whose totals replace these sums). The CLI repeats a call's message for each of its
+    content blocks: counted once, by the message's id."""
+    usage = as_dict(message.get("usage"))
+    ident = message.get("id")
+    seen: set[str] = run.notes.setdefault("usage_of", set())
+    if not usage or not isinstance(ident, str) or ident in seen or run.final is not None:
+        return
+    if len(seen) < MAX_CALLS_COUNTED:
+        seen.add(ident)
+        run.add_usage(**_tokens(usage))
 
 
 def _names(tools: list[str]) -> list[str]:

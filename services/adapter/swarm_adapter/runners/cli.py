@@ -1,11 +1,18 @@
 """What every agent CLI runner shares: finding the binary, credentials from the adapter's
 own environment, a clean environment and a private HOME per attempt, the redacted raw
-transcript, parsing JSON lines as they stream, and deciding the outcome.
+transcript, parsing JSON lines as they stream, the limits a run is held to while it runs (a
+turn limit for CLIs without one, the task's spend cap: `swarm_adapter.spend_cap`), and
+deciding the outcome.
 
 A CLI's runner (`claude.py`, `codex.py`, `gemini.py`) says how to build its command and its
 configuration (`command`, `configure`; a read-only task runs the CLI read-only where it can),
 how to read one line of its output (`observe`, which also keeps the agent's final answer in
 `CliRun.answer`), and how to classify its failures (`classify`).
+
+A CLI that fails before its first JSON event never got going (a missing or broken binary, a
+missing library, a crash on start): whatever `classify` said, the attempt fails with
+`startup_failed` and the CLI's last output, and counts toward its adapter's start-up
+watchdog (`swarm_adapter.watchdog`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from swarm_adapter.answers import unfenced
 from swarm_adapter.prompts import build_prompt
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
 from swarm_adapter.settings import AdapterSettings
+from swarm_adapter.spend_cap import REASON as SPENT
+from swarm_adapter.spend_cap import SpendCap, price_table
+from swarm_adapter.watchdog import STARTUP_FAILED
 from swarm_common.messages import TaskMessage
 from swarm_common.procs import OutputTail, ProcessResult, run_process
 from swarm_common.redaction import Redactor
@@ -46,7 +56,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VERSION_TIMEOUT_S = 60.0
+START_OUTPUT_CHARS = 1500
+"""How much of a CLI's last output goes into a start failure's error."""
+_DIED_AT_START = frozenset({"exit_code", "crash", "no_result"})
+"""Outcomes (`classify`) that, before any event, say the CLI never got going."""
 TRANSCRIPT = "transcript.jsonl"
+MAX_MODEL_CHARS = 200
+"""A model name longer than this is cut (what a CLI prints is not trusted)."""
 PROMPT_ARG_BYTES = 100_000
 """Longer prompts go into a file: Linux caps one argument at 128 KiB."""
 
@@ -109,6 +125,8 @@ class CliRun:
 
     usage: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
+    model: str | None = None
+    """The model the CLI says it runs on (its init event), when it says."""
     final: dict[str, Any] | None = None
     """The CLI's closing event (its `result`)."""
     result_text: str = ""
@@ -121,6 +139,8 @@ class CliRun:
     answer: str | None = None
     """The agent's final message as the CLI reported it (see `RunResult.answer`)."""
     lines: int = 0
+    events: int = 0
+    """JSON events read: none means the CLI died before it started (`STARTUP_FAILED`)."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Whatever a CLI's runner wants to remember between lines."""
 
@@ -133,6 +153,11 @@ class CliRun:
         for name, value in tokens.items():
             if isinstance(value, int) and value >= 0:
                 self.usage[name] = value
+
+    def said_model(self, value: Any) -> None:
+        """The CLI named the model it runs on (a name, or nothing worth keeping)."""
+        if isinstance(value, str) and value.strip():
+            self.model = value.strip()[:MAX_MODEL_CHARS]
 
     def fail(self, reason: str, error: str = "") -> None:
         """Note a failure; the first explained one wins."""
@@ -167,6 +192,8 @@ class AgentCliRunner(ABC):
         )
         self.path = self.find_binary(self.settings, self.environ)
         self.redact = Redactor(self.secrets)
+        self.prices = price_table(self.environ)
+        """What the spend cap of a task prices its usage by (`swarm_adapter.spend_cap`)."""
         self.version: str | None = None
         """What `<cli> --version` said (`check`), announced when the adapter comes online."""
 
@@ -327,11 +354,11 @@ class AgentCliRunner(ABC):
                 tail.add((text + "\n").encode())
                 run.lines += 1
                 self._read(text, run, ctx)
-                if self.enforce_turns and (run.turns or 0) > self.max_turns(ctx):
-                    run.fail("turn_limit", f"more than {self.max_turns(ctx)} turns")
+                if not stop.is_set() and self._past_limits(run, ctx, cap):
                     stop.set()
 
-            stop = asyncio.Event()  # the person's cancel, or our own turn budget
+            cap = SpendCap.of(ctx.message, kind=self.agent, table=self.prices)
+            stop = asyncio.Event()  # the person's cancel, or our own turn or spend limit
             relay = asyncio.create_task(_forward(ctx.cancel, stop))
             try:
                 proc = await run_process(
@@ -348,7 +375,7 @@ class AgentCliRunner(ABC):
                 relay.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay
-        if proc.cancelled and not ctx.cancel.is_set():  # stopped by the turn budget
+        if proc.cancelled and not ctx.cancel.is_set():  # stopped by a turn or spend limit
             result = self.classify(proc, run)
         elif proc.cancelled:
             result = RunResult(outcome="cancelled", exit_code=None, reason="cancelled")
@@ -361,15 +388,43 @@ class AgentCliRunner(ABC):
             )
         else:
             result = self.classify(proc, run)
+            if run.events == 0 and result.reason in _DIED_AT_START:
+                result.reason, result.error = STARTUP_FAILED, self._died_at_start(proc, tail)
         result.output_tail = tail.text()
         result.error = self.redact(result.error)
         result.duration_s = proc.duration_s
         result.usage = dict(run.usage)
         result.cost_usd = run.cost_usd
+        result.model = (run.model or self.model(ctx) or "")[:MAX_MODEL_CHARS] or None
         result.transcript_path = transcript_path
         if run.answer is not None:
             result.answer = unfenced(self.redact(run.answer))
         return result
+
+    def _past_limits(self, run: CliRun, ctx: RunContext, cap: SpendCap | None) -> bool:
+        """Whether the run passed a limit it is held to while it runs, noted as its failure:
+        the turn limit (a CLI without one of its own) or its task's spend cap (until its
+        closing event: then it has ended already, see `swarm_adapter.spend_cap`)."""
+        if self.enforce_turns and (run.turns or 0) > self.max_turns(ctx):
+            run.fail("turn_limit", f"more than {self.max_turns(ctx)} turns")
+            return True
+        if cap is None or run.final is not None:
+            return False
+        why = cap.passed(run.usage, run.model or self.model(ctx))
+        if why is not None:
+            run.fail(SPENT, why)
+        return why is not None
+
+    def _died_at_start(self, proc: ProcessResult, output: OutputTail) -> str:
+        """What a CLI that ended before its first event did, with its last output (its
+        stderr: a missing library, a crash), redacted as every line of it is."""
+        code = proc.exit_code
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else None
+        said = output.text().strip()[-START_OUTPUT_CHARS:] or "(nothing)"
+        return (
+            f"the {self.binary} CLI ({self.path}) {how or f'exited with code {code}'} "
+            f"before its first event; its last output: {said}"
+        )
 
     def _read(self, text: str, run: CliRun, ctx: RunContext) -> None:
         stripped = text.strip()
@@ -382,6 +437,7 @@ class AgentCliRunner(ABC):
         if not isinstance(event, dict):
             self.observe_text(stripped, run)
             return
+        run.events += 1
         for kind, summary, data in self.observe(event, run):
             ctx.progress(kind, self.redact(summary), data)
 

@@ -108,6 +108,7 @@ class GeminiRunner(AgentCliRunner):
         elif kind == "result":
             self._result(event, run)
         elif kind == "init":
+            run.said_model(event.get("model"))
             found.append(
                 ("init", f"model {event.get('model', '?')}", {"model": event.get("model")})
             )

@@ -3,9 +3,10 @@
 Starts the servers it needs (embedded PostgreSQL and Valkey unless URLs are configured; the
 embedded Valkey gives the orchestrator and the adapters a Redis user each, see
 `swarm_common.acl`), runs the migrations, then the orchestrator and the adapters as child
-processes, prints the API URL once it answers, restarts a child that dies, and on Ctrl-C
-(or SIGTERM) stops the adapters first (they hand back unfinished attempts), then the
-orchestrator, then the servers.
+processes, prints the API URL once it answers, restarts a child that dies (but an adapter
+that left rotation: its attempts kept failing at start, and would again; see
+`swarm_adapter.watchdog`), and on Ctrl-C (or SIGTERM) stops the adapters first (they hand
+back unfinished attempts), then the orchestrator, then the servers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from swarm_adapter.watchdog import OUT_OF_ROTATION_EXIT
 from swarm_cli.client import CliError
 from swarm_cli.local.demo import DEMO_REPO
 from swarm_cli.local.embedded import (
@@ -101,6 +103,8 @@ class _Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    retired: bool = False
+    """An adapter that left rotation: not restarted."""
 
     def start(self) -> None:
         self.proc = spawn(self.argv, self.log_path, signal.SIGTERM, env=self.env)
@@ -186,9 +190,16 @@ class _Stack:
         """Restart children that die, until a stop is requested."""
         while not self.stop_requested.wait(0.5):
             for child in self.children:
-                if child.proc is None or child.proc.poll() is None:
+                if child.retired or child.proc is None or child.proc.poll() is None:
                     continue
                 code = child.proc.returncode
+                if code == OUT_OF_ROTATION_EXIT:  # it would only fail again; the rest runs on
+                    child.retired = True
+                    console.print(
+                        f"[red]{child.name} left rotation: its attempts kept failing at start; "
+                        f"not restarted (see {child.log_path})[/]"
+                    )
+                    continue
                 if child.restarts >= RESTART_LIMIT:
                     console.print(
                         f"[red]{child.name} exited ({code}) too often; see {child.log_path}[/]"

@@ -165,8 +165,8 @@ def event_summary(event: Mapping[str, Any]) -> str:
         files = data.get("files") or data.get("conflict_files")
         if files:
             extra += f" {', '.join(map(str, files))[:100]}"
-    elif kind == "session.finished":
-        extra = ", ".join(f"{k} {v}" for k, v in (data.get("counts") or {}).items())
+    elif kind in ("session.finished", "session.budget_warning"):
+        extra = _session_brief(kind, data)
     elif kind in ("task.retried", "task.cancelled") and data.get("from"):
         extra = f"(was {data['from']})"
     text = f"{label} {escape(extra)}".rstrip()
@@ -174,6 +174,13 @@ def event_summary(event: Mapping[str, Any]) -> str:
     if actor.startswith("token:"):  # a person (or a script) did it
         text += f"  [dim]by {escape(actor.removeprefix('token:'))}[/]"
     return text
+
+
+def _session_brief(kind: str, data: Mapping[str, Any]) -> str:
+    """A finished session's counts; a budget warning's limit and what is spent of it."""
+    if kind == "session.budget_warning":
+        return f"{data.get('limit')}: {data.get('spent')} of {data.get('amount')} spent"
+    return ", ".join(f"{k} {v}" for k, v in (data.get("counts") or {}).items())
 
 
 _HANDOFFS = frozenset({"task.handoff", "blackboard.written", "task.proposed", "task.delegated"})

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from swarm_cli.render.formats import ago, between, duration, short
+from swarm_cli.render.formats import ago, between, clock, duration, short
 from swarm_cli.render.states import state
 
 __all__ = ["system_panel", "token_table", "workers_table"]
@@ -29,6 +29,8 @@ def workers_table(workers: Iterable[Mapping[str, Any]]) -> Table:
         alive = bool(w.get("alive"))
         status = str(w.get("status", "?"))
         label = state("online" if alive else "offline", "alive" if alive else f"{status}, gone")
+        if w.get("kind_paused_until"):  # its kind keeps hitting its provider's limits
+            label += " " + state("paused", f"(kind paused until {clock(w['kind_paused_until'])})")
         running: list[Any] = w["running"] if isinstance(w.get("running"), list) else []
         tasks = ", ".join(
             f"{r.get('task_key') or short(r.get('task_id'), 8)}#{r.get('attempt', '?')}"

@@ -108,6 +108,7 @@ def task_panel(task: Mapping[str, Any], *, session_title: str | None = None) -> 
         fields.add_row("merge", escape(merge))
     if task.get("conflict_files"):
         fields.add_row("conflicts", escape(", ".join(map(str, task["conflict_files"]))))
+    _gate_rows(fields, task)
     fields.add_row("created", local_time(task.get("created_at")))
     if task.get("started_at"):
         took = between(task["started_at"], task.get("finished_at"))
@@ -126,6 +127,23 @@ def task_panel(task: Mapping[str, Any], *, session_title: str | None = None) -> 
     if task.get("title") and task["title"] != task["key"]:
         title += f"  {escape(str(task['title']))}"
     return Panel(fields, title=title, subtitle=str(task["id"]), title_align="left", expand=False)
+
+
+def _gate_rows(fields: Table, task: Mapping[str, Any]) -> None:
+    """Why its work waits for a person, and what a dry run's would have merged."""
+    if task.get("approval_reason"):
+        fields.add_row("approval", escape(str(task["approval_reason"])))
+    would = task.get("would_merge")
+    if would:
+        stat = would.get("diffstat") or {}
+        fields.add_row(
+            "would merge",
+            escape(
+                f"{short(would.get('commit'))}: {stat.get('files', 0)} files "
+                f"+{stat.get('added', 0)} -{stat.get('deleted', 0)}, "
+                + ("clean" if would.get("clean") else "conflicts")
+            ),
+        )
 
 
 def _handoff_rows(fields: Table, handoff: Mapping[str, Any] | None) -> None:

@@ -26,6 +26,7 @@ from swarm_orchestrator.api.limits import BodyLimit
 from swarm_orchestrator.api.live import TimelineWatch, asyncpg_dsn
 from swarm_orchestrator.api.routes import (
     blackboard,
+    budgets,
     dashboard,
     docs,
     health,
@@ -37,10 +38,12 @@ from swarm_orchestrator.api.routes import (
     tasks,
     templates,
     tokens,
+    usage,
     workers,
 )
 from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
+from swarm_orchestrator.graph.pricing import PRICES_INFO
 from swarm_orchestrator.graph.routing import ROUTING_INFO, RoutingPolicy
 from swarm_orchestrator.runtime.background import Background
 from swarm_orchestrator.runtime.system_mode import set_mode
@@ -66,7 +69,9 @@ def _open_state(s: OrchestratorSettings) -> AppState:
         socket_keepalive=True,
     )
     routing = RoutingPolicy.with_prices(s.agent_prices)
-    sessionmaker = make_sessionmaker(engine, info={ROUTING_INFO: routing})
+    sessionmaker = make_sessionmaker(
+        engine, info={ROUTING_INFO: routing, PRICES_INFO: s.price_table()}
+    )
     keys = Keys(s.redis_prefix)
     return AppState(
         settings=s,
@@ -115,7 +120,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     routers = (health, sessions, plans, tasks, workers, system, tokens, inventory, personas)
-    for module in (*routers, blackboard, templates):
+    for module in (*routers, blackboard, templates, usage, budgets):
         app.include_router(module.router)
     dashboard.install(app)
     docs.install(app)

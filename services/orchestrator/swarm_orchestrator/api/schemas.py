@@ -133,8 +133,9 @@ class SessionPublic(BaseModel):
     )
     suspended_reason: str | None = Field(
         None,
-        description="Why the system suspended it (`no live claude adapter since …`); it "
-        "resumes by itself when an adapter of that kind comes. Null when a person paused it.",
+        description="Why the system suspended it: `no live claude adapter since …` (it "
+        "resumes by itself when an adapter of that kind comes), or `budget_exhausted` (it "
+        "resumes when its budget is raised). Null when a person paused it.",
     )
     suspended_kinds: list[str] | None = Field(
         None, description="The agent kinds it waits for, when the system suspended it."
@@ -178,8 +179,9 @@ class TaskPublic(BaseModel):
     result: dict[str, Any] | None
     merge_status: str | None = Field(
         None,
-        description="pending, merged, empty, conflict, resolved, rolled_back or abandoned; "
-        "null until the task succeeds.",
+        description="pending, merged, empty, conflict, resolved, rolled_back, abandoned or "
+        "dry_run (a dry run's: merged nothing, see `would_merge`); null until the task "
+        "succeeds.",
     )
     merge_commit: str | None = None
     conflict_files: list[Any] | None = None
@@ -194,6 +196,16 @@ class TaskPublic(BaseModel):
         None, description="For a contender (kind `race`): the task it races for."
     )
     review_round: int = Field(0, description="Reviews of its work so far.")
+    approval_reason: str | None = Field(
+        None,
+        description="Why its work waits (or waited) for a person's approval: the session "
+        "policies it crosses (`settings.policy`).",
+    )
+    would_merge: dict[str, Any] | None = Field(
+        None,
+        description="In a dry run, what its work would have merged (in a task's own view; "
+        "`GET /v1/sessions/{id}/dry-run` lists every task's).",
+    )
     retry_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -214,6 +226,7 @@ class AttemptPublic(BaseModel):
 
     number: int
     status: str
+    agent: str = Field(description="The agent kind it ran on.")
     worker: str | None
     base_commit: str | None
     created_at: datetime
@@ -227,7 +240,14 @@ class AttemptPublic(BaseModel):
     error: str | None
     output_tail: str | None
     usage: dict[str, Any] | None
-    cost_usd: Decimal | None
+    model: str | None = Field(description="The model its CLI ran on, as its adapter said.")
+    cost_usd: Decimal | None = Field(
+        description="Its usage priced by the price table (`GET /v1/prices`); 0 for `shell` "
+        "or no usage; null until it reports a result."
+    )
+    reported_cost_usd: Decimal | None = Field(
+        description="What the agent CLI itself claimed it cost (Claude does), if anything."
+    )
     transcript_path: str | None
     gates: list[Any] | None
 
@@ -317,7 +337,9 @@ class CheckpointPublic(BaseModel):
     session_id: uuid.UUID
     number: int
     status: str = Field(description="pending, running, passed or failed")
-    commit: str = Field(description="The integration head it checks.")
+    commit: str = Field(
+        description="The integration head it checks (a dry run's: its dry-run branch's head)."
+    )
     target_branch: str | None
     tag: str | None
     requested_by: str
@@ -330,6 +352,44 @@ class CheckpointPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class DryRunTask(BaseModel):
+    """One task of a dry run and what its work would have merged."""
+
+    id: uuid.UUID
+    key: str
+    title: str
+    status: str
+    merge_status: str | None
+    would_merge: dict[str, Any] | None = Field(
+        None,
+        description="`commit`, `base`, `into` (the dry-run head it merged into), `clean`, "
+        "`conflicts`, `head`, `diffstat`, `files` (path, status, added, deleted), and any "
+        "`violations` of the session's policy. Null until its work reached the merge queue.",
+    )
+
+
+class DryRunPublic(BaseModel):
+    """What a session's tasks would have merged; the integration and target branches are
+    where they were."""
+
+    session_id: uuid.UUID
+    dry_run: bool = Field(description="False: the session merges for real; nothing here.")
+    status: str
+    base_commit: str
+    integration_branch: str
+    integration_head: str | None = Field(description="Unchanged by a dry run.")
+    target_branch: str | None
+    dry_run_branch: str | None = Field(
+        None, description="Where the tasks' work was merged instead (the mirror's only)."
+    )
+    dry_run_head: str | None = None
+    summary: dict[str, int] = Field(
+        default_factory=dict,
+        description="`tasks` reported, `clean`, `conflicted`, `files`, `added`, `deleted`.",
+    )
+    tasks: list[DryRunTask] = Field(default_factory=list)
 
 
 class RollbackRequest(BaseModel):
@@ -429,6 +489,12 @@ class WorkerPublic(BaseModel):
         None, description="The newest heartbeat of the worker or of an attempt it runs."
     )
     running: list[WorkerTask] = Field(default_factory=list, description="What it runs now.")
+    kind_paused_until: datetime | None = Field(
+        None,
+        description="Its agent kind is paused until then: it kept hitting its provider's "
+        "limits, so no task goes to it and tasks with `fallback` kinds move on.",
+    )
+    kind_pause_reason: str | None = Field(None, description="Why its kind is paused.")
 
 
 class SystemPublic(BaseModel):

@@ -28,5 +28,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 def make_sessionmaker(
     engine: AsyncEngine, *, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
-    """`info` goes into every session's `info` (the routing policy, `graph.routing`)."""
+    """`info` goes into every session's `info` (the routing policy, `graph.routing`; the price
+    table, `graph.pricing`)."""
     return async_sessionmaker(engine, expire_on_commit=False, info=info)

@@ -54,7 +54,10 @@ __all__ = [
     "TaskDependency",
     "ApiToken",
     "BlackboardFact",
+    "BudgetWarning",
+    "TenantBudget",
     "TaskProposal",
+    "KindPause",
     "Worker",
 ]
 
@@ -129,6 +132,11 @@ class Session(Base):
     integration_head: Mapped[str | None] = mapped_column(
         String(64), doc="Head of `swarm/<session>/integration`, moved by merges and rollbacks."
     )
+    dry_run_head: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="A dry run's: head of `swarm/<session>/dry-run`, where its tasks' work is merged "
+        "instead of the integration branch (`integration.dry_run`); later tasks start there.",
+    )
     status: Mapped[str] = mapped_column(String(32), default=SessionStatus.DRAFT.value)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -154,12 +162,15 @@ class Session(Base):
         Boolean, default=False, server_default=text("false"), doc="Run the plan once made."
     )
     suspended_reason: Mapped[str | None] = mapped_column(
-        Text, doc="Why the system suspended it (`no live claude adapter since …`)."
+        Text,
+        doc="Why the system suspended it (`no live claude adapter since …`, "
+        "`budget_exhausted`); null when a person paused it.",
     )
     suspended_kinds: Mapped[list[Any] | None] = mapped_column(
         JSONB(none_as_null=True),
         doc="The agent kinds whose missing adapters suspended it; it resumes by itself when "
-        "they are back. Null when it is not suspended, or a person paused it.",
+        "they are back. Null when it is not suspended, a person paused it, or its budget "
+        "is spent.",
     )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")
@@ -180,6 +191,7 @@ class Task(Base):
             "agent",
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
+        Index("ix_tasks_running_agent", "agent", postgresql_where=text("status = 'running'")),
         Index(
             "ix_tasks_merge_queue",
             "session_id",
@@ -264,6 +276,18 @@ class Task(Base):
         String(64),
         doc="Where its next attempt starts instead of the integration head: its own last "
         "commit, when a reviewer or a person sent it back to fix its work.",
+    )
+    approval_reason: Mapped[str | None] = mapped_column(
+        Text,
+        doc="Why its work waits (or waited) for a person's approval: the session policies "
+        "it crosses (`integration.policies`). Null when none did.",
+    )
+    approved_commit: Mapped[str | None] = mapped_column(
+        String(64),
+        doc="The commit a person approved despite its policy violations: not checked again.",
+    )
+    would_merge: Mapped[dict[str, Any] | None] = mapped_column(
+        doc="In a dry run: what its work would have merged (`integration.dry_run`).",
     )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
@@ -352,6 +376,9 @@ class Attempt(Base):
     task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), default=AttemptStatus.QUEUED.value)
+    agent: Mapped[str] = mapped_column(
+        String(32), doc="The agent kind it ran on (its task's may change on a failover)."
+    )
     worker: Mapped[str | None] = mapped_column(String(200))
     base_commit: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
@@ -365,7 +392,17 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     output_tail: Mapped[str | None] = mapped_column(Text)
     usage: Mapped[dict[str, Any] | None] = mapped_column()
-    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
+    model: Mapped[str | None] = mapped_column(
+        String(200), doc="The model its CLI said it ran on (or was asked to); None: unknown."
+    )
+    cost_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric(12, 6),
+        doc="What its usage cost by the price table (`graph.pricing`), set once when its "
+        "result arrives; 0 for `shell`. None: no result was reported.",
+    )
+    reported_cost_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric(12, 6), doc="What the agent CLI itself claimed it cost (Claude's), if anything."
+    )
     transcript_path: Mapped[str | None] = mapped_column(Text)
     gates: Mapped[list[Any] | None] = mapped_column(doc="Setup and quality gate results.")
     event_key: Mapped[str | None] = mapped_column(
@@ -553,13 +590,26 @@ class Outbox(Base):
     """A message to publish to Redis, written in the transaction that decided it.
 
     `kind` is `xadd` (append `payload` to the stream `target`) or `cancel` (set the cancel key
-    `target` and announce it). The relay publishes unsent rows in `id` order.
+    `target` and announce it). The relay publishes unsent rows in `id` order, but for task
+    messages (`task_id` set): those are held until their agent stream has a free slot, and
+    then go out by fair share and priority (`runtime.dispatch`).
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint("kind IN ('xadd', 'cancel')", name="kind"),
-        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index(
+            "ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL AND task_id IS NULL")
+        ),
+        Index(
+            "ix_outbox_held",
+            "target",
+            "session_id",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("sent_at IS NULL AND task_id IS NOT NULL"),
+        ),
+        Index("ix_outbox_outstanding", "target", postgresql_where=text("outstanding")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -568,7 +618,24 @@ class Outbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = _now()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When it was published, or dropped (a held task message whose attempt is no longer
+    queued: `publish_count` 0)."""
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        doc="For a task message: its task (the row is held for dispatch)."
+    )
+    attempt: Mapped[int | None] = mapped_column(Integer, doc="For a task message: its attempt.")
+    session_id: Mapped[uuid.UUID | None] = mapped_column(doc="For a task message: its session.")
+    priority: Mapped[int | None] = mapped_column(
+        Integer, doc="For a task message: its task's priority."
+    )
+    outstanding: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=text("false"),
+        doc="A task message published whose attempt was still queued when the relay last "
+        "looked: it waits in its stream for a slot.",
+    )
 
 
 class Worker(Base):
@@ -603,6 +670,29 @@ class Worker(Base):
         server_default=text("'[]'::jsonb"),
         doc="What its runner can do (`swarm_common.capabilities`).",
     )
+
+
+class KindPause(Base):
+    """An agent kind that kept hitting its provider's limits (`graph.pauses`): its recent
+    rate-limited attempts, the latest reset they reported, and, once `pause_after` of them
+    fell within the window, until when it is paused (no task is sent to it, and tasks with
+    fallbacks move on; `graph.failover`). An expired pause is ignored."""
+
+    __tablename__ = "kind_pauses"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text, doc="Why it is (or was last) paused.")
+    hits: Mapped[list[Any]] = mapped_column(
+        default=list,
+        server_default=text("'[]'::jsonb"),
+        doc="When its latest rate-limited attempts were reported (ISO times, the newest "
+        "last; only those within the window are kept).",
+    )
+    reset_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="The latest reset its rate-limited attempts reported."
+    )
+    updated_at: Mapped[datetime] = _now()
 
 
 class SystemFlag(Base):
@@ -697,3 +787,30 @@ class TaskProposal(Base):
     )
     created_at: Mapped[datetime] = _now()
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TenantBudget(Base):
+    """What a tenant may spend over all its sessions (`graph/budgets.py`): null limits are
+    none. Set by a system admin (`PUT /v1/tenants/{tenant}/budget`)."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6), doc="Most US dollars.")
+    tokens: Mapped[int | None] = mapped_column(BigInteger, doc="Most tokens (input + output).")
+    updated_at: Mapped[datetime] = _now()
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class BudgetWarning(Base):
+    """A budget warning a session was given (`graph/budgets.py`), one per limit and amount
+    (`session.usd=10`, `tenant.tokens=500000`): a result delivered again, or a second
+    orchestrator, finds it here and does not warn again; a raised limit warns anew."""
+
+    __tablename__ = "budget_warnings"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    limit: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = _now()

@@ -2,6 +2,8 @@
 
 State changes that must reach Redis (a queued task, a cancel request) add an `Outbox` row in
 the same transaction as the change; `swarm_orchestrator.runtime.relay` publishes the rows.
+A task message's row names its task and attempt: it is held until its agent stream has a
+free slot (`swarm_orchestrator.runtime.dispatch`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,35 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from swarm_common.messages import CancelRequest, Message
+from swarm_common.messages import CancelRequest, Message, TaskMessage
 from swarm_common.streams import ENVELOPE_FIELD, Keys, encode
 from swarm_orchestrator.db.models import Outbox
 
-__all__ = ["add_cancel", "add_message"]
+__all__ = ["add_cancel", "add_message", "add_task"]
 
 
 def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
     """Publish `message` to `stream` once the current transaction commits."""
     env = encode(message)[ENVELOPE_FIELD].decode()
     db.add(Outbox(kind="xadd", target=stream, payload={ENVELOPE_FIELD: env}, publish_count=0))
+
+
+def add_task(db: AsyncSession, *, stream: str, message: TaskMessage, priority: int) -> None:
+    """Publish a task message to its agent's `stream` once the current transaction commits
+    and the stream has room for it (`runtime.dispatch` picks among the held ones)."""
+    env = encode(message)[ENVELOPE_FIELD].decode()
+    db.add(
+        Outbox(
+            kind="xadd",
+            target=stream,
+            payload={ENVELOPE_FIELD: env},
+            publish_count=0,
+            task_id=message.task_id,
+            attempt=message.attempt,
+            session_id=message.session_id,
+            priority=priority,
+        )
+    )
 
 
 def add_cancel(

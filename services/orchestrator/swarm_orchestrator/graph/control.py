@@ -2,7 +2,8 @@
 cancel, finish or archive a session.
 
 A task whose spec says `requires_approval` waits in `awaiting_approval` after its attempt
-succeeded; approving it puts its work in the merge queue, cancelling it abandons the work. A
+succeeded, and so does one whose work crosses its session's policy (`integration.policies`);
+approving it puts its work in the merge queue, cancelling it abandons the work. A
 paused (`suspended`) session queues nothing new; what is queued or running finishes.
 
 A succeeded task whose merge conflicted can be retried (a new attempt starts from the
@@ -28,7 +29,15 @@ from swarm_common.states import TERMINAL_TASK_STATES, MergeStatus, SessionStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
-from swarm_orchestrator.graph import races, retry, reviews, scheduler, session_state, task_state
+from swarm_orchestrator.graph import (
+    budgets,
+    races,
+    retry,
+    reviews,
+    scheduler,
+    session_state,
+    task_state,
+)
 from swarm_orchestrator.graph.locking import (
     CLOSED_SESSION_STATES,
     LockedTask,
@@ -169,7 +178,9 @@ async def approve_task(db: AsyncSession, *, task_id: uuid.UUID, actor: str) -> T
     Approving an approved task changes nothing."""
     locked = await _lock(db, task_id)
     session, task = locked.session, locked.task
-    if task.status == TaskStatus.SUCCEEDED and task.spec.get("requires_approval"):
+    if task.status == TaskStatus.SUCCEEDED and (
+        task.spec.get("requires_approval") or task.approval_reason  # held by a policy
+    ):
         return task  # approved already
     if task.status != TaskStatus.AWAITING_APPROVAL:
         raise Conflict(
@@ -189,7 +200,7 @@ async def pause_session(db: AsyncSession, *, session_id: uuid.UUID, actor: str) 
     """Queue no new task of the session until it is resumed; queued and running attempts
     finish. Pausing a paused session changes nothing."""
     session = await lock_open_session(db, session_id)
-    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is None:
+    if session.status == SessionStatus.SUSPENDED and session.suspended_reason is None:
         return session  # a person's pause already (one the system made becomes one)
     session_state.pause(db, session, actor=actor)
     await db.commit()
@@ -201,14 +212,28 @@ async def resume_session(
     db: AsyncSession, *, session_id: uuid.UUID, keys: Keys, actor: str
 ) -> Session:
     """Let a paused session queue its ready tasks again (or wait for review, when a merge
-    conflicted meanwhile). Resuming a session that is not paused changes nothing."""
+    conflicted meanwhile). Resuming a session that is not paused changes nothing; one whose
+    budget (or its tenant's) is spent is 409 `budget_exhausted`: raise the budget instead."""
     session = await lock_open_session(db, session_id)
+    if session.status == SessionStatus.SUSPENDED:
+        await _refuse_when_spent(db, session)
     if not await session_state.resume(db, session, actor=actor):
         return session
     await scheduler.queue_ready(db, session=session, keys=keys)
     await db.commit()
     log.info("session resumed", extra={"session_id": str(session.id), "actor": actor})
     return session
+
+
+async def _refuse_when_spent(db: AsyncSession, session: Session) -> None:
+    spent = (await budgets.standing(db, session)).exhausted
+    if spent:
+        names = ", ".join(limit.name for limit in spent)
+        raise Conflict(
+            f"the budget is spent ({names}): raise it to resume the session",
+            code="budget_exhausted",
+            details={"limits": [limit.said() for limit in spent]},
+        )
 
 
 async def _lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session:

@@ -10,8 +10,10 @@ key expires (`worker_ttl_s`) and a pass has run. `WorkerOnline`/`WorkerOffline` 
 heartbeats write the same rows in between.
 
 Planning (`planning.plans`, the `auto` planner and the kinds a plan may use), routing
-(`graph.routing`), suspension (`graph.suspension`) and review (a reviewer of another kind
-than the builder) ask here; nothing else decides whether a kind is served.
+(`graph.routing`), suspension (`graph.suspension`), failover (`graph.failover`) and review
+(a reviewer of another kind than the builder) ask here; nothing else decides whether a kind
+is served. A kind may also be paused for its provider's limits (`graph.pauses`): it is
+still live, but says until when it takes no task (`KindState.paused_until`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from swarm_common.messages import utcnow
 from swarm_common.specs import AGENT_KINDS
 from swarm_common.states import TaskStatus
 from swarm_orchestrator.db.models import Task, Worker
+from swarm_orchestrator.graph import pauses
 
 __all__ = [
     "LIVE_WORKER_S",
@@ -41,6 +44,7 @@ __all__ = [
     "live_agents",
     "mirror",
     "sighting",
+    "slots",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,10 +82,28 @@ class KindState:
     unknown (any model may be asked for)."""
     last_seen_at: datetime | None = None
     """The newest sighting of any adapter of the kind, live or not; None: never seen."""
+    paused_until: datetime | None = None
+    """Paused for its provider's limits until then (`graph.pauses`); None: not paused."""
+    pause_reason: str | None = None
 
     @property
     def live(self) -> bool:
         return self.workers > 0
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at(utcnow())
+
+    def paused_at(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+    def paused_text(self) -> str:
+        """`paused until 2026-12-03 19:20:03 UTC (3 rate-limited attempts within 600s…)`."""
+        if self.paused_until is None:
+            return "not paused"
+        until = self.paused_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        why = f" ({self.pause_reason})" if self.pause_reason else ""
+        return f"paused until {until} UTC{why}"
 
     @property
     def free(self) -> int:
@@ -105,9 +127,20 @@ async def live_agents(db: AsyncSession) -> set[str]:
     return set(rows.all())
 
 
+async def slots(db: AsyncSession) -> dict[str, int]:
+    """Each served kind's live slots (its live adapters' concurrency, summed), without the
+    loads `kinds` counts: what dispatch fills on every pass (`runtime.dispatch`)."""
+    rows = await db.execute(
+        select(Worker.agent, func.sum(func.greatest(Worker.concurrency, 0)))
+        .where(*_live())
+        .group_by(Worker.agent)
+    )
+    return {agent: int(total or 0) for agent, total in rows.all()}
+
+
 async def kinds(db: AsyncSession) -> dict[str, KindState]:
     """Every agent kind (`AGENT_KINDS`, and any other an adapter announced) with its live
-    adapters, free slots, capabilities, models and last sighting."""
+    adapters, free slots, capabilities, models, last sighting and pause."""
     alive = (await db.scalars(select(Worker).where(*_live()).order_by(Worker.name))).all()
     last_seen = dict(
         (
@@ -125,7 +158,8 @@ async def kinds(db: AsyncSession) -> dict[str, KindState]:
             )
         ).all()
     )
-    by_kind: dict[str, list[Worker]] = {k: [] for k in (*AGENT_KINDS, *last_seen)}
+    paused = await pauses.active(db)
+    by_kind: dict[str, list[Worker]] = {k: [] for k in (*AGENT_KINDS, *last_seen, *paused)}
     for row in alive:
         by_kind[row.agent].append(row)
     return {
@@ -137,6 +171,8 @@ async def kinds(db: AsyncSession) -> dict[str, KindState]:
             capabilities=_capabilities(kind, workers),
             models=_models(workers),
             last_seen_at=last_seen.get(kind),
+            paused_until=paused[kind].until if kind in paused else None,
+            pause_reason=paused[kind].reason if kind in paused else None,
         )
         for kind, workers in by_kind.items()
     }

@@ -8,7 +8,9 @@ the timeline entry's `source_id`), and are proven to come from the adapter that 
 attempt (`graph.provenance`: the proof made with the attempt's key, and the worker that
 claimed it); heartbeats are checked the same way. Anything else is answered with an
 outcome, not an error, so the consumer acknowledges it. What a report changes goes through
-`task_state`; whether a task runs again is `retry.decide`'s answer.
+`task_state`; whether a task runs again is `retry.decide`'s answer; what an ended attempt
+cost, `pricing`'s (kept too from the late result of an attempt stopped from here); what
+that spend does to a budget, `budgets.check`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -46,6 +47,9 @@ from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
 from swarm_orchestrator.graph import (
     blackboard,
+    budgets,
+    failover,
+    pricing,
     provenance,
     races,
     retry,
@@ -238,7 +242,39 @@ async def _task_event(
         policy=policy,
         plan_limits=plan_limits,
     )
-    return await handler(ctx)
+    late = _late_spend(ctx)
+    outcome = await handler(ctx)
+    if late or (outcome == Outcome.APPLIED and isinstance(message, _RESULTS)):
+        await db.flush()
+        await budgets.check(db, ctx.session, keys=keys)  # what it cost may spend a budget
+    return outcome
+
+
+_RESULTS = (TaskSucceeded, TaskFailed, TaskCancelled)
+
+
+def _late_spend(ctx: _Ctx) -> bool:
+    """The result of an attempt ended from here (stopped for a budget, cancelled, lost)
+    still says what it spent: kept, once (its late result changes nothing else). True when
+    it was kept now."""
+    message = ctx.envelope.message
+    attempt = ctx.attempt
+    if (
+        not isinstance(message, _RESULTS)
+        or attempt.status in (AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+        or attempt.cost_usd is not None
+    ):
+        return False
+    attempt.usage = attempt.usage or dict(message.usage) or None
+    pricing.price_attempt(
+        ctx.db,
+        attempt,
+        usage=attempt.usage,
+        model=message.model,
+        reported_usd=message.cost_usd,
+        fallback_model=ctx.task.spec.get("model"),
+    )
+    return True
 
 
 async def _on_started(ctx: _Ctx) -> Outcome:
@@ -291,7 +327,14 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus, reason: str | None = None)
     attempt.changed_files = list(message.changed_files)
     attempt.output_tail = message.output_tail[-MAX_TAIL_CHARS:]
     attempt.usage = dict(message.usage) or None
-    attempt.cost_usd = Decimal(str(message.cost_usd)) if message.cost_usd is not None else None
+    spend = pricing.price_attempt(
+        ctx.db,
+        attempt,
+        usage=message.usage,
+        model=message.model,
+        reported_usd=message.cost_usd,
+        fallback_model=ctx.task.spec.get("model"),
+    )
     attempt.transcript_path = message.transcript_path
     attempt.gates = list(message.gates) or None
     data: dict[str, Any] = {
@@ -304,8 +347,7 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus, reason: str | None = None)
     }
     if message.usage:
         data["usage"] = dict(message.usage)
-    if message.cost_usd is not None:
-        data["cost_usd"] = message.cost_usd
+    data.update(spend)  # our priced cost (and the CLI's claim, when it made one)
     if message.gates:
         data["gates"] = [
             {k: g.get(k) for k in ("name", "status", "exit_code", "duration_s", "source")}
@@ -471,6 +513,17 @@ async def _fail(ctx: _Ctx, *, reason: str, error: str, retry_at: datetime | None
         now=now,
         reset_at=retry_at,
     )
+    move = None  # to another agent kind, when its provider refused (see `graph.failover`)
+    if limited:
+        move = await failover.after_limit(
+            ctx.db,
+            session=ctx.session,
+            task=task,
+            reset_at=retry_at,
+            policy=ctx.policy,
+            now=now,
+            again=decision.again,
+        )
     failure = f"attempt {task.attempt} failed: {reason}"
     again_at = decision.retry_at(now)
     entry = task_state.Entry(
@@ -483,9 +536,17 @@ async def _fail(ctx: _Ctx, *, reason: str, error: str, retry_at: datetime | None
             "reason": reason,
             "error": error[:2000],
             "will_retry": decision.again,
+            **({"failover": move.public()} if move is not None and move.to is None else {}),
         },
     )
-    if decision.again:
+    report = ctx.envelope.message
+    if move is not None and move.to is not None and isinstance(report, TaskFailed):
+        failover.shift(ctx.db, task, move, ended=entry, attempt=ctx.attempt, report=report)
+        await ctx.db.flush()
+        await scheduler.queue_ready(
+            ctx.db, session=ctx.session, keys=ctx.keys, only=[task.id], routed=[task.id]
+        )
+    elif decision.again:
         task_state.reschedule(ctx.db, task, reason=failure, retry_at=again_at, entry=entry)
         if again_at is None:  # at once: no retry time for the sweep to wait for
             await ctx.db.flush()

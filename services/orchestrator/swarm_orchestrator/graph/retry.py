@@ -8,7 +8,10 @@ rate limit (`reports`), an adapter giving an attempt back (`reports`), a lost at
 The policy has two parts: the orchestrator's (`RetryPolicy`, from its settings) and the
 task's own (`max_attempts`, `retry_on_gate_failure`, from its spec). Only attempts that
 failed count against `max_attempts`: a lost attempt (its worker died) or a rate-limited one
-is not the task's fault and has limits of its own.
+is not the task's fault and has limits of its own. But a lost attempt that was never heard
+from after it started (`lost_as`) failed to start: its agent's start may be what killed its
+worker, so it counts as failed (`STARTUP_FAILED`), and a crash loop ends within
+`max_attempts` like any failure; `max_lost` is for attempts lost after they made progress.
 """
 
 from __future__ import annotations
@@ -28,13 +31,23 @@ __all__ = [
     "Counts",
     "Decision",
     "RetryPolicy",
+    "STARTUP_FAILED",
     "TaskLimits",
     "decide",
+    "lost_as",
 ]
 
-FINAL_REASONS = frozenset({"dead_lettered", "workspace_escape", "invalid_task"})
-"""Failure reasons never retried: the message itself is the problem, or the agent wrote
-outside its worktree (it would again; a person looks first and retries by hand)."""
+FINAL_REASONS = frozenset({"dead_lettered", "workspace_escape", "invalid_task", "budget_exhausted"})
+"""Failure reasons never retried: the message itself is the problem, the agent wrote
+outside its worktree (it would again; a person looks first and retries by hand), or it
+spent more than its task's own cap (`settings.budget.per_task_usd`: another try would too)."""
+
+
+STARTUP_FAILED = "startup_failed"
+"""The failure reason of an attempt whose agent died before it said anything (its adapter
+reports it, with the CLI's last output), or whose worker went silent before its first
+heartbeat (the reaper, see `lost_as`). An ordinary failure: it counts against
+`max_attempts`."""
 
 
 REPAIR_REASONS = frozenset({"invalid_plan", "invalid_verdict"})
@@ -72,11 +85,22 @@ class RetryPolicy:
     """Longest wait for a reported rate-limit reset."""
     max_lost: int = 5
     """Lost attempts of one task before it fails."""
+    pause_after: int = 3
+    """Rate-limited attempts of one agent kind within `pause_window_s` that pause the kind
+    (`graph.pauses`); 0: never."""
+    pause_window_s: float = 600.0
+    pause_s: float = 600.0
+    """How long a kind is paused when none of its limits reported a reset."""
 
     @classmethod
     def from_settings(cls, settings: OrchestratorSettings) -> RetryPolicy:
         """The policy an orchestrator's settings ask for."""
-        return cls(max_lost=settings.max_lost_attempts)
+        return cls(
+            max_lost=settings.max_lost_attempts,
+            pause_after=settings.failover_pause_after,
+            pause_window_s=settings.failover_window_s,
+            pause_s=settings.failover_pause_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,19 @@ def decide(
     if limits is None:
         raise ValueError("a failed attempt's decision needs the task's limits")
     return _failed(reason, counts, limits, policy, rng=rng)
+
+
+def lost_as(
+    *, lease_expired: bool, started_at: datetime | None, heartbeat_at: datetime | None
+) -> Cause:
+    """How a lost attempt counts. `Cause.FAILED` (reason `STARTUP_FAILED`) when its worker's
+    lease lapsed before the worker was heard from after the start (no heartbeat, no
+    progress: `task_state.start` sets `heartbeat_at` to the start): the worker died right
+    after it claimed the attempt or started its agent, perhaps because of it. Otherwise
+    `Cause.LOST`: a worker that died or was cut off after it made progress, or a claim that
+    Redis forgot (`lease_expired` False: no fault of the task's)."""
+    silent = heartbeat_at is None or (started_at is not None and heartbeat_at <= started_at)
+    return Cause.FAILED if lease_expired and silent else Cause.LOST
 
 
 def _rate_limited(

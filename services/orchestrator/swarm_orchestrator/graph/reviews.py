@@ -155,7 +155,7 @@ async def request(
         "acceptance": list(task.spec.get("acceptance") or ()),
         "attempt": task.attempt,
         "commit": commit,
-        "against": session.integration_head or session.base_commit,
+        "against": scheduler.work_head(session),
         "round": task.review_round,
         "max_rounds": spec.max_rounds,
         "rubric": spec.rubric,

@@ -8,7 +8,8 @@ The choice, in order:
 2. What the task needs rules kinds out (`swarm_common.capabilities.needs`): an
    `output_schema` needs a kind whose CLI enforces one, `allowed_tools` one that limits its
    tools, a named `model` a kind whose live adapters list it (when they list any).
-3. A kind needs a live adapter (`graph.fleet`).
+3. A kind needs a live adapter (`graph.fleet`) and must not be paused for its provider's
+   limits (`graph.pauses`).
 4. Among those left: a kind with a free slot (its adapters' concurrency not taken by
    queued or running tasks) before one without; then the persona's preference (its
    snapshot's `agents`, else its role's, else the task's role's); then price (`PRICES`, a
@@ -196,6 +197,8 @@ def _ruled_out(state: KindState, wanted: frozenset[str], model: object) -> str |
         return ", ".join(_NEED_WORDS.get(n, f"lacks {n}") for n in lacking)
     if not state.live:
         return f"has no live adapter ({state.missing_since()})"
+    if state.paused:
+        return f"is {state.paused_text()}"
     if isinstance(model, str) and state.models and model not in state.models:
         return f"serves no model {model!r} (only {', '.join(sorted(state.models))})"
     return None
@@ -234,16 +237,21 @@ class Router:
         self.policy = policy_of(db)
         self._kinds: dict[str, KindState] | None = None
 
+    async def fleet(self) -> dict[str, KindState]:
+        """The fleet as this pass sees it (read once, then counting what it routed)."""
+        if self._kinds is None:
+            self._kinds = await fleet.kinds(self.db)
+        return self._kinds
+
     async def route(self, task: Task) -> bool:
         """Set the kind of `task`'s next attempt and say so on its timeline; False (the task
         stays pending, and says why) when no kind can take it now."""
-        if self._kinds is None:
-            self._kinds = await fleet.kinds(self.db)
-        choice = choose(task.spec or {}, role=task.role, kinds=self._kinds, policy=self.policy)
+        kinds = await self.fleet()
+        choice = choose(task.spec or {}, role=task.role, kinds=kinds, policy=self.policy)
         if choice.agent is None:
             self._unroutable(task, choice)
             return False
-        self._kinds[choice.agent] = self._kinds[choice.agent].took()
+        kinds[choice.agent] = kinds[choice.agent].took()
         task.agent = choice.agent
         if (task.reason or "").startswith(UNROUTABLE):
             task.reason = None

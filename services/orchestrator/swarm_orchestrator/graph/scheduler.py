@@ -12,7 +12,8 @@ not).
 
 Concurrency: the caller holds the session's lock (`graph.locking`), so two orchestrators
 finishing two parents of the same child at once see each other's commits, and the child is
-queued exactly once. The state change itself is `task_state.queue`.
+queued exactly once. The state change itself is `task_state.queue`. Nothing is queued for
+a session whose budget, or its tenant's, is spent (`graph.budgets.check`).
 
 A task that asks for `agent: auto` is routed first (`graph.routing`): its attempt goes to
 the kind chosen then, or, when no kind can take it, it stays pending and says why.
@@ -35,10 +36,25 @@ from swarm_common.streams import Keys
 from swarm_common.verdicts import VERDICT_SCHEMA
 from swarm_orchestrator.db import outbox, timeline
 from swarm_orchestrator.db.models import Session, Task, TaskDependency
-from swarm_orchestrator.graph import blackboard, races, routing, session_state, task_state
+from swarm_orchestrator.graph import (
+    blackboard,
+    budgets,
+    failover,
+    races,
+    routing,
+    session_state,
+    task_state,
+)
 from swarm_orchestrator.graph.locking import lock_session, lock_tasks
 
-__all__ = ["branch_name", "integration_branch", "queue_ready", "resume_after_review", "sweep"]
+__all__ = [
+    "branch_name",
+    "integration_branch",
+    "queue_ready",
+    "resume_after_review",
+    "sweep",
+    "work_head",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +67,30 @@ def integration_branch(session_id: uuid.UUID) -> str:
     return f"swarm/{session_id}/integration"
 
 
+def work_head(session: Session) -> str:
+    """Where new work starts and what checkpoints check: the integration head, or in a dry
+    run the head of its dry-run branch, which holds the work of the tasks before it
+    (`integration.dry_run`)."""
+    return session.dry_run_head or session.integration_head or session.base_commit
+
+
 async def queue_ready(
     db: AsyncSession,
     *,
     session: Session,
     keys: Keys,
     only: Collection[uuid.UUID] | None = None,
+    routed: Collection[uuid.UUID] = (),
 ) -> list[Task]:
     """Queue every ready task of `session` (or only those in `only`); the session must be
-    locked by the caller. A draft runs only its planning agent's tasks (kind `plan`)."""
+    locked by the caller. A draft runs only its planning agent's tasks (kind `plan`).
+    `routed`: tasks whose kind was just chosen (a failover), not routed again."""
     kinds: tuple[ColumnElement[bool], ...] = ()
     if session.status == SessionStatus.DRAFT:
         kinds = (Task.kind == "plan",)
     elif session.status != SessionStatus.ACTIVE:
+        return []
+    if not await budgets.check(db, session, keys=keys):  # spent: it may have been suspended
         return []
     parent = aliased(Task)
     unfinished_parent = exists().where(
@@ -94,12 +121,17 @@ async def queue_ready(
     contenders: list[uuid.UUID] = []
     for task in tasks:
         if task.kind == "work" and task.spec.get("race"):  # best of N: its contenders run
-            head = session.integration_head or session.base_commit
+            head = work_head(session)
             contenders += await races.start(db, session=session, task=task, base=head)
             queued.append(task)
             continue
-        if routing.is_auto(task) and not await router.route(task):
-            continue  # no kind can take it now: it stays pending and says why
+        if task.id in routed:
+            pass
+        elif routing.is_auto(task):
+            if not await router.route(task):
+                continue  # no kind can take it now: it stays pending and says why
+        elif task.spec.get("fallback"):  # its kind may be paused: it moves on
+            failover.before_queue(db, session=session, task=task, kinds=await router.fleet())
         base, merge_with = await _starting_point(db, task=task, session=session)
         _queue(
             db,
@@ -134,7 +166,7 @@ async def _starting_point(
     """The commit a task's worktree starts from (the integration head; for a review run the
     commit it judges; for a task sent back to fix its work, its own last commit), and for a
     conflict-resolution task the integration head to merge into it."""
-    head = session.integration_head or session.base_commit
+    head = work_head(session)
     review_of = task.spec.get("review_of") if task.kind == "review" else None
     if review_of and review_of.get("commit"):
         return review_of["commit"], None
@@ -243,7 +275,7 @@ def _queue(
         **(context or {}),
         event_key=attempt.event_key,
     )
-    outbox.add_message(db, stream=keys.tasks(task.agent), message=message)
+    outbox.add_task(db, stream=keys.tasks(task.agent), message=message, priority=task.priority)
     log.info(
         "task queued",
         extra={"task_id": str(task.id), "task_key": task.key, "attempt": task.attempt},

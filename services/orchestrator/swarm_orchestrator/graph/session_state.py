@@ -13,10 +13,12 @@ checkpoint fails, it waits in `awaiting_review` with its `review_reason`. A pers
 `finish` a session whose tasks all ended, failures and all. Tasks added later reopen it
 (a finalized one only when asked). Planner runs (tasks of kind `plan`) are no part of this.
 
-`suspended` has two causes: a person's pause (`pause`/`resume`), and the system's, while an
-agent kind its tasks need has no live adapter (`suspend_for_fleet`, with the reason and the
-kinds in `suspended_reason`/`suspended_kinds`); only the latter resumes by itself
-(`resume_for_fleet`), and a person's pause of it makes it the former.
+`suspended` has three causes: a person's pause (`pause`/`resume`), and the system's, which
+says why in `suspended_reason`: an agent kind its tasks need has no live adapter
+(`suspend_for_fleet`, the kinds in `suspended_kinds`), or its budget or its tenant's is spent
+(`suspend_for_budget`, the reason `budget_exhausted`). Each system suspension ends only by
+its own cause (`resume_for_fleet` when the kinds are back, `resume_for_budget` when the
+budget is raised), and a person's pause of it makes it the first.
 """
 
 from __future__ import annotations
@@ -63,15 +65,20 @@ __all__ = [
     "reopen",
     "resume",
     "resume_after_review",
+    "resume_for_budget",
     "resume_for_fleet",
+    "suspend_for_budget",
     "suspend_for_fleet",
     "tally",
 ]
 
-MERGED_WELL = (MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED)
-"""A succeeded task whose work is on the integration branch (or had nothing to merge)."""
+MERGED_WELL = (MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED, MergeStatus.DRY_RUN)
+"""A succeeded task whose work is on the integration branch (or had nothing to merge, or
+is a dry run's, which merges nothing and settles like merged work)."""
 KEYS_NAMED = 3
 """Tasks a review reason names of each kind (how many there are is always said)."""
+BUDGET_EXHAUSTED = "budget_exhausted"
+"""The `suspended_reason` of a session whose budget (or its tenant's) is spent."""
 
 
 def _move(
@@ -86,7 +93,7 @@ def _move(
     check_transition(SESSION_TRANSITIONS, session.status, to, what=f"session {session.id}")
     session.status = to
     session.updated_at = utcnow()
-    session.suspended_reason = None  # `suspend_for_fleet` sets them after its move
+    session.suspended_reason = None  # the system's suspensions set them after their move
     session.suspended_kinds = None
     if to == SessionStatus.ACTIVE:
         session.review_reason = None  # it runs again: nothing waits for a person
@@ -137,7 +144,7 @@ async def resume_after_review(db: AsyncSession, session: Session, *, actor: str)
 def pause(db: AsyncSession, session: Session, *, actor: str) -> None:
     """Queue nothing new until resumed; pausing a paused session changes nothing. A session
     the system suspended becomes a person's pause: it no longer resumes by itself."""
-    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is not None:
+    if session.status == SessionStatus.SUSPENDED and session.suspended_reason is not None:
         was = session.suspended_reason
         session.suspended_reason = None
         session.suspended_kinds = None
@@ -213,6 +220,46 @@ async def resume_for_fleet(db: AsyncSession, session: Session, *, why: str) -> b
         return False
     to = SessionStatus.AWAITING_REVIEW if await _conflicts(db, session.id) else SessionStatus.ACTIVE
     _move(db, session, to, "session.resumed", data={"to": to, "reason": why})
+    if to == SessionStatus.ACTIVE and session.finished_at is not None:
+        await finish_or_reopen(db, session)
+    return True
+
+
+def suspend_for_budget(db: AsyncSession, session: Session, *, data: dict[str, Any]) -> bool:
+    """An active session whose budget, or its tenant's, is spent is `suspended` with the
+    reason `budget_exhausted` (`graph.budgets`; `data`: what was spent of which limit); one
+    the fleet suspended takes this reason instead (the fleet's return does not resume it).
+    It resumes when the budget is raised (`resume_for_budget`). True when it changed."""
+    data = {"reason": BUDGET_EXHAUSTED, **data}
+    if session.status == SessionStatus.SUSPENDED and session.suspended_kinds is not None:
+        session.suspended_kinds = None
+        session.updated_at = utcnow()
+        timeline.record(db, session_id=session.id, type="session.suspended", data=data)
+    elif session.status == SessionStatus.ACTIVE:
+        _move(db, session, SessionStatus.SUSPENDED, "session.suspended", data=data)
+    else:
+        return False
+    session.suspended_reason = BUDGET_EXHAUSTED
+    return True
+
+
+async def resume_for_budget(
+    db: AsyncSession, session: Session, *, actor: str, data: dict[str, Any]
+) -> bool:
+    """A session suspended for its budget (never one a person paused) runs again: the
+    budget was raised above what is spent. True when it changed; the caller queues what is
+    ready."""
+    if session.status != SessionStatus.SUSPENDED or session.suspended_reason != BUDGET_EXHAUSTED:
+        return False
+    to = SessionStatus.AWAITING_REVIEW if await _conflicts(db, session.id) else SessionStatus.ACTIVE
+    _move(
+        db,
+        session,
+        to,
+        "session.resumed",
+        actor=actor,
+        data={"to": to, "reason": "the budget was raised", **data},
+    )
     if to == SessionStatus.ACTIVE and session.finished_at is not None:
         await finish_or_reopen(db, session)
     return True
@@ -364,7 +411,7 @@ def checkpoint_ended(db: AsyncSession, session: Session, checkpoint: Checkpoint)
     """A final checkpoint ended (the caller holds the session's lock): passed, the session
     is `finalized`; failed, it waits for review. One of an older head, or of a session that
     was reopened, cancelled or finalized meanwhile, settles nothing."""
-    head = session.integration_head or session.base_commit
+    head = session.dry_run_head or session.integration_head or session.base_commit  # work_head
     if (
         not checkpoint.final
         or session.finished_at is None

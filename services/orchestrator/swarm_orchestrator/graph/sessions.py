@@ -53,9 +53,12 @@ log = logging.getLogger(__name__)
 READ_PARTITION = 500
 """Rows `task_rows` takes at once (a few milliseconds of the event loop)."""
 LISTED_COLUMNS = [
-    c for c in Task.__table__.c if c.key not in {"prompt", "spec", "feedback", "handoff"}
+    c
+    for c in Task.__table__.c
+    if c.key not in {"prompt", "spec", "feedback", "handoff", "would_merge"}
 ]
-"""What a list of tasks shows of each (its prompt and spec are read one task at a time)."""
+"""What a list of tasks shows of each (its prompt, spec and a dry run's report are read one
+task at a time)."""
 
 
 async def create_session(

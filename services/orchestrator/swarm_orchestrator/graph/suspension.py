@@ -7,6 +7,12 @@ it:
   period (and was queued before it) goes elsewhere: its attempt is cancelled (a cancel
   request goes out, in case an adapter of the kind comes back to it) and it is queued again,
   which routes it anew (`graph.routing`; with no kind to take it, it waits pending).
+- **Failover.** A task with `fallback` kinds does not wait for its kind: queued (not yet
+  started) on a kind gone for the grace period, or queued or waiting for a retry on a kind
+  paused for its provider's limits (`graph.pauses`), it moves to its next live kind that
+  is not paused (`graph.failover`; its queued attempt is cancelled, and it is queued anew),
+  so its session is not suspended for it; a session the system suspended resumes once its
+  tasks moved. With no kind to move to, it waits as before.
 - **Suspension.** An active session with queued tasks that name a kind with no live adapter
   for the grace period (counted from the newest of: the kind's last sighting, the oldest
   such task's queueing, the session's last change) is `suspended` with the reason (`no live
@@ -26,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.messages import utcnow
@@ -34,7 +40,7 @@ from swarm_common.specs import AUTO_AGENT
 from swarm_common.states import AttemptStatus, SessionStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Session, Task
-from swarm_orchestrator.graph import fleet, scheduler, session_state, task_state
+from swarm_orchestrator.graph import failover, fleet, routing, scheduler, session_state, task_state
 from swarm_orchestrator.graph.fleet import KindState
 from swarm_orchestrator.graph.locking import lock_session, lock_task
 
@@ -48,9 +54,10 @@ class Outcome:
     suspended: int = 0
     resumed: int = 0
     rerouted: int = 0
+    failed_over: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.suspended or self.resumed or self.rerouted)
+        return bool(self.suspended or self.resumed or self.rerouted or self.failed_over)
 
 
 def missing_reason(states: list[KindState]) -> str:
@@ -68,6 +75,7 @@ async def check(
     dead = sorted(k for k, s in kinds.items() if not s.live)
     outcome = Outcome()
     outcome.rerouted = await _reroute(sessionmaker, keys=keys, kinds=kinds, grace_s=grace_s)
+    outcome.failed_over = await _fail_over(sessionmaker, keys=keys, kinds=kinds, grace_s=grace_s)
     active, suspended = await _waiting(sessionmaker, dead)
     for session_id, (updated_at, waiting) in active.items():
         overdue = sorted(
@@ -262,4 +270,110 @@ async def _reroute_one(
         "queued task's agent kind is gone; routed again",
         extra={"task_id": str(task.id), "task_key": task.key, "from": was, "to": task.agent},
     )
+    return 1
+
+
+def _gone(kinds: dict[str, KindState], grace_s: float) -> list[str]:
+    """Kinds with no live adapter for the grace period."""
+    now = utcnow()
+    return [
+        k
+        for k, s in kinds.items()
+        if not s.live
+        and (s.last_seen_at is None or now - s.last_seen_at > timedelta(seconds=grace_s))
+    ]
+
+
+async def _fail_over(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    keys: Keys,
+    kinds: dict[str, KindState],
+    grace_s: float,
+) -> int:
+    """Move tasks with fallbacks off kinds that cannot take them (see the module
+    docstring); how many moved."""
+    now = utcnow()
+    gone = _gone(kinds, grace_s)
+    paused = sorted(k for k, s in kinds.items() if s.paused)
+    if not gone and not paused:
+        return 0
+    fallback = Task.spec["fallback"].astext != "[]"  # SQL NULL (none listed) is not
+    stuck = or_(
+        and_(
+            fallback,
+            Task.status == TaskStatus.QUEUED,
+            Task.agent.in_(gone),
+            Task.queued_at < now - timedelta(seconds=grace_s),
+        ),
+        and_(
+            or_(fallback, Task.spec["agent"].astext == AUTO_AGENT),
+            Task.agent.in_(paused),
+            or_(
+                Task.status == TaskStatus.QUEUED,
+                and_(Task.status == TaskStatus.PENDING, Task.retry_at > now),
+            ),
+        ),
+    )
+    async with sessionmaker() as db:
+        found = (
+            await db.scalars(
+                select(Task.id)
+                .join(Session, Session.id == Task.session_id)
+                .where(Session.status.in_([SessionStatus.ACTIVE, SessionStatus.SUSPENDED]), stuck)
+                .limit(1000)
+            )
+        ).all()
+    moved = 0
+    for task_id in found:
+        async with sessionmaker() as db, db.begin():
+            moved += await _fail_over_one(db, task_id, kinds=kinds, gone=gone, keys=keys)
+    return moved
+
+
+async def _fail_over_one(
+    db: AsyncSession,
+    task_id: uuid.UUID,
+    *,
+    kinds: dict[str, KindState],
+    gone: list[str],
+    keys: Keys,
+) -> int:
+    locked = await lock_task(db, task_id)
+    if locked is None:
+        return 0
+    session, task = locked.session, locked.task
+    by_system = session.status == SessionStatus.SUSPENDED and session.suspended_kinds
+    if session.status != SessionStatus.ACTIVE and not by_system:
+        return 0  # a person's pause: nothing moves under it
+    state = kinds.get(task.agent)
+    if task.status == TaskStatus.QUEUED and task.agent in gone:
+        reason = failover.NO_LIVE_ADAPTER
+    elif task.status in (TaskStatus.QUEUED, TaskStatus.PENDING) and state and state.paused:
+        reason = failover.PAUSED
+    else:
+        return 0
+    move = failover.decide(
+        spec=task.spec or {},
+        role=task.role,
+        current=task.agent,
+        reason=reason,
+        kinds=kinds,
+        now=utcnow(),
+        max_wait_s=failover.max_wait_s(session),
+        prices=routing.policy_of(db),
+    )
+    if move is None or move.to is None:
+        return 0
+    if task.status == TaskStatus.QUEUED:
+        await task_state.stop_attempt(
+            db,
+            task,
+            status=AttemptStatus.CANCELLED,
+            reason=f"moved from {move.was} to {move.to}: {reason}",
+            keys=keys,
+        )
+    failover.shift(db, task, move)
+    await db.flush()
+    await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id], routed=[task.id])
     return 1

@@ -57,10 +57,13 @@ __all__ = [
     "conflicted",
     "create_graph",
     "create_tasks",
+    "dry_run_merged",
     "Entry",
     "end_attempt",
     "enter_merge_queue",
     "fail",
+    "fail_over",
+    "hold_for_approval",
     "is_conflicted",
     "limits",
     "merged",
@@ -299,11 +302,13 @@ def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> A
     task.base_commit = base
     task.merge_commit = None
     task.overlaps = None
+    task.approval_reason = None  # a new attempt's work is judged anew
     _move_merge(task, None, now)
     attempt = Attempt(
         task_id=task.id,
         number=task.attempt,
         status=AttemptStatus.QUEUED,
+        agent=task.agent,  # the kind it runs on, kept when the task's changes later
         base_commit=base,
         event_key=proofs.new_key(),
     )
@@ -487,14 +492,50 @@ def send_back(
 
 
 async def approve(db: AsyncSession, task: Task, *, actor: str) -> None:
-    """awaiting_approval → succeeded: a person accepted the work; it joins the merge queue."""
+    """awaiting_approval → succeeded: a person accepted the work; it joins the merge queue.
+    Work held for crossing the session's policy (`approval_reason`) is not checked again
+    for the commit they approved."""
     if task.status != TaskStatus.AWAITING_APPROVAL:
         raise IllegalTransition(f"task {task.key}: a {task.status} task is not approved")
     now = utcnow()
     _move(task, TaskStatus.SUCCEEDED, now)
     task.finished_at = now
+    commit = (task.result or {}).get("commit")
+    if task.approval_reason and commit:
+        task.approved_commit = commit
     await enter_merge_queue(db, task)
-    _record(db, task, "task.approved", actor=actor)
+    _record(
+        db,
+        task,
+        "task.approved",
+        actor=actor,
+        data={"commit": commit, "reason": task.approval_reason} if task.approval_reason else None,
+    )
+
+
+def hold_for_approval(
+    db: AsyncSession,
+    task: Task,
+    *,
+    reason: str,
+    violations: list[dict[str, Any]],
+    data: dict[str, Any],
+) -> None:
+    """succeeded (waiting to merge) → awaiting_approval: the merge queue found the work
+    crossing its session's policy (`integration.policies`); a person approves or cancels it.
+    `reason` is kept on the task, the violations go on its timeline entry."""
+    now = utcnow()
+    _move(task, TaskStatus.AWAITING_APPROVAL, now)
+    _move_merge(task, None, now)
+    task.merge_seq = None
+    task.approval_reason = reason
+    task.finished_at = None
+    _record(
+        db,
+        task,
+        "task.awaiting_approval",
+        data={"reason": reason, "violations": violations, **data},
+    )
 
 
 def reschedule(
@@ -510,6 +551,38 @@ def reschedule(
     task.finished_at = None
     _write(db, task, entry)
     return previous
+
+
+def fail_over(
+    db: AsyncSession,
+    task: Task,
+    *,
+    to: str,
+    resume_commit: str | None,
+    feedback: str | None,
+    data: dict[str, Any],
+    ended: Entry | None = None,
+) -> None:
+    """The task moves to agent kind `to` and runs again at once (`graph.failover` decided),
+    from `resume_commit` (the work its last attempt left) with `feedback` for its prompt.
+    An ended attempt (`ended`: its entry) or a queued one the caller stopped → pending; a
+    pending task stays pending, its retry time dropped. Writes `task.failover` (`data`
+    with `from` and `to`)."""
+    was = task.agent
+    task.agent = to
+    task.resume_commit = resume_commit
+    task.feedback = feedback
+    reason = f"moved from {was} to {to}: {data.get('reason', 'failover')}"
+    entry = Entry("task.failover", data={**data, "from": was, "to": to})
+    if task.status == TaskStatus.PENDING:
+        task.retry_at = None
+        task.reason = reason
+        task.updated_at = utcnow()
+    else:
+        reschedule(db, task, reason=reason, retry_at=None, entry=ended or entry)
+        if ended is None:
+            return
+    _write(db, task, entry)
 
 
 def fail(db: AsyncSession, task: Task, *, reason: str, entry: Entry) -> None:
@@ -676,6 +749,14 @@ def merged(
     task.merge_commit = merge_commit
     task.conflict_files = None
     _record(db, task, "task.merged", data={"merge_status": status, **data})
+
+
+def dry_run_merged(db: AsyncSession, task: Task, *, would_merge: dict[str, Any]) -> None:
+    """pending → dry_run: a dry run merged nothing; `would_merge` says what it would have
+    (`integration.dry_run`). Its dependents may run."""
+    _move_merge(task, MergeStatus.DRY_RUN, utcnow())
+    task.would_merge = would_merge
+    _record(db, task, "task.would_merge", data=would_merge)
 
 
 def resolved(db: AsyncSession, task: Task, *, by: str, merge_commit: str | None) -> None:

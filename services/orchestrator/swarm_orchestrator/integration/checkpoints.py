@@ -8,6 +8,9 @@ both to the session's repository. A checkpoint whose orchestrator died is leased
 when its lease runs out; the ref updates are compare-and-swap, so running one twice
 changes nothing the second time. A cancelled session's checkpoint is never tagged.
 
+A dry run's checkpoints (`integration.dry_run`) check its dry-run branch's head (the work
+its tasks would have merged) and publish nothing: no target branch, no tag, no push.
+
 A final checkpoint (`final`) is taken when a session's tasks have all ended
 (`graph.session_state` asks for it, in the transaction that saw them end, through
 `request_final`, which makes at most one of each head); its outcome settles the session
@@ -41,7 +44,7 @@ from swarm_common.states import SessionStatus
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session
 from swarm_orchestrator.errors import SwarmError
-from swarm_orchestrator.graph import session_state
+from swarm_orchestrator.graph import scheduler, session_state
 from swarm_orchestrator.graph.locking import lock_open_session, lock_session
 from swarm_orchestrator.integration.merges import session_settings
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
@@ -94,7 +97,7 @@ async def request_final(db: AsyncSession, session: Session, *, actor: str) -> Ch
     """The final checkpoint of the session's integration head: the open one when there is
     one (asking twice makes no second), else a new one. The caller holds the session's lock
     and commits. Open final checkpoints of an older head settle nothing any more."""
-    head = session.integration_head or session.base_commit
+    head = scheduler.work_head(session)
     found = None
     for checkpoint in await db.scalars(
         select(Checkpoint)
@@ -129,7 +132,7 @@ async def demote_final(db: AsyncSession, session_id: uuid.UUID) -> None:
 async def head_verdict(db: AsyncSession, session: Session) -> str | None:
     """How the integration head was checked: `passed` when a checkpoint of it passed,
     `failed` when its newest final checkpoint failed, None when neither."""
-    head = session.integration_head or session.base_commit
+    head = scheduler.work_head(session)
     rows = (
         await db.execute(
             select(Checkpoint.status, Checkpoint.final)
@@ -158,7 +161,7 @@ async def _add(db: AsyncSession, session: Session, *, actor: str, final: bool) -
         session_id=session_id,
         number=number,
         status="pending",
-        commit=session.integration_head or session.base_commit,
+        commit=scheduler.work_head(session),
         target_branch=session.target_branch,
         tag=tag_name(session_id, number),
         requested_by=actor,
@@ -334,7 +337,11 @@ async def _finish(
         pushed: bool | None = None
         if session.status == SessionStatus.CANCELLED and not error:
             error = "the session was cancelled: nothing is tagged"
-        if not error:
+        rehearsing = session_settings(session).dry_run
+        if rehearsing:  # a dry run moves no branch, makes no tag and pushes nothing
+            checkpoint.target_branch = None
+            checkpoint.tag = None
+        elif not error:
             try:
                 target = _push_target(session, settings) if session_settings(session).push else None
                 pushed, push_error = await asyncio.to_thread(
@@ -359,6 +366,8 @@ async def _finish(
         }
         if error:
             data["error"] = error[:2000]
+        elif rehearsing:
+            data["dry_run"] = True
         else:
             data.update(tag=checkpoint.tag, target_branch=checkpoint.target_branch, pushed=pushed)
         if checkpoint.final:

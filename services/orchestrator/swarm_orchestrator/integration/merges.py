@@ -11,6 +11,15 @@ A conflict leaves the branch untouched and, per the session's `conflicts` policy
 puts the session in `awaiting_review` or adds a resolution task: an agent gets a worktree of
 the task's work with the integration head merged in, conflict markers and all, and its
 result is merged in the task's place.
+
+Before a task's work merges it is checked against the session's policy
+(`integration.policies`): work that crosses it waits in `awaiting_approval` with the reason
+(`task_state.hold_for_approval`) until a person approves it (then it merges unchecked) or
+cancels it. The check is here, not where the attempt's success is applied, because it reads
+git: that diff is read before the session's lock is taken (`_look_ahead`) and used under it
+only if the task, its commit and the head are still the same (else read again). A dry run
+(`integration.dry_run`) merges into its dry-run branch instead and records what the task
+would have merged.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +45,7 @@ from swarm_orchestrator.db.models import Session, Task, TaskDependency
 from swarm_orchestrator.graph import scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_session, lock_tasks
 from swarm_orchestrator.graph.personas import Assignment
+from swarm_orchestrator.integration import dry_run, policies
 
 __all__ = ["merge_next", "merge_pending", "session_settings"]
 
@@ -94,6 +105,7 @@ async def merge_next(
     keys: Keys,
 ) -> bool:
     """Merge the first task of one session's queue; False when the queue is empty."""
+    ahead = await _look_ahead(sessionmaker, session_id, workspace=workspace)
     async with sessionmaker() as db, db.begin():
         session = await lock_session(db, session_id)
         if session is None:
@@ -110,7 +122,7 @@ async def merge_next(
             return False
         task = first[0]
         commit = (task.result or {}).get("commit")
-        start = session.integration_head or session.base_commit
+        start = scheduler.work_head(session)  # a dry run's: its dry-run branch
         mirror = workspace / session.repo_path
         if not commit or (
             commit == task.base_commit  # the attempt changed nothing: is its start merged?
@@ -118,29 +130,225 @@ async def merge_next(
         ):
             await _merged(db, session=session, task=task, keys=keys, head=None)
             return True
-        try:
-            result = await asyncio.to_thread(
-                _merge,
-                mirror,
-                scheduler.integration_branch(session.id),
-                start,
-                commit,
-                _message(session, task),
-                git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
+        settings = session_settings(session)
+        look = _Look(task_id=task.id, commit=commit, start=start)
+        found = ahead if ahead is not None and ahead.look == look else None
+        if found is None and _wants_change(settings, task, commit):
+            found = await asyncio.to_thread(_inspect, mirror, look, task.base_commit)
+        violations = _violations(settings, task, found)
+        if settings.dry_run:
+            await _rehearse(
+                db,
+                session=session,
+                task=task,
+                keys=keys,
+                mirror=mirror,
+                found=found,
+                look=look,
+                violations=violations,
             )
-        except git.GitError as exc:
-            if exc.transient:
-                raise
-            log.error("merge failed", extra={"task_key": task.key, "error": str(exc)})
-            await _conflict(
-                db, session=session, task=task, files=[], keys=keys, error=exc.stderr[:2000]
-            )
-            return True
-        if result.conflicts:
-            await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
+        elif violations:
+            _hold(db, task=task, found=found, violations=violations)
         else:
-            await _merged(db, session=session, task=task, keys=keys, head=result)
+            await _merge_task(db, session=session, task=task, keys=keys, mirror=mirror, look=look)
     return True
+
+
+async def _merge_task(
+    db: AsyncSession, *, session: Session, task: Task, keys: Keys, mirror: Path, look: _Look
+) -> None:
+    """Merge the task's commit into the integration branch (the session is locked)."""
+    commit, start = look.commit, look.start
+    try:
+        result = await asyncio.to_thread(
+            _merge,
+            mirror,
+            scheduler.integration_branch(session.id),
+            start,
+            commit,
+            _message(session, task),
+            git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
+        )
+    except git.GitError as exc:
+        if exc.transient:
+            raise
+        log.error("merge failed", extra={"task_key": task.key, "error": str(exc)})
+        await _conflict(
+            db, session=session, task=task, files=[], keys=keys, error=exc.stderr[:2000]
+        )
+        return
+    if result.conflicts:
+        await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
+    else:
+        await _merged(db, session=session, task=task, keys=keys, head=result)
+
+
+# -- policies and dry runs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Look:
+    """Which work a reading of git is about: the task, its commit, the head it merges into."""
+
+    task_id: uuid.UUID
+    commit: str
+    start: str
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the task's work changes (`change`), or why git could not say (`error`)."""
+
+    look: _Look
+    change: policies.Change | None
+    error: str = ""
+
+
+def _wants_change(settings: SessionSettings, task: Task, commit: str) -> bool:
+    """Whether merging needs to know what the work changes: a dry run reports it, and a
+    policy judges it unless a person approved this commit."""
+    if settings.dry_run:
+        return True
+    return policies.has_limits(settings.policy) and task.approved_commit != commit
+
+
+def _inspect(mirror: Path, look: _Look, base: str | None) -> _Found:
+    """Read what the work changes (blocking: in a thread). Only a git error that may pass
+    (a held lock) is raised; any other is the answer."""
+    try:
+        change = policies.read_change(
+            mirror, start=look.start, commit=look.commit, fallback_base=base
+        )
+    except git.GitError as exc:
+        if exc.transient:
+            raise
+        return _Found(look=look, change=None, error=exc.stderr[:2000] or str(exc))
+    return _Found(look=look, change=change)
+
+
+async def _look_ahead(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID, *, workspace: Path
+) -> _Found | None:
+    """Read what the first work in the session's queue changes, before any lock is taken
+    (a large diff takes a while); None when nothing needs reading."""
+    async with sessionmaker() as db:
+        session = await db.get(Session, session_id)
+        if session is None:
+            return None
+        settings = session_settings(session)
+        if not settings.dry_run and not policies.has_limits(settings.policy):
+            return None  # most sessions: nothing to read
+        task = await db.scalar(
+            select(Task)
+            .where(
+                Task.session_id == session_id,
+                Task.merge_status == MergeStatus.PENDING,
+                Task.status == TaskStatus.SUCCEEDED,
+            )
+            .order_by(Task.merge_seq, Task.id)
+            .limit(1)
+        )
+    commit = (task.result or {}).get("commit") if task is not None else None
+    if task is None or not commit or not _wants_change(settings, task, commit):
+        return None
+    look = _Look(task_id=task.id, commit=commit, start=scheduler.work_head(session))
+    try:
+        return await asyncio.to_thread(
+            _inspect, workspace / session.repo_path, look, task.base_commit
+        )
+    except git.GitError:
+        return None  # read again under the lock
+
+
+def _violations(
+    settings: SessionSettings, task: Task, found: _Found | None
+) -> list[policies.Violation]:
+    """The policy limits the work crosses; a change git could not read crosses any that is
+    set (a person looks instead)."""
+    if found is None or not policies.has_limits(settings.policy):
+        return []
+    if task.approved_commit == found.look.commit:
+        return []
+    if found.change is None:
+        return [
+            policies.Violation(
+                kind="unreadable",
+                reason=f"what it changes could not be read from git: {found.error[:300]}",
+                found=0,
+            )
+        ]
+    return policies.check(settings.policy, found.change)
+
+
+def _hold(
+    db: AsyncSession, *, task: Task, found: _Found | None, violations: list[policies.Violation]
+) -> None:
+    """The work crosses the session's policy: it waits for a person's approval."""
+    reason = policies.reason(violations)
+    change = found.change if found is not None else None
+    task_state.hold_for_approval(
+        db,
+        task,
+        reason=reason,
+        violations=[v.as_dict() for v in violations],
+        data={
+            "commit": (task.result or {}).get("commit"),
+            "base": change.base if change is not None else task.base_commit,
+            **({"diffstat": change.diffstat()} if change is not None else {}),
+        },
+    )
+    log.warning(
+        "task waits for approval: it crosses the session's policy",
+        extra={"task_key": task.key, "violations": [v.kind for v in violations]},
+    )
+
+
+async def _rehearse(
+    db: AsyncSession,
+    *,
+    session: Session,
+    task: Task,
+    keys: Keys,
+    mirror: Path,
+    found: _Found | None,
+    look: _Look,
+    violations: list[policies.Violation],
+) -> None:
+    """A dry run: merge into the dry-run branch, record what would have merged (and the
+    policies the work crosses: a dry run waits for no approval), and let the task's
+    dependents run from there."""
+    rehearsal = await asyncio.to_thread(
+        dry_run.rehearse,
+        mirror,
+        session_id=session.id,
+        start=look.start,
+        commit=look.commit,
+        message=_message(session, task),
+        author=git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
+    )
+    report = dry_run.would_merge(
+        commit=look.commit,
+        change=found.change if found is not None else None,
+        rehearsal=rehearsal,
+        violations=violations,
+        read_error=found.error if found is not None else "",
+    )
+    if rehearsal.head is not None:
+        session.dry_run_head = rehearsal.head
+        session.updated_at = utcnow()
+    task_state.dry_run_merged(db, task, would_merge=report)
+    await db.flush()
+    children = (
+        await db.scalars(
+            select(TaskDependency.task_id).where(TaskDependency.depends_on_id == task.id)
+        )
+    ).all()
+    await scheduler.queue_ready(db, session=session, keys=keys, only=children)
+    await session_state.finish_or_reopen(db, session)
+    log.info(
+        "dry run: task would merge",
+        extra={"task_key": task.key, "clean": report["clean"], "head": session.dry_run_head},
+    )
 
 
 def _merge(

@@ -23,7 +23,7 @@ from swarm_common.states import AttemptStatus, MergeStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
-from swarm_orchestrator.errors import NotFound
+from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_open_session, lock_tasks
 
@@ -47,6 +47,8 @@ async def rollback(
     attempts are cancelled and they run again from the checkpoint, so their merges cannot
     bring the undone work back."""
     session = await lock_open_session(db, session_id)
+    if (session.settings or {}).get("dry_run"):  # its checkpoints are of its dry-run branch
+        raise Conflict("a dry run merges nothing: there is nothing to roll back", code="dry_run")
     checkpoint = await _passed(db, session_id, number)
     mirror = workspace / session.repo_path
     previous, undone, kept = await asyncio.to_thread(

@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.streams import Keys
-from swarm_orchestrator.graph import scheduler
+from swarm_orchestrator.graph import budgets, scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.integration import merges, prune
 from swarm_orchestrator.integration.checkpoint_pool import CheckpointPool
 from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.runtime.consumer import EventConsumer
+from swarm_orchestrator.runtime.dispatch import Dispatcher
 from swarm_orchestrator.runtime.failures import log_retry
 from swarm_orchestrator.runtime.reaper import Reaper
 from swarm_orchestrator.runtime.registry import Registry
@@ -65,6 +66,9 @@ class Background:
             keys=keys,
             batch=settings.relay_batch,
             maxlen=settings.stream_maxlen,
+            dispatch=Dispatcher(
+                headroom=settings.dispatch_headroom, tenant_weights=settings.tenant_weights
+            ),
         )
         self.consumer = EventConsumer(
             sessionmaker=sessionmaker,
@@ -117,8 +121,11 @@ class Background:
         ]
 
     async def sweep_once(self) -> int:
+        """Tenant budgets applied (sessions idle when their tenant's ran out learn of it
+        here), then what became ready queued."""
+        held = await budgets.enforce_tenants(self._sessionmaker, keys=self._keys)
         queued = await scheduler.sweep(self._sessionmaker, keys=self._keys)
-        if queued:
+        if queued or held:
             self.wake.set()
         return queued
 

@@ -12,7 +12,10 @@ On every pass (one replica at a time, under an advisory lock):
    and has stopped its agent on its own. A cancel request goes out for the old attempt in
    case its worker still runs it, and the task gets a new attempt (a new fencing token) as
    long as `retry.decide` says so (up to `RetryPolicy.max_lost` lost attempts); then it
-   fails.
+   fails. An attempt whose worker was never heard from after it started (no heartbeat, no
+   progress) failed to start instead (`retry.lost_as`): it fails with `startup_failed` and
+   counts against the task's `max_attempts`, so a crash loop (an agent whose start kills
+   its adapter) ends like any failure.
 
 A running attempt with no claim at all is lost too (its claim vanished with Redis's data).
 An attempt that is claimed and done is left alone: its result event is in the stream.
@@ -36,10 +39,10 @@ from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_common.system import publish_mode
 from swarm_orchestrator.db.advisory import try_xact_lock
-from swarm_orchestrator.db.models import Task
+from swarm_orchestrator.db.models import Attempt, Session, Task
 from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
-from swarm_orchestrator.graph.locking import lock_task
-from swarm_orchestrator.graph.retry import Cause, RetryPolicy
+from swarm_orchestrator.graph.locking import lock_attempt, lock_task
+from swarm_orchestrator.graph.retry import STARTUP_FAILED, Cause, RetryPolicy
 from swarm_orchestrator.runtime import system_mode
 
 __all__ = ["Reaper", "declare_lost"]
@@ -97,16 +100,27 @@ class Reaper:
         async for flights in self._in_flight():
             found = await leases.inspect(self.redis, self.keys, [(t, a) for t, a, _ in flights])
             for (task_id, number, status), lease in zip(flights, found, strict=True):
-                if lease.state == LeaseState.EXPIRED:
+                expired = lease.state == LeaseState.EXPIRED
+                if expired:
                     reason = f"lease expired: worker {lease.worker} went silent"
                 elif lease.state == LeaseState.UNCLAIMED and status == TaskStatus.RUNNING:
                     reason = "its claim vanished from Redis"
                 else:
                     continue
-                lost += await self._lose(task_id, number, reason, lease.worker)
+                lost += await self._lose(
+                    task_id, number, reason, lease.worker, lease_expired=expired
+                )
         return lost
 
-    async def _lose(self, task_id: uuid.UUID, number: int, reason: str, worker: str | None) -> int:
+    async def _lose(
+        self,
+        task_id: uuid.UUID,
+        number: int,
+        reason: str,
+        worker: str | None,
+        *,
+        lease_expired: bool = False,
+    ) -> int:
         async with self.sessionmaker() as db, db.begin():
             done = await declare_lost(
                 db,
@@ -116,6 +130,7 @@ class Reaper:
                 keys=self.keys,
                 policy=self.policy,
                 worker=worker,
+                lease_expired=lease_expired,
             )
         return int(done)
 
@@ -146,16 +161,29 @@ async def declare_lost(
     keys: Keys,
     policy: RetryPolicy,
     worker: str | None = None,
+    lease_expired: bool = False,
 ) -> bool:
     """Mark `attempt` of a task lost and give the task a new attempt (or fail it after
-    `policy.max_lost` lost attempts), in the caller's transaction. False when the attempt is
-    no longer the task's current, active one (its result arrived meanwhile, say)."""
+    `policy.max_lost` lost attempts), in the caller's transaction. With `lease_expired`
+    (its worker's lease lapsed), an attempt never heard from after it started failed to
+    start instead (`retry.lost_as`, see `_failed_start`). False when the attempt is no
+    longer the task's current, active one (its result arrived meanwhile, say)."""
     locked = await lock_task(db, task_id)
     if locked is None:
         return False
     session, task = locked.session, locked.task
     if task.attempt != attempt or task.status not in task_state.IN_FLIGHT:
         return False
+    current = await lock_attempt(db, task)
+    if current is not None and lease_expired:
+        cause = retry.lost_as(
+            lease_expired=True, started_at=current.started_at, heartbeat_at=current.heartbeat_at
+        )
+        if cause == Cause.FAILED:
+            await _failed_start(
+                db, session, task, current, reason=reason, keys=keys, policy=policy, worker=worker
+            )
+            return True
     # If its worker still runs it after all, it stops: a stale attempt's events are ignored.
     await task_state.stop_attempt(
         db,
@@ -193,3 +221,73 @@ async def declare_lost(
         await task_state.block_downstream(db, session_id=session.id)
     await session_state.finish_or_reopen(db, session)
     return True
+
+
+async def _failed_start(
+    db: AsyncSession,
+    session: Session,
+    task: Task,
+    attempt: Attempt,
+    *,
+    reason: str,
+    keys: Keys,
+    policy: RetryPolicy,
+    worker: str | None,
+) -> None:
+    """The worker of `attempt` went silent before its first heartbeat: the attempt failed
+    (`startup_failed`, counted against `max_attempts`), and the task runs again after a
+    back-off or fails, as `retry.decide` says for any failure."""
+    error = (
+        f"{reason} before its first heartbeat: the worker died as it started the attempt "
+        "(its agent's start may have killed it)"
+    )
+    await task_state.stop_attempt(
+        db,
+        task,
+        status=AttemptStatus.FAILED,
+        reason=STARTUP_FAILED,
+        cancel_reason="lost",
+        keys=keys,
+        worker=worker,
+    )
+    attempt.error = error
+    await db.flush()
+    now = utcnow()
+    decision = retry.decide(
+        Cause.FAILED,
+        reason=STARTUP_FAILED,
+        counts=await task_state.attempt_counts(db, task),
+        limits=task_state.limits(task),
+        policy=policy,
+        now=now,
+    )
+    log.warning(
+        "attempt failed to start",
+        extra={
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "attempt": task.attempt,
+            "worker": worker,
+            "reason": reason,
+            "will_retry": decision.again,
+        },
+    )
+    again_at = decision.retry_at(now)
+    data = {
+        "reason": STARTUP_FAILED,
+        "error": error,
+        "worker": worker,
+        "will_retry": decision.again,
+        **({"retry_at": again_at.isoformat()} if again_at else {}),
+    }
+    failure = f"attempt {task.attempt} failed: {STARTUP_FAILED}"
+    entry = task_state.Entry("task.failed", data=data)
+    if decision.again:
+        task_state.reschedule(db, task, reason=failure, retry_at=again_at, entry=entry)
+        if again_at is None:  # at once: no retry time for the sweep to wait for
+            await db.flush()
+            await scheduler.queue_ready(db, session=session, keys=keys, only=[task.id])
+    else:
+        task_state.fail(db, task, reason=failure, entry=entry)
+        await task_state.block_downstream(db, session_id=session.id)
+    await session_state.finish_or_reopen(db, session)

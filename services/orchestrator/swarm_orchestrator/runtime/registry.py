@@ -6,7 +6,8 @@ transaction): read every `swarm:worker:<name>` hash (`SCAN`, then one pipelined 
 each), write them into `workers` (`graph.fleet.mirror`: online, last seen, how busy, what
 they announced; a worker whose key is gone goes offline), then let `graph.suspension`
 reroute `auto` tasks off kinds that are gone, suspend the sessions that wait for such a
-kind past the grace period, and resume the ones whose kinds are back.
+kind past the grace period, move tasks with fallbacks off kinds that are gone or paused,
+and resume the ones whose kinds are back.
 """
 
 from __future__ import annotations
@@ -64,4 +65,4 @@ class Registry:
                 return 0
             await fleet.mirror(db, seen)
         outcome = await suspension.check(self.sessionmaker, keys=self.keys, grace_s=self.grace_s)
-        return outcome.suspended + outcome.resumed + outcome.rerouted
+        return outcome.suspended + outcome.resumed + outcome.rerouted + outcome.failed_over

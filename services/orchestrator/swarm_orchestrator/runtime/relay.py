@@ -1,5 +1,7 @@
 """The outbox relay: publishes the rows of the transactional outbox
-(`swarm_orchestrator.db.outbox`) to Redis, in order, and marks them sent.
+(`swarm_orchestrator.db.outbox`) to Redis and marks them sent: cancel requests and other
+messages at once, in order; task messages as their agent streams have room, in the order
+`runtime.dispatch` decides (fair shares, then priority).
 
 A crash between publishing and marking re-publishes the row: readers must (and do) treat a
 message delivered twice like one.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
@@ -25,6 +28,7 @@ from swarm_common.messages import utcnow
 from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, ensure_group
 from swarm_orchestrator.db.advisory import try_xact_lock
 from swarm_orchestrator.db.models import Outbox
+from swarm_orchestrator.runtime.dispatch import Dispatcher
 from swarm_orchestrator.runtime.failures import log_retry
 
 __all__ = ["Relay"]
@@ -46,22 +50,17 @@ class Relay:
     batch: int = 200
     maxlen: int = 1_000_000
     """Approximate length the task streams are trimmed to."""
+    dispatch: Dispatcher = field(default_factory=Dispatcher)
+    """Which held task messages go out (`runtime.dispatch`)."""
     _groups: set[str] = field(default_factory=set, init=False)
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch of unsent rows; return how many were published."""
+        """Publish up to one batch of unsent rows, and the held task messages whose streams
+        have room; return how many were published."""
         async with self.sessionmaker() as db, db.begin():
             if not await try_xact_lock(db, f"relay:{self.keys.prefix}"):
                 return 0  # another replica publishes
-            rows = (
-                await db.scalars(
-                    select(Outbox)
-                    .where(Outbox.sent_at.is_(None))
-                    .order_by(Outbox.id)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = [*await self._unheld(db), *await self._dispatched(db)]
             if not rows:
                 return 0
             for stream in {r.target for r in rows if r.kind == "xadd"} - self._groups:
@@ -74,9 +73,38 @@ class Relay:
             await db.execute(
                 update(Outbox)
                 .where(Outbox.id.in_([r.id for r in rows]))
-                .values(sent_at=utcnow(), publish_count=Outbox.publish_count + 1)
+                .values(
+                    sent_at=utcnow(),
+                    publish_count=Outbox.publish_count + 1,
+                    outstanding=Outbox.task_id.is_not(None),  # until its attempt starts
+                )
             )
             return len(rows)
+
+    async def _unheld(self, db: AsyncSession) -> Sequence[Outbox]:
+        """Up to a batch of the rows that go out at once (all but task messages), in order."""
+        return (
+            await db.scalars(
+                select(Outbox)
+                .where(Outbox.sent_at.is_(None), Outbox.task_id.is_(None))
+                .order_by(Outbox.id)
+                .limit(self.batch)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
+    async def _dispatched(self, db: AsyncSession) -> list[Outbox]:
+        """The held task messages that go out now, in the dispatcher's order."""
+        ids = await self.dispatch.take(db, self.keys, limit=self.batch)
+        if not ids:
+            return []
+        found = await db.scalars(
+            select(Outbox)
+            .where(Outbox.id.in_(ids), Outbox.sent_at.is_(None))
+            .with_for_update(skip_locked=True)
+        )
+        by_id = {row.id: row for row in found}
+        return [by_id[i] for i in ids if i in by_id]
 
     def _stage(self, pipe: Pipeline, row: Outbox) -> None:
         if row.kind == "xadd":
@@ -90,7 +118,10 @@ class Relay:
     async def purge_sent(self, older_than_s: float) -> int:
         async with self.sessionmaker() as db, db.begin():
             result = await db.execute(
-                delete(Outbox).where(Outbox.sent_at < utcnow() - timedelta(seconds=older_than_s))
+                delete(Outbox).where(
+                    Outbox.sent_at < utcnow() - timedelta(seconds=older_than_s),
+                    ~Outbox.outstanding,  # still counted against its stream's room
+                )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -1,5 +1,6 @@
 """`/v1/sessions`: create and list sessions, add and list their tasks, read the timeline,
-checkpoints and rollback of the integration branch, finish and archive sessions."""
+checkpoints and rollback of the integration branch, a dry run's report, finish and archive
+sessions."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from swarm_orchestrator.api.limits import GraphRoute
 from swarm_orchestrator.api.schemas import (
     MAX_INT,
     CheckpointPublic,
+    DryRunPublic,
+    DryRunTask,
     EventPublic,
     RollbackPublic,
     RollbackRequest,
@@ -36,7 +39,8 @@ from swarm_orchestrator.db import timeline
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import NotFound
 from swarm_orchestrator.graph import control, export, progress, sessions
-from swarm_orchestrator.integration import checkpoints
+from swarm_orchestrator.graph.scheduler import integration_branch
+from swarm_orchestrator.integration import checkpoints, dry_run
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
 from swarm_orchestrator.integration.rollback import rollback as roll_back
 
@@ -397,4 +401,53 @@ async def rollback(
         checkpoint=checkpoint.number,
         integration_head=checkpoint.commit,
         rolled_back=rolled,
+    )
+
+
+@router.get("/{session_id}/dry-run", responses=_ERRORS)
+async def dry_run_report(session_id: uuid.UUID, db: DbDep, who: Viewer) -> DryRunPublic:
+    """What each task of a dry run (`settings.dry_run`) would have merged: its commit and
+    base, the files it changes with their lines, whether it merges cleanly after the tasks
+    before it (and the conflicting files when not), and the policies it crosses. The
+    integration and target branches are where they were. A session that is not a dry run
+    answers `dry_run: false` and no tasks."""
+    session = await sessions.get_session(db, session_id, seen_by=who)
+    answer = DryRunPublic(
+        session_id=session.id,
+        dry_run=bool((session.settings or {}).get("dry_run")),
+        status=session.status,
+        base_commit=session.base_commit,
+        integration_branch=integration_branch(session.id),
+        integration_head=session.integration_head,
+        target_branch=session.target_branch,
+    )
+    if not answer.dry_run:
+        return answer
+    tasks = [
+        DryRunTask(
+            id=t.id,
+            key=t.key,
+            title=t.title,
+            status=t.status,
+            merge_status=t.merge_status,
+            would_merge=t.would_merge,
+        )
+        for t in await dry_run.report(db, session)
+    ]
+    reports = [t.would_merge for t in tasks if t.would_merge]
+    stats = [r.get("diffstat") or {} for r in reports]
+    return answer.model_copy(
+        update={
+            "dry_run_branch": dry_run.branch(session.id),
+            "dry_run_head": session.dry_run_head,
+            "tasks": tasks,
+            "summary": {
+                "tasks": len(reports),
+                "clean": sum(1 for r in reports if r.get("clean")),
+                "conflicted": sum(1 for r in reports if not r.get("clean")),
+                "files": sum(int(d.get("files", 0)) for d in stats),
+                "added": sum(int(d.get("added", 0)) for d in stats),
+                "deleted": sum(int(d.get("deleted", 0)) for d in stats),
+            },
+        }
     )

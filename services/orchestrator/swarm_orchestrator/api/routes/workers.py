@@ -1,5 +1,6 @@
-"""`/v1/workers`: the adapters the orchestrator has heard from, whether they are alive, and
-what each runs now.
+"""`/v1/workers`: the adapters the orchestrator has heard from, whether they are alive,
+what each runs now, and whether its agent kind is paused for its provider's limits
+(`graph.pauses`).
 
 A token without a tenant sees every adapter. A tenant's token sees only the adapters running
 its tenant's tasks now, only those tasks, and neither host nor pid (`""` and null): where
@@ -20,6 +21,8 @@ from swarm_orchestrator.api.deps import DbDep, StateDep
 from swarm_orchestrator.api.schemas import WorkerPublic, WorkerTask, error_responses
 from swarm_orchestrator.api.security import Viewer
 from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
+from swarm_orchestrator.graph import pauses
+from swarm_orchestrator.graph.pauses import Pause
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
@@ -41,15 +44,20 @@ async def list_workers(db: DbDep, state: StateDep, who: Viewer) -> list[WorkerPu
     for row in rows:
         pipe.exists(state.keys.worker(row.name))
     alive = await pipe.execute()
+    paused = await pauses.active(db)
     return [
-        _public(row, bool(up), running.get(row.name, []), who)
+        _public(row, bool(up), running.get(row.name, []), who, paused.get(row.agent))
         for row, up in zip(rows, alive, strict=True)
     ]
 
 
-def _public(row: Worker, alive: bool, mine: list[WorkerTask], who: Principal) -> WorkerPublic:
+def _public(
+    row: Worker, alive: bool, mine: list[WorkerTask], who: Principal, pause: Pause | None
+) -> WorkerPublic:
     beats = [row.last_seen_at, *(t.heartbeat_at for t in mine if t.heartbeat_at)]
     update: dict[str, object] = {"alive": alive, "running": mine, "last_heartbeat_at": max(beats)}
+    if pause is not None:
+        update |= {"kind_paused_until": pause.until, "kind_pause_reason": pause.reason}
     if who.tenant is not None:
         update |= {"host": "", "pid": None}
     return WorkerPublic.model_validate(row).model_copy(update=update)
