@@ -253,7 +253,9 @@ async def test_an_entry_a_dead_adapter_read_is_taken_over_once_idle_and_run(
     await wait_until_async(adapter.reclaim, timeout_s=10)
     assert (tmp_path / "runs").read_text() == "ran\n"
     # Delivered twice (ghost, then us): at the limit, not over it.
-    assert [e.TYPE for e in await events(redis, keys)] == ["task.started", "task.succeeded"]
+    started, ended = await events(redis, keys)
+    assert [started.TYPE, ended.TYPE] == ["task.started", "task.succeeded"]
+    assert started.deliveries == 2  # the orchestrator counts it (`swarm_reclaims_total`)
     assert adapter.counts["reclaimed"] == 1
     assert await pending(redis, keys) == 0
     assert await lease_of(redis, keys, msg) == Lease(LeaseState.DONE, "shell-test")

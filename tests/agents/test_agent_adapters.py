@@ -24,6 +24,7 @@ from tests.agents.clis import CLIS
 from tests.agents.conftest import AgentStack
 from tests.agents.fakeserver import Scenario
 from tests.conftest import branch_commit, init_repo
+from tests.e2e.scrape import scrape, value
 from tests.waiting import eventually
 
 READY = ["claude", "codex", "gemini"]
@@ -122,6 +123,7 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
     env = agent_stack
     repo = _start(env, tmp_path)
     with env.stack.client() as client:
+        before = scrape(client)
         session_id, task_id = _submit(client, repo, env.case.agent)
         task = _wait(
             client,
@@ -136,6 +138,17 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
         assert attempt["changed_files"] == ["hello.txt"]
         usage = attempt["usage"]
         assert usage["input"] > 0 and usage["output"] > 0 and "cached_input" in usage
+        # What the CLI reported reaches `/metrics` through the adapter's result event.
+        after, kind = scrape(client), {"agent": env.case.agent}
+        for name in ("input", "cached_input", "output"):
+            grew = value(after, "swarm_tokens_total", **kind, type=name) - value(
+                before, "swarm_tokens_total", **kind, type=name
+            )
+            assert grew == usage[name], name
+        cost = value(after, "swarm_cost_usd_total", **kind) - value(
+            before, "swarm_cost_usd_total", **kind
+        )
+        assert abs(cost - float(attempt["cost_usd"])) < 1e-6
         mirror = env.stack.workspace / "repos" / f"{session_id}.git"
         commit = task["result"]["commit"]
         assert branch_commit(mirror, f"swarm/{session_id}/task/work") == commit

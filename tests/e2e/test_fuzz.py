@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.stack import TEST_TOKEN, Stack
 
 CHECKS = ",".join(
@@ -20,6 +22,7 @@ CHECKS = ",".join(
 )
 
 
+@pytest.mark.timeout(600)  # every operation of the API, fuzzed: it grows with the API
 def test_the_api_survives_fuzzing_and_keeps_its_contract(
     stack: Stack, git_repo: Path, tmp_path: Path
 ) -> None:

@@ -107,7 +107,8 @@ class Endpoint:
     """`session`: acts on tenant acme's session or task (another tenant gets 404);
     `global`: not tenant data; `system`: needs an admin without a tenant; `tokens`: token
     management (a tenant's admin manages its own tenant's); `tenant`: about tenant acme
-    itself (another tenant is refused)."""
+    itself (another tenant is refused); `untenanted`: spans every tenant, so any token
+    without a tenant may read it and a tenant's token is refused."""
     ok: int
     """The status an allowed caller gets."""
     build: Callable[[World], Awaitable[Request]]
@@ -236,6 +237,25 @@ async def _fact(w: World) -> Request:
     return f"/v1/sessions/{w.session_id}/blackboard/some.key", None
 
 
+WEBHOOK_URL = "https://hooks.example.com/swarm"
+
+
+async def _a_webhook(w: World) -> Request:
+    return "/v1/webhooks", {"url": WEBHOOK_URL, "session_id": w.session_id}
+
+
+def _acme_webhook(suffix: str = "") -> Callable[[World], Awaitable[Request]]:
+    """A fresh webhook of tenant acme (so each caller has one to remove)."""
+
+    async def build(w: World) -> Request:
+        async with w.client(w.tokens["acme_operator"]) as api:
+            made = await api.post("/v1/webhooks", json={"url": WEBHOOK_URL})
+        assert made.status_code == 201, made.text
+        return f"/v1/webhooks/{made.json()['id']}{suffix}", None
+
+    return build
+
+
 def _proposal(decision: str) -> Callable[[World], Awaitable[Request]]:
     async def build(w: World) -> Request:
         body = {"reason": "not now"} if decision == "refuse" else None
@@ -343,6 +363,7 @@ ENDPOINTS = [
     _ep("POST", "/v1/personas/generate", "operator", "global", 201, _generate_personas),
     _ep("GET", "/v1/usage", "viewer", "session", 200, _usage_of_session),
     _ep("GET", "/v1/prices", "viewer", "global", 200),
+    _ep("GET", "/metrics", "viewer", "untenanted", 200),
     _ep("GET", "/v1/personas/{name}", "viewer", "global", 200, _a_persona),
     _ep("DELETE", "/v1/personas/{name}", "operator", "global", 200, _a_persona),
     _ep("GET", "/v1/sessions/{session_id}/blackboard", "viewer", "session", 200),
@@ -365,6 +386,21 @@ ENDPOINTS = [
     _ep("POST", "/v1/tokens", "admin", "tokens", 201, _create_token),
     _ep("GET", "/v1/tokens", "admin", "tokens", 200),
     _ep("DELETE", "/v1/tokens/{token_id}", "admin", "tokens", 200, _revoke_token),
+    _ep("POST", "/v1/webhooks", "operator", "session", 201, _a_webhook),
+    _ep("GET", "/v1/webhooks", "viewer", "global", 200),
+    _ep("GET", "/v1/webhooks/{webhook_id}", "viewer", "session", 200, _acme_webhook()),
+    _ep("DELETE", "/v1/webhooks/{webhook_id}", "operator", "session", 200, _acme_webhook()),
+    _ep(
+        "GET",
+        "/v1/webhooks/{webhook_id}/deliveries",
+        "viewer",
+        "session",
+        200,
+        _acme_webhook("/deliveries"),
+    ),
+    _ep(
+        "POST", "/v1/webhooks/{webhook_id}/test", "operator", "session", 202, _acme_webhook("/test")
+    ),
 ]
 
 RANK = {"viewer": 1, "operator": 2, "admin": 3}
@@ -379,11 +415,14 @@ def expected(endpoint: Endpoint, caller: str) -> tuple[int, str | None]:
     if caller == "other_tenant":  # an admin of tenant globex
         if endpoint.scope == "session":
             what = "task" if "{task_id}" in endpoint.path else "session"
+            what = "webhook" if "{webhook_id}" in endpoint.path else what
             return 404, f"{what}_not_found"
         if endpoint.scope == "system":
             return 403, "system_admin_required"
         if endpoint.scope == "tenant":
             return 403, "forbidden"
+        if endpoint.scope == "untenanted":
+            return 403, "global_token_required"
         if endpoint.path == "/v1/tokens/{token_id}":  # acme's token: not globex's to see
             return 404, "token_not_found"
         return allowed

@@ -15,6 +15,9 @@ The rules are derived from the key layout of `swarm_common.streams.Keys` for one
   the control key and cancel requests read-only. It subscribes to no channel: cancel
   requests are polled. A new Redis call in the adapter needs its rule here;
   `tests/common/test_acl.py` runs a whole task under these rules and fails otherwise.
+- `keda` (Kubernetes only, not among `USERS`): what KEDA's `redis-streams` scaler reads to
+  size each kind's adapters (deploy/k8s): the task streams' pending count and lag, and the
+  server's version; nothing else, and nothing it could change.
 
 `setuser_args()` gives `ACL SETUSER` argument lists for a running server; `acl_lines()`
 renders ACL-file (or config-file) lines that hold only SHA-256 hashes of the passwords, for
@@ -33,11 +36,13 @@ from swarm_common.streams import Keys
 __all__ = [
     "ADAPTER",
     "DEFAULT_OFF",
+    "KEDA",
     "ORCHESTRATOR",
     "USERS",
     "acl_lines",
     "adapter_rules",
     "check_prefix",
+    "keda_rules",
     "orchestrator_rules",
     "password_hash",
     "rules_for",
@@ -47,6 +52,8 @@ __all__ = [
 ORCHESTRATOR = "orchestrator"
 ADAPTER = "adapter"
 USERS = (ORCHESTRATOR, ADAPTER)
+KEDA = "keda"
+"""The autoscaler's user: made only where KEDA scales the adapters, so not in `USERS`."""
 
 DEFAULT_OFF = ["off", "resetpass", "resetkeys", "resetchannels", "-@all"]
 """Rules of the `default` user: no password, no key, no command, and off."""
@@ -138,12 +145,31 @@ def adapter_rules(prefix: str) -> list[str]:
     ]
 
 
+def keda_rules(prefix: str) -> list[str]:
+    """What KEDA's `redis-streams` scaler sends, as deploy/k8s configures it: `XPENDING`
+    (entries handed out, not acknowledged) and `XINFO GROUPS` (the group's lag; `XLEN` while
+    the group does not exist yet) on the task streams, read-only, and `INFO` (it checks the
+    server is Redis 7 or newer before it reads a lag)."""
+    tasks = _keys(prefix).tasks("*")
+    return [
+        "resetkeys",
+        "resetchannels",
+        "-@all",
+        *_CONNECTION,
+        "+info",
+        f"(%R~{tasks} +xpending +xinfo|groups +xlen)",
+    ]
+
+
 def rules_for(user: str, prefix: str) -> list[str]:
     if user == ORCHESTRATOR:
         return orchestrator_rules(prefix)
     if user == ADAPTER:
         return adapter_rules(prefix)
-    raise ValueError(f"unknown Swarm Redis user {user!r}; known: {', '.join(USERS)}")
+    if user == KEDA:
+        return keda_rules(prefix)
+    known = ", ".join((*USERS, KEDA))
+    raise ValueError(f"unknown Swarm Redis user {user!r}; known: {known}")
 
 
 def password_hash(password: str) -> str:

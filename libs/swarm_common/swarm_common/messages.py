@@ -155,6 +155,12 @@ class TaskStarted(TaskEvent):
 
     branch: str
     base_commit: str
+    deliveries: int = Field(
+        1,
+        ge=1,
+        description="Deliveries of its task message so far: more than 1 when the adapter took "
+        "it over from one that vanished (counted in `swarm_reclaims_total`).",
+    )
 
 
 class TaskHeartbeat(TaskEvent):

@@ -3,6 +3,7 @@
 Where things live:
 
 - `main`: the `swarm adapter` process: signals, the Redis client, the runner check.
+  `probe`: `swarm adapter --check-health`, a container's health check (Redis, CLI).
 - `worker`: `Adapter`, the transport and the lifecycle: slots reading the task stream,
   one entry from admission to acknowledgement, drain and emergency stop.
 - `task_stream`: the Redis commands on `swarm:tasks:<agent>` (read, take over, touch, ack,

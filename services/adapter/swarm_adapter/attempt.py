@@ -87,7 +87,12 @@ class AttemptPipeline:
         if reason is not None:
             return TaskCancelled(**common, reason=reason)
         await self.reporter.publish(
-            TaskStarted(**common, branch=message.branch, base_commit=message.base_commit)
+            TaskStarted(
+                **common,
+                branch=message.branch,
+                base_commit=message.base_commit,
+                deliveries=running.deliveries,
+            )
         )
         log.info("attempt started", extra=self._ctx(message))
         try:

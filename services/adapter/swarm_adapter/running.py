@@ -21,6 +21,8 @@ class Running:
     entry_id: bytes
     """The task stream entry it came from (the heartbeat keeps it fresh)."""
     worktree: Path
+    deliveries: int = 1
+    """Deliveries of its task message so far (more than 1: taken over from another adapter)."""
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
     fenced: bool = False
@@ -62,6 +64,7 @@ def about(message: TaskMessage, worker: str) -> dict[str, Any]:
 def log_context(message: TaskMessage, worker: str, **extra: Any) -> dict[str, Any]:
     """The structured fields of every log line about this attempt."""
     return {
+        "session_id": str(message.session_id),
         "task_id": str(message.task_id),
         "task_key": message.task_key,
         "attempt": message.attempt,

@@ -335,7 +335,12 @@ class Adapter:
                 extra=self._ctx(message),
             )
         self.reporter.hold_key(message, key)
-        running = Running(message=message, entry_id=entry_id, worktree=self.worktrees.path(message))
+        running = Running(
+            message=message,
+            entry_id=entry_id,
+            worktree=self.worktrees.path(message),
+            deliveries=deliveries,
+        )
         self._running[(message.task_id, message.attempt)] = running
         try:
             outcome = await self._attempt(running)

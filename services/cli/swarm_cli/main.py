@@ -23,6 +23,7 @@ from swarm_cli import (
     system,
     tasks,
     usage,
+    webhooks,
 )
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.inventory import inventory
@@ -117,9 +118,19 @@ def adapter(
         int | None,
         typer.Option(min=1, max=64, help="Attempts run at once [SWARM_CONCURRENCY: 1]."),
     ] = None,
+    check_health: Annotated[
+        bool,
+        typer.Option(
+            "--check-health",
+            help="Run no adapter: exit 0 when one could work now (Redis answers its user, its "
+            "agent CLI is installed and has its key, the workspace is writable), else 1 with "
+            "what is wrong. For a container's health check.",
+        ),
+    ] = False,
 ) -> None:
     """Run one adapter: consume task messages of one agent kind and run them."""
-    conceal()
+    if not check_health:  # a probe lives a second: nothing of it to conceal
+        conceal()
     from pydantic import ValidationError
 
     from swarm_adapter.main import main as adapter_main
@@ -132,6 +143,10 @@ def adapter(
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
         raise CliError(f"invalid adapter setting {field}: {error['msg']}") from None
+    if check_health:
+        from swarm_adapter.probe import check_health as probe
+
+        raise typer.Exit(probe(settings))
     raise typer.Exit(adapter_main(settings))
 
 
@@ -157,12 +172,16 @@ def redis_acl(
     """Print ACL-file lines for a Redis of your own: the default user off, a user for the
     orchestrator and one for the adapters. Each password is read from
     SWARM_REDIS_ORCHESTRATOR_PASSWORD / SWARM_REDIS_ADAPTER_PASSWORD and printed only as
-    its SHA-256 hash; a user whose variable is not set has no password (it cannot log in)."""
+    its SHA-256 hash; a user whose variable is not set has no password (it cannot log in).
+    With SWARM_REDIS_KEDA_PASSWORD set, a `keda` user too, for KEDA's autoscaler on
+    Kubernetes (deploy/k8s)."""
     import os
 
     from swarm_common import acl
 
     passwords = {user: os.environ.get(f"SWARM_REDIS_{user.upper()}_PASSWORD") for user in acl.USERS}
+    if os.environ.get("SWARM_REDIS_KEDA_PASSWORD"):
+        passwords[acl.KEDA] = os.environ["SWARM_REDIS_KEDA_PASSWORD"]
     hashes = {user: acl.password_hash(p) if p else None for user, p in passwords.items()}
     try:
         lines = acl.acl_lines(prefix, hashes)
@@ -207,6 +226,7 @@ app.command(rich_help_panel=_SESSIONS)(blackboard.blackboard)
 app.command(rich_help_panel=_SESSIONS)(blackboard.proposals)
 app.command(rich_help_panel=_SESSIONS)(usage.usage)
 app.command(rich_help_panel=_SYSTEM)(usage.prices)
+app.add_typer(webhooks.webhooks_app, name="webhooks", rich_help_panel=_SYSTEM)
 
 config_app = typer.Typer(
     no_args_is_help=True,

@@ -67,12 +67,20 @@ Where things live (behaviour → module):
   - the adapters' liveness keys mirrored into `workers`, then suspension → `runtime/registry.py`
   - drain, emergency stop, resume → `runtime/system_mode.py`
   - which failures are worth retrying → `runtime/failures.py`
+- notifications — `webhooks/`: which timeline entries are events and their bodies
+  (`events.py`), the signature (`signing.py`), which addresses a webhook may reach
+  (`targets.py`), subscriptions (`subscriptions.py`), timeline → deliveries (`fanout.py`),
+  sending with leases, back-off and per-receiver limits (`sender.py`)
+- what operators watch — `observability/`: every Prometheus series and the small functions
+  that count events once their transaction commits (`metrics.py`); the figures read from
+  PostgreSQL and Redis when `/metrics` is scraped (`gauges.py`)
 - persistence — `db/`: the schema (`models.py`), engine, migrations (`migrate.py`), the
   timeline (`timeline.py`), outbox rows (`outbox.py`), advisory locks (`advisory.py`),
   large inserts in batches (`bulk.py`)
 - the REST API — `api/`: app, routes, schemas, authentication and redaction
   (`security.py`), the live event stream (`stream.py`, `live.py`), the `/docs` page and
-  its Content-Security-Policy (`routes/docs.py`), limits checked before a body is parsed
+  its Content-Security-Policy (`routes/docs.py`), request ids (`request_ids.py`), `/metrics`
+  (`routes/metrics.py`), limits checked before a body is parsed
   (size, JSON depth, a graph's edges: `limits.py`), long task lists built off the event
   loop (`convert.py`)
 - who may call it — `access/`: API tokens and roles (`tokens.py`), rate limits

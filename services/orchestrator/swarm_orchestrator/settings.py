@@ -28,6 +28,10 @@ class OrchestratorSettings(CommonSettings):
     api_token: SecretStr | None = None
     """Accepted as an admin token named `bootstrap` (besides the tokens in the database),
     so a deployment can create its first tokens; leave it unset once it has."""
+    metrics_token: SecretStr | None = None
+    """`SWARM_METRICS_TOKEN`: a bearer token that opens `GET /metrics` and nothing else, for
+    a Prometheus scraper (an API token without a tenant opens it too). Unset: only API
+    tokens do."""
     rate_limit_per_s: float = Field(20.0, ge=0)
     """Requests per second one token (or one address without a valid token) may make on
     average; 0 turns the limit off."""
@@ -133,6 +137,27 @@ class OrchestratorSettings(CommonSettings):
     workspace (but their own checkout), `hidden_paths` and the orchestrator's processes;
     where the kernel allows no such namespace the checkpoint fails and says so. `false`
     runs them unconfined (a single trusted user)."""
+    webhook_allow_private: bool = False
+    """Whether webhooks may be sent to loopback, private, link-local and other non-public
+    addresses (checked when a webhook is created and again, on the resolved addresses, at
+    every attempt). `swarm up` allows them: one machine, one user."""
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300)
+    """Longest one webhook attempt may take, connection to answer."""
+    webhook_concurrency: int = Field(16, ge=1, le=1000)
+    """Webhook attempts one orchestrator makes at once."""
+    webhook_receiver_concurrency: int = Field(2, ge=1, le=100)
+    """Attempts to one webhook at once (across every orchestrator), so a slow or dead
+    receiver holds at most this many of the `webhook_concurrency` slots."""
+    webhook_max_attempts: int = Field(20, ge=1, le=100)
+    """Attempts of one delivery before it is `failed`; the waits between them back off from
+    `webhook_retry_base_s` to `webhook_retry_max_s` (20 attempts: about 2.5 hours)."""
+    webhook_retry_base_s: float = Field(5.0, gt=0)
+    webhook_retry_max_s: float = Field(600.0, gt=0)
+    webhook_interval_s: float = Field(1.0, gt=0)
+    """How often new timeline entries are fanned out to webhooks, and due deliveries
+    looked for."""
+    webhook_retention_s: float = Field(7 * 24 * 3600, gt=0)
+    """How long delivered and failed deliveries are kept."""
 
     max_graph_tasks: int = 5000
     """Most tasks one request may add, and most tasks one session may hold."""
@@ -157,9 +182,12 @@ class OrchestratorSettings(CommonSettings):
     def bootstrap_token(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
 
+    def metrics_token_value(self) -> str | None:
+        return self.metrics_token.get_secret_value() if self.metrics_token else None
+
     def secrets(self) -> list[str]:
         """What must never leave the process: the bootstrap token, the servers' passwords."""
-        found = [self.bootstrap_token()]
+        found = [self.bootstrap_token(), self.metrics_token_value()]
         for url in (self.database_url, self.redis_url):
             if url is not None:
                 with contextlib.suppress(ValueError):

@@ -303,7 +303,8 @@ def _local_policy(data_dir: Path, workspace: Path) -> dict[str, str]:
     """What the orchestrator of one machine allows: repositories under the folder `swarm
     up` runs in (unless `SWARM_LOCAL_REPO_ROOTS` says otherwise) and the demo's, and
     checkpoint gates that see nothing of the data folder (passwords, the admin token, the
-    servers' data) but the demo's repository."""
+    servers' data) but the demo's repository, and webhooks to this machine's own receivers
+    (unless `SWARM_WEBHOOK_ALLOW_PRIVATE` says otherwise)."""
     demo = data_dir / DEMO_REPO
     kept = {demo.name, workspace.name}
     secret = [str(p) for p in data_dir.iterdir() if p.name not in kept]
@@ -312,6 +313,7 @@ def _local_policy(data_dir: Path, workspace: Path) -> dict[str, str]:
     return {
         "SWARM_HIDDEN_PATHS": json.dumps(hidden),
         "SWARM_LOCAL_REPO_ROOTS": json.dumps([*roots, str(demo)]),
+        "SWARM_WEBHOOK_ALLOW_PRIVATE": os.environ.get("SWARM_WEBHOOK_ALLOW_PRIVATE", "true"),
     }
 
 

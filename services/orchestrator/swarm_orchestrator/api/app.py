@@ -24,6 +24,7 @@ from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.api.errors import install_error_handlers
 from swarm_orchestrator.api.limits import BodyLimit
 from swarm_orchestrator.api.live import TimelineWatch, asyncpg_dsn
+from swarm_orchestrator.api.request_ids import RequestIds
 from swarm_orchestrator.api.routes import (
     blackboard,
     budgets,
@@ -31,6 +32,7 @@ from swarm_orchestrator.api.routes import (
     docs,
     health,
     inventory,
+    metrics,
     personas,
     plans,
     sessions,
@@ -39,12 +41,14 @@ from swarm_orchestrator.api.routes import (
     templates,
     tokens,
     usage,
+    webhooks,
     workers,
 )
 from swarm_orchestrator.api.security import Guard, RedactResponses
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
 from swarm_orchestrator.graph.pricing import PRICES_INFO
 from swarm_orchestrator.graph.routing import ROUTING_INFO, RoutingPolicy
+from swarm_orchestrator.observability.gauges import Gauges
 from swarm_orchestrator.runtime.background import Background
 from swarm_orchestrator.runtime.system_mode import set_mode
 from swarm_orchestrator.settings import OrchestratorSettings, get_settings
@@ -82,6 +86,7 @@ def _open_state(s: OrchestratorSettings) -> AppState:
         background=Background(settings=s, sessionmaker=sessionmaker, redis=redis, keys=keys),
         limiter=RateLimiter(redis, keys, rate_per_s=s.rate_limit_per_s, burst=s.rate_limit_burst),
         timeline_watch=TimelineWatch(asyncpg_dsn(s.require_database_url())),
+        gauges=Gauges(sessionmaker=sessionmaker, redis=redis, keys=keys),
     )
 
 
@@ -120,20 +125,22 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     routers = (health, sessions, plans, tasks, workers, system, tokens, inventory, personas)
-    for module in (*routers, blackboard, templates, usage, budgets):
+    for module in (*routers, blackboard, templates, usage, budgets, metrics, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     docs.install(app)
     configured = settings or get_settings()
     addresses = ClientAddresses(parse_networks(configured.trusted_proxies))
-    # The last added runs first: redaction wraps everything, then authentication (so a
-    # request without a token is refused before its body is read), then the body limit.
+    # The last added runs first: the request id wraps everything (so every answer and log
+    # line of a request has it), then redaction, then authentication (so a request without
+    # a token is refused before its body is read), then the body limit.
     app.add_middleware(
         BodyLimit, max_bytes=configured.max_body_bytes, max_depth=configured.max_json_depth
     )
     app.add_middleware(Guard, addresses=addresses)
     redactor = Redactor([*configured_secrets(os.environ), *configured.secrets()])
     app.add_middleware(RedactResponses, redact=redactor)
+    app.add_middleware(RequestIds)
     return app
 
 

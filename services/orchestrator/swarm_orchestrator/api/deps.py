@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from swarm_common.streams import Keys
 from swarm_orchestrator.access.ratelimit import RateLimiter
 from swarm_orchestrator.api.live import TimelineWatch
+from swarm_orchestrator.observability.gauges import Gauges
 from swarm_orchestrator.runtime.background import Background
 from swarm_orchestrator.settings import OrchestratorSettings
 
@@ -29,6 +30,8 @@ class AppState:
     background: Background
     limiter: RateLimiter
     timeline_watch: TimelineWatch
+    gauges: Gauges
+    """The figures `/metrics` reads from PostgreSQL and Redis (`observability.gauges`)."""
 
     def notify(self) -> None:
         """Wake the relay: the request committed outbox rows."""

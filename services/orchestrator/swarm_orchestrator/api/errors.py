@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from swarm_common import logs
+from swarm_orchestrator.api.request_ids import HEADER, request_id
 from swarm_orchestrator.errors import SwarmError
 from swarm_orchestrator.runtime.failures import is_bad_data, is_transient
 
@@ -103,5 +105,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "internal error; see the server log")
+        # Outside every middleware (Starlette's last resort): the request id is told here.
+        rid = request_id(request)
+        with logs.bound(request_id=rid):
+            log.exception("request failed", extra={"path": request.url.path})
+        return error_response(
+            500,
+            "internal_error",
+            "internal error; see the server log",
+            headers={HEADER: rid} if rid else None,
+        )

@@ -6,7 +6,9 @@
   address as `swarm_orchestrator.access.addresses` resolves it); over budget: 429
   `rate_limited` with `Retry-After`. Then the bearer token is resolved to a `Principal` (see
   `swarm_orchestrator.access.tokens`) before anything else of the request is read; no token
-  or an unknown one: 401 `unauthorized`.
+  or an unknown one: 401 `unauthorized`. On `/metrics` alone, the metrics token
+  (`SWARM_METRICS_TOKEN`) is accepted too, without a database lookup: a Prometheus scraper
+  holds that token and can read nothing else.
 - The `Viewer`, `Operator`, `Admin` and `SystemAdmin` dependencies authorize: a role below the
   route's is a 403 `forbidden`. They also declare the bearer scheme in the OpenAPI document.
 - `RedactResponses` (ASGI middleware) passes every response body through the redaction
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from swarm_orchestrator.api.deps import AppState
 
 __all__ = [
+    "METRICS_PATH",
+    "METRICS_SCRAPER",
     "PUBLIC_PATHS",
     "is_public",
     "Admin",
@@ -52,6 +57,10 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *docs.PATHS})
 """Answered without a token: the probes, and the API's description and its page (they hold
 no data)."""
+
+METRICS_PATH = "/metrics"
+METRICS_SCRAPER = "metrics"
+"""The name a request carrying the metrics token acts as (a viewer without a tenant)."""
 
 DASHBOARD_PREFIX = "/ui/"
 """The dashboard's page (`/`) and assets: public, they hold no data (every call the page
@@ -96,7 +105,7 @@ class Guard:
         if not budget.allowed:
             await _rate_limited(budget)(scope, receive, send)
             return
-        outcome = await _authenticate(state, token)
+        outcome = _scraper(state, scope, token) or await _authenticate(state, token)
         if not isinstance(outcome, Principal):
             await outcome(scope, receive, send)
             return
@@ -114,6 +123,16 @@ def _rate_limited(budget: Budget) -> Response:
         {"retry_after_s": budget.retry_after_s, "budget": budget.refused_by},
         headers={"Retry-After": str(budget.retry_after_s)},
     )
+
+
+def _scraper(state: AppState, scope: Scope, token: str | None) -> Principal | None:
+    """The metrics scraper, for the metrics token on `/metrics` (and nowhere else)."""
+    expected = state.settings.metrics_token_value()
+    if token is None or not expected or scope["path"] != METRICS_PATH:
+        return None
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return Principal(name=METRICS_SCRAPER, role=Role.VIEWER)
+    return None
 
 
 async def _authenticate(state: AppState, token: str | None) -> Principal | Response:

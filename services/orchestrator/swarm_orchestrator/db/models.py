@@ -58,6 +58,9 @@ __all__ = [
     "TenantBudget",
     "TaskProposal",
     "KindPause",
+    "TimelineCursor",
+    "Webhook",
+    "WebhookDelivery",
     "Worker",
 ]
 
@@ -570,6 +573,7 @@ class Event(Base):
         Index("ix_events_session_id_id", "session_id", "id"),
         Index("ix_events_task_id_id", "task_id", "id"),
         Index("ix_events_session_id_tx_id", "session_id", "tx", "id"),
+        Index("ix_events_tx_id", "tx", "id"),  # every session's entries in stream order
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -814,3 +818,84 @@ class BudgetWarning(Base):
     )
     limit: Mapped[str] = mapped_column(String(100), primary_key=True)
     created_at: Mapped[datetime] = _now()
+
+
+class TimelineCursor(Base):
+    """Where a reader of every session's timeline is (`db.timeline.Cursor`: the last entry
+    it handled), kept in the transaction that handles the entries, so each is handled once.
+    `webhooks` is the webhook fan-out's (`webhooks/fanout.py`)."""
+
+    __tablename__ = "timeline_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tx: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _now()
+
+
+class Webhook(Base):
+    """A webhook subscription (`webhooks/`): the chosen events of a tenant's sessions (of
+    every session, when it has no tenant), or of one session, POSTed to `url` as `format`
+    and signed with `secret`, which is shown once, when it is created."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (CheckConstraint("format IN ('json', 'slack')", name="format"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str | None] = mapped_column(String(100))
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE")
+    )
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(doc="The event names it receives.")
+    format: Mapped[str] = mapped_column(String(16), default="json")
+    secret: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook (`webhooks/sender.py`): its `id` is the delivery id every
+    attempt carries, so a receiver that got it twice knows. `pending` until a receiver
+    answered 2xx (`delivered`) or the attempts ran out (`failed`); an attempt in flight holds
+    it until `lease_until`, and one that died with its process is tried again after it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_webhook_event"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "webhook_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "webhook_id",
+            postgresql_where=text("status = 'pending' AND lease_until IS NOT NULL"),
+        ),
+        Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+        Index(
+            "ix_webhook_deliveries_ended",
+            "created_at",
+            postgresql_where=text("status <> 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(
+        BigInteger, doc="The timeline entry; null for a test delivery."
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(doc="What is sent (the `json` format).")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = _now()
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer, doc="The last answer's HTTP status.")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -39,6 +39,7 @@ __all__ = [
     "record",
     "record_many",
     "seen",
+    "tail",
 ]
 
 Cursor = tuple[int, int]
@@ -104,6 +105,14 @@ async def last_settled(db: AsyncSession, *, session_id: uuid.UUID) -> int | None
     )
     found: int | None = await db.scalar(stmt)
     return found
+
+
+async def tail(db: AsyncSession) -> Cursor:
+    """The cursor just past the newest settled entry of every session: a reader of them all
+    that starts here reads only what settles from now on."""
+    stmt = select(_TX_INT, Event.id).where(_SETTLED).order_by(_TX.desc(), Event.id.desc()).limit(1)
+    row = (await db.execute(stmt)).first()
+    return START if row is None else (int(row[0]), int(row[1]))
 
 
 async def cursor_after(db: AsyncSession, event_id: int) -> tuple[Cursor, int]:

@@ -56,6 +56,7 @@ from swarm_orchestrator.graph.locking import (
     lock_session,
     lock_tasks,
 )
+from swarm_orchestrator.observability import metrics
 
 __all__ = [
     "BUDGET_EXHAUSTED",
@@ -228,6 +229,7 @@ async def check(db: AsyncSession, session: Session, *, keys: Keys) -> bool:
         return False
     data = {"limits": [limit.said() for limit in spent_limits]}
     if session_state.suspend_for_budget(db, session, data=data):
+        metrics.budget_exhausted(db, limits=[x.name for x in spent_limits])
         log.warning(
             "session suspended: its budget is spent",
             extra={"session_id": str(session.id), "limits": [x.name for x in spent_limits]},
@@ -250,6 +252,7 @@ async def _warn(db: AsyncSession, session: Session, limits: list[Limit]) -> None
             .returning(BudgetWarning.limit)
         )
         if added is not None:
+            metrics.budget_warned(db, limit=limit.name)
             timeline.record(
                 db, session_id=session.id, type="session.budget_warning", data=limit.said()
             )

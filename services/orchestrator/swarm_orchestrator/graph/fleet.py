@@ -34,6 +34,7 @@ from swarm_common.specs import AGENT_KINDS
 from swarm_common.states import TaskStatus
 from swarm_orchestrator.db.models import Task, Worker
 from swarm_orchestrator.graph import pauses
+from swarm_orchestrator.observability import metrics
 
 __all__ = [
     "LIVE_WORKER_S",
@@ -271,7 +272,7 @@ async def mirror(db: AsyncSession, seen: Sequence[Sighting]) -> set[str]:
             .values(name=s.name, started_at=at, **values)
             .on_conflict_do_update(index_elements=[Worker.name], set_=values)
         )
-    gone = await db.scalars(
+    gone = await db.execute(
         update(Worker)
         .where(
             Worker.status == "online",
@@ -279,12 +280,13 @@ async def mirror(db: AsyncSession, seen: Sequence[Sighting]) -> set[str]:
             Worker.last_seen_at < now - timedelta(seconds=OFFLINE_AFTER_S),
         )
         .values(status="offline", busy=0)
-        .returning(Worker.name)
+        .returning(Worker.name, Worker.agent)
     )
-    names = set(gone.all())
-    if names:
-        log.warning("adapters went silent: offline", extra={"workers": sorted(names)})
-    return names
+    silent = dict(gone.all())
+    if silent:
+        log.warning("adapters went silent: offline", extra={"workers": sorted(silent)})
+        metrics.adapters_lost(db, agents=silent.values())
+    return set(silent)
 
 
 def _seen_at(seen: Sighting, now: datetime) -> datetime:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.prices import PriceTable
 from swarm_orchestrator.db.models import Attempt
+from swarm_orchestrator.observability import metrics
 
 __all__ = ["PRICES_INFO", "price_attempt", "table_of"]
 
@@ -65,6 +66,7 @@ def price_attempt(
         cost = table.cost(attempt.agent, attempt.model or fallback_model, usage)
         attempt.cost_usd = _bounded(cost.usd, attempt)
         attempt.reported_cost_usd = _claim(reported_usd)
+        metrics.attempt_priced(db, agent=attempt.agent, usage=usage, cost_usd=attempt.cost_usd)
     said: dict[str, Any] = {
         "cost_usd": float(attempt.cost_usd),
         "priced_as": table.entry(attempt.agent, attempt.model or fallback_model),

@@ -60,6 +60,7 @@ from swarm_orchestrator.graph import (
 )
 from swarm_orchestrator.graph.locking import lock_attempt, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
+from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.planning import plans
 from swarm_orchestrator.planning.plans import PlanLimits
 
@@ -296,6 +297,8 @@ async def _on_started(ctx: _Ctx) -> Outcome:
             "at": message.at.isoformat(),
         },
     )
+    if message.deliveries > 1:  # its adapter took the message over from one that vanished
+        metrics.reclaimed(ctx.db, stream="tasks")
     return Outcome.APPLIED
 
 
@@ -535,7 +538,8 @@ async def _fail(ctx: _Ctx, *, reason: str, error: str, retry_at: datetime | None
             **({"retry_at": again_at.isoformat()} if again_at else {}),
             "reason": reason,
             "error": error[:2000],
-            "will_retry": decision.again,
+            # a move to another kind runs it again, whatever the kind's own retries say
+            "will_retry": decision.again or (move is not None and move.to is not None),
             **({"failover": move.public()} if move is not None and move.to is None else {}),
         },
     )

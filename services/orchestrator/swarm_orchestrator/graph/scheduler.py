@@ -216,7 +216,12 @@ def _flag_overlaps(db: AsyncSession, *, task: Task, dispatched: dict[str, set[st
     )
     log.warning(
         "task expects to touch files other dispatched tasks touch",
-        extra={"task_key": task.key, "overlaps": [o["task"] for o in overlaps]},
+        extra={
+            "session_id": str(task.session_id),
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "overlaps": [o["task"] for o in overlaps],
+        },
     )
 
 
@@ -278,7 +283,12 @@ def _queue(
     outbox.add_task(db, stream=keys.tasks(task.agent), message=message, priority=task.priority)
     log.info(
         "task queued",
-        extra={"task_id": str(task.id), "task_key": task.key, "attempt": task.attempt},
+        extra={
+            "session_id": str(task.session_id),
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "attempt": task.attempt,
+        },
     )
 
 

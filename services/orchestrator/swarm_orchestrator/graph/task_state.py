@@ -43,6 +43,7 @@ from swarm_orchestrator.graph import personas
 from swarm_orchestrator.graph.locking import lock_attempt
 from swarm_orchestrator.graph.personas import Assignment
 from swarm_orchestrator.graph.retry import Counts, TaskLimits
+from swarm_orchestrator.observability import metrics
 
 __all__ = [
     "IN_FLIGHT",
@@ -313,6 +314,7 @@ def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> A
         event_key=proofs.new_key(),
     )
     db.add(attempt)
+    metrics.attempt_queued(attempt)
     _record(db, task, "task.queued", data=data)
     return attempt
 
@@ -334,6 +336,7 @@ def start(
     attempt.worker = worker
     attempt.started_at = at
     attempt.heartbeat_at = at
+    metrics.attempt_started(attempt, at=at)
     _record(db, task, "task.started", actor=f"worker:{worker}", source=source, data=data)
 
 
@@ -351,6 +354,7 @@ def end_attempt(
     attempt.worker = attempt.worker or worker
     if reason is not None:
         attempt.reason = reason
+    metrics.attempt_ended(attempt, at=at)
 
 
 async def stop_attempt(

@@ -30,6 +30,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from swarm_orchestrator.graph import scheduler, session_state
 from swarm_orchestrator.graph.locking import lock_open_session, lock_session
 from swarm_orchestrator.integration.merges import session_settings
 from swarm_orchestrator.integration.repo_policy import RepoPolicy
+from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.settings import OrchestratorSettings
 
 __all__ = [
@@ -359,6 +361,11 @@ async def _finish(
         checkpoint.gates = [r.model_dump(mode="json") for r in results] or None
         checkpoint.finished_at = utcnow()
         checkpoint.lease_until = None
+        metrics.checkpoint_ended(
+            db,
+            result=checkpoint.status,
+            seconds=_seconds(checkpoint.started_at, checkpoint.finished_at),
+        )
         data: dict[str, Any] = {
             "number": checkpoint.number,
             "commit": checkpoint.commit,
@@ -384,6 +391,10 @@ async def _finish(
         "checkpoint finished",
         extra={"session_id": str(checkpoint.session_id), "status": checkpoint.status},
     )
+
+
+def _seconds(start: datetime | None, end: datetime) -> float | None:
+    return None if start is None else (end - start).total_seconds()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from swarm_common import git
+from swarm_common import git, logs
 from swarm_common.messages import utcnow
 from swarm_common.session_settings import SessionSettings
 from swarm_common.specs import TaskSpec, check_task_key
@@ -46,6 +46,7 @@ from swarm_orchestrator.graph import scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_session, lock_tasks
 from swarm_orchestrator.graph.personas import Assignment
 from swarm_orchestrator.integration import dry_run, policies
+from swarm_orchestrator.observability import metrics
 
 __all__ = ["merge_next", "merge_pending", "session_settings"]
 
@@ -90,10 +91,11 @@ async def merge_pending(
         ).all()
     done = 0
     for session_id in session_ids:
-        while done < limit and await merge_next(
-            sessionmaker, session_id, workspace=workspace, keys=keys
-        ):
-            done += 1
+        with logs.bound(session_id=str(session_id)):
+            while done < limit and await merge_next(
+                sessionmaker, session_id, workspace=workspace, keys=keys
+            ):
+                done += 1
     return done
 
 
@@ -172,7 +174,9 @@ async def _merge_task(
     except git.GitError as exc:
         if exc.transient:
             raise
-        log.error("merge failed", extra={"task_key": task.key, "error": str(exc)})
+        log.error(
+            "merge failed", extra={"task_id": str(task.id), "task_key": task.key, "error": str(exc)}
+        )
         await _conflict(
             db, session=session, task=task, files=[], keys=keys, error=exc.stderr[:2000]
         )
@@ -299,7 +303,11 @@ def _hold(
     )
     log.warning(
         "task waits for approval: it crosses the session's policy",
-        extra={"task_key": task.key, "violations": [v.kind for v in violations]},
+        extra={
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "violations": [v.kind for v in violations],
+        },
     )
 
 
@@ -347,7 +355,12 @@ async def _rehearse(
     await session_state.finish_or_reopen(db, session)
     log.info(
         "dry run: task would merge",
-        extra={"task_key": task.key, "clean": report["clean"], "head": session.dry_run_head},
+        extra={
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "clean": report["clean"],
+            "head": session.dry_run_head,
+        },
     )
 
 
@@ -393,6 +406,7 @@ async def _merged(
     if head is not None:
         session.integration_head = head.head
         session.updated_at = utcnow()
+    metrics.merged(db, result=status)
     task_state.merged(
         db,
         task,
@@ -416,7 +430,12 @@ async def _merged(
     await session_state.finish_or_reopen(db, session)
     log.info(
         "task merged",
-        extra={"task_key": task.key, "merge_status": status, "head": session.integration_head},
+        extra={
+            "task_id": str(task.id),
+            "task_key": task.key,
+            "merge_status": status,
+            "head": session.integration_head,
+        },
     )
 
 
@@ -451,6 +470,7 @@ async def _conflict(
     }
     if error:
         data["error"] = error
+    metrics.merged(db, result="conflict" if files else "failed")
     task_state.conflicted(
         db,
         task,
@@ -462,7 +482,9 @@ async def _conflict(
         ),
         data=data,
     )
-    log.warning("merge conflict", extra={"task_key": task.key, "files": files[:20]})
+    log.warning(
+        "merge conflict", extra={"task_id": str(task.id), "task_key": task.key, "files": files[:20]}
+    )
     policy = session_settings(session).conflicts
     rounds = await _resolution_depth(db, task)
     if policy.policy == "resolve" and files and rounds < policy.max_rounds:

@@ -26,6 +26,7 @@ from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_open_session, lock_tasks
+from swarm_orchestrator.observability import metrics
 
 __all__ = ["rollback"]
 
@@ -85,6 +86,7 @@ async def rollback(
             "restarted": rerun,
         },
     )
+    metrics.rolled_back(db)
     await db.commit()
     log.info(
         "integration branch rolled back",

@@ -1,11 +1,11 @@
 """The orchestrator's background loops (relay, event consumer, reaper, merge queue,
-checkpoints, scheduler sweep, workspace pruning, the adapters' registry) and their
+checkpoints, scheduler sweep, workspace pruning, the adapters' registry, webhooks) and their
 lifecycle. `stop()` is safe to
 call twice: it signals, waits a grace period, then cancels.
 
 Each loop also has a one-shot method (`sweep_once`, `reap_once`, `merge_once`,
-`checkpoints_once`, `prune_once`, `registry_once`) that tests and tools call to run a step in the
-foreground.
+`checkpoints_once`, `prune_once`, `registry_once`, `webhooks_fan_out_once`,
+`webhooks.send_once`) that tests and tools call to run a step in the foreground.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.backoff import Backoff, sleep
+from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
 from swarm_orchestrator.graph import budgets, scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
@@ -32,6 +34,8 @@ from swarm_orchestrator.runtime.reaper import Reaper
 from swarm_orchestrator.runtime.registry import Registry
 from swarm_orchestrator.runtime.relay import Relay
 from swarm_orchestrator.settings import OrchestratorSettings
+from swarm_orchestrator.webhooks import fanout
+from swarm_orchestrator.webhooks.sender import Sender
 
 __all__ = ["Background"]
 
@@ -92,6 +96,11 @@ class Background:
         self.registry = Registry(
             sessionmaker=sessionmaker, redis=redis, keys=keys, grace_s=settings.suspend_grace_s
         )
+        self.webhooks = Sender(
+            sessionmaker=sessionmaker,
+            settings=settings,
+            redact=Redactor([*configured_secrets(os.environ), *settings.secrets()]),
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -115,6 +124,13 @@ class Background:
             ),
             "prune": self._loop("prune", self.prune_once, never, s.prune_interval_s),
             "registry": self._loop("registry", self.registry_once, never, s.registry_interval_s),
+            "webhook-fanout": self._loop(
+                "webhook fan-out", self.webhooks_fan_out_once, never, s.webhook_interval_s
+            ),
+            "webhooks": self.webhooks.run(self._stop),
+            "webhook-prune": self._loop(
+                "webhook prune", self.webhooks.prune_once, never, s.prune_interval_s
+            ),
         }
         self._tasks = [
             asyncio.create_task(run, name=f"swarm-{name}") for name, run in loops.items()
@@ -161,6 +177,13 @@ class Background:
         if changed:
             self.wake.set()
         return 0  # the next pass waits for its interval: the keys change no faster
+
+    async def webhooks_fan_out_once(self) -> int:
+        """New timeline entries → webhook deliveries; the sender is woken for them."""
+        read, made = await fanout.fan_out_once(self._sessionmaker)
+        if made:
+            self.webhooks.wake.set()
+        return read
 
     async def prune_once(self) -> int:
         return await prune.prune_workspace(self._sessionmaker, workspace=self._settings.workspace)

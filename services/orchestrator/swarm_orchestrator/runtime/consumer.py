@@ -25,13 +25,22 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common import logs
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
-from swarm_common.streams import ORCHESTRATOR_GROUP, DecodeError, Keys, dead_letter, decode
+from swarm_common.streams import (
+    ORCHESTRATOR_GROUP,
+    DecodeError,
+    Envelope,
+    Keys,
+    dead_letter,
+    decode,
+)
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.graph import provenance
 from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
 from swarm_orchestrator.graph.retry import RetryPolicy
+from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.runtime.failures import is_transient, log_retry
 from swarm_orchestrator.runtime.reaper import declare_lost
@@ -98,6 +107,7 @@ class EventConsumer:
             count=self.batch,
         )
         entries: list[Any] = reply[1] if reply else []
+        metrics.reclaimed(None, stream="events", count=len(entries))
         handled = 0
         for entry_id, fields in entries:
             pending: Any = await self.redis.xpending_range(
@@ -123,22 +133,25 @@ class EventConsumer:
         return handled
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
-        stream = self.keys.events
         if not fields:  # trimmed away while pending: nothing left to apply
-            await self.redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+            await self.redis.xack(self.keys.events, ORCHESTRATOR_GROUP, entry_id)
             return
         try:
             envelope = decode(fields)
         except DecodeError as exc:
             await self._dead(entry_id, fields, f"undecodable: {exc}")
             return
+        with logs.bound(**_about(envelope)):
+            await self._apply(entry_id, fields, envelope)
+
+    async def _apply(self, entry_id: bytes, fields: dict[bytes, bytes], envelope: Envelope) -> None:
         try:
             async with self.sessionmaker() as db, db.begin():
                 outcome = await apply_event(
                     db, envelope, keys=self.keys, policy=self.policy, plan_limits=self.plan_limits
                 )
         except UnknownTask as exc:
-            await self._dead(entry_id, fields, f"unknown task: {exc}")
+            await self._dead(entry_id, fields, f"unknown task: {exc}", event_type=envelope.type)
             return
         except Exception as exc:
             if is_transient(exc):
@@ -148,13 +161,18 @@ class EventConsumer:
                 extra={"entry_id": entry_id.decode(), "type": envelope.type},
             )
             await self._dead(
-                entry_id, fields, f"apply failed: {type(exc).__name__}: {exc}", run_again=True
+                entry_id,
+                fields,
+                f"apply failed: {type(exc).__name__}: {exc}",
+                run_again=True,
+                event_type=envelope.type,
             )
             return
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        metrics.event_handled(envelope.type, outcome)
         if outcome == Outcome.APPLIED:
             self.on_commit()
-        await self.redis.xack(stream, ORCHESTRATOR_GROUP, entry_id)
+        await self.redis.xack(self.keys.events, ORCHESTRATOR_GROUP, entry_id)
 
     async def _dead(
         self,
@@ -163,6 +181,7 @@ class EventConsumer:
         reason: str,
         *,
         run_again: bool = False,
+        event_type: str | None = None,
     ) -> None:
         """Move an entry to the dead-letter stream. With `run_again`, an attempt whose
         result it reported is declared lost, so its task runs again rather than wait for a
@@ -180,6 +199,7 @@ class EventConsumer:
         )
         await self.redis.xack(self.keys.events, ORCHESTRATOR_GROUP, entry_id)
         self.counts["dead"] = self.counts.get("dead", 0) + 1
+        metrics.event_handled(event_type, "dead")
 
     async def _lose_reported_attempt(self, fields: dict[bytes, bytes], reason: str) -> None:
         try:
@@ -225,6 +245,20 @@ class EventConsumer:
                 delay = backoff.failed()
                 log_retry(log, "event consumer", exc, delay)
                 await sleep(delay, stop)
+
+
+def _about(envelope: Envelope) -> dict[str, object]:
+    """What every log line written while an event is applied says of it."""
+    message = envelope.message
+    session_id, task_id = getattr(message, "session_id", None), getattr(message, "task_id", None)
+    return {
+        "event": envelope.type,
+        "event_id": envelope.id,
+        "session_id": None if session_id is None else str(session_id),
+        "task_id": None if task_id is None else str(task_id),
+        "attempt": getattr(message, "attempt", None),
+        "worker": getattr(message, "worker", None),
+    }
 
 
 async def _retry_setup(consumer: EventConsumer, stop: asyncio.Event) -> None:

@@ -43,6 +43,7 @@ from swarm_orchestrator.db.models import Attempt, Session, Task
 from swarm_orchestrator.graph import retry, scheduler, session_state, task_state
 from swarm_orchestrator.graph.locking import lock_attempt, lock_task
 from swarm_orchestrator.graph.retry import STARTUP_FAILED, Cause, RetryPolicy
+from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.runtime import system_mode
 
 __all__ = ["Reaper", "declare_lost"]
@@ -194,12 +195,14 @@ async def declare_lost(
         keys=keys,
         worker=worker,
     )
+    metrics.attempt_lost(db, agent=current.agent if current is not None else task.agent)
     await db.flush()
     counts = await task_state.attempt_counts(db, task)
     decision = retry.decide(Cause.LOST, counts=counts, policy=policy)
     log.warning(
         "attempt lost",
         extra={
+            "session_id": str(session.id),
             "task_id": str(task_id),
             "task_key": task.key,
             "attempt": attempt,
@@ -264,6 +267,7 @@ async def _failed_start(
     log.warning(
         "attempt failed to start",
         extra={
+            "session_id": str(session.id),
             "task_id": str(task.id),
             "task_key": task.key,
             "attempt": task.attempt,
