@@ -1,4 +1,4 @@
-"""`swarm webhooks`: the events it offers are the server's; against a server, add one (the
+"""`swarm webhooks` against a server: add one (the
 secret alone on stdout), list it, send it a test delivery that a local receiver gets signed
 with that secret, see the delivery, remove it."""
 
@@ -6,16 +6,10 @@ from __future__ import annotations
 
 import json
 
-from swarm_cli import webhooks
-from swarm_orchestrator.webhooks import events
 from tests.e2e.stack import Stack
 from tests.e2e.test_cli import ok, swarm
 from tests.waiting import eventually
 from tests.webhook_receiver import Receiver
-
-
-def test_the_events_offered_are_the_servers() -> None:
-    assert webhooks.EVENTS == events.EVENTS
 
 
 def test_webhooks_are_added_tested_listed_and_removed(stack: Stack) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from swarm_common import globs
+
 __all__ = ["IgnoreRules", "parse_gitignore"]
 
 MAX_PATTERNS = 1000
@@ -25,38 +27,6 @@ class _Rule:
     negated: bool
     folders_only: bool
     anchored: bool
-
-
-def _translate(pattern: str) -> str:
-    """A gitignore glob as a regular expression over a `/`-separated relative path."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("/**", i) and i + 3 == n:
-            out.append("/.*")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append(f"[{body}]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
 
 
 def parse_gitignore(text: str) -> tuple[_Rule, ...]:
@@ -76,7 +46,7 @@ def parse_gitignore(text: str) -> tuple[_Rule, ...]:
         anchored = "/" in line
         line = line.lstrip("/")
         try:
-            regex = re.compile(_translate(line) + r"\Z", re.DOTALL)
+            regex = re.compile(globs.translate(line) + r"\Z", re.DOTALL)
         except re.error:
             continue
         rules.append(_Rule(regex, negated, folders_only, anchored))

@@ -16,22 +16,9 @@ from typer.core import TyperGroup
 from swarm_cli import refs
 from swarm_cli.client import ApiClient, CliError
 from swarm_cli.options import ApiUrl, AsJson, Token, connect, console, err, print_json
+from swarm_common.notifications import EVENTS
 
 __all__ = ["webhooks_app"]
-
-EVENTS = (
-    "session.finalized",
-    "session.awaiting_review",
-    "task.awaiting_approval",
-    "task.failed",
-    "checkpoint.passed",
-    "checkpoint.failed",
-    "kind.lost",
-    "session.budget_warning",
-    "session.budget_exhausted",
-)
-"""As the server names them (`swarm_orchestrator.webhooks.events`; the command line starts
-without the server's modules)."""
 
 
 class Format(StrEnum):

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from swarm_common import git
+from swarm_common import git, globs
 from swarm_common.session_settings import PolicyConfig
 
 __all__ = [
@@ -319,46 +319,4 @@ def _compile(pattern: str) -> re.Pattern[str]:
     if pattern.endswith("/"):
         pattern += "**"
     pattern = pattern.removeprefix("/")
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := _class_end(pattern, i)) > 0:
-            body = pattern[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^/" if negate else "") + _class_body(body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-def _class_body(body: str) -> str:
-    """A class's characters for `re`: each escaped but for a lone `-` (a range)."""
-    return "".join(
-        c if c == "-" and body[i - 1 : i] != "-" and body[i + 1 : i + 2] != "-" else re.escape(c)
-        for i, c in enumerate(body)
-    )
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """Index of the `]` closing the class opened at `start`, or -1 (then `[` is literal)."""
-    j = start + 1
-    if j < len(pattern) and pattern[j] in "!^":
-        j += 1
-    if j < len(pattern) and pattern[j] == "]":
-        j += 1
-    end = pattern.find("]", j)
-    return end
+    return re.compile(globs.translate(pattern) + r"\Z", re.DOTALL)

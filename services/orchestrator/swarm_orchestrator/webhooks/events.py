@@ -16,25 +16,13 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
+from swarm_common.notifications import EVENTS, EventName
 from swarm_common.redaction import Redactor
 
 __all__ = ["EVENTS", "TEST_EVENT", "EventName", "Format", "notified", "payload", "render"]
 
-EventName = Literal[
-    "session.finalized",
-    "session.awaiting_review",
-    "task.awaiting_approval",
-    "task.failed",
-    "checkpoint.passed",
-    "checkpoint.failed",
-    "kind.lost",
-    "session.budget_warning",
-    "session.budget_exhausted",
-]
-EVENTS: tuple[EventName, ...] = get_args(EventName)
-"""Every event a webhook may ask for, as the API lists them."""
 TEST_EVENT = "webhook.test"
 """What `POST /v1/webhooks/{id}/test` sends: no timeline entry behind it."""
 Format = Literal["json", "slack"]
