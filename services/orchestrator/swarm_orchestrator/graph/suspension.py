@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -208,12 +209,7 @@ async def _reroute(
     """Queue again the `auto` tasks waiting on a kind that has been gone for the grace
     period; how many were."""
     now = utcnow()
-    gone = [
-        k
-        for k, s in kinds.items()
-        if not s.live
-        and (s.last_seen_at is None or now - s.last_seen_at > timedelta(seconds=grace_s))
-    ]
+    gone = _gone(kinds, grace_s)
     if not gone:
         return 0
     async with sessionmaker() as db:
@@ -231,20 +227,27 @@ async def _reroute(
                 .limit(1000)
             )
         ).all()
-    rerouted = 0
-    for task_id in stuck:
+    return await _one_by_one(
+        sessionmaker, stuck, lambda db, task_id: _reroute_one(db, task_id, kinds, gone, keys)
+    )
+
+
+async def _one_by_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_ids: Sequence[uuid.UUID],
+    step: Callable[[AsyncSession, uuid.UUID], Awaitable[int]],
+) -> int:
+    """`step` for each task, each in a transaction of its own (it locks the task); the sum
+    of what they return."""
+    done = 0
+    for task_id in task_ids:
         async with sessionmaker() as db, db.begin():
-            rerouted += await _reroute_one(db, task_id, kinds=kinds, gone=gone, keys=keys)
-    return rerouted
+            done += await step(db, task_id)
+    return done
 
 
 async def _reroute_one(
-    db: AsyncSession,
-    task_id: uuid.UUID,
-    *,
-    kinds: dict[str, KindState],
-    gone: list[str],
-    keys: Keys,
+    db: AsyncSession, task_id: uuid.UUID, kinds: dict[str, KindState], gone: list[str], keys: Keys
 ) -> int:
     locked = await lock_task(db, task_id)
     if locked is None:
@@ -324,20 +327,13 @@ async def _fail_over(
                 .limit(1000)
             )
         ).all()
-    moved = 0
-    for task_id in found:
-        async with sessionmaker() as db, db.begin():
-            moved += await _fail_over_one(db, task_id, kinds=kinds, gone=gone, keys=keys)
-    return moved
+    return await _one_by_one(
+        sessionmaker, found, lambda db, task_id: _fail_over_one(db, task_id, kinds, gone, keys)
+    )
 
 
 async def _fail_over_one(
-    db: AsyncSession,
-    task_id: uuid.UUID,
-    *,
-    kinds: dict[str, KindState],
-    gone: list[str],
-    keys: Keys,
+    db: AsyncSession, task_id: uuid.UUID, kinds: dict[str, KindState], gone: list[str], keys: Keys
 ) -> int:
     locked = await lock_task(db, task_id)
     if locked is None:
