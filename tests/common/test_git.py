@@ -118,3 +118,56 @@ def test_ten_worktrees_at_once_on_one_repository(mirror: tuple[Path, str], tmp_p
         assert branch_commit(bare, f"swarm/s/task/t{i}") == head
     listed = git.git("worktree", "list", "--porcelain", git_dir=bare).stdout
     assert listed.count("worktree ") == 1  # only the bare repository itself
+
+
+def _commit_on(bare: Path, parent: str, path: str, text: str) -> str:
+    """A commit on `parent` that writes `path`, made with plumbing (no worktree)."""
+    env = {"GIT_INDEX_FILE": str(bare / f"index-{path.replace('/', '_')}")}
+    git.git("read-tree", parent, git_dir=bare, env=env)
+    source = bare.parent / f"blob-{path.replace('/', '_')}"
+    source.write_text(text)
+    sha = git.git("hash-object", "-w", "--", str(source), git_dir=bare).stdout.strip()
+    git.git("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}", git_dir=bare, env=env)
+    tree = git.git("write-tree", git_dir=bare, env=env).stdout.strip()
+    author = git.identity(git.Author("t", "t@t"))
+    return git.git(
+        "commit-tree", tree, "-p", parent, "-m", path, git_dir=bare, env=author
+    ).stdout.strip()
+
+
+def test_merge_onto_moves_the_branch_only_from_the_head_it_was_told(
+    mirror: tuple[Path, str],
+) -> None:
+    bare, base = mirror
+    branch, author = "integration", git.Author("a", "a@b")
+    git.update_ref(bare, f"refs/heads/{branch}", base, old=git.ZERO, reason="t")
+    one, two = _commit_on(bare, base, "one.txt", "1\n"), _commit_on(bare, base, "two.txt", "2\n")
+    done = git.merge_onto(bare, branch, base, one, message="m1", author=author)
+    assert done is not None and done.merged
+    assert branch_commit(bare, branch) == done.head
+    parents = git.git("rev-list", "--parents", "-n1", done.head, git_dir=bare).stdout.split()
+    assert parents == [done.head, base, one]
+    # Told a stale head (a merge whose record was lost moved the branch): nothing changes.
+    assert git.merge_onto(bare, branch, base, two, message="m2", author=author) is None
+    assert branch_commit(bare, branch) == done.head
+    # The careful way then merges onto git's own head, and finds a merged commit there.
+    assert git.merge_into(bare, branch, one, message="again", author=author).already
+    again = git.merge_onto(bare, branch, done.head, two, message="m2", author=author)
+    assert again is not None
+    assert git.git("show", f"{again.head}:one.txt", git_dir=bare).stdout == "1\n"
+    assert git.git("show", f"{again.head}:two.txt", git_dir=bare).stdout == "2\n"
+
+
+def test_merge_onto_leaves_conflicts_and_missing_branches_to_merge_into(
+    mirror: tuple[Path, str],
+) -> None:
+    bare, base = mirror
+    author = git.Author("a", "a@b")
+    left = _commit_on(bare, base, "README.md", "left\n")
+    right = _commit_on(bare, base, "README.md", "right\n")
+    git.update_ref(bare, "refs/heads/i", left, old=git.ZERO, reason="t")
+    assert git.merge_onto(bare, "i", left, right, message="m", author=author) is None
+    assert branch_commit(bare, "i") == left
+    assert git.merge_into(bare, "i", right, message="m", author=author).conflicts == ("README.md",)
+    assert git.merge_onto(bare, "absent", base, left, message="m", author=author) is None
+    assert branch_commit(bare, "absent") is None

@@ -14,6 +14,7 @@ from swarm_common import git
 from swarm_common.messages import TaskSucceeded
 from swarm_common.streams import Keys
 from swarm_orchestrator.api.deps import AppState
+from swarm_orchestrator.integration import merges
 from tests.conftest import init_repo
 from tests.orchestrator.helpers import (
     apply,
@@ -96,6 +97,38 @@ async def test_a_merge_found_done_after_a_crash_is_recorded_once(
     merges = git.git("rev-list", "--merges", "--count", branch, git_dir=mirror).stdout
     assert int(merges) == 1
     assert (await task_states(api, session["id"]))["b"] == ("queued", 1)
+
+
+async def test_a_run_of_plain_tasks_merges_in_one_step_after_a_merge_a_crash_lost(
+    api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
+) -> None:
+    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
+    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
+    ids = await task_ids(api, session["id"])
+    mirror = _mirror(workspace, session)
+    commits = {k: mirror_commit(workspace, session, {f"{k}.txt": k}) for k in "abc"}
+    for key in "abc":
+        await _succeed(sessionmaker, keys, session, ids[key], commits[key])
+    # a's merge moved the branch, then the orchestrator died before recording it: the
+    # session's head is behind git's, so the first merge goes the careful way.
+    branch = f"swarm/{session['id']}/integration"
+    lost = git.merge_into(mirror, branch, commits["a"], message="m", author=git.Author("x", "x@y"))
+    left = await merges.merge_next(
+        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
+    )
+    assert left == 3  # one transaction
+    assert (await _task(api, ids["a"]))["merge_commit"] == lost.head
+    first_parents = git.git(
+        "rev-list", "--first-parent", "--merges", branch, git_dir=mirror
+    ).stdout.split()
+    b, c = [(await _task(api, ids[k]))["merge_commit"] for k in "bc"]
+    assert first_parents == [c, b, lost.head]  # each on the head the one before made
+    head = (await api.get(f"/v1/sessions/{session['id']}")).json()["integration_head"]
+    assert head == c == git.resolve_commit(mirror, branch)
+    for key in "abc":
+        assert _show(mirror, head, f"{key}.txt") == key
+    assert (await task_states(api, session["id"]))["d"] == ("queued", 1)
+    assert (await _task(api, ids["d"]))["base_commit"] == head
 
 
 async def test_a_conflict_leaves_integration_untouched_and_asks_for_review(

@@ -42,6 +42,7 @@ __all__ = [
     "identity",
     "is_ancestor",
     "merge_into",
+    "merge_onto",
     "numstat",
     "pointed_git_dir",
     "outbound_env",
@@ -472,6 +473,57 @@ def merge_into(
             env=identity(author),
         ).stdout.strip()
         update_ref(git_dir, ref, merge, old=head, reason=f"swarm: merge {commit[:12]}")
+    return MergeResult(head=merge, merged=True)
+
+
+def merge_onto(
+    git_dir: Path, branch: str, head: str, commit: str, *, message: str, author: Author
+) -> MergeResult | None:
+    """`merge_into` for a caller that keeps its own record of where `branch` is (`head`)
+    and knows `commit` is not in it: three commands, `merge-tree`, `commit-tree` and a
+    compare-and-swap of the branch from `head`, none of them a read of the branch first.
+    None, with the branch unchanged, when the swap fails (the branch moved, say by a merge
+    whose record a crash lost, or is missing) or the merge conflicts (against a `head` that
+    may be stale): the caller then goes the careful way, `merge_into`, which reads git's
+    own head and finds there a commit the branch already holds. Any git error is None too:
+    `merge_into` meets it again and says what it is. A merge commit made before a failed
+    swap is left unreferenced (garbage for git's pruning)."""
+    try:
+        proc = _git_answer(
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            "-z",
+            revs=(head, commit),
+            git_dir=git_dir,
+        )
+        if proc.returncode == 1:
+            return None
+        tree = proc.stdout.split("\0", 1)[0].strip()
+        merge = git(
+            "commit-tree",
+            tree,
+            "-p",
+            head,
+            "-p",
+            commit,
+            "-m",
+            message,
+            git_dir=git_dir,
+            env=identity(author),
+            retries=0,
+        ).stdout.strip()
+        with repo_lock(git_dir):
+            update_ref(
+                git_dir,
+                f"refs/heads/{branch}",
+                merge,
+                old=head,
+                reason=f"swarm: merge {commit[:12]}",
+            )
+    except GitError:
+        return None  # moved, missing, locked or unreadable: `merge_into` says which
     return MergeResult(head=merge, merged=True)
 
 

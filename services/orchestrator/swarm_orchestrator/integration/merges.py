@@ -1,11 +1,17 @@
 """The merge queue: succeeded tasks join the integration branch one at a time, in the order
 they finished, before their dependents are queued.
 
-A merge is a `--no-ff` merge commit made without a worktree (`git.merge_into`), done while
-the session's row lock is held, so merges, rollbacks and queueing of one session never
-interleave, whichever orchestrator replica runs them. Git is the truth for the branch: a
-crash after the branch moved but before the transaction committed is found again on the
-next try (the task's commit is already in the branch) and recorded then.
+A merge is a `--no-ff` merge commit made without a worktree, done while the session's row
+lock is held, so merges, rollbacks and queueing of one session never interleave, whichever
+orchestrator replica runs them. It is three git commands (`git.merge_onto`: `merge-tree`,
+`commit-tree`, and a compare-and-swap of the branch from the head the session records);
+when the swap fails or the merge conflicts, it is done again the careful way
+(`git.merge_into`), from git's own head. Git is the truth for the branch: a crash after the
+branch moved but before the transaction committed leaves the session's record behind git,
+so the swap fails, and the careful way finds the task's commit already in the branch and
+records it then. One transaction merges a run of plain tasks one after another (`RUN` at
+most: a commit of their own, no policy to judge them, a clean merge), each on the head the
+one before made, and queues their dependents and settles the session once.
 
 A conflict leaves the branch untouched and, per the session's `conflicts` policy, either
 puts the session in `awaiting_review` or adds a resolution task: an agent gets a worktree of
@@ -81,22 +87,44 @@ async def merge_pending(
     keys: Keys,
     limit: int = 200,
 ) -> int:
-    """Merge what waits in every session's queue (at most `limit` tasks); return how many
-    tasks left the queue."""
+    """Merge what waits in every session's queue (at most `limit` tasks, give or take one
+    run of `RUN`); return how many tasks left the queue."""
     async with sessionmaker() as db:
-        session_ids = (
-            await db.scalars(
-                select(Task.session_id).where(Task.merge_status == MergeStatus.PENDING).distinct()
+        rows = (
+            await db.execute(
+                select(Session.id, Session.settings).where(
+                    exists().where(
+                        Task.session_id == Session.id, Task.merge_status == MergeStatus.PENDING
+                    )
+                )
             )
         ).all()
     done = 0
-    for session_id in session_ids:
+    for session_id, raw in rows:
+        # Only an optimisation: a setting changed since is read again under the lock.
+        look_ahead = _reads_ahead(raw)
         with logs.bound(session_id=str(session_id)):
-            while done < limit and await merge_next(
-                sessionmaker, session_id, workspace=workspace, keys=keys
-            ):
-                done += 1
+            while done < limit:
+                left = await merge_next(
+                    sessionmaker,
+                    session_id,
+                    workspace=workspace,
+                    keys=keys,
+                    look_ahead=look_ahead,
+                )
+                if not left:
+                    break
+                done += left
     return done
+
+
+def _reads_ahead(raw: dict[str, Any] | None) -> bool:
+    """Whether a session with these settings reads git before its lock (`_look_ahead`)."""
+    try:
+        settings = SessionSettings.model_validate(raw or {})
+    except ValidationError:
+        return True
+    return settings.dry_run or policies.has_limits(settings.policy)
 
 
 async def merge_next(
@@ -105,24 +133,26 @@ async def merge_next(
     *,
     workspace: Path,
     keys: Keys,
-) -> bool:
-    """Merge the first task of one session's queue; False when the queue is empty."""
-    ahead = await _look_ahead(sessionmaker, session_id, workspace=workspace)
+    look_ahead: bool = True,
+) -> int:
+    """Merge the first task of one session's queue, and the plain ones right after it in
+    the same transaction (`_merge_run`); return how many left the queue (0: it is empty)."""
+    ahead = await _look_ahead(sessionmaker, session_id, workspace=workspace) if look_ahead else None
     async with sessionmaker() as db, db.begin():
         session = await lock_session(db, session_id)
         if session is None:
-            return False
-        first = await lock_tasks(
+            return 0
+        queue = await lock_tasks(
             db,
             session,
             Task.merge_status == MergeStatus.PENDING,
             Task.status == TaskStatus.SUCCEEDED,
             order_by=(Task.merge_seq, Task.id),
-            limit=1,
+            limit=RUN,
         )
-        if not first:
-            return False
-        task = first[0]
+        if not queue:
+            return 0
+        task = queue[0]
         commit = (task.result or {}).get("commit")
         start = scheduler.work_head(session)  # a dry run's: its dry-run branch
         mirror = workspace / session.repo_path
@@ -131,7 +161,7 @@ async def merge_next(
             and await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
         ):
             await _merged(db, session=session, task=task, keys=keys, head=None)
-            return True
+            return 1
         settings = session_settings(session)
         look = _Look(task_id=task.id, commit=commit, start=start)
         found = ahead if ahead is not None and ahead.look == look else None
@@ -152,25 +182,101 @@ async def merge_next(
         elif violations:
             _hold(db, task=task, found=found, violations=violations)
         else:
-            await _merge_task(db, session=session, task=task, keys=keys, mirror=mirror, look=look)
-    return True
+            return await _merge_run(
+                db, session=session, queue=queue, keys=keys, mirror=mirror, look=look
+            )
+    return 1
+
+
+RUN = 20
+"""Tasks one transaction may merge one after another (`_merge_run`); the session's lock is
+held for as long."""
+
+
+async def _merge_run(
+    db: AsyncSession,
+    *,
+    session: Session,
+    queue: list[Task],
+    keys: Keys,
+    mirror: Path,
+    look: _Look,
+) -> int:
+    """Merge the first task of `queue` (`_merge_task`); when it merged, go on with the
+    tasks after it while each is plain work (a commit of its own, no policy to judge it)
+    that `git.merge_onto` merges cleanly onto the head just made, and record them all with
+    one queueing of their dependents and one settling of the session. The first that is
+    not so waits for the next transaction, which does it the careful way. Return how many
+    left the queue."""
+    first = await _merge_task(
+        db, session=session, task=queue[0], keys=keys, mirror=mirror, look=look, settle=False
+    )
+    if first is None:
+        return 1  # a conflict or a failure, recorded and settled
+    brought_in = [*first]
+    settings = session_settings(session)
+    branch = scheduler.integration_branch(session.id)
+    done = 1
+    for task in queue[1:]:
+        commit = (task.result or {}).get("commit")
+        head = session.integration_head
+        if (
+            not commit
+            or head is None
+            or commit == task.base_commit
+            or _wants_change(settings, task, commit)
+        ):
+            break
+        result = await asyncio.to_thread(
+            git.merge_onto,
+            mirror,
+            branch,
+            head,
+            commit,
+            message=_message(session, task),
+            author=_author(task),
+        )
+        if result is None:
+            break
+        brought_in += await _record_merged(db, session=session, task=task, head=result)
+        done += 1
+    await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
+    return done
 
 
 async def _merge_task(
-    db: AsyncSession, *, session: Session, task: Task, keys: Keys, mirror: Path, look: _Look
-) -> None:
-    """Merge the task's commit into the integration branch (the session is locked)."""
+    db: AsyncSession,
+    *,
+    session: Session,
+    task: Task,
+    keys: Keys,
+    mirror: Path,
+    look: _Look,
+    settle: bool = True,
+) -> list[uuid.UUID] | None:
+    """Merge the task's commit into the integration branch (the session is locked): at
+    once from the head the session records (`git.merge_onto`), else the careful way
+    (`git.merge_into`: git's own head read, a commit it already holds found). Return the
+    tasks it brought in, recorded merged (their dependents queued and the session settled
+    unless `settle` is False); None on a conflict or a failure, recorded and settled."""
     commit, start = look.commit, look.start
+    branch = scheduler.integration_branch(session.id)
     try:
-        result = await asyncio.to_thread(
-            _merge,
-            mirror,
-            scheduler.integration_branch(session.id),
-            start,
-            commit,
-            _message(session, task),
-            git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
-        )
+        result = None
+        if session.integration_head is not None and session.integration_head == start:
+            result = await asyncio.to_thread(
+                git.merge_onto,
+                mirror,
+                branch,
+                start,
+                commit,
+                message=_message(session, task),
+                author=_author(task),
+            )
+        if result is None:
+            result = await asyncio.to_thread(
+                _merge, mirror, branch, start, commit, _message(session, task), _author(task)
+            )
     except git.GitError as exc:
         if exc.transient:
             raise
@@ -180,11 +286,14 @@ async def _merge_task(
         await _conflict(
             db, session=session, task=task, files=[], keys=keys, error=exc.stderr[:2000]
         )
-        return
+        return None
     if result.conflicts:
         await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
-    else:
-        await _merged(db, session=session, task=task, keys=keys, head=result)
+        return None
+    brought_in = await _record_merged(db, session=session, task=task, head=result)
+    if settle:
+        await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
+    return brought_in
 
 
 # -- policies and dry runs -----------------------------------------------------------------
@@ -332,7 +441,7 @@ async def _rehearse(
         start=look.start,
         commit=look.commit,
         message=_message(session, task),
-        author=git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost"),
+        author=_author(task),
     )
     report = dry_run.would_merge(
         commit=look.commit,
@@ -378,6 +487,10 @@ def _merge(
     return git.merge_into(mirror, branch, commit, message=message, author=author)
 
 
+def _author(task: Task) -> git.Author:
+    return git.Author(name=f"{task.role or task.agent} (swarm)", email="swarm@localhost")
+
+
 def _message(session: Session, task: Task) -> str:
     return "\n".join(
         [
@@ -401,6 +514,15 @@ async def _merged(
 ) -> None:
     """The task's work is on the integration branch (or had nothing to merge: `head` is
     None); so is that of the tasks it resolved. Their dependents may run."""
+    brought_in = await _record_merged(db, session=session, task=task, head=head)
+    await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
+
+
+async def _record_merged(
+    db: AsyncSession, *, session: Session, task: Task, head: git.MergeResult | None
+) -> list[uuid.UUID]:
+    """Record the task merged (`head` None: it had nothing to merge), and the tasks it
+    resolved; return their ids, the task's first."""
     status = MergeStatus.MERGED if head is not None else MergeStatus.EMPTY
     merge_commit = head.head if head is not None else None
     if head is not None:
@@ -418,16 +540,6 @@ async def _merged(
             "integration_head": session.integration_head,
         },
     )
-    brought_in = [task.id, *await _resolved_by(db, session, task)]
-    await db.flush()
-    children = (
-        await db.scalars(
-            select(TaskDependency.task_id).where(TaskDependency.depends_on_id.in_(brought_in))
-        )
-    ).all()
-    await scheduler.resume_after_review(db, session=session, keys=keys, actor="system")
-    await scheduler.queue_ready(db, session=session, keys=keys, only=children)
-    await session_state.finish_or_reopen(db, session)
     log.info(
         "task merged",
         extra={
@@ -437,6 +549,23 @@ async def _merged(
             "head": session.integration_head,
         },
     )
+    return [task.id, *await _resolved_by(db, session, task)]
+
+
+async def _after_merges(
+    db: AsyncSession, *, session: Session, keys: Keys, brought_in: list[uuid.UUID]
+) -> None:
+    """The work of `brought_in` is on the branch: their dependents may run, and the
+    session may resume from review or finish."""
+    await db.flush()
+    children = (
+        await db.scalars(
+            select(TaskDependency.task_id).where(TaskDependency.depends_on_id.in_(brought_in))
+        )
+    ).all()
+    await scheduler.resume_after_review(db, session=session, keys=keys, actor="system")
+    await scheduler.queue_ready(db, session=session, keys=keys, only=children)
+    await session_state.finish_or_reopen(db, session)
 
 
 async def _resolved_by(db: AsyncSession, session: Session, task: Task) -> list[uuid.UUID]:
