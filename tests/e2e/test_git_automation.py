@@ -480,12 +480,19 @@ def test_ten_adapters_share_one_mirror_without_lock_errors(stack: Stack, tmp_pat
     worktrees = stack.workspace / "worktrees" / session_id
 
     def cleaned_up() -> bool:
+        """No attempt's worktree left, and no branch checked out: what remains are the
+        adapters' prepared worktrees (detached, in their pools) for the next tasks."""
         listing = _git(mirror, "worktree", "list", "--porcelain")
-        paths = [line for line in listing.splitlines() if line.startswith("worktree ")]
+        paths = [
+            line[len("worktree ") :]
+            for line in listing.splitlines()
+            if line.startswith("worktree ")
+        ]
         leftovers = list(worktrees.iterdir()) if worktrees.exists() else []
-        return len(paths) == 1 and not leftovers
+        in_use = [p for p in paths[1:] if "/worktrees/.pool/" not in p]
+        return not in_use and not leftovers and "branch refs/heads/" not in listing
 
-    eventually(cleaned_up, timeout_s=30, message="worktrees removed")
+    eventually(cleaned_up, timeout_s=30, message="worktrees given back")
     listing = _git(mirror, "worktree", "list", "--porcelain").splitlines()
     assert listing[0] == f"worktree {mirror}" and "bare" in listing
 

@@ -20,7 +20,8 @@ Where things live:
 - `attempt`: the attempt pipeline, without Redis: setup, agent, commit, gates, result.
   `preparation` (merge in, setup files), `escape` and `escape_check` (writes outside the
   worktree), `outcome` (the result message), `answers` (the agent's final answer, for
-  read-only and `output_schema` tasks), `worktree` (git worktrees and commits),
+  read-only and `output_schema` tasks), `worktree` (git worktrees and commits), `pool`
+  (prepared worktrees reused per repository, cleaned and removed in the background),
   `progress` (batched progress events), `transcript` (what the agent said last, for a
   failed attempt's result), `prompts` and `runners/` (the agent CLIs),
   `handoff` (parents' handoffs and the blackboard in the prompt and `.swarm/context.json`;

@@ -227,13 +227,13 @@ class AttemptPipeline:
         fails)."""
         try:
             scrubbed = await self.worktrees.scrub(worktree, self.secrets)
-            if scrubbed:
+            if scrubbed.files:
                 log.warning(
                     "the agent wrote a secret into files; redacted before commit",
-                    extra=self._ctx(message, files=",".join(scrubbed[:20])),
+                    extra=self._ctx(message, files=",".join(scrubbed.files[:20])),
                 )
             return await self.worktrees.commit(
-                message, worktree, status=result.outcome, exclude=exclude
+                message, worktree, status=result.outcome, exclude=exclude, changes=scrubbed.changes
             )
         except WorktreeError as exc:
             return TaskFailed(

@@ -3,7 +3,8 @@ following the system mode (`swarm_common.system`: drain, emergency stop), and re
 the adapter's liveness key (`swarm:worker:<name>`, a hash with a TTL: what it runs, its
 mode, and what it announced when it came online: models, CLI version, capabilities), which
 tells the orchestrator that it is alive (`swarm_orchestrator.runtime.registry` mirrors it
-into the `workers` table; `GET /v1/workers`)."""
+into the `workers` table; `GET /v1/workers`), and tending its prepared worktrees (`pool`:
+idle ones expire, what git left is pruned) even while no task comes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from swarm_common.system import read_mode
 if TYPE_CHECKING:
     from swarm_adapter.worker import Adapter
 
-__all__ = ["advertise", "follow_mode"]
+__all__ = ["advertise", "follow_mode", "tend_worktrees"]
+
+WORKTREE_SWEEP_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +80,11 @@ async def advertise(adapter: Adapter) -> None:
         except (RedisError, OSError) as exc:
             log.warning("liveness key not refreshed", extra={"error": repr(exc)})
         await asyncio.sleep(ttl / 3)
+
+
+async def tend_worktrees(adapter: Adapter) -> None:
+    """At start and every `WORKTREE_SWEEP_S`, schedule the worktree pools' upkeep (it runs
+    on the pool's own thread; a failure is logged there)."""
+    while True:
+        adapter.worktrees.sweep()
+        await asyncio.sleep(WORKTREE_SWEEP_S)

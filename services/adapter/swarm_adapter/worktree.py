@@ -1,6 +1,9 @@
 """Worktrees of the session's mirror: one per attempt, on the task's branch, from the commit
-the task message names; committed with the task's persona as author, then removed (the
-branch keeps the work).
+the task message names; committed with the task's persona as author, then given back (the
+branch keeps the work). A worktree given back is cleaned and reused by a later attempt
+(`pool`): preparing one moves a clean worktree to the task's commit, touching only the
+files that differ, and nothing is removed while a slot waits. Each prepare logs one
+`worktree ready` line (`elapsed_ms`, `reused`).
 
 An attempt that did not succeed (failed, rate limited, out of quota, cancelled by a person)
 still commits what its agent changed, as work in progress: its subject starts with `wip:`
@@ -11,11 +14,14 @@ can start from it; a later attempt that does not start from it never merges it."
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm_adapter.pool import POOL_SIZE, Pool, trash
 from swarm_common import git
 from swarm_common.messages import TaskMessage
 from swarm_common.redaction import KNOWN_BYTES
@@ -23,7 +29,9 @@ from swarm_common.redaction import REDACTED as _REDACTED
 
 REDACTED = _REDACTED.encode()
 
-__all__ = ["Commit", "Worktrees", "WorktreeError"]
+__all__ = ["Commit", "Scrubbed", "Worktrees", "WorktreeError"]
+
+log = logging.getLogger(__name__)
 
 
 class WorktreeError(RuntimeError):
@@ -37,8 +45,11 @@ class Commit:
 
 
 class Worktrees:
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *, pool_size: int = POOL_SIZE) -> None:
         self.workspace = workspace.resolve()
+        self.pool = Pool(self.workspace, size=pool_size)
+        """Prepared worktrees of each repository, reused (`pool_size` kept ready per
+        repository; 0: every attempt gets a new one)."""
 
     def repo(self, message: TaskMessage) -> Path:
         """The session's bare mirror; it must lie inside the workspace."""
@@ -63,27 +74,49 @@ class Worktrees:
         return session / message.task_key / f"attempt-{message.attempt}"
 
     async def prepare(self, message: TaskMessage) -> Path:
+        """The attempt's worktree at `path(message)`, on its branch reset to its base commit,
+        as clean as a new one; its HOME and artifacts folders. Raises `WorktreeError`."""
+        started = time.perf_counter()
         repo, path = self.repo(message), self.path(message)
         try:
-            await asyncio.to_thread(
-                git.add_worktree, repo, path, branch=message.branch, commit=message.base_commit
-            )
-        except (git.GitError, TimeoutError) as exc:
+            reused = await asyncio.to_thread(self._prepare, message, repo, path)
+        except (git.GitError, TimeoutError, OSError) as exc:
             raise WorktreeError(f"cannot create the worktree: {exc}") from None
-        await asyncio.to_thread(self._fresh_folders, message)
+        log.info(
+            "worktree ready",
+            extra={
+                "session_id": str(message.session_id),
+                "task_id": str(message.task_id),
+                "task_key": message.task_key,
+                "attempt": message.attempt,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+                "reused": reused,
+            },
+        )
         return path
 
-    def _fresh_folders(self, message: TaskMessage) -> None:
+    def _prepare(self, message: TaskMessage, repo: Path, path: Path) -> bool:
+        reused = self.pool.take(repo, path, branch=message.branch, commit=message.base_commit)
         home = self.home(message)
-        shutil.rmtree(home, ignore_errors=True)
+        if home.exists():  # a crashed run of this attempt left it
+            shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         self.artifacts(message).mkdir(parents=True, exist_ok=True)
+        return reused
 
     async def commit(
-        self, message: TaskMessage, path: Path, *, status: str, exclude: Sequence[str] = ()
+        self,
+        message: TaskMessage,
+        path: Path,
+        *,
+        status: str,
+        exclude: Sequence[str] = (),
+        changes: Sequence[str] | None = None,
     ) -> Commit:
         """Commit whatever the agent changed (but not the paths in `exclude`, which setup
-        made); return the branch head and the files that differ from the base commit."""
+        made); return the branch head and the files that differ from the base commit.
+        `changes`: what `scrub` listed just before (`git status`); when none of it is to
+        be committed (and no merge is in progress), git is not asked to commit."""
         repo = self.repo(message)
         author_name = message.role or message.agent
         subject = message.title if status == "succeeded" else f"wip: {message.title}"
@@ -102,15 +135,19 @@ class Worktrees:
         persona = message.persona or {}
         if persona.get("author_name") and persona.get("author_email"):
             author = git.Author(name=persona["author_name"], email=persona["author_email"])
+
+        def commit() -> Commit:
+            if changes is None or _to_commit(path, changes, exclude):
+                _commit_all(path, repo, message=text, author=author, exclude=exclude)
+            head = git.git("rev-parse", "HEAD", cwd=path).stdout.strip()
+            if head == message.base_commit:  # nothing committed, by the agent or here
+                return Commit(sha=head, changed_files=[])
+            return Commit(sha=head, changed_files=git.changed_files(path, message.base_commit))
+
         try:
-            await asyncio.to_thread(
-                git.commit_all, path, repo, message=text, author=author, exclude=exclude
-            )
-            head = (await asyncio.to_thread(git.git, "rev-parse", "HEAD", cwd=path)).stdout
-            files = await asyncio.to_thread(git.changed_files, path, message.base_commit)
+            return await asyncio.to_thread(commit)
         except (git.GitError, TimeoutError) as exc:
             raise WorktreeError(f"cannot commit the agent's work: {exc}") from None
-        return Commit(sha=head.strip(), changed_files=files)
 
     async def restore_branch(self, message: TaskMessage) -> None:
         """Put the task's branch back on the commit the attempt started from (its work was
@@ -131,14 +168,64 @@ class Worktrees:
         except (git.GitError, TimeoutError) as exc:
             raise WorktreeError(f"cannot restore the branch: {exc}") from None
 
-    async def scrub(self, path: Path, secrets: list[str]) -> list[str]:
+    async def scrub(self, path: Path, secrets: list[str]) -> Scrubbed:
         """Replace `secrets`, and every well-known key format, in every file the agent
-        changed, before anything is committed; return the files that held one."""
+        changed, before anything is committed; the files that held one, and what changed
+        (for `commit`)."""
         return await asyncio.to_thread(_scrub, path, [s.encode() for s in secrets if s])
 
     async def remove(self, message: TaskMessage) -> None:
-        await asyncio.to_thread(git.remove_worktree, self.repo(message), self.path(message))
-        await asyncio.to_thread(shutil.rmtree, self.home(message), True)
+        """The attempt is over: its worktree goes back to the pool (cleaned in the
+        background) and its HOME is deleted in the background; both paths are free when
+        this returns, in a few milliseconds."""
+        await asyncio.to_thread(self._give_back, message)
+
+    def _give_back(self, message: TaskMessage) -> None:
+        self.pool.give_back(self.repo(message), self.path(message), base=message.base_commit)
+        trash(self.workspace, self.home(message), self.pool.deleter)
+
+    async def idle(self, timeout_s: float | None = None) -> bool:
+        """Wait for the background work given so far (cleaning, removing); False on the
+        timeout. For a clean stop, and for tests."""
+
+        def wait() -> bool:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            workers = (self.pool.maker, self.pool.cleaner, self.pool.deleter)
+            for worker in (*workers, *workers):  # a job may hand work to another
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not worker.wait(left):
+                    return False
+            return True
+
+        return await asyncio.to_thread(wait)
+
+    def sweep(self) -> None:
+        """Schedule the pools' upkeep (`Pool.sweep`): for a periodic loop."""
+        self.pool.sweep()
+
+
+def _commit_all(
+    worktree: Path, repo: Path, *, message: str, author: git.Author, exclude: Sequence[str]
+) -> bool:
+    """`git.commit_all` in two git commands fewer (the agent's path runs it every time): a
+    merge in progress is read from the worktree's own `MERGE_HEAD` file, and "nothing to
+    commit" from `git commit` itself. False when there was nothing to commit."""
+    git.git("add", "--all", "--", ".", cwd=worktree)
+    if exclude:  # unstaged again (an exclude pathspec fails on a file .gitignore names)
+        git.git("reset", "--quiet", "--", *(f":(literal){p}" for p in exclude), cwd=worktree)
+    admin = git.pointed_git_dir(worktree)
+    in_merge = admin is not None and (admin / "MERGE_HEAD").is_file()
+    args = ["commit", "--quiet", "--no-verify", "--untracked-files=no", "-m", message]
+    if in_merge:  # a resolution task's merge is concluded even when it changes nothing
+        args.append("--allow-empty")
+    with git.repo_lock(repo):
+        proc = git.git(*args, cwd=worktree, env=git.identity(author), check=False)
+    if proc.returncode == 0:
+        return True
+    said = proc.stdout + proc.stderr
+    if proc.returncode == 1 and not in_merge and ("nothing" in said or "no changes" in said):
+        return False
+    raise git.GitError(args, proc.returncode, proc.stderr or proc.stdout)
 
 
 MAX_SCRUB_BYTES = 256 * 1024 * 1024
@@ -146,22 +233,58 @@ MAX_SCRUB_BYTES = 256 * 1024 * 1024
 _SCAN_CHUNK = 8 * 1024 * 1024
 
 
-def _scrub(worktree: Path, secrets: list[bytes]) -> list[str]:
+@dataclass(frozen=True)
+class Scrubbed:
+    files: list[str]
+    """The files that held a secret (redacted now)."""
+    changes: list[str]
+    """Every entry of `git status --porcelain -z --untracked-files=all`, as git wrote it."""
+
+
+def _scrub(worktree: Path, secrets: list[bytes]) -> Scrubbed:
     try:
         listing = git.git(
             "status", "--porcelain", "-z", "--untracked-files=all", cwd=worktree
         ).stdout
     except git.GitError as exc:
         raise WorktreeError(f"cannot list the agent's changes: {exc}") from None
+    entries = [entry for entry in listing.split("\0") if entry]
     scrubbed = []
-    for entry in filter(None, listing.split("\0")):
-        name = entry[3:]
+    for name in _status_paths(entries):
         try:
             if _scrub_file(worktree / name, secrets):
                 scrubbed.append(name)
         except OSError as exc:
             raise WorktreeError(f"cannot check {name} for secrets: {exc.strerror}") from None
-    return scrubbed
+    return Scrubbed(files=scrubbed, changes=entries)
+
+
+def _to_commit(worktree: Path, changes: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether a commit may hold something: a change that is not excluded, or a merge in
+    progress (concluded even when it changes nothing)."""
+    admin = git.pointed_git_dir(worktree)
+    if admin is None or (admin / "MERGE_HEAD").exists():
+        return True
+    folders = [path.rstrip("/") for path in exclude]
+    for name in _status_paths(changes):
+        if not any(name == f or name.startswith(f + "/") for f in folders):
+            return True
+    return False
+
+
+def _status_paths(entries: Sequence[str]) -> list[str]:
+    """The paths of `git status --porcelain -z` entries: `XY path`, and after a rename or
+    a copy (`R`, `C`) its source path as an entry of its own."""
+    paths = []
+    source_next = False
+    for entry in entries:
+        if source_next:
+            paths.append(entry)
+            source_next = False
+            continue
+        paths.append(entry[3:])
+        source_next = entry[:1] in ("R", "C")
+    return paths
 
 
 def _scrub_file(target: Path, secrets: list[bytes]) -> bool:
