@@ -97,7 +97,7 @@ async def served_beside(
 async def test_a_large_session_is_listed_while_whoami_keeps_answering(
     api: httpx.AsyncClient, git_repo: Path
 ) -> None:
-    """5000 tasks and ~50,000 edges (the per-request limits): reading and converting them
+    """5000 tasks and ~50,000 edges (the per-request edge limit): reading and converting them
     runs in slices and a worker thread, so whoami answers all along. Before, one step of
     the listing held the loop for most of its time."""
     session = await new_session(api, git_repo)

@@ -26,6 +26,8 @@ Where things live (behaviour → module):
   - whether a report comes from the adapter holding its attempt (proof, worker) →
     `graph/provenance.py`
   - a person's retry, cancel, approve, pause, resume, finish, archive → `graph/control.py`
+  - cancelling a session: at once what could still start or merge, the rest in the
+    background → `graph/cancelling.py`
   - done / total, time left, tokens and cost → `graph/progress.py`
   - what an attempt cost, priced once by the price table (`SWARM_PRICES` on top) when its
     result arrives → `graph/pricing.py`

@@ -60,7 +60,7 @@ class OrchestratorSettings(CommonSettings):
     """`SWARM_TENANT_WEIGHTS` (`acme=2,beta=1`, or JSON): each tenant's share of every agent
     kind's slots against the other tenants' (weighted round robin); tenants left out, and
     sessions of no tenant, weigh 1."""
-    consumer_batch: int = 100
+    consumer_batch: int = 500
     consumer_block_ms: int = 1000
     consumer_claim_idle_ms: int = 60_000
     """Events pending this long on a vanished orchestrator are taken over."""
@@ -159,9 +159,10 @@ class OrchestratorSettings(CommonSettings):
     webhook_retention_s: float = Field(7 * 24 * 3600, gt=0)
     """How long delivered and failed deliveries are kept."""
 
-    max_graph_tasks: int = 5000
-    """Most tasks one request may add, and most tasks one session may hold."""
+    max_graph_tasks: int = 10_000
+    """Most tasks one request may add (422 `graph_too_large` past it)."""
     max_session_tasks: int = 20_000
+    """Most tasks one session may hold, over all its requests."""
     max_body_bytes: int = 16 * 1024 * 1024
     git_timeout_s: float = 600.0
     max_graph_edges: int = Field(50_000, ge=0)

@@ -122,6 +122,7 @@ class Session(Base):
             unique=True,
         ),
         Index("ix_sessions_tenant_created_at", "tenant", "created_at"),
+        Index("ix_sessions_cancelling", "id", postgresql_where=text("cancelling_by IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -174,6 +175,11 @@ class Session(Base):
         doc="The agent kinds whose missing adapters suspended it; it resumes by itself when "
         "they are back. Null when it is not suspended, a person paused it, or its budget "
         "is spent.",
+    )
+    cancelling_by: Mapped[str | None] = mapped_column(
+        String(200),
+        doc="Who cancelled the session, while some of its tasks are still to be cancelled in "
+        "the background (`graph.cancelling`); null otherwise.",
     )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")

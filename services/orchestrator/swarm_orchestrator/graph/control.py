@@ -10,6 +10,9 @@ A succeeded task whose merge conflicted can be retried (a new attempt starts fro
 integration head, told which files conflicted) or cancelled (its work is abandoned and its
 dependents are blocked); once no conflict is left, a session awaiting review is active again.
 
+Cancelling a large session is answered at once and finished in the background
+(`graph.cancelling`).
+
 Each locks what it changes (`graph.locking`), checks that the action applies (a 404 or a
 409 with a stable code when not), makes the change through the state's owner
 (`task_state`, `session_state`), which writes the timeline entry with the actor and any
@@ -21,16 +24,16 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import utcnow
-from swarm_common.states import TERMINAL_TASK_STATES, MergeStatus, SessionStatus, TaskStatus
+from swarm_common.states import SessionStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Checkpoint, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 from swarm_orchestrator.graph import (
     budgets,
+    cancelling,
     races,
     retry,
     reviews,
@@ -41,10 +44,10 @@ from swarm_orchestrator.graph import (
 from swarm_orchestrator.graph.locking import (
     CLOSED_SESSION_STATES,
     LockedTask,
+    forget_locks,
     lock_open_session,
     lock_session,
     lock_task,
-    lock_tasks,
 )
 
 __all__ = [
@@ -145,7 +148,9 @@ async def cancel_task(db: AsyncSession, *, task_id: uuid.UUID, keys: Keys, actor
 async def cancel_session(
     db: AsyncSession, *, session_id: uuid.UUID, keys: Keys, actor: str
 ) -> Session:
-    """Cancel every task that has not ended, then the session itself."""
+    """Cancel the session: at once every task that could still start or merge, and a few
+    hundred more; the rest (tasks that can no longer start) in the background
+    (`graph.cancelling`). Cancelling a cancelled session changes nothing."""
     session = await lock_session(db, session_id)
     if session is None:
         raise NotFound(f"session {session_id} not found", code="session_not_found")
@@ -153,23 +158,18 @@ async def cancel_session(
         return session
     if session.status in CLOSED_SESSION_STATES:
         raise Conflict(f"session is {session.status}", code="session_closed")
-    tasks = await lock_tasks(
-        db,
-        session,
-        or_(
-            Task.status.not_in([s.value for s in TERMINAL_TASK_STATES]),
-            Task.merge_status.in_([MergeStatus.PENDING, MergeStatus.CONFLICT]),
-        ),
+    try:
+        done, left = await cancelling.cancel_at_once(db, session, keys=keys, actor=actor)
+        session_state.cancel(db, session, actor=actor, tasks_cancelled=done, remaining=left)
+        await db.flush()
+        await session_state.finish_or_reopen(db, session)
+        await db.commit()
+    finally:
+        forget_locks(db)
+    log.info(
+        "session cancelled",
+        extra={"session_id": str(session.id), "actor": actor, "cancelled": done, "left": left},
     )
-    for task in tasks:
-        if task.status == TaskStatus.SUCCEEDED:  # its work stays on its branch, unmerged
-            task_state.abandon_merge(task)
-        else:
-            await task_state.cancel(db, task, keys=keys, actor=actor)
-    session_state.cancel(db, session, actor=actor, tasks_cancelled=len(tasks))
-    await db.flush()
-    await session_state.finish_or_reopen(db, session)
-    await db.commit()
     return session
 
 

@@ -10,16 +10,24 @@ once; no two writers can take the same rows in opposite orders and deadlock. Eve
 
 Rows are read with `populate_existing`, so what the caller sees is what the lock protects,
 not an older copy from the session's identity map.
+
+A transaction that applies many reports at once (`graph.reports.apply_events`) locks them
+all up front with `lock_reports`: their sessions in id order, then their tasks, then their
+current attempts, three statements in all. For the rest of that transaction `lock_session`,
+`lock_task` and `lock_attempt` answer those rows from what it holds, without asking the
+database again: a lock lasts until the transaction ends, and every change to the rows made
+since went through these same objects. Two transactions that lock many sessions this way
+take them in the same order, so they cannot deadlock either.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.states import SessionStatus
@@ -30,7 +38,9 @@ __all__ = [
     "CLOSED_SESSION_STATES",
     "LockedTask",
     "lock_attempt",
+    "forget_locks",
     "lock_open_session",
+    "lock_reports",
     "lock_session",
     "lock_task",
     "lock_tasks",
@@ -49,9 +59,80 @@ class LockedTask:
     task: Task
 
 
+@dataclass
+class _Held:
+    """The rows `lock_reports` locked for the rest of its transaction."""
+
+    sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
+    tasks: dict[uuid.UUID, Task] = field(default_factory=dict)
+    attempts: dict[tuple[uuid.UUID, int], Attempt] = field(default_factory=dict)
+
+
+_HELD = "locking.held"
+
+
+def _held(db: AsyncSession) -> _Held | None:
+    held: _Held | None = db.info.get(_HELD)
+    return held
+
+
+async def lock_reports(db: AsyncSession, task_ids: Collection[uuid.UUID]) -> None:
+    """Lock the sessions, tasks and current attempts of `task_ids` for the rest of the
+    transaction, in the lock order, and answer later locks of them from memory. A task that
+    serves another (a review run, a contender) is left to `lock_task`, which locks the one
+    it serves first. The caller's session must end with the transaction (`forget_locks`)."""
+    if not task_ids:
+        return
+    rows = (
+        await db.execute(
+            select(Task.id, Task.session_id).where(
+                Task.id.in_(list(set(task_ids))),
+                Task.reviews_task_id.is_(None),
+                Task.races_task_id.is_(None),
+            )
+        )
+    ).all()
+    if not rows:
+        return
+    held = db.info.setdefault(_HELD, _Held())
+    sessions = await db.scalars(
+        select(Session)
+        .where(Session.id.in_({r.session_id for r in rows}))
+        .order_by(Session.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    held.sessions.update({s.id: s for s in sessions})
+    tasks = await db.scalars(
+        select(Task)
+        .where(Task.id.in_([r.id for r in rows]))
+        .order_by(Task.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    locked = [t for t in tasks if t.session_id in held.sessions]
+    held.tasks.update({t.id: t for t in locked})
+    attempts = await db.scalars(
+        select(Attempt)
+        .where(tuple_(Attempt.task_id, Attempt.number).in_([(t.id, t.attempt) for t in locked]))
+        .order_by(Attempt.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    held.attempts.update({(a.task_id, a.number): a for a in attempts})
+
+
+def forget_locks(db: AsyncSession) -> None:
+    """The transaction ended: what `lock_reports` held is no longer locked."""
+    db.info.pop(_HELD, None)
+
+
 async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
     """Lock one session's row for the rest of the transaction (`key_share`, so inserting
     tasks that reference it is not blocked)."""
+    held = _held(db)
+    if held is not None and session_id in held.sessions:
+        return held.sessions[session_id]
     return await db.scalar(
         select(Session)
         .where(Session.id == session_id)
@@ -63,6 +144,10 @@ async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> Session | Non
 async def lock_task(db: AsyncSession, task_id: uuid.UUID) -> LockedTask | None:
     """Lock a task's session, then the task (a review run: the task it reviews first);
     None when there is no such task."""
+    held = _held(db)
+    if held is not None and task_id in held.tasks:
+        mine = held.tasks[task_id]
+        return LockedTask(session=held.sessions[mine.session_id], task=mine)
     session_id = await db.scalar(select(Task.session_id).where(Task.id == task_id))
     if session_id is None:
         return None
@@ -128,6 +213,9 @@ async def lock_tasks(
 
 async def lock_attempt(db: AsyncSession, task: Task, number: int | None = None) -> Attempt | None:
     """Lock attempt `number` (the task's current one by default) of a locked task."""
+    held = _held(db)
+    if held is not None and (task.id, number or task.attempt) in held.attempts:
+        return held.attempts[(task.id, number or task.attempt)]
     return await db.scalar(
         select(Attempt)
         .where(Attempt.task_id == task.id, Attempt.number == (number or task.attempt))

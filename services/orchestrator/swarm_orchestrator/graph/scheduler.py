@@ -81,10 +81,12 @@ async def queue_ready(
     keys: Keys,
     only: Collection[uuid.UUID] | None = None,
     routed: Collection[uuid.UUID] = (),
+    limit: int | None = None,
 ) -> list[Task]:
-    """Queue every ready task of `session` (or only those in `only`); the session must be
-    locked by the caller. A draft runs only its planning agent's tasks (kind `plan`).
-    `routed`: tasks whose kind was just chosen (a failover), not routed again."""
+    """Queue every ready task of `session` (or only those in `only`; at most `limit`, the
+    first by priority); the session must be locked by the caller. A draft runs only its
+    planning agent's tasks (kind `plan`). `routed`: tasks whose kind was just chosen (a
+    failover), not routed again."""
     kinds: tuple[ColumnElement[bool], ...] = ()
     if session.status == SessionStatus.DRAFT:
         kinds = (Task.kind == "plan",)
@@ -111,6 +113,7 @@ async def queue_ready(
         *kinds,
         ids=only,
         order_by=(Task.priority.desc(), Task.created_at, Task.key),
+        limit=limit,
     )
     if not tasks:
         return []
@@ -141,12 +144,20 @@ async def queue_ready(
             base=base,
             merge_with=merge_with,
             context=contexts.get(task.id),
+            quiet=len(tasks) > LOG_EACH_UP_TO,
         )
         _flag_overlaps(db, task=task, dispatched=dispatched)
         queued.append(task)
+    _said_at_once(session, queued, many=len(tasks) > LOG_EACH_UP_TO)
     if contenders:
         queued += await queue_ready(db, session=session, keys=keys, only=contenders)
     return queued
+
+
+def _said_at_once(session: Session, queued: list[Task], *, many: bool) -> None:
+    """One log line for many tasks queued at once (each of them was logged at debug)."""
+    if many:
+        log.info("tasks queued", extra={"session_id": str(session.id), "count": len(queued)})
 
 
 async def resume_after_review(
@@ -234,9 +245,11 @@ def _queue(
     base: str,
     merge_with: str | None,
     context: dict[str, Any] | None = None,
+    quiet: bool = False,
 ) -> None:
     """Queue `task`'s next attempt; `context`: its parents' handoffs and the blackboard
-    (`blackboard.context_for`) for its message."""
+    (`blackboard.context_for`) for its message. `quiet`: one of many, logged at debug (the
+    caller logs them in one line)."""
     attempt = task_state.queue(
         db,
         task,
@@ -281,7 +294,8 @@ def _queue(
         event_key=attempt.event_key,
     )
     outbox.add_task(db, stream=keys.tasks(task.agent), message=message, priority=task.priority)
-    log.info(
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
         "task queued",
         extra={
             "session_id": str(task.session_id),
@@ -320,6 +334,17 @@ def _persona(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: snapshot.get(k) for k in ("name", "style", "author_name", "author_email")}
 
 
+QUEUE_IN_REQUEST = 500
+"""Most tasks of a new graph (submitted, added, or an approved plan) that the request storing
+it queues, the first by priority (a fraction of a second); `sweep` queues the rest."""
+LOG_EACH_UP_TO = 20
+"""A queueing of more tasks than this logs one line for all of them (each at debug)."""
+SWEEP_CHUNK = 500
+"""The most tasks of one session `sweep` queues in one transaction: a graph of ten thousand
+ready tasks is queued in steps of a fraction of a second each, and the session's reports
+are applied in between."""
+
+
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession], *, keys: Keys) -> int:
     """Queue whatever became ready without an event to trigger it (retry times passing, a
     missed wake-up); return how many tasks were queued."""
@@ -346,8 +371,13 @@ async def sweep(sessionmaker: async_sessionmaker[AsyncSession], *, keys: Keys) -
         ).all()
     queued = 0
     for session_id in session_ids:
-        async with sessionmaker() as db, db.begin():
-            session = await lock_session(db, session_id)
-            if session is not None:
-                queued += len(await queue_ready(db, session=session, keys=keys))
+        while True:  # in chunks: the session's lock is held a moment at a time
+            async with sessionmaker() as db, db.begin():
+                session = await lock_session(db, session_id)
+                if session is None:
+                    break
+                now = len(await queue_ready(db, session=session, keys=keys, limit=SWEEP_CHUNK))
+            queued += now
+            if now < SWEEP_CHUNK:
+                break
     return queued

@@ -19,6 +19,10 @@ says why in `suspended_reason`: an agent kind its tasks need has no live adapter
 (`suspend_for_budget`, the reason `budget_exhausted`). Each system suspension ends only by
 its own cause (`resume_for_fleet` when the kinds are back, `resume_for_budget` when the
 budget is raised), and a person's pause of it makes it the first.
+
+A cancel is final at once (`cancel`): a session with tasks still to cancel says who asked
+(`cancelling_by`) until the background has cancelled them (`cancel_completed`,
+`graph.cancelling`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "archive",
     "await_review",
     "cancel",
+    "cancel_completed",
     "checkpoint_ended",
     "create",
     "finish",
@@ -265,12 +270,32 @@ async def resume_for_budget(
     return True
 
 
-def cancel(db: AsyncSession, session: Session, *, actor: str, tasks_cancelled: int) -> None:
-    _move(
+def cancel(
+    db: AsyncSession, session: Session, *, actor: str, tasks_cancelled: int, remaining: int = 0
+) -> None:
+    """The session is `cancelled`: nothing of it is queued or merged any more. `remaining`
+    tasks of it have not been cancelled yet: the background cancels them
+    (`graph.cancelling`), and the session says who asked (`cancelling_by`) until
+    `cancel_completed`."""
+    data: dict[str, Any] = {"tasks_cancelled": tasks_cancelled}
+    if remaining:
+        data["remaining"] = remaining
+    _move(db, session, SessionStatus.CANCELLED, "session.cancelled", actor=actor, data=data)
+    session.cancelling_by = actor if remaining else None
+
+
+def cancel_completed(db: AsyncSession, session: Session, *, tasks_cancelled: int) -> None:
+    """The background cancelled the last task of a cancelled session
+    (`tasks_cancelled` in all, the answer's included)."""
+    if session.cancelling_by is None:
+        return
+    actor = session.cancelling_by
+    session.cancelling_by = None
+    session.updated_at = utcnow()
+    timeline.record(
         db,
-        session,
-        SessionStatus.CANCELLED,
-        "session.cancelled",
+        session_id=session.id,
+        type="session.cancel_completed",
         actor=actor,
         data={"tasks_cancelled": tasks_cancelled},
     )

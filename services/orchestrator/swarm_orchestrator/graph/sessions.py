@@ -2,6 +2,12 @@
 
 Service functions take the caller's `AsyncSession`, do their writes in one transaction and
 commit it; on any error nothing is stored.
+
+A graph of ten thousand tasks is stored in a few bulk statements (`db.bulk`), and the
+request queues at most `QUEUE_IN_REQUEST` of the session's ready tasks (the first by
+priority): queueing costs far more than storing (an attempt, a task message and a timeline
+entry each), and only so many tasks can start at once anyway. The scheduler's sweep queues
+the others, a chunk a transaction (`scheduler.sweep`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from swarm_orchestrator.planning.plans import PlanLimits, describe_repository
 
 __all__ = [
     "LISTED_COLUMNS",
+    "QUEUE_IN_REQUEST",
     "READ_PARTITION",
     "add_tasks",
     "create_session",
@@ -52,6 +59,7 @@ log = logging.getLogger(__name__)
 
 READ_PARTITION = 500
 """Rows `task_rows` takes at once (a few milliseconds of the event loop)."""
+QUEUE_IN_REQUEST = scheduler.QUEUE_IN_REQUEST
 LISTED_COLUMNS = [
     c
     for c in Task.__table__.c
@@ -117,7 +125,7 @@ async def create_session(
         )
         if ordered:
             await _insert_tasks(db, session=session, specs=ordered, existing={}, actor=actor)
-            await scheduler.queue_ready(db, session=session, keys=keys)
+            await _queue_ready(db, session=session, keys=keys)
         elif data.plan:
             await plans.plan(
                 db,
@@ -227,12 +235,23 @@ async def add_tasks(
     session_state.activate(db, session, actor=actor)
     await session_state.reopen(db, session, actor=actor)
     await task_state.block_downstream(db, session_id=session_id)
-    await scheduler.queue_ready(db, session=session, keys=keys)
+    await _queue_ready(db, session=session, keys=keys)
     await session_state.finish_or_reopen(db, session)
     await db.commit()
     tasks = await task_rows(db, Task.id.in_(task_ids))
     order = {task_id: i for i, task_id in enumerate(task_ids)}
     return sorted(tasks, key=lambda t: order[t.id])
+
+
+async def _queue_ready(db: AsyncSession, *, session: Session, keys: Keys) -> None:
+    """Queue the first `QUEUE_IN_REQUEST` ready tasks of the session (by priority); the
+    scheduler's next pass queues the rest."""
+    queued = await scheduler.queue_ready(db, session=session, keys=keys, limit=QUEUE_IN_REQUEST)
+    if len(queued) == QUEUE_IN_REQUEST:
+        log.info(
+            "the ready tasks of a large graph are queued in part",
+            extra={"session_id": str(session.id), "queued": len(queued)},
+        )
 
 
 async def _lock_for_tasks(db: AsyncSession, session_id: uuid.UUID, *, reopen: bool) -> Session:

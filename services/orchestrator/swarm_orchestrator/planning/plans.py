@@ -69,7 +69,7 @@ READ_TOOLS = ["Read", "Glob", "Grep"]
 class PlanLimits:
     """The server's graph limits and planning defaults (`Settings`)."""
 
-    max_tasks: int = 5000
+    max_tasks: int = 10_000
     max_edges: int | None = None
     default_agent: str = AUTO
     """`auto` (the first planning agent with a live adapter, else heuristic), `heuristic`,
@@ -414,7 +414,8 @@ async def approve(
     session_state.plan_approved(db, session, actor=actor)
     session_state.activate(db, session, actor=actor)
     await db.flush()
-    await scheduler.queue_ready(db, session=session, keys=keys)
+    # As a submitted graph: the first of a big plan now, the rest by the scheduler's sweep.
+    await scheduler.queue_ready(db, session=session, keys=keys, limit=scheduler.QUEUE_IN_REQUEST)
     return len(made)
 
 

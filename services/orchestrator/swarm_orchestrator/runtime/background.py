@@ -1,10 +1,10 @@
 """The orchestrator's background loops (relay, event consumer, reaper, merge queue,
-checkpoints, scheduler sweep, workspace pruning, the adapters' registry, webhooks) and their
-lifecycle. `stop()` is safe to
+checkpoints, scheduler sweep, session cancels, workspace pruning, the adapters' registry,
+webhooks) and their lifecycle. `stop()` is safe to
 call twice: it signals, waits a grace period, then cancels.
 
 Each loop also has a one-shot method (`sweep_once`, `reap_once`, `merge_once`,
-`checkpoints_once`, `prune_once`, `registry_once`, `webhooks_fan_out_once`,
+`checkpoints_once`, `cancel_once`, `prune_once`, `registry_once`, `webhooks_fan_out_once`,
 `webhooks.send_once`) that tests and tools call to run a step in the foreground.
 """
 
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common.backoff import Backoff, sleep
 from swarm_common.redaction import Redactor, configured_secrets
 from swarm_common.streams import Keys
-from swarm_orchestrator.graph import budgets, scheduler
+from swarm_orchestrator.graph import budgets, cancelling, scheduler
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.integration import merges, prune
 from swarm_orchestrator.integration.checkpoint_pool import CheckpointPool
@@ -60,6 +60,10 @@ class Background:
         self.merge_wake = asyncio.Event()
         """Set when tasks may have joined the merge queue."""
         self.checkpoint_wake = asyncio.Event()
+        self.cancel_wake = asyncio.Event()
+        self.sweep_wake = asyncio.Event()
+        """Set after a request stored more ready tasks than it queued (`graph.sessions`)."""
+        """Set when a session's cancel left tasks to the background."""
         self.checkpoints = CheckpointPool(
             sessionmaker=sessionmaker, settings=settings, on_done=self.checkpoint_wake.set
         )
@@ -116,12 +120,13 @@ class Background:
                 retention_s=s.outbox_retention_s,
             ),
             "consumer": self.consumer.run(stop=self._stop, block_ms=s.consumer_block_ms),
-            "sweep": self._loop("sweep", self.sweep_once, never, s.sweep_interval_s),
+            "sweep": self._loop("sweep", self.sweep_once, self.sweep_wake, s.sweep_interval_s),
             "reaper": self._loop("reaper", self.reap_once, never, s.reaper_interval_s),
             "merge": self._loop("merge", self.merge_once, self.merge_wake, s.sweep_interval_s),
             "checkpoints": self._loop(
                 "checkpoint", self._start_checkpoints, self.checkpoint_wake, s.sweep_interval_s
             ),
+            "cancel": self._loop("cancel", self.cancel_once, self.cancel_wake, s.sweep_interval_s),
             "prune": self._loop("prune", self.prune_once, never, s.prune_interval_s),
             "registry": self._loop("registry", self.registry_once, never, s.registry_interval_s),
             "webhook-fanout": self._loop(
@@ -144,6 +149,13 @@ class Background:
         if queued or held:
             self.wake.set()
         return queued
+
+    async def cancel_once(self) -> int:
+        """A chunk of each session whose cancel goes on (`graph.cancelling`)."""
+        cancelled = await cancelling.cancel_pending(self._sessionmaker, keys=self._keys)
+        if cancelled:
+            self.wake.set()  # cancel requests in the outbox
+        return cancelled
 
     async def reap_once(self) -> int:
         lost = await self.reaper.reap_once()

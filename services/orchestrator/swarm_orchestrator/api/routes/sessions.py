@@ -93,6 +93,7 @@ async def create_session(
     if not created:
         response.status_code = 200
     state.notify()
+    state.background.sweep_wake.set()  # the ready tasks it did not queue
     return await _answer(db, session)
 
 
@@ -161,6 +162,7 @@ async def add_tasks(
         reopen=reopen,
     )
     state.notify()
+    state.background.sweep_wake.set()  # the ready tasks it did not queue
     by_key = {spec.key: spec.depends_on for spec in body}
     deps = {t.id: by_key.get(t.key, []) for t in tasks}
     return await tasks_response(tasks, deps, status_code=201)
@@ -272,9 +274,14 @@ async def resume_session(
 async def cancel_session(
     session_id: uuid.UUID, db: DbDep, state: StateDep, who: Operator
 ) -> SessionPublic:
-    """Cancel every task that has not ended (running ones are asked to stop), then the
-    session. Cancelling a cancelled session changes nothing."""
-    return await _act(db, state, who, session_id, control.cancel_session)
+    """Cancel the session and every task of it that has not ended (running ones are asked
+    to stop, work waiting to merge is abandoned). The answer is `cancelled` at once; in a
+    large session, tasks that can no longer start are cancelled in the background after it
+    (its counts show how many are left; the timeline's `session.cancel_completed` says when
+    they are all cancelled). Cancelling a cancelled session changes nothing."""
+    answer = await _act(db, state, who, session_id, control.cancel_session)
+    state.background.cancel_wake.set()
+    return answer
 
 
 @router.post("/{session_id}/finish", responses={**_ERRORS, 202: {"model": SessionPublic}})

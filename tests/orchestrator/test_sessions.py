@@ -1,0 +1,153 @@
+"""Accepting a large graph (`graph/sessions.py`): 10,000 tasks in one request by default,
+stored whole (tasks, edges, timeline entries) in one transaction, the first ready ones
+queued at once and the others by the scheduler's sweep; a bad graph of that size is still
+refused with its stable code, and nothing of it is stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from swarm_orchestrator.api.deps import AppState
+from swarm_orchestrator.db.models import Event, Session, Task, TaskDependency
+from swarm_orchestrator.graph.sessions import QUEUE_IN_REQUEST
+from swarm_orchestrator.planning.plans import PlanLimits
+from swarm_orchestrator.settings import OrchestratorSettings
+
+SM = async_sessionmaker[AsyncSession]
+TASKS = 10_000
+WIDTH = 100
+
+
+def independent(n: int = TASKS) -> list[dict[str, Any]]:
+    return [{"key": f"t{i}", "prompt": "true"} for i in range(n)]
+
+
+def layers(n: int = TASKS) -> list[dict[str, Any]]:
+    """`n / WIDTH` layers: each task depends on two of the layer before (as
+    `bench/accept_cancel.py` builds them)."""
+    return [
+        {
+            "key": f"L{layer}-{i}",
+            "prompt": "true",
+            "depends_on": [f"L{layer - 1}-{i}", f"L{layer - 1}-{(i + 1) % WIDTH}"] if layer else [],
+        }
+        for layer in range(n // WIDTH)
+        for i in range(WIDTH)
+    ]
+
+
+async def post_graph(
+    api: httpx.AsyncClient, repo: Path, tasks: list[dict[str, Any]]
+) -> httpx.Response:
+    body = json.dumps({"title": "large", "repo": str(repo), "base_ref": "main", "tasks": tasks})
+    return await api.post(
+        "/v1/sessions", content=body, headers={"content-type": "application/json"}
+    )
+
+
+async def count(sessionmaker: SM, *columns: Any, where: Any = True) -> int:
+    async with sessionmaker() as db:
+        return int(await db.scalar(select(func.count(*columns)).where(where)) or 0)
+
+
+def test_ten_thousand_tasks_are_allowed_by_default() -> None:
+    assert OrchestratorSettings.model_fields["max_graph_tasks"].default == TASKS
+    assert PlanLimits().max_tasks == TASKS
+
+
+@pytest.mark.parametrize(
+    ("shape", "edges", "ready"),
+    [(independent, 0, TASKS), (layers, 2 * (TASKS - WIDTH), WIDTH)],
+    ids=["independent", "layers"],
+)
+async def test_a_graph_of_ten_thousand_tasks_is_stored_whole(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    sessionmaker: SM,
+    shape: Any,
+    edges: int,
+    ready: int,
+) -> None:
+    graph = shape()
+    response = await post_graph(api, git_repo, graph)
+    assert response.status_code == 201, response.text[:300]
+    body = response.json()
+    queued_at_once = min(ready, QUEUE_IN_REQUEST)
+    assert body["total"] == TASKS
+    assert body["counts"] == {"queued": queued_at_once, "pending": TASKS - queued_at_once}
+
+    assert await count(sessionmaker, Task.id) == TASKS
+    assert await count(sessionmaker, TaskDependency.task_id) == edges
+    created = await count(sessionmaker, Event.id, where=Event.type == "task.created")
+    assert created == TASKS
+    async with sessionmaker() as db:
+        stored: dict[str, Any] = dict((await db.execute(select(Task.key, Task.spec))).all())
+    assert stored.keys() == {t["key"] for t in graph}
+    last = graph[-1]
+    assert stored[last["key"]]["depends_on"] == last.get("depends_on", [])
+
+
+async def test_the_sweep_queues_the_ready_tasks_the_request_left(
+    api: httpx.AsyncClient, git_repo: Path, state: AppState
+) -> None:
+    extra = 150
+    graph = [*independent(QUEUE_IN_REQUEST + extra), {"key": "last", "prompt": "true"}]
+    graph[-1]["depends_on"] = [graph[0]["key"]]  # not ready: stays pending
+    response = await post_graph(api, git_repo, graph)
+    assert response.status_code == 201, response.text[:300]
+    assert response.json()["counts"] == {"queued": QUEUE_IN_REQUEST, "pending": extra + 1}
+    assert await state.background.sweep_once() == extra
+    counts = (await api.get(f"/v1/sessions/{response.json()['id']}")).json()["counts"]
+    assert counts == {"queued": QUEUE_IN_REQUEST + extra, "pending": 1}
+
+
+def _duplicate(graph: list[dict[str, Any]]) -> None:
+    graph[-1]["key"] = graph[0]["key"]
+
+
+def _unknown(graph: list[dict[str, Any]]) -> None:
+    graph[-1]["depends_on"] = ["nowhere"]
+
+
+def _cycle(graph: list[dict[str, Any]]) -> None:
+    graph[0]["depends_on"] = [graph[-1]["key"]]
+
+
+def _too_large(graph: list[dict[str, Any]]) -> None:
+    graph.append({"key": "one-more", "prompt": "true"})
+
+
+def _too_dense(graph: list[dict[str, Any]]) -> None:
+    for i, node in enumerate(graph[1:], start=1):
+        node["depends_on"] = [graph[j]["key"] for j in range(max(0, i - 6), i)]
+
+
+@pytest.mark.parametrize(
+    ("defect", "code"),
+    [
+        (_duplicate, "duplicate_task_key"),
+        (_unknown, "unknown_dependency"),
+        (_cycle, "dependency_cycle"),
+        (_too_large, "graph_too_large"),
+        (_too_dense, "graph_too_dense"),
+    ],
+)
+async def test_a_bad_graph_of_that_size_is_refused_with_its_code(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, defect: Any, code: str
+) -> None:
+    graph = layers()
+    defect(graph)
+    response = await post_graph(api, git_repo, graph)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["code"] == code
+    if code == "graph_too_large":
+        assert response.json()["details"]["limit"] == TASKS
+    assert await count(sessionmaker, Session.id) == 0
+    assert await count(sessionmaker, Task.id) == 0
