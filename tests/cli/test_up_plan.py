@@ -29,7 +29,7 @@ def test_agents_start_only_with_their_cli_and_key(tmp_path: Path) -> None:
         "OPENAI_API_KEY": "sk-x" * 6,
     }
     start, skipped = plan_adapters(None, env)
-    assert start == {"shell": 2, "claude": 1}
+    assert start == {"shell": 2, "noop": 1, "claude": 1}  # noop needs nothing installed
     assert "npm install -g @openai/codex" in skipped["codex"]
     assert skipped["gemini"] == "GEMINI_API_KEY is not set"
 

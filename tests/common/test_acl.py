@@ -140,7 +140,7 @@ def test_rules_follow_the_key_layout_of_the_prefix() -> None:
     orchestrator, adapter = acl.orchestrator_rules("deploy-a"), acl.adapter_rules("deploy-a")
     assert f"~{keys.all_match}" in orchestrator and f"&{keys.all_match}" in orchestrator
     assert "-@dangerous" in orchestrator and "-@admin" in orchestrator
-    assert f"(%R~{keys.control} %R~deploy-a:cancel:*:* +get)" in adapter
+    assert f"(%R~{keys.control} %R~deploy-a:cancel:*:* +get +mget)" in adapter
     assert f"(%W~{keys.events} %W~{keys.dead} +xadd)" in adapter
     assert not any(rule.startswith("&") for rule in adapter)  # no pub/sub at all
     assert not any(rule in ("+@all", "~*", "allkeys") for rule in orchestrator + adapter)

@@ -25,7 +25,7 @@ from redis.retry import Retry
 from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
 from swarm_adapter.settings import AdapterSettings
 from swarm_common import acl
-from swarm_common.specs import AGENT_KINDS
+from swarm_common.specs import ADAPTER_KINDS, NOOP_AGENT
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.deploy import compose
 from tests.deploy.cli import Refused, command_name, parse
@@ -67,7 +67,8 @@ def test_compose_file_follows_the_compose_spec() -> None:
 
 def test_every_swarm_command_parses_with_the_cli() -> None:
     """Each `command:` and health check that runs `swarm` names a real sub-command with
-    options it has; the migration job, the server and an adapter per kind are there."""
+    options it has; the migration job, the server and an adapter per kind (noop included)
+    are there."""
     services = compose.load()["services"]
     ran = {}
     for name, service in services.items():
@@ -81,7 +82,7 @@ def test_every_swarm_command_parses_with_the_cli() -> None:
     assert ran["migrate"] == "migrate"
     assert ran["orchestrator"] == "server"
     adapters = {name for name, command in ran.items() if command == "adapter"}
-    assert {f"adapter-{kind}" for kind in AGENT_KINDS} <= adapters
+    assert {f"adapter-{kind}" for kind in ADAPTER_KINDS} <= adapters
 
 
 def test_a_wrong_command_or_option_is_caught() -> None:
@@ -125,6 +126,8 @@ def test_the_values_validate_as_each_process_reads_them(monkeypatch: pytest.Monk
             assert settings.database_url is None
             assert urlsplit(settings.require_redis_url()).username == acl.ADAPTER, name
             assert settings.allow_shell_agent is (settings.agent == "shell"), name
+            if settings.agent == NOOP_AGENT:  # it runs nothing: no command, no shell
+                assert not settings.runs_commands, name
         else:
             assert isinstance(settings, OrchestratorSettings)
             assert urlsplit(settings.require_redis_url()).username == acl.ORCHESTRATOR, name
@@ -136,7 +139,7 @@ def test_adapters_scale_without_a_clash(monkeypatch: pytest.MonkeyPatch) -> None
     """No fixed container name, host name, port or worker name: `--scale adapter-claude=8`
     makes eight containers, each its own consumer (named after its container's host name)."""
     kinds = compose.adapters(compose.load())
-    assert set(kinds) == set(AGENT_KINDS)
+    assert set(kinds) == set(ADAPTER_KINDS)
     for kind, service in kinds.items():
         assert not {"container_name", "hostname", "ports", "scale"} & set(service), kind
         assert "SWARM_WORKER_NAME" not in service["environment"], kind
@@ -154,9 +157,11 @@ def test_adapters_scale_without_a_clash(monkeypatch: pytest.MonkeyPatch) -> None
 def test_kinds_without_a_key_are_not_started() -> None:
     """An agent CLI's adapters belong to the profile of their kind (COMPOSE_PROFILES in
     `.env` names the kinds with a key), so `docker compose up` starts none of a kind without
-    one; the shell adapters need no key and always run."""
+    one; the shell and noop adapters need no key and always run (a graph's noop nodes never
+    wait for an adapter)."""
     kinds = compose.adapters(compose.load())
-    assert "profiles" not in kinds["shell"]
+    for kind in set(ADAPTER_KINDS) - set(AGENT_CLIS):
+        assert "profiles" not in kinds[kind], kind
     for kind in AGENT_CLIS:
         assert kinds[kind]["profiles"] == [kind]
     assert "COMPOSE_PROFILES" in compose.env_example()

@@ -6,8 +6,9 @@ command that still needed one would fail here as in the image.
 
 The orchestrator migrates a fresh database, comes up healthy (`/readyz`) and stops within
 its stop grace period; a shell adapter comes up under the adapter Redis user, is healthy and
-drains on SIGTERM; the adapter health check fails with a wrong Redis password, an
-unreachable Redis, a missing CLI or a missing key."""
+drains on SIGTERM; the noop adapter, under the same user, completes a noop task (its
+reports on `swarm:events`, its entry acknowledged); the adapter health check fails with a
+wrong Redis password, an unreachable Redis, a missing CLI or a missing key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +28,9 @@ from redis import Redis as SyncRedis
 
 from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
 from swarm_cli.local.embedded import free_port
+from swarm_common.messages import TaskMessage
+from swarm_common.specs import NOOP_AGENT
+from swarm_common.streams import ADAPTERS_GROUP, Keys, decode, encode
 from tests.agents.clis import CLIS
 from tests.deploy import compose
 from tests.deploy.dockerfiles import ADAPTER, ORCHESTRATOR, exec_form, host_env, stages
@@ -212,6 +217,62 @@ def test_shell_adapter_image_comes_up_healthy_and_drains(
     finally:
         code = _stop(proc, grace_s("adapter-shell"))
     assert code == 0, log.read_text()
+
+
+def test_noop_adapter_image_completes_a_noop_task_under_the_adapter_user(
+    compose_redis: ComposeRedis, tmp_path: Path, hidden_packages: Path
+) -> None:
+    """The compose service `adapter-noop` as its container runs it (the image's command and
+    environment for AGENT=noop, the service's own: no key, no shell), logged in as the
+    compose file's `adapter` Redis user: healthy, it reports a noop task started and
+    succeeded and acknowledges its entry, then drains on SIGTERM."""
+    final = stages(ADAPTER)[-1]
+    env = adapter_env(NOOP_AGENT, compose_redis, tmp_path / "workspace", hidden_packages)
+    assert "SWARM_ALLOW_SHELL_AGENT" not in env
+    keys = Keys()
+    stream = keys.tasks(NOOP_AGENT)
+    session = uuid.uuid4()
+    task = TaskMessage(
+        session_id=session,
+        task_id=uuid.uuid4(),
+        task_key="join",
+        attempt=1,
+        agent=NOOP_AGENT,
+        title="join",
+        prompt="",
+        repo=f"repos/{session}.git",
+        base_commit="0" * 40,
+        branch=f"swarm/{session}/task/join",
+        timeout_s=30,
+    )
+    log = tmp_path / "adapter.log"
+    proc = _start(exec_form(final.last("CMD")), env, log)
+    try:
+        with SyncRedis.from_url(compose_redis.orchestrator_url) as redis:
+
+            def announced() -> list[bytes]:
+                assert proc.poll() is None, log.read_text()
+                return list(redis.scan_iter(match=f"swarm:worker:{NOOP_AGENT}-*"))
+
+            eventually(announced, timeout_s=30, message=lambda: log.read_text())
+            redis.xadd(stream, encode(task))
+
+            def reported() -> list[str]:
+                assert proc.poll() is None, log.read_text()
+                entries = redis.xrange(keys.events)
+                found = [decode(fields).message for _, fields in entries]
+                types = [m.TYPE for m in found if getattr(m, "task_id", None) == task.task_id]
+                return types if "task.succeeded" in types else []
+
+            types = eventually(reported, timeout_s=30, message=lambda: log.read_text())
+            assert types == ["task.started", "task.succeeded"]
+            assert redis.xpending(stream, ADAPTERS_GROUP)["pending"] == 0
+        checked = _run(exec_form(final.last("HEALTHCHECK")), env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        code = _stop(proc, grace_s("adapter-noop"))
+    assert code == 0, log.read_text()
+    assert not list((tmp_path / "workspace").iterdir()), "a noop adapter writes nothing there"
 
 
 def test_adapter_health_check_fails_on_a_wrong_password_or_no_redis(

@@ -16,7 +16,7 @@ import pytest
 
 from swarm_adapter.runners import AGENT_CLIS, cli_runner_class
 from swarm_adapter.settings import AdapterSettings
-from swarm_common.specs import AGENT_KINDS
+from swarm_common.specs import ADAPTER_KINDS
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.agents.clis import CLIS
 from tests.deploy import compose
@@ -92,7 +92,8 @@ def test_compose_servers_are_pinned() -> None:
 
 def test_agent_clis_are_the_versions_the_agent_tests_run() -> None:
     """The adapter image installs each CLI's npm package at the version `tests/agents/clis.py`
-    pins (the one the runners were measured against), and knows every agent kind."""
+    pins (the one the runners were measured against), knows every adapter kind, and installs
+    nothing for the kinds that run no CLI (shell, noop)."""
     agent = next(s for s in stages(ADAPTER) if s.name == "agent")
     args = agent.args()
     script = agent.last("RUN").value[0]
@@ -102,7 +103,9 @@ def test_agent_clis_are_the_versions_the_agent_tests_run() -> None:
         assert args[f"{kind.upper()}_VERSION"] == cli.version, kind
         assert f'{kind}) package="{cli.package}@${kind.upper()}_VERSION"' in script, kind
         assert cli_runner_class(kind).package == cli.package
-    assert set(re.findall(r"(\w+)\) ", script)) == set(AGENT_KINDS)
+    assert set(re.findall(r"(\w+)\) ", script)) == set(ADAPTER_KINDS)
+    for kind in set(ADAPTER_KINDS) - set(AGENT_CLIS):
+        assert f"{kind}) exit 0 ;;" in script, kind
 
 
 def test_commands_and_health_checks_are_real_swarm_commands() -> None:
@@ -128,7 +131,7 @@ def test_image_environment_is_settings(
     """Every `SWARM_*` an image sets is a setting of the process it runs, and validates;
     the adapter image's kind is its build argument."""
     fields = {f"SWARM_{name.upper()}" for name in settings.model_fields}
-    for kind in AGENT_KINDS if path == ADAPTER else ("",):
+    for kind in ADAPTER_KINDS if path == ADAPTER else ("",):
         env = stages(path)[-1].env({"AGENT": kind} if kind else None)
         swarm = {k: v for k, v in env.items() if k.startswith("SWARM_")}
         assert set(swarm) <= fields

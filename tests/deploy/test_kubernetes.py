@@ -34,7 +34,7 @@ from swarm_adapter.settings import AdapterSettings
 from swarm_cli.local.embedded import EmbeddedValkey
 from swarm_cli.main import app
 from swarm_common import acl
-from swarm_common.specs import AGENT_KINDS
+from swarm_common.specs import ADAPTER_KINDS, NOOP_AGENT
 from swarm_common.streams import ADAPTERS_GROUP, Keys
 from swarm_orchestrator.api.routes.health import router as health_router
 from tests.deploy.cli import command_name, parse
@@ -273,7 +273,7 @@ def test_adapters_one_per_kind_with_their_key_and_a_grace_that_covers_their_drai
     objects: list[Obj], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     adapters = _adapters(objects)
-    assert set(adapters) == set(AGENT_KINDS)
+    assert set(adapters) == set(ADAPTER_KINDS)
     secrets = _secrets(objects)
     for kind, deployment in adapters.items():
         spec = pod_spec(deployment)
@@ -286,6 +286,11 @@ def test_adapters_one_per_kind_with_their_key_and_a_grace_that_covers_their_drai
         if kind in AGENT_CLIS:
             keys = [e for e in container["env"] if e["name"] == cli_runner_class(kind).key_env]
             assert len(keys) == 1, f"{kind} adapters get their model's key"
+        else:  # shell and noop: no key, and only shell may run a prompt as a command
+            assert all(e["name"].startswith("SWARM_") for e in container["env"]), kind
+            assert settings.allow_shell_agent is (kind == "shell"), kind
+        if kind == NOOP_AGENT:
+            assert not settings.runs_commands
         drain = settings.shutdown_grace_s + settings.kill_grace_s + DRAIN_AFTER_GRACE_S
         grace = spec["terminationGracePeriodSeconds"]
         assert grace > AdapterSettings().shutdown_grace_s
@@ -336,8 +341,12 @@ def test_orchestrator_has_replicas_stable_consumer_names_probes_and_a_budget(
 def test_workspace_is_one_read_write_many_claim_mounted_by_everyone_but_the_job(
     objects: list[Obj],
 ) -> None:
+    """The orchestrators and the agent adapters share the claim; the migration Job touches
+    no workspace, and the noop adapter (no repository, no worktree) has a folder of its own,
+    so it needs no share of the claim to start."""
     (claim,) = _of_kind(objects, "PersistentVolumeClaim")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    noop = _adapters(objects)[NOOP_AGENT]
     for workload in _workloads(objects):
         spec = pod_spec(workload)
         assert spec is not None
@@ -346,12 +355,18 @@ def test_workspace_is_one_read_write_many_claim_mounted_by_everyone_but_the_job(
             for v in spec.get("volumes", [])
             if "persistentVolumeClaim" in v
         }
-        is_job = workload["kind"] == "Job"
-        assert claims == (set() if is_job else {claim["metadata"]["name"]})
+        unshared = workload["kind"] == "Job" or workload is noop
+        assert claims == (set() if unshared else {claim["metadata"]["name"]})
         for container in containers_of(workload):
             assert {"requests", "limits"} <= set(container["resources"])
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert spec["securityContext"]["runAsNonRoot"] is True
+    spec = pod_spec(noop)
+    assert spec is not None
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/workspace"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume == {"name": mount["name"], "emptyDir": {}}
 
 
 # --- KEDA ---------------------------------------------------------------------------------
@@ -387,6 +402,11 @@ def test_a_scaled_object_per_kind_on_its_stream_running_plus_waiting(
     scaled = {so["spec"]["scaleTargetRef"]["name"]: so for so in _of_kind(objects, "ScaledObject")}
     secrets = _secrets(objects)
     auths = {a["metadata"]["name"]: a for a in _of_kind(objects, "TriggerAuthentication")}
+    noop = adapters.pop(NOOP_AGENT)
+    # One noop pod always up, no ScaledObject: scaling it from zero would add KEDA's polling
+    # and a pod's start to every join; one pod completes its batches in milliseconds.
+    assert noop["metadata"]["name"] not in scaled
+    assert noop["spec"]["replicas"] >= 1
     for kind, deployment in adapters.items():
         so = scaled.pop(deployment["metadata"]["name"])
         spec = so["spec"]
@@ -549,6 +569,7 @@ def test_network_policies_allow_each_pod_only_what_it_needs(objects: list[Obj]) 
             {"anywhere:TCP/8000"},
         ),
         "shell": (dns | {redis}, set()),
+        NOOP_AGENT: (dns | {redis}, set()),
         **{kind: (dns | {redis, f"{INTERNET}:TCP/443"}, set()) for kind in AGENT_CLIS},
     }
     seen = set()

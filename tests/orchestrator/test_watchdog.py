@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import leases
-from swarm_common.messages import TaskFailed, TaskHeartbeat, TaskProgress, TaskStarted
+from swarm_common.messages import TaskFailed, TaskHeartbeat, TaskProgress, TaskStarted, utcnow
 from swarm_common.streams import Keys
 from swarm_orchestrator.db.models import Outbox
 from swarm_orchestrator.graph.reports import Outcome
@@ -40,6 +41,16 @@ def _reaper(sm: SM, redis: Redis, keys: Keys, **policy: Any) -> Reaper:
     return Reaper(
         sessionmaker=sm, redis=redis, keys=keys, policy=RetryPolicy(backoff_base_s=0.0, **policy)
     )
+
+
+async def _published(sm: SM, task_id: uuid.UUID, attempt: int) -> None:
+    """The relay sent the attempt's task message (an adapter can claim only what it read)."""
+    async with sm() as db, db.begin():
+        await db.execute(
+            update(Outbox)
+            .where(Outbox.task_id == task_id, Outbox.attempt == attempt)
+            .values(sent_at=utcnow())
+        )
 
 
 async def _expire(redis: Redis, keys: Keys, task_id: uuid.UUID, attempt: int) -> None:
@@ -90,6 +101,7 @@ async def test_a_worker_silent_from_the_start_fails_the_attempt_within_max_attem
     # Should its worker still run it after all, it is told to stop.
     assert await count_rows(sessionmaker, Outbox, Outbox.kind == "cancel") == 1
 
+    await _published(sessionmaker, ids["a"], 2)
     await _expire(redis, keys, ids["a"], 2)  # claimed, and gone before it even started
     assert await reaper.reap_once() == 1
     detail = await _detail(api, ids["a"])

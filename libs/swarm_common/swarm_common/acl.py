@@ -140,8 +140,8 @@ def adapter_rules(prefix: str) -> list[str]:
         f"(~{tasks} {stream_ops})",
         # Results and dead letters: appended, never read, trimmed or deleted.
         f"(%W~{keys.events} %W~{keys.dead} +xadd)",
-        # The system mode and cancel requests: read only.
-        f"(%R~{keys.control} %R~{cancels} +get)",
+        # The system mode and cancel requests: read only (MGET: a noop batch's at once).
+        f"(%R~{keys.control} %R~{cancels} +get +mget)",
     ]
 
 

@@ -14,13 +14,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from swarm_common.redaction import looks_secret
 
 __all__ = [
+    "ADAPTER_KINDS",
     "AGENT_KINDS",
     "AUTO_AGENT",
+    "AdapterKind",
     "AgentKind",
     "MAX_PROMPT_CHARS",
     "PRIORITY_LEVELS",
     "Priority",
     "MAX_PERSONA_NAME_CHARS",
+    "NOOP_AGENT",
     "RaceSpec",
     "ReviewSpec",
     "TaskAgent",
@@ -33,9 +36,16 @@ __all__ = [
 ]
 
 AgentKind = Literal["shell", "claude", "codex", "gemini"]
+AdapterKind = Literal["shell", "claude", "codex", "gemini", "noop"]
 AGENT_KINDS: tuple[str, ...] = ("shell", "claude", "codex", "gemini")
+"""The kinds that run an agent (a command or a CLI) in a worktree."""
+NOOP_AGENT = "noop"
+"""A join or milestone node: an adapter of this kind completes it in-process, with no
+worktree, no agent and nothing to merge. Never chosen by `auto`."""
+ADAPTER_KINDS: tuple[str, ...] = (*AGENT_KINDS, NOOP_AGENT)
+"""Every kind an adapter can serve."""
 AUTO_AGENT = "auto"
-TaskAgent = Literal["shell", "claude", "codex", "gemini", "auto"]
+TaskAgent = Literal["shell", "claude", "codex", "gemini", "noop", "auto"]
 """What a task asks for: an agent kind, or `auto` (Swarm routes it when it is queued,
 `swarm_orchestrator.graph.routing`)."""
 
@@ -194,7 +204,8 @@ class TaskSpec(BaseModel):
         "shell",
         description="The agent kind that runs it; `auto`: Swarm chooses one each time the "
         "task is queued (the persona's preferences, what the task needs, which kinds have "
-        "live adapters with free slots, price), never `shell`.",
+        "live adapters with free slots, price), never `shell`; `noop`: a join or milestone "
+        "that a `noop` adapter completes at once, with no worktree and nothing to merge.",
     )
     persona: PersonaName | None = Field(
         None,
@@ -295,4 +306,12 @@ class TaskSpec(BaseModel):
             self.title = self.key
         if self.key in self.depends_on:
             raise ValueError(f"task {self.key!r} depends on itself")
+        if self.agent == NOOP_AGENT:
+            work = [
+                name
+                for name in ("race", "review", "verify", "requires_approval", "fallback")
+                if getattr(self, name)
+            ]
+            if work:
+                raise ValueError(f"a noop task does no work to {'/'.join(work)}: drop {work[0]}")
         return self

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import WorktreeError, Worktrees
 from swarm_common.messages import TaskMessage
+from swarm_common.specs import NOOP_AGENT
 from swarm_common.streams import DecodeError, decode
 
 __all__ = ["Refused", "admit"]
@@ -41,7 +42,8 @@ def admit(
     if not isinstance(message, TaskMessage) or message.agent != settings.agent:
         return Refused(f"{envelope.type} is not a task message for {settings.agent}")
     try:
-        worktrees.repo(message)
+        if message.agent != NOOP_AGENT:  # a noop task never touches its repository
+            worktrees.repo(message)
     except WorktreeError as exc:  # no session of ours: nothing to run it on
         # If the orchestrator knows the task after all (a workspace not shared with
         # this adapter), it fails with the reason instead of waiting forever.

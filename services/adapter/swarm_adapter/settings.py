@@ -16,29 +16,35 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from swarm_common.settings import CommonSettings
-from swarm_common.specs import AgentKind, check_model
+from swarm_common.specs import NOOP_AGENT, AdapterKind, check_model
 
 __all__ = ["DATABASE_URL_ENV", "AdapterSettings", "drop_database_credentials", "get_settings"]
 
 log = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "SWARM_DATABASE_URL"
+MAX_CONCURRENCY = 64
+MAX_NOOP_CONCURRENCY = 4096
 
 
 class AdapterSettings(CommonSettings):
-    agent: AgentKind = "shell"
-    concurrency: int = Field(1, ge=1, le=64)
+    agent: AdapterKind = "shell"
+    concurrency: int = Field(1, ge=1, le=MAX_NOOP_CONCURRENCY)
+    """Tasks run at once: at most 64 for an agent kind (each a process and a worktree),
+    up to 4,096 for `noop` (an entry of a batch, see `swarm_adapter.noop`)."""
     worker_name: str = ""
     """Consumer name in the `adapters` group; `<agent>-<host>-<pid>` unless set."""
-    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_interval_s: float = Field(3.0, gt=0)
     cancel_poll_interval_s: float = Field(1.0, gt=0)
     worker_ttl_s: float = Field(30.0, gt=0)
     read_block_ms: int = Field(2000, ge=10)
     shutdown_grace_s: float = Field(30.0, ge=0)
     """On SIGTERM, running attempts get this long to finish before they are cancelled."""
-    lease_s: float = Field(30.0, gt=0)
-    """An attempt's lease (see `swarm_common.leases`): renewed every heartbeat; once it
-    lapses, the orchestrator declares the attempt lost and runs the task again."""
+    lease_s: float = Field(12.0, gt=0)
+    """An attempt's lease (see `swarm_common.leases`): renewed every heartbeat (four times
+    a lease by default); once it lapses, the orchestrator declares the attempt lost and
+    runs the task again: the task of an adapter killed outright runs again about 12 s
+    later (`bench/recovery.py`)."""
     claim_idle_ms: int = Field(60_000, ge=100)
     """A task message pending this long on another adapter (which died: live ones keep
     their entries fresh) is taken over."""
@@ -55,6 +61,10 @@ class AdapterSettings(CommonSettings):
     output_tail_bytes: int = Field(8192, ge=256)
     progress_interval_s: float = Field(1.0, gt=0)
     """At most one `task.progress` event per attempt per this many seconds."""
+    worktree_pool: int = Field(4, ge=0, le=64)
+    """`SWARM_WORKTREE_POOL`: clean worktrees kept ready per repository for the next tasks
+    (`pool`: reused, moved to the task's commit touching only what differs). 0: every
+    attempt gets a new worktree (`git worktree add`), removed in the background after."""
 
     claude_path: Path | None = None
     """The `claude` binary; found on PATH when not set."""
@@ -112,6 +122,15 @@ class AdapterSettings(CommonSettings):
         """The models it says it may use: `models`, else its kind's default model."""
         default = getattr(self, f"{self.agent}_model", None)
         return list(self.models) or ([default] if default else [])
+
+    @model_validator(mode="after")
+    def _concurrency_of_kind(self) -> AdapterSettings:
+        if self.agent != NOOP_AGENT and self.concurrency > MAX_CONCURRENCY:
+            raise ValueError(
+                f"concurrency of a {self.agent} adapter is at most {MAX_CONCURRENCY} "
+                f"(up to {MAX_NOOP_CONCURRENCY} for noop)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> AdapterSettings:

@@ -54,6 +54,21 @@ class TaskStream:
         entry_id, fields = reply[0][1][0]
         return Entry(id=entry_id, fields=fields)
 
+    async def read_many(self, count: int, *, block_ms: int | None) -> list[Entry]:
+        """Up to `count` new entries, waiting up to `block_ms` for the first."""
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                ADAPTERS_GROUP, self.consumer, {self.name: ">"}, count=count, block=block_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()
+            return []
+        if not reply:
+            return []
+        return [Entry(id=entry_id, fields=fields) for entry_id, fields in reply[0][1]]
+
     async def take_over(self, *, min_idle_ms: int) -> Entry | bool:
         """One entry another consumer left pending for `min_idle_ms`, now ours. Otherwise
         whether to call again at once: True when more of the pending list is left to scan or

@@ -31,7 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from swarm_adapter import upkeep
+from swarm_adapter import noop, upkeep
 from swarm_adapter.admission import Refused, admit
 from swarm_adapter.attempt import AttemptPipeline
 from swarm_adapter.heartbeat import Heartbeat
@@ -55,6 +55,7 @@ from swarm_common.messages import (
 )
 from swarm_common.procs import kill_strays
 from swarm_common.redaction import Redactor, configured_secrets
+from swarm_common.specs import NOOP_AGENT
 from swarm_common.streams import Keys
 from swarm_common.system import SystemMode
 from swarm_common.text import decoded
@@ -73,7 +74,7 @@ class Adapter:
         self.stream = self.keys.tasks(settings.agent)
         self.worker = settings.worker_name
         self.tasks = TaskStream(redis=redis, keys=self.keys, name=self.stream, consumer=self.worker)
-        self.worktrees = Worktrees(settings.workspace)
+        self.worktrees = Worktrees(settings.workspace, pool_size=settings.worktree_pool)
         self.secrets = [*configured_secrets(os.environ), *runner.secrets]
         """What this adapter must never let out: its environment's secrets, its agent's key."""
         self.redact = Redactor(self.secrets)
@@ -190,6 +191,14 @@ class Adapter:
             capabilities=sorted(capabilities),
         )
 
+    def stopping(self) -> bool:
+        """`stop()` was called: take no more work."""
+        return self._stopping.is_set()
+
+    async def accepting(self) -> None:
+        """Wait until the system mode lets this adapter take work (or it stops)."""
+        await self._accepting.wait()
+
     @property
     def in_flight(self) -> list[Running]:
         """The attempts this adapter runs now."""
@@ -201,10 +210,15 @@ class Adapter:
         of rotation (`leave_rotation`), it withdraws its liveness key before it drains."""
         await self._until_ready()
         await self.reporter.publish(self.announcement(), retry=False)
-        slots = [
-            asyncio.create_task(self._consume_loop(), name=f"slot-{i}")
-            for i in range(self.settings.concurrency)
-        ]
+        loops = []
+        if self.settings.agent == NOOP_AGENT:  # one batched loop stands for every slot
+            slots = [asyncio.create_task(noop.serve(self), name="noop")]
+        else:
+            slots = [
+                asyncio.create_task(self._consume_loop(), name=f"slot-{i}")
+                for i in range(self.settings.concurrency)
+            ]
+            loops.append(asyncio.create_task(upkeep.tend_worktrees(self), name="worktrees"))
         registry = asyncio.create_task(upkeep.advertise(self), name="registry")
         control = asyncio.create_task(upkeep.follow_mode(self), name="control")
         log.info(
@@ -219,8 +233,11 @@ class Adapter:
         if self.retired is not None:  # its slots count no more, even while it drains
             await self._withdraw(registry)
         await self._drain(slots)
-        control.cancel()
-        await _settle(control)
+        for task in (control, *loops):
+            task.cancel()
+            await _settle(task)
+        if self.settings.agent != NOOP_AGENT:  # worktrees given back: cleaned or removed
+            await self.worktrees.idle(10)
         await self._withdraw(registry)
         log.info("adapter stopped", extra={"worker": self.worker, **self.counts})
 
@@ -324,7 +341,7 @@ class Adapter:
             fields, deliveries=deliveries, settings=self.settings, worktrees=self.worktrees
         )
         if isinstance(message, Refused):
-            await self._dead(entry_id, fields, message.reason, failing=message.failing)
+            await self.dead(entry_id, fields, message.reason, failing=message.failing)
             return
         key, message = message.event_key, message.model_copy(update={"event_key": None})
         if not await self._claim(entry_id, message):
@@ -401,7 +418,7 @@ class Adapter:
         await self.tasks.ack(running.entry_id)
         log.info("attempt reported", extra=self._ctx(message, event=outcome.TYPE))
 
-    async def _dead(
+    async def dead(
         self,
         entry_id: bytes,
         fields: dict[bytes, bytes],

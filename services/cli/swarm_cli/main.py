@@ -112,11 +112,15 @@ def server(
 def adapter(
     agent: Annotated[
         str | None,
-        typer.Option(help="Agent kind: shell, claude, codex or gemini [SWARM_AGENT: shell]."),
+        typer.Option(help="Agent kind: shell, claude, codex, gemini or noop [SWARM_AGENT: shell]."),
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Attempts run at once [SWARM_CONCURRENCY: 1]."),
+        typer.Option(
+            min=1,
+            max=4096,
+            help="Attempts run at once (at most 64; 4,096 for noop) [SWARM_CONCURRENCY: 1].",
+        ),
     ] = None,
     check_health: Annotated[
         bool,

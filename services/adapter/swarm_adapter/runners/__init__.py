@@ -15,6 +15,7 @@ from swarm_adapter.runners.base import RunContext, Runner, RunnerUnavailable, Ru
 from swarm_adapter.runners.cli import AgentCliRunner
 from swarm_adapter.runners.shell import ShellRunner
 from swarm_adapter.settings import AdapterSettings
+from swarm_common.specs import NOOP_AGENT
 
 __all__ = [
     "AGENT_CLIS",
@@ -55,6 +56,10 @@ def get_runner(agent: str, settings: AdapterSettings | None = None) -> Runner:
         return ShellRunner()
     if agent in AGENT_CLIS:
         return cli_runner_class(agent)(settings)
+    if agent == NOOP_AGENT:
+        from swarm_adapter.noop import NoopRunner  # noqa: PLC0415 - it imports the worker's parts
+
+        return NoopRunner()
     raise RunnerUnavailable(f"no runner for agent kind {agent!r} in this version")
 
 
@@ -63,6 +68,8 @@ def unavailable(agent: str, environ: dict[str, str] | None = None) -> str | None
     env = dict(os.environ if environ is None else environ)
     if agent == ShellRunner.agent:
         return None if _truthy(env.get(ALLOW_SHELL_ENV)) else SHELL_DISABLED
+    if agent == NOOP_AGENT:
+        return None  # nothing to run
     settings = AdapterSettings(agent=agent)
     return cli_runner_class(agent).unavailable(settings, env)
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from swarm_adapter import runners
 from swarm_cli.client import CliError
-from swarm_common.specs import AGENT_KINDS
+from swarm_common.specs import ADAPTER_KINDS, NOOP_AGENT
 
-__all__ = ["agent_environ", "environment_for", "parse_adapters", "plan_adapters"]
+__all__ = [
+    "NOOP_CONCURRENCY",
+    "agent_environ",
+    "environment_for",
+    "parse_adapters",
+    "plan_adapters",
+]
 
 DEFAULT_SHELL_ADAPTERS = 2
+NOOP_CONCURRENCY = 256
+"""Slots of each `noop` adapter `swarm up` starts (one by default: joins and milestones)."""
 
 
 def plan_adapters(
@@ -23,7 +31,11 @@ def plan_adapters(
     wanted = (
         dict(requested)
         if requested is not None
-        else {"shell": DEFAULT_SHELL_ADAPTERS, **dict.fromkeys(runners.AGENT_CLIS, 1)}
+        else {
+            "shell": DEFAULT_SHELL_ADAPTERS,
+            NOOP_AGENT: 1,
+            **dict.fromkeys(runners.AGENT_CLIS, 1),
+        }
     )
     start: dict[str, int] = {}
     skipped: dict[str, str] = {}
@@ -44,9 +56,9 @@ def parse_adapters(text: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, _, count = part.partition("=")
         kind = kind.strip()
-        if kind not in AGENT_KINDS:
+        if kind not in ADAPTER_KINDS:
             raise CliError(
-                f"unknown agent kind {kind!r} in --adapters; known: {', '.join(AGENT_KINDS)}"
+                f"unknown agent kind {kind!r} in --adapters; known: {', '.join(ADAPTER_KINDS)}"
             )
         try:
             n = int(count) if count else 1

@@ -39,10 +39,11 @@ from swarm_cli.local.embedded import (
     ServerStartError,
     spawn,
 )
-from swarm_cli.local.plan import environment_for, plan_adapters
+from swarm_cli.local.plan import NOOP_CONCURRENCY, environment_for, plan_adapters
 from swarm_common import acl
 from swarm_common.private import keep_private
 from swarm_common.settings import normalize_database_url, redact_url
+from swarm_common.specs import NOOP_AGENT
 from swarm_orchestrator.db import migrate
 from swarm_orchestrator.settings import OrchestratorSettings, split_setting
 
@@ -178,12 +179,11 @@ class _Stack:
         for kind, reason in skipped.items():
             console.print(f"Skipped      {kind} adapter: {escape(reason)}")
         for kind, count in adapters.items():
+            args = ["adapter", "--agent", kind]
+            if kind == NOOP_AGENT:  # its slots cost nothing: one adapter takes many
+                args += ["--concurrency", str(NOOP_CONCURRENCY)]
             for i in range(count):
-                self.add(
-                    f"adapter-{kind}-{i + 1}",
-                    ["adapter", "--agent", kind],
-                    environment_for(kind, env),
-                )
+                self.add(f"adapter-{kind}-{i + 1}", args, environment_for(kind, env))
         return adapters
 
     def supervise(self) -> None:

@@ -17,7 +17,7 @@ longest are merges, which hold a session's lock while git merges).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,9 @@ __all__ = [
     "Batch",
     "Cursor",
     "cursor_after",
+    "forget",
     "last_settled",
+    "look_up",
     "page",
     "read",
     "record",
@@ -72,6 +74,9 @@ def record(
     actor: str = "system",
     source_id: str | None = None,
 ) -> None:
+    known = _known(db)
+    if known is not None and source_id is not None:
+        known.seen.add(source_id)
     db.add(
         Event(
             session_id=session_id,
@@ -178,4 +183,38 @@ async def page(
 
 async def seen(db: AsyncSession, source_id: str) -> bool:
     """Whether a message with this envelope id was already applied."""
+    known = _known(db)
+    if known is not None and source_id in known.asked:
+        return source_id in known.seen
     return bool(await db.scalar(select(exists().where(Event.source_id == source_id))))
+
+
+@dataclass
+class _Known:
+    asked: set[str]
+    """The envelope ids `look_up` asked about."""
+    seen: set[str]
+    """Those of them applied before, or recorded since in this transaction."""
+
+
+_KNOWN = "timeline.known"
+
+
+def _known(db: AsyncSession) -> _Known | None:
+    known: _Known | None = db.info.get(_KNOWN)
+    return known
+
+
+async def look_up(db: AsyncSession, source_ids: Collection[str]) -> None:
+    """Ask once which of many envelope ids were applied before, so that `seen` answers them
+    from memory for the rest of the transaction (entries recorded meanwhile included). The
+    caller's session ends with the transaction (`forget`)."""
+    ids = list(set(source_ids))
+    found = await db.scalars(select(Event.source_id).where(Event.source_id.in_(ids)))
+    known = db.info.setdefault(_KNOWN, _Known(asked=set(), seen=set()))
+    known.asked.update(ids)
+    known.seen.update(s for s in found if s is not None)
+
+
+def forget(db: AsyncSession) -> None:
+    db.info.pop(_KNOWN, None)

@@ -16,8 +16,9 @@ that spend does to a budget, `budgets.check`'s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -39,12 +40,13 @@ from swarm_common.messages import (
     WorkerOnline,
     utcnow,
 )
+from swarm_common.specs import NOOP_AGENT
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Envelope, Keys
 from swarm_common.text import clean, has_nul
 from swarm_common.verdicts import parse_verdict
 from swarm_orchestrator.db import timeline
-from swarm_orchestrator.db.models import Attempt, Session, Task, Worker
+from swarm_orchestrator.db.models import Attempt, Session, Task, TaskDependency, Worker
 from swarm_orchestrator.graph import (
     blackboard,
     budgets,
@@ -58,13 +60,13 @@ from swarm_orchestrator.graph import (
     session_state,
     task_state,
 )
-from swarm_orchestrator.graph.locking import lock_attempt, lock_task
+from swarm_orchestrator.graph.locking import forget_locks, lock_attempt, lock_reports, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
 from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.planning import plans
 from swarm_orchestrator.planning.plans import PlanLimits
 
-__all__ = ["Outcome", "UnknownTask", "apply_event"]
+__all__ = ["Outcome", "UnknownTask", "apply_event", "apply_events"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,91 @@ def _worker(envelope: Envelope) -> str:
     return str(getattr(envelope.message, "worker", ""))
 
 
+async def apply_events(
+    db: AsyncSession,
+    envelopes: Sequence[Envelope],
+    *,
+    keys: Keys,
+    policy: RetryPolicy | None = None,
+    plan_limits: PlanLimits | None = None,
+) -> list[Outcome]:
+    """Apply reports in order, in the caller's transaction, and return what each did.
+
+    Many at once cost little more than one: their rows are locked and their envelope ids
+    looked up in a few statements up front (`locking.lock_reports`, `timeline.look_up`);
+    what the common results change for a whole session is done once at the end, for every
+    session they touched: the dependents of the `noop` tasks reached are queued, the session
+    finished or reopened (`session_state.finish_or_reopen`), its budget checked
+    (`budgets.check`). The caller's database session must end with the transaction."""
+    if len(envelopes) > 1:
+        reports = [e.message for e in envelopes if isinstance(e.message, TaskEvent)]
+        await lock_reports(db, [m.task_id for m in reports])
+        await timeline.look_up(db, [e.id for e in envelopes])
+    later = _Later()
+    db.info[_LATER] = later
+    try:
+        outcomes = [
+            await apply_event(db, e, keys=keys, policy=policy, plan_limits=plan_limits)
+            for e in envelopes
+        ]
+        del db.info[_LATER]
+        await later.run(db, keys=keys)
+    finally:
+        db.info.pop(_LATER, None)
+        forget_locks(db)
+        timeline.forget(db)
+    return outcomes
+
+
+@dataclass
+class _Later:
+    """What `apply_events` does once per session at the end, not once per report."""
+
+    sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
+    """Sessions to finish or reopen."""
+    spent: dict[uuid.UUID, Session] = field(default_factory=dict)
+    """Sessions whose budget to check (an attempt ended and was priced)."""
+    reached: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
+    """`noop` tasks reached, by session: their dependents are queued."""
+
+    async def run(self, db: AsyncSession, *, keys: Keys) -> None:
+        for session_id, reached in self.reached.items():
+            children = (
+                await db.scalars(
+                    select(TaskDependency.task_id)
+                    .where(TaskDependency.depends_on_id.in_(reached))
+                    .distinct()
+                )
+            ).all()
+            if children:
+                session = self.sessions[session_id]
+                await scheduler.queue_ready(db, session=session, keys=keys, only=children)
+        for session in self.sessions.values():
+            await session_state.finish_or_reopen(db, session)
+        if self.spent:
+            await db.flush()
+        for session in self.spent.values():
+            await budgets.check(db, session, keys=keys)  # what it cost may spend a budget
+
+
+_LATER = "reports.later"
+
+
+def _later(db: AsyncSession) -> _Later | None:
+    later: _Later | None = db.info.get(_LATER)
+    return later
+
+
+async def _finish(ctx: _Ctx) -> None:
+    """The session may have finished (or reopened): now, or once at the end of the batch."""
+    later = _later(ctx.db)
+    if later is not None:
+        later.sessions[ctx.session.id] = ctx.session
+        return
+    await ctx.db.flush()
+    await session_state.finish_or_reopen(ctx.db, ctx.session)
+
+
 async def apply_event(
     db: AsyncSession,
     envelope: Envelope,
@@ -125,6 +212,7 @@ async def apply_event(
     policy: RetryPolicy | None = None,
     plan_limits: PlanLimits | None = None,
 ) -> Outcome:
+    """Apply one report in the caller's transaction (in a batch, see `apply_events`)."""
     dumped = envelope.message.model_dump()
     if has_nul(dumped):  # agents print anything; PostgreSQL stores no NUL
         envelope = replace(envelope, message=type(envelope.message).model_validate(clean(dumped)))
@@ -246,8 +334,12 @@ async def _task_event(
     late = _late_spend(ctx)
     outcome = await handler(ctx)
     if late or (outcome == Outcome.APPLIED and isinstance(message, _RESULTS)):
-        await db.flush()
-        await budgets.check(db, ctx.session, keys=keys)  # what it cost may spend a budget
+        later = _later(db)
+        if later is not None:
+            later.spent[ctx.session.id] = ctx.session
+        else:
+            await db.flush()
+            await budgets.check(db, ctx.session, keys=keys)  # what it cost may spend a budget
     return outcome
 
 
@@ -369,6 +461,8 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
         return await _on_answered(ctx)
     if ctx.task.kind == "review" or ctx.task.spec.get("verify"):
         return await _on_verdict(ctx)
+    if ctx.task.agent == NOOP_AGENT:
+        return await _on_reached(ctx)
     data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
     task = ctx.task
     task.reason = None
@@ -404,8 +498,29 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
         task_state.await_approval(ctx.db, task, actor=ctx.actor, source=source, data=data)
     else:
         await task_state.succeed(ctx.db, task, actor=ctx.actor, source=source, data=data)
-    await ctx.db.flush()
-    await session_state.finish_or_reopen(ctx.db, ctx.session)
+    await _finish(ctx)
+    return Outcome.APPLIED
+
+
+async def _on_reached(ctx: _Ctx) -> Outcome:
+    """A `noop` task (a join, a milestone) was reached: it succeeded with nothing to merge,
+    and its dependents are queued at once."""
+    data = _finish_attempt(ctx, AttemptStatus.SUCCEEDED)
+    task = ctx.task
+    task.reason = None
+    task.feedback = None
+    task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
+    task_state.answered(ctx.db, task, actor=ctx.actor, source=ctx.envelope.id, data=data)
+    later = _later(ctx.db)
+    if later is None:  # alone: its dependents now
+        later = _Later()
+        later.reached[ctx.session.id] = [task.id]
+        later.sessions[ctx.session.id] = ctx.session
+        await ctx.db.flush()
+        await later.run(ctx.db, keys=ctx.keys)
+        return Outcome.APPLIED
+    later.reached.setdefault(ctx.session.id, []).append(task.id)
+    later.sessions[ctx.session.id] = ctx.session
     return Outcome.APPLIED
 
 

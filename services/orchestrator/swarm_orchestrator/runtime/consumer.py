@@ -16,6 +16,7 @@ it is proven, so a forged report that cannot be applied cannot end a running att
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import logs
 from swarm_common.backoff import Backoff, sleep
-from swarm_common.messages import TaskCancelled, TaskFailed, TaskSucceeded
+from swarm_common.messages import (
+    TaskCancelled,
+    TaskFailed,
+    TaskProgress,
+    TaskStarted,
+    TaskSucceeded,
+)
 from swarm_common.streams import (
     ORCHESTRATOR_GROUP,
     DecodeError,
@@ -38,7 +45,7 @@ from swarm_common.streams import (
 )
 from swarm_common.streams import ensure_group as _ensure_group
 from swarm_orchestrator.graph import provenance
-from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event
+from swarm_orchestrator.graph.reports import Outcome, UnknownTask, apply_event, apply_events
 from swarm_orchestrator.graph.retry import RetryPolicy
 from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.planning.plans import PlanLimits
@@ -123,7 +130,53 @@ class EventConsumer:
 
     async def _handle_all(self, entries: list[Any]) -> int:
         handled = 0
-        for entry_id, fields in entries:
+        for run in _runs(entries):
+            if len(run) > 1 and await self._apply_together(run):
+                handled += len(run)
+                continue
+            handled += await self._one_by_one(run)
+        return handled
+
+    async def _apply_together(self, run: list[tuple[bytes, dict[bytes, bytes], Envelope]]) -> bool:
+        """Apply a run of attempt reports in one transaction (one commit for all of them,
+        not one each), sessions in id order so that two replicas applying runs at once
+        lock them in the same order. False when any report needs more than applying (one
+        that cannot be applied: the run is rolled back and goes one by one, where each
+        gets its answer)."""
+        ordered = sorted(run, key=lambda item: str(getattr(item[2].message, "session_id", "")))
+        try:
+            async with self.sessionmaker() as db, db.begin():
+                outcomes = await apply_events(
+                    db,
+                    [envelope for _, _, envelope in ordered],
+                    keys=self.keys,
+                    policy=self.policy,
+                    plan_limits=self.plan_limits,
+                )
+        except Exception as exc:
+            if is_transient(exc):
+                self._recover = True
+                raise
+            log.info(
+                "a run of reports goes one by one",
+                extra={"entries": len(run), "error": f"{type(exc).__name__}"},
+            )
+            return False
+        applied = False
+        for (_, _, envelope), outcome in zip(ordered, outcomes, strict=True):
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
+            metrics.event_handled(envelope.type, outcome)
+            applied = applied or outcome == Outcome.APPLIED
+        if applied:
+            self.on_commit()
+        await self.redis.xack(
+            self.keys.events, ORCHESTRATOR_GROUP, *[entry_id for entry_id, _, _ in run]
+        )
+        return True
+
+    async def _one_by_one(self, entries: list[Any]) -> int:
+        handled = 0
+        for entry_id, fields, *_ in entries:
             try:
                 await self._handle(entry_id, fields)
             except BaseException:
@@ -245,6 +298,33 @@ class EventConsumer:
                 delay = backoff.failed()
                 log_retry(log, "event consumer", exc, delay)
                 await sleep(delay, stop)
+
+
+_TOGETHER = (TaskStarted, TaskSucceeded, TaskFailed, TaskCancelled, TaskProgress)
+"""The reports applied in runs, one transaction for many (`EventConsumer._apply_together`):
+each locks only its own session, task and attempt."""
+
+
+def _runs(entries: list[Any]) -> list[list[Any]]:
+    """The entries in stream order, cut into runs: consecutive attempt reports
+    (`_TOGETHER`, decoded: `(id, fields, envelope)`) together, every other entry alone."""
+    runs: list[list[Any]] = []
+    together: list[Any] = []
+    for entry_id, fields in entries:
+        envelope = None
+        if fields:
+            with contextlib.suppress(DecodeError):
+                envelope = decode(fields)
+        if envelope is not None and isinstance(envelope.message, _TOGETHER):
+            together.append((entry_id, fields, envelope))
+            continue
+        if together:
+            runs.append(together)
+            together = []
+        runs.append([(entry_id, fields)])
+    if together:
+        runs.append(together)
+    return runs
 
 
 def _about(envelope: Envelope) -> dict[str, object]:

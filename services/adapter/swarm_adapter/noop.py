@@ -1,0 +1,159 @@
+"""The `noop` kind: join and milestone nodes, completed in-process (`swarm_common.specs`,
+`NOOP_AGENT`). No worktree, no agent, no claim or lease: running one twice does nothing
+twice, and the orchestrator applies a result delivered twice once.
+
+One loop (`serve`) stands for all of the adapter's `concurrency` slots and works in
+batches: it reads up to `concurrency` entries at once, reads their cancel requests in one
+round trip, publishes each attempt's `task.started` and result (`task.succeeded`, or
+`task.cancelled` for an attempt cancelled before it started) in one pipeline, each proven
+with its attempt's key (`swarm_common.proofs`), and only then acknowledges the batch. A
+crash before the acknowledgement leaves the entries pending; a peer takes them over
+(`XAUTOCLAIM`) and reports them again, which the orchestrator recognises as the same
+attempt's report. An entry refused by `admission` is dead-lettered as the other kinds do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from redis.exceptions import RedisError
+
+from swarm_adapter.admission import Refused, admit
+from swarm_adapter.reporting import EVENTS_MAXLEN
+from swarm_adapter.running import about
+from swarm_adapter.task_stream import Entry
+from swarm_common.backoff import Backoff, sleep
+from swarm_common.messages import Message, TaskCancelled, TaskMessage, TaskStarted, TaskSucceeded
+from swarm_common.specs import NOOP_AGENT
+from swarm_common.streams import ADAPTERS_GROUP, encode, prove
+from swarm_common.system import SystemMode
+from swarm_common.text import decoded
+
+if TYPE_CHECKING:
+    from swarm_adapter.worker import Adapter
+
+__all__ = ["NoopRunner", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class NoopRunner:
+    """The `noop` kind's runner: it has nothing to run (`serve` completes its tasks)."""
+
+    agent: ClassVar[str] = NOOP_AGENT
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    version: str | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        return []
+
+    async def check(self) -> None:
+        return None
+
+    async def run(self, ctx: Any) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError("noop tasks are completed by swarm_adapter.noop.serve")
+
+
+async def serve(adapter: Adapter) -> None:
+    """Complete `noop` tasks until the adapter stops, in batches of its concurrency."""
+    backoff = Backoff(base_s=0.5, cap_s=10.0)
+    loop = asyncio.get_running_loop()
+    next_reclaim = loop.time() + adapter.settings.claim_idle_ms / 2000
+    while not adapter.stopping():
+        try:
+            await adapter.accepting()
+            if adapter.stopping():
+                break
+            if loop.time() >= next_reclaim:
+                if not await reclaim(adapter):
+                    next_reclaim = loop.time() + adapter.settings.claim_idle_ms / 2000
+                continue
+            await process_batch(adapter, block_ms=adapter.settings.read_block_ms)
+            backoff.succeeded()
+        except (RedisError, OSError) as exc:
+            delay = backoff.failed()
+            log.warning(
+                "cannot read tasks; retrying", extra={"error": repr(exc), "retry_in_s": delay}
+            )
+            await sleep(delay)
+        except Exception:
+            log.exception("noop batch failed; continuing", extra={"worker": adapter.worker})
+            await backoff.wait()
+
+
+async def process_batch(adapter: Adapter, *, block_ms: int | None) -> int:
+    """Read up to `concurrency` new entries and complete them; return how many were read."""
+    entries = await adapter.tasks.read_many(adapter.settings.concurrency, block_ms=block_ms)
+    await complete(adapter, entries)
+    return len(entries)
+
+
+async def reclaim(adapter: Adapter) -> bool:
+    """Take over entries a vanished peer left pending and complete them; False when there
+    were none (and no more to scan)."""
+    taken = await adapter.tasks.take_over(min_idle_ms=adapter.settings.claim_idle_ms)
+    if not isinstance(taken, Entry):
+        return taken
+    adapter.counts["reclaimed"] += 1
+    await complete(adapter, [taken])
+    return True
+
+
+async def complete(adapter: Adapter, entries: list[Entry]) -> None:
+    """Report every admitted entry started and ended, then acknowledge them all."""
+    if not entries:
+        return
+    admitted: list[tuple[Entry, TaskMessage, str | None]] = []
+    for entry in entries:
+        message = admit(
+            entry.fields,
+            deliveries=entry.deliveries,
+            settings=adapter.settings,
+            worktrees=adapter.worktrees,
+        )
+        if isinstance(message, Refused):
+            await adapter.dead(entry.id, entry.fields, message.reason, failing=message.failing)
+            continue
+        key = message.event_key
+        admitted.append((entry, message.model_copy(update={"event_key": None}), key))
+    if admitted:
+        cancels = await adapter.redis.mget(
+            [adapter.keys.cancel(m.task_id, m.attempt) for _, m, _ in admitted]
+        )
+        pipe = adapter.redis.pipeline(transaction=False)
+        for (entry, message, key), cancel in zip(admitted, cancels, strict=True):
+            for event in _events(adapter, message, entry.deliveries, cancel):
+                fields = {
+                    name: adapter.redact(value.decode()).encode()
+                    for name, value in encode(event).items()
+                }
+                if key:
+                    fields = prove(fields, key)
+                pipe.xadd(adapter.keys.events, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                adapter.counts[event.TYPE] += 1
+        await pipe.execute()
+    await adapter.redis.xack(adapter.stream, ADAPTERS_GROUP, *[e.id for e in entries])
+
+
+def _events(
+    adapter: Adapter, message: TaskMessage, deliveries: int, cancel: bytes | str | None
+) -> list[Message]:
+    common = about(message, adapter.worker)
+    if cancel is not None:
+        return [TaskCancelled(**common, reason=decoded(cancel)[:500])]
+    if adapter.mode != SystemMode.RUNNING or adapter.stopping():
+        return [TaskCancelled(**common, reason=f"system {adapter.mode}")]
+    started = time.perf_counter()
+    return [
+        TaskStarted(
+            **common,
+            branch=message.branch,
+            base_commit=message.base_commit,
+            deliveries=deliveries,
+        ),
+        TaskSucceeded(**common, exit_code=0, duration_s=round(time.perf_counter() - started, 6)),
+    ]
