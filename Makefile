@@ -57,3 +57,19 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# `make bench`: every benchmark of issue 19 on the test servers, three repetitions, Celery 5 as
+# the baseline in the same run (bench/README.md); writes bench/results/<date>.{json,md,png}
+# and prints the table. Its extra dependencies (the `bench` extra) are installed on first
+# use. BENCH_ARGS passes options: `make bench BENCH_ARGS="--only throughput --reps 1 --quick"`.
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@rm -f $(VENV)/.bench-*
+	@touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

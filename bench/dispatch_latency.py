@@ -1,0 +1,108 @@
+"""Dispatch latency (issue 19, benchmark 3): `noop` tasks arriving at a steady 200/s on two
+noop adapters × 64, and how long each waits from queued to started.
+
+One session is opened with a holder task that never runs (a `claude` task, no claude
+adapter; the session's suspension grace is raised past the run), so the session stays open
+and the steady stream is not a series of sessions finishing and reopening. Then
+`POST /v1/sessions/{id}/tasks` adds 10 noop tasks every 50 ms for 15 s (3,000 tasks; the
+POSTs go out on schedule from 4 threads, so a slow answer does not delay the next batch).
+
+- `queued_to_adapter_start_p99_s` (the target's figure): the 99th percentile over the
+  tasks of the start as the adapter stamped it (`data.at` of `task.started`: when it began
+  the task, as Celery's worker stamps its task's start) minus `task.queued`'s `created_at`
+  (the transaction that queued it began: before it committed and before the answer);
+- `queued_to_started_p99_s`: the same with the start as the orchestrator recorded it (the
+  timeline's `task.started` `created_at`: the report applied), for orientation;
+- `queued_to_started_p50_s`: the median of that;
+- `rate_per_s`: the rate the tasks were actually sent at.
+
+    .venv/bin/python bench/dispatch_latency.py [--quick]     (--quick: 4 s)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rest  # noqa: E402
+from harness import bench_stack  # noqa: E402
+from repos import small_repo  # noqa: E402
+from stats import percentile  # noqa: E402
+
+__all__ = ["once"]
+
+RATE_PER_S, BATCH = 200, 10
+SECONDS, QUICK_SECONDS = 15.0, 4.0
+ADAPTERS, CONCURRENCY = 2, 64
+HOLDER = {"key": "holder", "agent": "claude", "prompt": "holds the session open; never runs"}
+
+
+def once(quick: bool = False) -> dict[str, float]:
+    seconds = QUICK_SECONDS if quick else SECONDS
+    batches = int(seconds * RATE_PER_S / BATCH)
+    with bench_stack("dispatch") as (stack, root):
+        adapters = [(f"noop-{i}", "noop", CONCURRENCY) for i in range(ADAPTERS)]
+        env = {"SWARM_SUSPEND_GRACE_S": "3600"}
+        with rest.running(stack, adapters, orchestrator_env=env) as client:
+            repo = small_repo(root / "repo")
+            session_id = rest.create_session(client, str(repo), [HOLDER])
+            sent_s = _send(client, session_id, batches)
+            total = batches * BATCH
+            events = rest.read_timeline(
+                client, session_id, until=rest.count("task.started", total), timeout_s=120
+            )
+            client.post(f"/v1/sessions/{session_id}/cancel").raise_for_status()
+    queued = rest.first_at(events, "task.queued")
+    started = rest.first_at(events, "task.started")
+    at = {
+        (str(e["task_id"]), int(e["attempt"])): datetime.fromisoformat(e["data"]["at"]).timestamp()
+        for e in events
+        if e["type"] == "task.started" and "at" in (e.get("data") or {})
+    }
+    waits = [started[k] - queued[k] for k in started if k in queued]
+    adapter_waits = [at[k] - queued[k] for k in at if k in queued]
+    figures = {
+        "queued_to_started_p99_s": percentile(waits, 99),
+        "queued_to_started_p50_s": percentile(waits, 50),
+        "rate_per_s": total / sent_s,
+    }
+    if adapter_waits:
+        figures["queued_to_adapter_start_p99_s"] = percentile(adapter_waits, 99)
+    return figures
+
+
+def _send(client: httpx.Client, session_id: str, batches: int) -> float:
+    """Add `batches` batches of `BATCH` noop tasks, one batch every `BATCH / RATE_PER_S`
+    seconds; return how long sending took."""
+    interval = BATCH / RATE_PER_S
+    url = f"/v1/sessions/{session_id}/tasks"
+
+    def post(k: int) -> None:
+        batch = [{"key": f"b{k}-{j}", "agent": "noop", "prompt": "noop"} for j in range(BATCH)]
+        answer = client.post(url, json=batch)
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST {url}: {answer.status_code} {answer.text[:300]}")
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        futures = []
+        for k in range(batches):
+            pause = began + k * interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            futures.append(pool.submit(post, k))
+        for future in futures:
+            future.result()
+    return time.monotonic() - began
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(once(quick="--quick" in sys.argv)) + "\n")

@@ -1,0 +1,69 @@
+"""Durable throughput (issue 19, benchmark 2): 20,000 independent `noop` tasks in one graph
+through the whole path, API → PostgreSQL → stream → adapter → event → PostgreSQL, on two
+`noop` adapters of concurrency 64 that are live before the clock starts.
+
+- `tasks_per_s`: tasks ÷ seconds from sending `POST /v1/sessions` (all 20,000 tasks in the
+  body) until `GET /v1/sessions/{id}` first says `done` (polled every 50 ms): every task
+  succeeded and its outcome is in PostgreSQL.
+- `accept_s`: how long that POST took to answer (part of the above).
+- `queued_to_started_p50_s`: the median wait of a task from `task.queued` to `task.started`
+  (timeline `created_at`), for orientation.
+
+    .venv/bin/python bench/durable_throughput.py [--quick]     (--quick: 2,000 tasks)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rest  # noqa: E402
+from harness import bench_stack  # noqa: E402
+from repos import small_repo  # noqa: E402
+from stats import percentile  # noqa: E402
+
+__all__ = ["noop_graph", "noop_rate", "once"]
+
+TASKS, QUICK_TASKS = 20_000, 2_000
+ADAPTERS, CONCURRENCY = 2, 64
+
+
+def noop_graph(count: int) -> list[dict[str, object]]:
+    return [{"key": f"t{i}", "agent": "noop", "prompt": "noop"} for i in range(count)]
+
+
+def noop_rate(count: int, *, name: str = "throughput") -> dict[str, float]:
+    """Run `count` independent noop tasks in one session on a fresh stack; the figures of
+    the module docstring."""
+    with bench_stack(name) as (stack, root):
+        adapters = [(f"noop-{i}", "noop", CONCURRENCY) for i in range(ADAPTERS)]
+        with rest.running(stack, adapters) as client:
+            repo = small_repo(root / "repo")
+            started = time.time()
+            session_id = rest.create_session(client, str(repo), noop_graph(count))
+            accepted = time.time()
+            done = rest.wait_done(client, session_id, timeout_s=max(120, count / 10))
+            events = rest.read_timeline(
+                client, session_id, until=rest.count("task.succeeded", count)
+            )
+    queued = rest.first_at(events, "task.queued")
+    began = rest.first_at(events, "task.started")
+    waits = [began[k] - queued[k] for k in began if k in queued]
+    return {
+        "tasks_per_s": count / (done - started),
+        "seconds": done - started,
+        "accept_s": accepted - started,
+        "queued_to_started_p50_s": percentile(waits, 50),
+    }
+
+
+def once(quick: bool = False) -> dict[str, float]:
+    return noop_rate(QUICK_TASKS if quick else TASKS)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(once(quick="--quick" in sys.argv)) + "\n")
