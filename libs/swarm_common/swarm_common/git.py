@@ -448,30 +448,10 @@ def merge_into(
         head = resolve_commit(git_dir, ref)
         if is_ancestor(git_dir, commit, head):
             return MergeResult(head=head, merged=False, already=True)
-        proc = _git_answer(
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            "-z",
-            revs=(head, commit),
-            git_dir=git_dir,
-        )
-        tree, *paths = [part for part in proc.stdout.split("\0") if part]
-        if proc.returncode == 1:
-            return MergeResult(head=head, merged=False, conflicts=tuple(dict.fromkeys(paths)))
-        merge = git(
-            "commit-tree",
-            tree,
-            "-p",
-            head,
-            "-p",
-            commit,
-            "-m",
-            message,
-            git_dir=git_dir,
-            env=identity(author),
-        ).stdout.strip()
+        made = _merge_commit(git_dir, head, commit, message=message, author=author)
+        if isinstance(made, tuple):
+            return MergeResult(head=head, merged=False, conflicts=made)
+        merge = made
         update_ref(git_dir, ref, merge, old=head, reason=f"swarm: merge {commit[:12]}")
     return MergeResult(head=merge, merged=True)
 
@@ -489,31 +469,10 @@ def merge_onto(
     `merge_into` meets it again and says what it is. A merge commit made before a failed
     swap is left unreferenced (garbage for git's pruning)."""
     try:
-        proc = _git_answer(
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            "-z",
-            revs=(head, commit),
-            git_dir=git_dir,
-        )
-        if proc.returncode == 1:
+        made = _merge_commit(git_dir, head, commit, message=message, author=author, retries=0)
+        if isinstance(made, tuple):
             return None
-        tree = proc.stdout.split("\0", 1)[0].strip()
-        merge = git(
-            "commit-tree",
-            tree,
-            "-p",
-            head,
-            "-p",
-            commit,
-            "-m",
-            message,
-            git_dir=git_dir,
-            env=identity(author),
-            retries=0,
-        ).stdout.strip()
+        merge = made
         with repo_lock(git_dir):
             update_ref(
                 git_dir,
@@ -525,6 +484,45 @@ def merge_onto(
     except GitError:
         return None  # moved, missing, locked or unreadable: `merge_into` says which
     return MergeResult(head=merge, merged=True)
+
+
+def _merge_commit(
+    git_dir: Path,
+    head: str,
+    commit: str,
+    *,
+    message: str,
+    author: Author,
+    retries: int = 2,
+) -> str | tuple[str, ...]:
+    """The merge commit of `commit` into `head` (`merge-tree`, then `commit-tree`, tried
+    `retries` more times on a busy lock), not yet on any branch; on a conflict, the
+    conflicting paths instead."""
+    proc = _git_answer(
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        "-z",
+        revs=(head, commit),
+        git_dir=git_dir,
+    )
+    tree, *paths = [part for part in proc.stdout.split("\0") if part]
+    if proc.returncode == 1:
+        return tuple(dict.fromkeys(paths))
+    return git(
+        "commit-tree",
+        tree,
+        "-p",
+        head,
+        "-p",
+        commit,
+        "-m",
+        message,
+        git_dir=git_dir,
+        env=identity(author),
+        retries=retries,
+    ).stdout.strip()
 
 
 def numstat(git_dir: Path, base: str, head: str) -> list[tuple[str, int | None, int | None]]:

@@ -14,18 +14,14 @@ attempt's report. An entry refused by `admission` is dead-lettered as the other 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from redis.exceptions import RedisError
 
 from swarm_adapter.admission import Refused, admit
 from swarm_adapter.reporting import EVENTS_MAXLEN
 from swarm_adapter.running import about
 from swarm_adapter.task_stream import Entry
-from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import Message, TaskCancelled, TaskMessage, TaskStarted, TaskSucceeded
 from swarm_common.specs import NOOP_AGENT
 from swarm_common.streams import ADAPTERS_GROUP, encode, prove
@@ -60,29 +56,10 @@ class NoopRunner:
 
 async def serve(adapter: Adapter) -> None:
     """Complete `noop` tasks until the adapter stops, in batches of its concurrency."""
-    backoff = Backoff(base_s=0.5, cap_s=10.0)
-    loop = asyncio.get_running_loop()
-    next_reclaim = loop.time() + adapter.settings.claim_idle_ms / 2000
-    while not adapter.stopping():
-        try:
-            await adapter.accepting()
-            if adapter.stopping():
-                break
-            if loop.time() >= next_reclaim:
-                if not await reclaim(adapter):
-                    next_reclaim = loop.time() + adapter.settings.claim_idle_ms / 2000
-                continue
-            await process_batch(adapter, block_ms=adapter.settings.read_block_ms)
-            backoff.succeeded()
-        except (RedisError, OSError) as exc:
-            delay = backoff.failed()
-            log.warning(
-                "cannot read tasks; retrying", extra={"error": repr(exc), "retry_in_s": delay}
-            )
-            await sleep(delay)
-        except Exception:
-            log.exception("noop batch failed; continuing", extra={"worker": adapter.worker})
-            await backoff.wait()
+    await adapter.consume(
+        take=lambda: process_batch(adapter, block_ms=adapter.settings.read_block_ms),
+        reclaim=lambda: reclaim(adapter),
+    )
 
 
 async def process_batch(adapter: Adapter, *, block_ms: int | None) -> int:

@@ -26,6 +26,7 @@ import os
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -195,10 +196,6 @@ class Adapter:
         """`stop()` was called: take no more work."""
         return self._stopping.is_set()
 
-    async def accepting(self) -> None:
-        """Wait until the system mode lets this adapter take work (or it stops)."""
-        await self._accepting.wait()
-
     @property
     def in_flight(self) -> list[Running]:
         """The attempts this adapter runs now."""
@@ -279,6 +276,21 @@ class Adapter:
     # -- consuming -------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
+        await self.consume(
+            take=lambda: self.process_next(block_ms=self.settings.read_block_ms),
+            reclaim=self.reclaim,
+        )
+
+    async def consume(
+        self,
+        *,
+        take: Callable[[], Awaitable[object]],
+        reclaim: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """One slot's loop until `stop()`: while the system mode lets this adapter work,
+        `take` work (one entry, or a `noop` batch), and every half `claim_idle_ms` `reclaim`
+        what vanished peers left pending, until none is left. Redis failures back off; any
+        other failure is logged and the loop goes on."""
         backoff = Backoff(base_s=0.5, cap_s=10.0)
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + self.settings.claim_idle_ms / 2000
@@ -288,10 +300,10 @@ class Adapter:
                 if self._stopping.is_set():
                     break
                 if loop.time() >= next_reclaim:
-                    if not await self.reclaim():
+                    if not await reclaim():
                         next_reclaim = loop.time() + self.settings.claim_idle_ms / 2000
                     continue
-                await self.process_next(block_ms=self.settings.read_block_ms)
+                await take()
                 backoff.succeeded()
             except (RedisError, OSError) as exc:
                 delay = backoff.failed()
