@@ -9,7 +9,8 @@ the run's `SWARM_WORKTREE=` marker (what an agent started in sessions of its own
 whole group, itself included. A plain `setpriv --pdeathsig` would kill only the direct
 child, leaving its children (a shell's commands, a CLI's tools) to run on.
 
-Standard library only, and no package import: it starts in ~15 ms.
+Standard library only, and no package import (not even `subprocess`: the child is
+`posix_spawn`ed): it starts in ~10 ms.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -77,11 +77,16 @@ def main(argv: list[str]) -> int:
     if os.getppid() != parent:  # the parent died before the kernel could be told
         _kill_everything()
     try:
-        child = subprocess.Popen(command)
+        # posix_spawn, not subprocess: importing subprocess costs more than the whole run
+        # of a trivial command. SIGPIPE and SIGXFSZ (ignored by Python) back to default.
+        child = os.posix_spawnp(
+            command[0], command, os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
+        )
     except OSError as exc:
         sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
         return 127 if isinstance(exc, FileNotFoundError) else 126
-    code = child.wait()
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
     if code < 0:  # died of a signal: die of the same one, so the parent sees it
         if -code not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
             signal.signal(-code, signal.SIG_DFL)
