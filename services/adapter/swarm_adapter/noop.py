@@ -19,12 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from swarm_adapter.admission import Refused, admit
-from swarm_adapter.reporting import EVENTS_MAXLEN
 from swarm_adapter.running import about
 from swarm_adapter.task_stream import Entry
 from swarm_common.messages import Message, TaskCancelled, TaskMessage, TaskStarted, TaskSucceeded
 from swarm_common.specs import NOOP_AGENT
-from swarm_common.streams import ADAPTERS_GROUP, encode, prove
+from swarm_common.streams import ADAPTERS_GROUP
 from swarm_common.system import SystemMode
 from swarm_common.text import decoded
 
@@ -104,13 +103,7 @@ async def complete(adapter: Adapter, entries: list[Entry]) -> None:
         pipe = adapter.redis.pipeline(transaction=False)
         for (entry, message, key), cancel in zip(admitted, cancels, strict=True):
             for event in _events(adapter, message, entry.deliveries, cancel):
-                fields = {
-                    name: adapter.redact(value.decode()).encode()
-                    for name, value in encode(event).items()
-                }
-                if key:
-                    fields = prove(fields, key)
-                pipe.xadd(adapter.keys.events, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                adapter.reporter.stage(pipe, event, key=key)
                 adapter.counts[event.TYPE] += 1
         await pipe.execute()
     await adapter.redis.xack(adapter.stream, ADAPTERS_GROUP, *[e.id for e in entries])

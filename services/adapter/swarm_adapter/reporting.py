@@ -15,6 +15,7 @@ import logging
 import uuid
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from swarm_common.backoff import Backoff, sleep
@@ -54,12 +55,7 @@ class RedisReporter:
         duplicate is recognised) until Redis takes it or the adapter is abandoning its work.
         What goes out passes the redaction filter, then gets the proof made with the key of
         its attempt (held, or `key` for an attempt refused before it was claimed)."""
-        fields = {
-            name: self.redact(value.decode()).encode() for name, value in encode(event).items()
-        }
-        key = key or self._key_of(event)
-        if key:
-            fields = prove(fields, key)
+        fields = self.sealed(event, key=key)
         backoff = Backoff(base_s=0.2, cap_s=5.0)
         while True:
             try:
@@ -82,6 +78,24 @@ class RedisReporter:
                     extra={"type": event.TYPE, "error": repr(exc), "retry_in_s": delay},
                 )
                 await sleep(delay)
+
+    def sealed(self, event: Message, *, key: str | None = None) -> dict[str, bytes]:
+        """The event's stream fields as they go out: through the redaction filter, then
+        proven with the key of its attempt (held, or `key`)."""
+        fields = {
+            name: self.redact(value.decode()).encode() for name, value in encode(event).items()
+        }
+        key = key or self._key_of(event)
+        return prove(fields, key) if key else fields
+
+    def stage(self, pipe: Pipeline, event: Message, *, key: str | None = None) -> None:
+        """Append the event in `pipe` (a batch of events sent in one round trip)."""
+        pipe.xadd(
+            self.keys.events,
+            self.sealed(event, key=key),  # type: ignore[arg-type]
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
 
     def _key_of(self, event: Message) -> str | None:
         task_id, attempt = getattr(event, "task_id", None), getattr(event, "attempt", None)
