@@ -13,7 +13,7 @@ CHROMIUM ?= /usr/bin/chromium
 APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install browser up test test-fast lint typecheck check fmt clean
+.PHONY: install browser sandbox up test test-fast lint typecheck check fmt clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Swarm needs Python 3.11 or newer")'
@@ -30,16 +30,25 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-up: install
+# The agent sandbox (Debian's bubblewrap). Where it cannot be installed, adapters run agents
+# without it and say so at start (SWARM_SANDBOX=auto), so this never fails the build.
+BWRAP ?= /usr/bin/bwrap
+$(BWRAP):
+	@$(SUDO) $(APT) install bubblewrap || ($(SUDO) $(APT) update && $(SUDO) $(APT) install bubblewrap) \
+		|| echo "bubblewrap is not installed: adapters will run agents without a sandbox"
+
+sandbox: $(BWRAP)
+
+up: install sandbox
 	$(BIN)/swarm up --demo
 
-test: install browser
+test: install browser sandbox
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # No browser needed: the browser tests are among the slow lanes it leaves out. Two workers
 # (pytest-xdist), each with its own template database; TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test-fast: install
+test-fast: install sandbox
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not ($(SLOW_LANES))" $(PYTEST_ARGS)
 
 lint: install

@@ -213,7 +213,11 @@ def git_repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def adapter_settings(redis_url: str, redis_prefix: str, workspace: Path) -> AdapterSettings:
+    """A shell adapter without the sandbox: these tests' shell tasks leave marks in the test's
+    own folders (`tmp_path`), which the sandbox hides; `tests/adapter/test_sandbox.py` runs
+    the attempt's life (cancel, timeout, stop, kill) inside it."""
     return AdapterSettings(
+        sandbox="off",
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         workspace=workspace,

@@ -13,7 +13,9 @@ from redis.asyncio import Redis
 from swarm_adapter.answers import oversize, unfenced
 from swarm_adapter.outcome import result_message
 from swarm_adapter.runners.base import RunResult
+from swarm_adapter.runners.shell import ShellRunner
 from swarm_adapter.running import Running
+from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worker import Adapter
 from swarm_adapter.worktree import Commit
 from swarm_common import git
@@ -96,9 +98,12 @@ def test_a_nul_in_an_answer_is_replaced(mirror: Mirror) -> None:
 
 
 async def test_a_read_only_attempt_runs_no_setup_or_gate_and_keeps_nothing(
-    adapter: Adapter, redis: Redis, keys: Keys, mirror: Mirror, tmp_path: Path
+    adapter_settings: AdapterSettings, redis: Redis, keys: Keys, mirror: Mirror, tmp_path: Path
 ) -> None:
-    """Even an agent that commits on its branch itself leaves nothing behind."""
+    """Even an agent that commits on its branch itself leaves nothing behind. (It can only
+    without the sandbox, whose refs are read-only: `test_sandbox`.)"""
+    unsandboxed = adapter_settings.model_copy(update={"sandbox": "off"})
+    adapter = Adapter(settings=unsandboxed, redis=redis, runner=ShellRunner())
     settings = {
         "setup": {"command": f"touch {tmp_path}/setup-ran; exit 4"},
         "gates": {"lint": "", "build": "", "test": f"touch {tmp_path}/gate-ran; exit 1"},

@@ -221,6 +221,7 @@ def claude_adapter(
         worker_name="claude-test",
         claude_path=fake_claude(tmp_path, tmp_path),
         kill_grace_s=1.0,
+        sandbox="off",  # its CLI writes what it saw into tmp_path, hidden by the sandbox
     )
     environ = {
         "PATH": os.environ["PATH"],

@@ -39,8 +39,10 @@ BROKEN = (
 
 
 def fake_claude(folder: Path, body: str) -> Path:
-    """A `claude` that answers `--version` (so the adapter starts) and then runs `body`."""
-    path = folder / "claude"
+    """A `claude` that answers `--version` (so the adapter starts) and then runs `body`; in
+    a folder of its own (`bin/`), apart from the workspace, so that a sandbox shows it."""
+    path = folder / "bin" / "claude"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi\n' + body
@@ -103,6 +105,7 @@ async def served(adapter: Adapter) -> AsyncIterator[asyncio.Task[None]]:
         ("kill -KILL $$\n", "was killed by signal 9", "its last output: (nothing)"),
     ],
 )
+@pytest.mark.parametrize("sandbox", ["off", "auto"])
 async def test_an_agent_cli_that_dies_before_its_first_event_fails_at_start(
     adapter_settings: AdapterSettings,
     redis: Redis,
@@ -112,14 +115,18 @@ async def test_an_agent_cli_that_dies_before_its_first_event_fails_at_start(
     body: str,
     how: str,
     said: str,
+    sandbox: str,
 ) -> None:
-    adapter = claude_adapter(adapter_settings, redis, fake_claude(tmp_path, body))
+    """The same in the sandbox (`auto`, where bubblewrap works): what it said, and the
+    signal it died of (bwrap's exit status 128+N read back as the signal)."""
+    adapter = claude_adapter(adapter_settings, redis, fake_claude(tmp_path, body), sandbox=sandbox)
     await submit(redis, keys, adapter, message(mirror, "hi", agent="claude"))
     assert await adapter.process_available() == 1
 
     failed = (await events(redis, keys))[-1]
     assert (failed.TYPE, failed.reason) == ("task.failed", STARTUP_FAILED)
-    assert f"the claude CLI ({tmp_path / 'claude'}) {how} before its first event" in failed.error
+    script = tmp_path / "bin" / "claude"
+    assert f"the claude CLI ({script}) {how} before its first event" in failed.error
     assert said in failed.error
     assert KEY not in failed.error and KEY not in failed.output_tail
     if body == BROKEN:

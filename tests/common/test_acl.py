@@ -168,7 +168,6 @@ async def test_an_adapter_does_all_its_work_as_the_adapter_user(
     redis_prefix: str,
     workspace: Path,
     mirror: Mirror,
-    tmp_path: Path,
 ) -> None:
     """The orchestrator side (as the orchestrator user) publishes task messages the way the
     relay does; the adapter (as the adapter user) claims, runs with heartbeats, reports,
@@ -210,10 +209,12 @@ async def test_an_adapter_does_all_its_work_as_the_adapter_user(
     assert adapter.counts["reclaimed"] == 1
 
     # A cancel request, set by the orchestrator, stops a running attempt.
-    stopped = message(mirror, f"touch {tmp_path}/started; sleep 60", key="stopped")
+    # (A mark in its worktree, which the adapter's sandbox, where there is one, shows.)
+    stopped = message(mirror, "touch started; sleep 60", key="stopped")
     await orch.xadd(stream, encode(stopped))  # type: ignore[arg-type]
     running = asyncio.create_task(adapter.process_available())
-    await wait_until(lambda: (tmp_path / "started").exists(), timeout_s=15)
+    mark = adapter.worktrees.path(stopped) / "started"
+    await wait_until(mark.exists, timeout_s=15)
     await orch.set(keys.cancel(stopped.task_id, 1), "cancelled by test")
     assert await _within(running, 15) == 1
 

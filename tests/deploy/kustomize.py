@@ -4,7 +4,9 @@ binary (PyPI has no Kustomize; `kubectl` is not on every machine).
 It knows the fields deploy/k8s uses and refuses any other, so it never renders something
 else in silence: `resources` (files and folders), `namespace`, `images`, `secretGenerator`
 (`envs`, with `options.labels` and `options.disableNameSuffixHash`) and `patches` (strategic
-merge patches from files, matched by kind and name). Two differences from Kustomize, both
+merge patches from files, matched by kind and name, or by a `target` of a kind and a label
+selector of `=`, `==` and `!=` terms, as deploy/README.md's agent sandbox patch is). Two
+differences from Kustomize, both
 on purpose: a generated Secret keeps its plain name (Kustomize appends a hash of its content
 and rewrites the references to it), and an env file that is missing is read from its
 `.example` beside it (the real ones hold secrets and are git-ignored).
@@ -118,19 +120,51 @@ def _secret(folder: Path, gen: Obj) -> Obj:
 
 
 def _apply_patch(objects: list[Obj], folder: Path, patch: Obj) -> None:
-    if set(patch) != {"path"}:
+    if "path" not in patch or set(patch) - {"path", "target"}:
         raise KustomizeError(f"{folder}: only patches from files are supported, got {patch}")
     body = _load_one(folder / patch["path"])
-    targets = [
-        o
-        for o in objects
-        if o["kind"] == body["kind"] and o["metadata"]["name"] == body["metadata"]["name"]
-    ]
-    if len(targets) != 1:
-        raise KustomizeError(f"{patch['path']}: matches {len(targets)} objects, not one")
-    merged = _merge(targets[0], body)
-    targets[0].clear()
-    targets[0].update(merged)
+    if "target" in patch:
+        targets = [o for o in objects if _targeted(o, patch["target"])]
+        if not targets:
+            raise KustomizeError(f"{patch['path']}: its target matches no object")
+    else:
+        targets = [
+            o
+            for o in objects
+            if o["kind"] == body["kind"] and o["metadata"]["name"] == body["metadata"]["name"]
+        ]
+        if len(targets) != 1:
+            raise KustomizeError(f"{patch['path']}: matches {len(targets)} objects, not one")
+    for target in targets:
+        # With a target, the patch's own name is a placeholder (Kustomize keeps the object's).
+        name = {"name": target["metadata"]["name"]}
+        merged = _merge(target, {**body, "metadata": {**body["metadata"], **name}})
+        target.clear()
+        target.update(merged)
+
+
+def _targeted(obj: Obj, target: Obj) -> bool:
+    """Whether a patch's `target` (a `kind` and a `labelSelector`) selects `obj`."""
+    unknown = set(target) - {"kind", "labelSelector"}
+    if unknown:
+        raise KustomizeError(f"unsupported patch target fields {sorted(unknown)}")
+    if "kind" in target and obj["kind"] != target["kind"]:
+        return False
+    labels = obj["metadata"].get("labels", {})
+    for term in str(target.get("labelSelector", "")).split(","):
+        if not term.strip():
+            continue
+        key, sep, value = term.partition("!=")
+        if sep:
+            if labels.get(key.strip()) == value.strip():
+                return False
+            continue
+        key, sep, value = term.replace("==", "=").partition("=")
+        if not sep or " " in key.strip():
+            raise KustomizeError(f"unsupported label selector term {term!r}")
+        if labels.get(key.strip()) != value.strip():
+            return False
+    return True
 
 
 def _merge(base: Any, patch: Any, field: str = "") -> Any:
@@ -143,15 +177,16 @@ def _merge(base: Any, patch: Any, field: str = "") -> Any:
             merged[key] = _merge(base[key], value, key) if key in base else copy.deepcopy(value)
         return merged
     if isinstance(base, list) and isinstance(patch, list) and field in _MERGE_KEYS:
+        # Kustomize's order: the patch's items (merged into the base's of the same key)
+        # first, then the base's other items.
         key = _MERGE_KEYS[field]
-        merged_list = list(base)
-        for item in patch:
-            index = next((i for i, b in enumerate(merged_list) if b[key] == item[key]), None)
-            if index is None:
-                merged_list.append(copy.deepcopy(item))
-            else:
-                merged_list[index] = _merge(merged_list[index], item)
-        return merged_list
+        by_key = {b[key]: b for b in base}
+        patched = {item[key] for item in patch}
+        merged_list = [
+            _merge(by_key[item[key]], item) if item[key] in by_key else copy.deepcopy(item)
+            for item in patch
+        ]
+        return merged_list + [b for b in base if b[key] not in patched]
     return copy.deepcopy(patch)
 
 

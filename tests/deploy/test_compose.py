@@ -154,6 +154,42 @@ def test_adapters_scale_without_a_clash(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(names) == 2
 
 
+SANDBOX_SECURITY_OPT = {
+    "no-new-privileges:true",
+    "seccomp=unconfined",
+    "apparmor=unconfined",
+    "systempaths=unconfined",
+}
+"""What bubblewrap needs from Docker (deploy/README.md, "Agent sandbox"): user namespaces,
+mounts and pivot_root (seccomp), mounts inside them (AppArmor) and a /proc of its own (no
+masked /proc paths); no-new-privileges stays."""
+
+
+def test_adapters_that_run_agents_may_make_the_sandbox_and_noop_keeps_dockers_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The adapters that run agents or commands get what bwrap needs and nothing more: no
+    capability, no privileged mode, no-new-privileges kept; SWARM_SANDBOX is `auto` unless
+    `.env` says otherwise, and the adapter reads it. The noop adapter runs nothing: Docker's
+    defaults and no SWARM_SANDBOX."""
+    kinds = compose.adapters(compose.load())
+    for kind, service in kinds.items():
+        assert service["cap_drop"] == ["ALL"], kind
+        assert not {"privileged", "cap_add", "userns_mode"} & set(service), kind
+        env = compose.environment(service, ENV)
+        if kind == NOOP_AGENT:
+            assert service["security_opt"] == ["no-new-privileges:true"]
+            assert "SWARM_SANDBOX" not in env
+            continue
+        assert set(service["security_opt"]) == SANDBOX_SECURITY_OPT, kind
+        assert env["SWARM_SANDBOX"] == "auto", kind
+        for value in ("auto", "required", "off"):
+            env = compose.environment(service, {**ENV, "SWARM_SANDBOX": value})
+            monkeypatch.setenv("SWARM_SANDBOX", env["SWARM_SANDBOX"])
+            assert AdapterSettings(agent=kind).sandbox == value, kind
+    assert set(kinds) - {NOOP_AGENT} == set(ADAPTER_KINDS) - {NOOP_AGENT}
+
+
 def test_kinds_without_a_key_are_not_started() -> None:
     """An agent CLI's adapters belong to the profile of their kind (COMPOSE_PROFILES in
     `.env` names the kinds with a key), so `docker compose up` starts none of a kind without

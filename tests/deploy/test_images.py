@@ -108,6 +108,19 @@ def test_agent_clis_are_the_versions_the_agent_tests_run() -> None:
         assert f"{kind}) exit 0 ;;" in script, kind
 
 
+def test_the_adapter_image_has_bubblewrap_for_the_agent_sandbox() -> None:
+    """Debian's bubblewrap, installed in the final stage while it is still root, and never
+    made setuid: the sandbox runs it as the service user, in user namespaces of its own
+    (deploy/README.md, "Agent sandbox")."""
+    final = stages(ADAPTER)[-1]
+    runs = [" ".join(c.value) for c in final.all("RUN")]
+    installs = [r for r in runs if "apt-get install" in r]
+    assert installs, "the final stage installs Debian packages"
+    packages = re.search(r"apt-get install -y --no-install-recommends ([^&]+)", installs[0])
+    assert packages is not None and "bubblewrap" in packages[1].split()
+    assert not re.search(r"chmod\s+(u\+s|[0-7]*4[0-7]{3})\b", " ".join(runs))
+
+
 def test_commands_and_health_checks_are_real_swarm_commands() -> None:
     orchestrator, adapter = stages(ORCHESTRATOR)[-1], stages(ADAPTER)[-1]
     assert command_name(exec_form(orchestrator.last("CMD"))) == "server"

@@ -158,11 +158,15 @@ def test_validation_refuses_a_field_the_schema_does_not_name(objects: list[Obj],
 def test_our_kustomize_renders_what_kubectl_kustomize_does(
     objects: list[Obj], tmp_path: Path
 ) -> None:
+    shutil.copytree(K8S, tmp_path / "k8s")
+    _same_as_kubectl(tmp_path / "k8s" / "overlays" / "example", objects)
+
+
+def _same_as_kubectl(overlay: Path, objects: list[Obj]) -> None:
+    """`kubectl kustomize` renders `overlay` (in a copy of deploy/k8s) to `objects`."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed: tests.deploy.kustomize alone renders the overlay")
-    shutil.copytree(K8S, tmp_path / "k8s")
-    overlay = tmp_path / "k8s" / "overlays" / "example"
     for example in overlay.glob("*.env.example"):
         shutil.copy(example, example.with_name(example.name.removesuffix(".example")))
     result = subprocess.run(
@@ -611,3 +615,99 @@ def test_the_migration_step_applies_everything_the_job_needs(objects: list[Obj])
     }
     assert needs <= first, needs - first
     assert not any(kind in {"StatefulSet", "Deployment"} for kind, _ in first)
+
+
+# --- the agent sandbox ------------------------------------------------------------------
+
+README = ROOT / "deploy" / "README.md"
+SANDBOX_PATCH = "# agent-sandbox.yaml"
+SANDBOX_KUSTOMIZATION = "# kustomization.yaml (your overlay)"
+
+
+def _readme_yaml(first_line: str) -> Obj:
+    """The YAML block of deploy/README.md whose first line starts with `first_line`."""
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    loaded = yaml.safe_load(block)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _runs_agents(kind: str) -> bool:
+    return kind != NOOP_AGENT
+
+
+def test_base_adapters_leave_the_sandbox_to_auto_and_stay_restricted(
+    objects: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base runs where the example namespace enforces the restricted Pod Security
+    Standard: no pod user namespace, no unmasked /proc, RuntimeDefault seccomp, no
+    unconfined AppArmor. bwrap cannot start there, so the adapters that run agents or
+    commands say SWARM_SANDBOX=auto (unsandboxed, said at start) rather than `required`,
+    which would keep every pod restarting; the noop adapter runs nothing and says nothing."""
+    (namespace,) = _of_kind(objects, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    secrets = _secrets(objects)
+    for kind, deployment in _adapters(objects).items():
+        spec = pod_spec(deployment)
+        assert spec is not None
+        assert spec.get("hostUsers", True) is True, kind
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, kind
+        assert spec["securityContext"].get("appArmorProfile", {}).get("type") != "Unconfined"
+        (container,) = spec["containers"]
+        assert container["securityContext"].get("procMount", "Default") == "Default", kind
+        names = {e["name"] for e in container["env"]}
+        assert ("SWARM_SANDBOX" in names) is _runs_agents(kind), kind
+        with monkeypatch.context() as env:
+            assert _settings(container, secrets, env).sandbox == "auto", kind
+
+
+def test_the_readme_patch_turns_the_sandbox_on_for_the_adapters_that_run_agents(
+    objects: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/README.md's overlay patch, added to a copy of the example overlay as the README
+    says: every adapter that runs agents or commands gets a user namespace of its own, an
+    unmasked /proc, unconfined seccomp and AppArmor and SWARM_SANDBOX=required, and keeps
+    running as uid 10001 without capabilities or privilege escalation; the noop adapter and
+    every other object stay as they were; what it renders validates against the Kubernetes
+    API's schemas and is what `kubectl kustomize` renders (where kubectl is installed)."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    overlay = tmp_path / "k8s" / "overlays" / "example"
+    patch = _readme_yaml(SANDBOX_PATCH)
+    entry = _readme_yaml(SANDBOX_KUSTOMIZATION)["patches"]
+    (overlay / entry[0]["path"]).write_text(yaml.safe_dump(patch))
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    kustomization["patches"] = [*kustomization.get("patches", []), *entry]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    patched = render(overlay)
+
+    before = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    adapters = _adapters(patched)
+    changed = {(o["kind"], o["metadata"]["name"]) for o in patched if before[_key(o)] != o}
+    sandboxed = {k for k in adapters if _runs_agents(k)}
+    assert changed == {("Deployment", adapters[k]["metadata"]["name"]) for k in sandboxed}
+    assert sandboxed == set(ADAPTER_KINDS) - {NOOP_AGENT}
+    secrets = _secrets(patched)
+    for kind in sandboxed:
+        deployment = adapters[kind]
+        _validate(deployment)
+        spec = pod_spec(deployment)
+        assert spec is not None
+        assert spec["hostUsers"] is False
+        assert spec["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+        assert spec["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        (container,) = spec["containers"]
+        context = container["securityContext"]
+        assert context["procMount"] == "Unmasked"
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        with monkeypatch.context() as env:
+            assert _settings(container, secrets, env).sandbox == "required", kind
+    _same_as_kubectl(overlay, patched)
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]

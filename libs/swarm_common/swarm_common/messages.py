@@ -200,6 +200,11 @@ class _TaskOutcome(TaskEvent):
     transcript_path: str | None = Field(
         None, description="The raw transcript, relative to the workspace."
     )
+    sandbox: dict[str, Any] | None = Field(
+        None,
+        description="Its sandbox (`swarm_adapter.sandbox`): `mode`, connections `allowed` and "
+        "`refused` by its proxy, the first `refused_hosts`; None without one.",
+    )
 
 
 class TaskSucceeded(_TaskOutcome):

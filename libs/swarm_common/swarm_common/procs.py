@@ -19,6 +19,7 @@ from swarm_common.text import clean_text
 __all__ = [
     "OutputTail",
     "ProcessResult",
+    "SignalledArgv",
     "kill_group",
     "kill_strays",
     "run_process",
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 
 LineHandler = Callable[[bytes], Awaitable[None]]
 _SUPERVISOR = supervise.__file__
+
+
+class SignalledArgv(list[str]):
+    """An argv whose exit status 128+N means its command died of signal N: a sandbox's
+    (`bwrap` reports its command's death so). `run_process` gives it as -N, as for any
+    command killed by a signal."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ async def run_process(
         reader.cancel()
         pipe.close()
     code = proc.returncode if not (timed_out or cancelled) else None
+    if isinstance(argv, SignalledArgv) and code is not None and 128 < code <= 128 + 64:
+        code = 128 - code
     return ProcessResult(
         exit_code=code,
         timed_out=timed_out,

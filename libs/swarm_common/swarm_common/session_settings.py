@@ -9,6 +9,7 @@ refused, so a misspelt setting is an error rather than silently ignored.
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_SETUP_FILE_BYTES",
     "PlannerConfig",
     "PolicyConfig",
+    "SandboxConfig",
     "SessionSettings",
     "SetupConfig",
     "check_relative_path",
@@ -193,6 +195,37 @@ class PolicyConfig(BaseModel):
     )
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_PATTERN = re.compile(
+    rf"^(?P<name>(\*\.)?({_LABEL}\.)*{_LABEL}|\[[0-9a-f:.]+\])(:(?P<port>[0-9]{{1,5}}))?$"
+)
+
+
+def check_host(value: str) -> str:
+    """`host`, `host:port`, `*.domain[:port]` or `[ipv6][:port]`, lower-cased."""
+    host = value.strip().lower()
+    found = _HOST_PATTERN.match(host) if len(host) <= 253 else None
+    port = found.group("port") if found else None
+    if found is None or (port is not None and not 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} is not a host, host:port or *.domain")
+    return host
+
+
+class SandboxConfig(BaseModel):
+    """What an agent's sandbox may reach besides its model API (see `swarm_adapter.sandbox`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_hosts: list[Annotated[str, AfterValidator(check_host)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Hosts the agent, its setup command and its gates may reach through the "
+        "adapter's proxy: `host` (ports 80 and 443), `host:port`, `*.domain` (any "
+        "subdomain), e.g. `registry.npmjs.org` for `npm ci`. Every other connection is "
+        "refused and counted on the attempt.",
+    )
+
+
 class SessionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -223,6 +256,7 @@ class SessionSettings(BaseModel):
         description="The session's share of each agent kind's slots against other sessions "
         "of its tenant (weighted round robin).",
     )
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     push: bool = Field(
         False,
         description="Push the target branch and checkpoint tags to the session's origin "

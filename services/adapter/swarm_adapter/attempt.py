@@ -32,6 +32,7 @@ from swarm_adapter.preparation import SetupError, copy_setup_files, merge_in, un
 from swarm_adapter.progress import ProgressBatcher
 from swarm_adapter.runners.base import RunContext, Runner, RunResult, task_env
 from swarm_adapter.running import Reporter, Running, about, log_context
+from swarm_adapter.sandbox import Cell, Sandboxing, endpoint
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.transcript import LastWords
 from swarm_adapter.worktree import Commit, WorktreeError, Worktrees
@@ -43,6 +44,7 @@ from swarm_common.messages import (
     TaskMessage,
     TaskProgress,
     TaskStarted,
+    TaskSucceeded,
 )
 from swarm_common.procs import kill_strays
 from swarm_common.redaction import Redactor
@@ -65,6 +67,7 @@ class AttemptPipeline:
         settings: AdapterSettings,
         worktrees: Worktrees,
         runner: Runner,
+        sandboxing: Sandboxing | None = None,
         redact: Redactor,
         secrets: list[str],
         reporter: Reporter,
@@ -73,6 +76,7 @@ class AttemptPipeline:
         self.worker = settings.worker_name
         self.worktrees = worktrees
         self.runner = runner
+        self.sandboxing = sandboxing or Sandboxing(mode="none", reason="not asked for")
         self.redact = redact
         self.secrets = secrets
         self.reporter = reporter
@@ -99,7 +103,36 @@ class AttemptPipeline:
             worktree = await self.worktrees.prepare(message)
         except WorktreeError as exc:
             return TaskFailed(**common, reason="worktree_error", error=str(exc))
-        return await self._work(running, worktree)
+        try:
+            cell = await self._cell(message, worktree)
+        except (OSError, WorktreeError) as exc:
+            return TaskFailed(**common, reason="worktree_error", error=f"no sandbox: {exc}")
+        running.wrap = cell.wrap
+        try:
+            result = await self._work(running, worktree)
+        finally:
+            await cell.close()
+        summary = cell.summary()
+        if summary is not None and isinstance(result, TaskSucceeded | TaskFailed | TaskCancelled):
+            result = result.model_copy(update={"sandbox": summary})
+            if summary["refused"]:
+                log.warning(
+                    "the sandbox refused connections",
+                    extra=self._ctx(message, refused=summary["refused"]),
+                )
+        return result
+
+    async def _cell(self, message: TaskMessage, worktree: Path) -> Cell:
+        """The attempt's sandbox: its worktree, home and what of the mirror git needs; the
+        agent's model APIs and the session's allowed hosts behind its proxy."""
+        return await self.sandboxing.cell(
+            worktree=worktree,
+            home=self.worktrees.home(message),
+            repo=self.worktrees.repo(message),
+            models=[endpoint(url) for url in self.runner.model_apis()],
+            allow_hosts=session_settings(message).sandbox.allow_hosts,
+            context=self._ctx(message),
+        )
 
     async def _work(self, running: Running, worktree: Path) -> Message:
         """Setup, agent, commit and gates in a prepared worktree (read-only: the agent
@@ -320,6 +353,7 @@ class AttemptPipeline:
                 kill_grace_s=self.settings.kill_grace_s,
                 relative_to=self.worktrees.workspace,
                 redact=self.redact.redact_bytes,
+                wrap=running.wrap,
             )
         finally:
             await asyncio.to_thread(kill_strays, f"SWARM_WORKTREE={worktree}")
@@ -356,6 +390,7 @@ class AttemptPipeline:
             kill_grace_s=self.settings.kill_grace_s,
             tail_bytes=self.settings.output_tail_bytes,
             progress=observed,
+            wrap=running.wrap,
         )
         batcher.start()
         try:

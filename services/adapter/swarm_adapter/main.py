@@ -3,9 +3,11 @@
 agents are killed at once); SIGQUIT logs where every coroutine waits.
 
 At start the adapter drops any database URL from its environment (it never uses one), and
-refuses to run an agent kind it may not run here (exit code 2): a CLI that is missing, or
-the shell agent without `SWARM_ALLOW_SHELL_AGENT=true`. Then it makes the Redis client the
-adapter uses; everything else (the task stream, events, attempts) is the adapter's. An
+refuses to run an agent kind it may not run here (exit code 2): a CLI that is missing, the
+shell agent without `SWARM_ALLOW_SHELL_AGENT=true`, or no sandbox with
+`SWARM_SANDBOX=required` (`sandbox`: which one it runs agents in, said once). Then it
+makes the Redis client the adapter uses; everything else (the task stream, events,
+attempts) is the adapter's. An
 adapter that left rotation (its last attempts all failed at start, see `watchdog`) exits
 with status 3 (`OUT_OF_ROTATION_EXIT`), so that its supervisor notices."""
 
@@ -21,6 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm_adapter.runners import RunnerUnavailable, get_runner
+from swarm_adapter.sandbox import SandboxUnavailable, sandboxing_for
 from swarm_adapter.settings import AdapterSettings, drop_database_credentials
 from swarm_adapter.watchdog import OUT_OF_ROTATION_EXIT
 from swarm_adapter.worker import Adapter
@@ -36,7 +39,8 @@ async def serve(settings: AdapterSettings) -> int:
     try:
         runner = get_runner(settings.agent, settings)
         await runner.check()
-    except RunnerUnavailable as exc:
+        sandboxing = await asyncio.to_thread(sandboxing_for, settings, runner)
+    except (RunnerUnavailable, SandboxUnavailable) as exc:
         print(f"swarm adapter: {exc}", file=sys.stderr)  # noqa: T201 - the user's answer
         return 2
     redis = Redis.from_url(
@@ -47,7 +51,7 @@ async def serve(settings: AdapterSettings) -> int:
         socket_keepalive=True,
         health_check_interval=30,
     )
-    adapter = Adapter(settings=settings, redis=redis, runner=runner)
+    adapter = Adapter(settings=settings, redis=redis, runner=runner, sandboxing=sandboxing)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, adapter.stop)

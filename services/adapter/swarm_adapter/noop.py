@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from swarm_adapter.admission import Refused, admit
@@ -48,6 +49,12 @@ class NoopRunner:
 
     async def check(self) -> None:
         return None
+
+    def model_apis(self) -> list[str]:
+        return []
+
+    def sandbox_paths(self) -> list[Path]:
+        return []
 
     async def run(self, ctx: Any) -> Any:  # pragma: no cover - never called
         raise NotImplementedError("noop tasks are completed by swarm_adapter.noop.serve")

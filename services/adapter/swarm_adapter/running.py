@@ -6,6 +6,7 @@ fields that name it in those events and in log lines."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,9 @@ class Running:
     """The lease is lost: another attempt may own the task now; commit nothing."""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     """The attempt's work is over: its heartbeat stops."""
+    wrap: Callable[[Sequence[str]], list[str]] = list
+    """What runs a command (agent, setup, gate) in the attempt's sandbox (`sandbox.Cell`);
+    as it stands without one."""
 
     def request_cancel(self, reason: str) -> None:
         if not self.cancel.is_set():

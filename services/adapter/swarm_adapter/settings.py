@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -66,6 +66,15 @@ class AdapterSettings(CommonSettings):
     (`pool`: reused, moved to the task's commit touching only what differs). 0: every
     attempt gets a new worktree (`git worktree add`), removed in the background after."""
 
+    sandbox: Literal["required", "auto", "off"] = "auto"
+    """`SWARM_SANDBOX`: run every agent, setup command and gate in a sandbox of its own
+    (`swarm_adapter.sandbox`: bubblewrap, its network limited to its model API and the
+    session's `sandbox.allow_hosts`). `required`: refuse to start without one; `auto`: the
+    best that works here, said at start; `off`: as the adapter's own user."""
+    sandbox_read_only: Annotated[list[Path], NoDecode] = []
+    """`SWARM_SANDBOX_READ_ONLY` (colon-separated): more folders the sandbox sees read-only
+    (toolchains outside /usr and PATH: an SDK, a shared cache of packages)."""
+
     claude_path: Path | None = None
     """The `claude` binary; found on PATH when not set."""
     codex_path: Path | None = None
@@ -110,6 +119,13 @@ class AdapterSettings(CommonSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sandbox_read_only", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(":") if part.strip()]
         return value
 
     @field_validator("models")

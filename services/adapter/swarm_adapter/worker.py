@@ -40,6 +40,7 @@ from swarm_adapter.lease_holder import LeaseHolder
 from swarm_adapter.reporting import RedisReporter
 from swarm_adapter.runners.base import Runner
 from swarm_adapter.running import Running, about, log_context
+from swarm_adapter.sandbox import Sandboxing, sandboxing_for
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.task_stream import Entry, TaskStream
 from swarm_adapter.watchdog import StartWatch
@@ -67,7 +68,14 @@ log = logging.getLogger(__name__)
 
 
 class Adapter:
-    def __init__(self, *, settings: AdapterSettings, redis: Redis, runner: Runner) -> None:
+    def __init__(
+        self,
+        *,
+        settings: AdapterSettings,
+        redis: Redis,
+        runner: Runner,
+        sandboxing: Sandboxing | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.runner = runner
@@ -86,9 +94,12 @@ class Adapter:
             redis=redis, keys=self.keys, redact=self.redact, abandon=self._abandon
         )
         """Where events go (through `redact`), and cancel requests come from."""
+        self.sandboxing = sandboxing or sandboxing_for(settings, runner)
+        """Where its attempts run (`sandbox`): detected at start unless given."""
         self.attempts = AttemptPipeline(
             settings=settings,
             worktrees=self.worktrees,
+            sandboxing=self.sandboxing,
             runner=runner,
             redact=self.redact,
             secrets=self.secrets,

@@ -101,6 +101,7 @@ class Worktrees:
         if home.exists():  # a crashed run of this attempt left it
             shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
+        (home / "tmp").mkdir()  # its TMPDIR (`runners.base.task_env`)
         self.artifacts(message).mkdir(parents=True, exist_ok=True)
         return reused
 

@@ -8,7 +8,7 @@ acknowledgement are the adapter's business, not the runner's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +71,9 @@ class RunContext:
     kill_grace_s: float
     tail_bytes: int
     progress: ProgressHandler
+    wrap: Callable[[Sequence[str]], list[str]] = list
+    """The attempt's sandbox (`swarm_adapter.sandbox.Cell.wrap`): what runs the agent's argv
+    inside it; as it stands without one."""
 
     def home_folder(self, name: str) -> Path:
         """`name` in the private home, made if missing: a CLI's configuration or its
@@ -119,6 +122,13 @@ class Runner(Protocol):
     async def run(self, ctx: RunContext) -> RunResult:
         """Run one attempt to its end, its timeout, or `ctx.cancel`."""
 
+    def model_apis(self) -> list[str]:
+        """The base URLs of the model APIs its agent talks to: what its sandbox lets it
+        reach (`swarm_adapter.sandbox`)."""
+
+    def sandbox_paths(self) -> list[Path]:
+        """What its sandbox must show read-only for its agent to run (its CLI's package)."""
+
 
 def base_env(ctx: RunContext, environ: dict[str, str]) -> dict[str, str]:
     """The environment every agent starts from: an allowlist of the adapter's own variables
@@ -129,12 +139,14 @@ def base_env(ctx: RunContext, environ: dict[str, str]) -> dict[str, str]:
 def task_env(
     message: TaskMessage, *, worktree: Path, home: Path, environ: dict[str, str]
 ) -> dict[str, str]:
-    """`base_env` for anything run in a task's worktree (agent, setup command, gates).
-    `SWARM_FEEDBACK` holds what went wrong in the previous attempt, if anything."""
+    """`base_env` for anything run in a task's worktree (agent, setup command, gates): its
+    HOME and TMPDIR are the attempt's own (`home`, `home/tmp`). `SWARM_FEEDBACK` holds
+    what went wrong in the previous attempt, if anything."""
     env = {k: environ[k] for k in _ENV_ALLOWLIST if k in environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(
         HOME=str(home),
+        TMPDIR=str(home / "tmp"),
         SWARM_SESSION_ID=str(message.session_id),
         SWARM_TASK_ID=str(message.task_id),
         SWARM_TASK_KEY=message.task_key,

@@ -50,6 +50,7 @@ class ClaudeRunner(AgentCliRunner):
     binary: ClassVar[str] = "claude"
     key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
     base_url_env: ClassVar[str] = "ANTHROPIC_BASE_URL"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
     api_timeout_ms: ClassVar[int] = 300_000
 
     def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:

@@ -176,6 +176,8 @@ class AgentCliRunner(ABC):
     binary: ClassVar[str]
     key_env: ClassVar[str]
     base_url_env: ClassVar[str]
+    default_base_url: ClassVar[str]
+    """Where the CLI goes when no base URL is set."""
     enforce_turns: ClassVar[bool] = False
     """For a CLI without a turn limit of its own: stop it once `run.turns` passes it."""
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -215,6 +217,18 @@ class AgentCliRunner(ABC):
         if base_url and self.credentials.base_url:
             env[self.base_url_env] = self.credentials.base_url
         return env
+
+    def model_apis(self) -> list[str]:
+        return [self.credentials.base_url or self.default_base_url]
+
+    def sandbox_paths(self) -> list[Path]:
+        """The CLI's link and its whole `node_modules` (its native parts are packages of
+        their own beside it), or its own folder when it is not an npm package."""
+        if self.path is None:
+            return []
+        real = self.path.resolve()
+        packages = [p for p in real.parents if p.name == "node_modules"]
+        return [self.path.parent, packages[-1] if packages else real.parent]
 
     @classmethod
     def find_binary(cls, settings: AdapterSettings, environ: dict[str, str]) -> Path | None:
@@ -362,7 +376,7 @@ class AgentCliRunner(ABC):
             relay = asyncio.create_task(_forward(ctx.cancel, stop))
             try:
                 proc = await run_process(
-                    argv,
+                    ctx.wrap(argv),
                     cwd=ctx.worktree,
                     env=env,
                     timeout_s=ctx.message.timeout_s,

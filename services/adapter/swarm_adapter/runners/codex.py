@@ -55,6 +55,7 @@ class CodexRunner(AgentCliRunner):
     binary: ClassVar[str] = "codex"
     key_env: ClassVar[str] = "OPENAI_API_KEY"
     base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     enforce_turns: ClassVar[bool] = True
     stream_idle_timeout_ms: ClassVar[int] = 300_000
 

@@ -50,6 +50,7 @@ class GeminiRunner(AgentCliRunner):
     binary: ClassVar[str] = "gemini"
     key_env: ClassVar[str] = "GEMINI_API_KEY"
     base_url_env: ClassVar[str] = "GOOGLE_GEMINI_BASE_URL"
+    default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
 
     def command(self, ctx: RunContext, prompt: str, *, readable: list[Path]) -> list[str]:
         return [

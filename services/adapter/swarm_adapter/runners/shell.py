@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from swarm_adapter.runners.base import RunContext, RunnerUnavailable, RunResult, base_env
@@ -32,6 +33,12 @@ class ShellRunner:
     def secrets(self) -> list[str]:
         return []
 
+    def model_apis(self) -> list[str]:
+        return []
+
+    def sandbox_paths(self) -> list[Path]:
+        return []
+
     async def check(self) -> None:
         if self._shell is None:
             raise RunnerUnavailable("the shell agent needs bash or sh on PATH")
@@ -45,7 +52,7 @@ class ShellRunner:
             script.write_text(ctx.message.prompt, encoding="utf-8")
             command = [self._shell or "/bin/sh", str(script)]
         proc = await run_process(
-            command,
+            ctx.wrap(command),
             cwd=ctx.worktree,
             env=env,
             timeout_s=ctx.message.timeout_s,

@@ -250,6 +250,12 @@ class AttemptPublic(BaseModel):
     )
     transcript_path: str | None
     gates: list[Any] | None
+    sandbox: dict[str, Any] | None = Field(
+        None,
+        description="Its sandbox, as its adapter reported it: `mode` (`bwrap`), the "
+        "connections its proxy `allowed` and `refused`, the first `refused_hosts`; null when "
+        "it ran without one.",
+    )
 
 
 class ReviewPublic(BaseModel):

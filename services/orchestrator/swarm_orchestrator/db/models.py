@@ -414,6 +414,9 @@ class Attempt(Base):
     )
     transcript_path: Mapped[str | None] = mapped_column(Text)
     gates: Mapped[list[Any] | None] = mapped_column(doc="Setup and quality gate results.")
+    sandbox: Mapped[dict[str, Any] | None] = mapped_column(
+        doc="Its sandbox as its adapter reported it: mode, connections allowed and refused."
+    )
     event_key: Mapped[str | None] = mapped_column(
         String(64),
         doc="Secret: the key the attempt's adapter proves its events with "

@@ -432,6 +432,7 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus, reason: str | None = None)
     )
     attempt.transcript_path = message.transcript_path
     attempt.gates = list(message.gates) or None
+    attempt.sandbox = message.sandbox
     data: dict[str, Any] = {
         "worker": message.worker,
         "exit_code": message.exit_code,
@@ -442,6 +443,8 @@ def _finish_attempt(ctx: _Ctx, status: AttemptStatus, reason: str | None = None)
     }
     if message.usage:
         data["usage"] = dict(message.usage)
+    if message.sandbox and message.sandbox.get("refused"):
+        data["sandbox"] = message.sandbox
     data.update(spend)  # our priced cost (and the CLI's claim, when it made one)
     if message.gates:
         data["gates"] = [
