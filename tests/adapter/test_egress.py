@@ -630,5 +630,5 @@ def test_sandbox_init_imports_only_the_standard_library_it_needs() -> None:
     }
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {
-        "__future__", "json", "os", "selectors", "signal", "socket", "sys", "threading"
+        "__future__", "json", "os", "selectors", "signal", "socket", "sys"
     }  # fmt: skip

@@ -120,6 +120,10 @@ def hostile(workspace: Path, mirror: Mirror, bystander: int, port: int) -> dict[
         "write the mirror": f"echo x > {mirror.path}/escape.txt && echo {ESCAPED}",
         "write the root": f"echo x > /escape.txt && echo {ESCAPED}",
         "write a ref": f"echo {'0' * 40} > {mirror.path}/refs/heads/planted && echo {ESCAPED}",
+        "move HEAD": (
+            "printf 'ref: refs/heads/main\\n' > \"$(git rev-parse --git-dir)/HEAD\" "
+            f"&& echo {ESCAPED}"
+        ),
         "redis": f"exec 3<>/dev/tcp/127.0.0.1/6379 && echo {ESCAPED}",
         "postgres": f"exec 3<>/dev/tcp/127.0.0.1/5432 && echo {ESCAPED}",
         "api port": f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo {ESCAPED}",
@@ -136,6 +140,7 @@ CASES = [
     "write the mirror",
     "write the root",
     "write a ref",
+    "move HEAD",
     "redis",
     "postgres",
     "api port",

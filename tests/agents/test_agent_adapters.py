@@ -18,6 +18,7 @@ import httpx
 import pytest
 from redis import Redis
 
+from swarm_adapter.sandbox import Sandboxing
 from swarm_common import git
 from swarm_common.streams import Keys, decode
 from tests.agents.clis import CLIS
@@ -26,6 +27,10 @@ from tests.agents.fakeserver import Scenario
 from tests.conftest import branch_commit, init_repo
 from tests.e2e.scrape import scrape, value
 from tests.waiting import eventually
+
+SANDBOXED = Sandboxing.detect("auto", environ=os.environ).on
+"""Whether the adapters here run their CLIs in the sandbox (`SWARM_SANDBOX=auto` finds
+bubblewrap working): then every test of this file runs each real CLI inside it."""
 
 READY = ["claude", "codex", "gemini"]
 agents = pytest.mark.parametrize("agent_stack", READY, indirect=True)
@@ -136,6 +141,9 @@ def test_the_agent_writes_a_file_and_swarm_commits_it(
         assert task["status"] == "succeeded", task["attempts"]
         [attempt] = task["attempts"]
         assert attempt["changed_files"] == ["hello.txt"]
+        if SANDBOXED:  # the CLI ran in the sandbox, and reached its model through the relay
+            assert attempt["sandbox"]["mode"] == "bwrap", attempt
+            assert attempt["sandbox"]["allowed"] >= 1 and attempt["sandbox"]["refused"] == 0
         usage = attempt["usage"]
         assert usage["input"] > 0 and usage["output"] > 0 and "cached_input" in usage
         # What the CLI reported reaches `/metrics` through the adapter's result event.

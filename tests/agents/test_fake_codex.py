@@ -208,9 +208,14 @@ def make_run(codex: Path, tmp_path: Path) -> Any:
             "-c", f"model_providers.{PROVIDER}={provider_toml or provider(base_url)}",
             *(extra or []), prompt,
         ]  # fmt: skip
+        # A TMPDIR, as the adapter gives (`runners.base.task_env`): without one, Codex's own
+        # sandbox, once it uses the system's bubblewrap (`make test` installs it), fails with
+        # `bwrap: execvp codex-linux-sandbox: No such file or directory`.
+        (root / "tmp").mkdir()
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "HOME": str(home),
+            "TMPDIR": str(root / "tmp"),
             "CODEX_HOME": str(codex_home),
             KEY_VAR: KEY,
         }

@@ -278,6 +278,31 @@ async def test_usage_cost_and_transcript_are_kept_on_the_attempt(
     assert (event["data"]["cost_usd"], event["data"]["reported_cost_usd"]) == (0, 0.0123)
 
 
+async def test_what_the_sandbox_refused_is_kept_on_the_attempt_and_its_timeline(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    session = await new_session(api, git_repo, [task("a"), task("b")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    refused = {"mode": "bwrap", "allowed": 2, "refused": 1, "refused_hosts": ["evil.test:443"]}
+    quiet = {"mode": "bwrap", "allowed": 3, "refused": 0, "refused_hosts": []}
+    for key, sandbox in (("a", refused), ("b", quiet)):
+        done = outcome_event(TaskSucceeded, sid, ids[key], exit_code=0, sandbox=sandbox)
+        assert await apply(sessionmaker, keys, done) == Outcome.APPLIED
+    for key, sandbox in (("a", refused), ("b", quiet)):
+        [attempt] = (await api.get(f"/v1/tasks/{ids[key]}")).json()["attempts"]
+        assert attempt["sandbox"] == sandbox
+    # The timeline says so when something was refused, and stays quiet otherwise.
+    [a_done] = [
+        e
+        for e in (await api.get(f"/v1/tasks/{ids['a']}/events")).json()
+        if e["type"] == "task.succeeded"
+    ]
+    assert a_done["data"]["sandbox"]["refused_hosts"] == ["evil.test:443"]
+    b_events = (await api.get(f"/v1/tasks/{ids['b']}/events")).json()
+    assert all("sandbox" not in e["data"] for e in b_events)
+
+
 async def test_a_rate_limited_attempt_waits_for_the_reset_and_is_not_a_failure(
     api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
 ) -> None:

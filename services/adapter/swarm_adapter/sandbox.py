@@ -210,7 +210,11 @@ class Sandboxing:
             proxy=bool(proxied or allow_hosts),
             names=tuple(sorted({t.host for t in forwards.values()} - {"127.0.0.1", "::1"})),
         )
-        await asyncio.to_thread(cell.prepare)
+        try:
+            await asyncio.to_thread(cell.prepare)
+        except BaseException:
+            await cell.close()
+            raise
         return cell
 
 
@@ -385,16 +389,25 @@ def _system_mounts(sandboxing: Sandboxing) -> list[str]:
     return args
 
 
+_ADMIN_READ_ONLY = ("HEAD", "commondir", "gitdir")
+"""Of the worktree's admin folder, what the adapter's own git reads after the agent (which
+branch it commits on, which repository): read-only, so an agent cannot point the adapter's
+commit at another task's branch."""
+
+
 def _mirror_mounts(repo: Path, admin: Path | None, config: Path) -> list[str]:
     """Of the mirror: everything read-only but its own `config` (a stand-in) and the other
     worktrees' admin folders (hidden); its objects and this worktree's admin folder
-    read-write."""
+    read-write (its `index`), but for `_ADMIN_READ_ONLY`."""
     args = ["--ro-bind", str(repo), str(repo), "--ro-bind", str(config), str(repo / "config")]
     args += ["--bind", str(repo / "objects"), str(repo / "objects")]
     if (repo / "worktrees").is_dir():
         args += ["--tmpfs", str(repo / "worktrees")]
     if admin is not None:
         args += ["--bind", str(admin), str(admin)]
+        for name in _ADMIN_READ_ONLY:
+            if (admin / name).is_file():
+                args += ["--ro-bind", str(admin / name), str(admin / name)]
     return args
 
 

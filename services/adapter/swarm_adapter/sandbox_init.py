@@ -1,19 +1,17 @@
 """The first process inside an attempt's sandbox: it gives the command its network (TCP ports
-on loopback that lead out through the adapter's Unix sockets, see `egress`), then runs the
-command and exits as it did.
+on loopback that lead out through the adapter's Unix sockets, see `egress`), then becomes
+the command.
 
     python -I -S sandbox_init.py '{"forwards": {"8080": "/run/swarm-net/8080.sock"}}' -- argv...
 
 Each forward listens on 127.0.0.1:<port> (and ::1 when there is IPv6 loopback) before the
-command starts, so that it can connect at once; a daemon thread relays every connection to
-its Unix socket in one `selectors` loop. The command gets SIGTERM, SIGINT and SIGHUP itself;
-this process waits for it, then exits with its code or dies of the same signal (as
-`swarm_common.supervise` does).
+command starts, so that it can connect at once; a forked child relays every connection to
+its Unix socket in one `selectors` loop, and this process executes the command, whose exit
+status and signals are then its own.
 
 Standard library only, and no package import: Swarm is not installed inside the sandbox.
-`socket`, `selectors` and `threading` are imported where they are used, and `json` only
-for a spec that has forwards, so that a start without forwards costs no more than
-the interpreter's own.
+`socket` and `selectors` are imported where they are used, and `json` only for a spec that
+has forwards, so that a start without forwards costs no more than the interpreter's own.
 """
 
 from __future__ import annotations
@@ -33,6 +31,8 @@ CHUNK = 64 * 1024
 BUFFERED = 256 * 1024
 """Bytes held for a slow side before the other side is no longer read."""
 CONNECT_TIMEOUT_S = 5.0
+PARENT_CHECK_S = 0.5
+"""How often the relay looks whether its command is still there."""
 NO_FORWARDS = ("{}", '{"forwards":{}}')
 
 
@@ -151,16 +151,17 @@ class _Link:
             sock.close()
 
 
-def _relay(listeners: dict[socket.socket, str]) -> None:
-    """The relay thread: accept on the listeners, and move bytes for every link."""
+def _relay(listeners: dict[socket.socket, str], parent: int) -> None:
+    """The relay: accept on the listeners, and move bytes for every link, until the command
+    (`parent`, which this process was forked from) is gone."""
     import selectors
     import socket
 
     selector = selectors.DefaultSelector()
     for listener, path in listeners.items():
         selector.register(listener, selectors.EVENT_READ, path)
-    while True:
-        for key, mask in selector.select():
+    while os.getppid() == parent:
+        for key, mask in selector.select(timeout=PARENT_CHECK_S):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if isinstance(key.data, _Link):
@@ -181,12 +182,11 @@ def _relay(listeners: dict[socket.socket, str]) -> None:
             _Link(selector, client, upstream)
 
 
-def _ignore(_signum: int, _frame: object) -> None:
-    """SIGTERM/SIGINT/SIGHUP sent to the group reach the command too; this process waits for
-    it. (A handler, not SIG_IGN: an ignored signal would stay ignored in the command.)"""
-
-
 def main(argv: list[str]) -> int:
+    """Listen, fork the relay, then become the command (`execvp`): its exit status and the
+    signal it dies of are this process's own, with no waiting and translating in between.
+    The relay lives in the forked child and ends with the command (the sandbox's PID
+    namespace ends when its command does; outside one, it sees its parent gone)."""
     if len(argv) < 3 or argv[1] != "--":
         sys.stderr.write("usage: sandbox_init.py SPEC -- COMMAND [ARG...]\n")
         return 2
@@ -197,32 +197,30 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"sandbox_init: bad spec {argv[0]!r}: {exc}\n")
         return 2
     if forwards:
-        import threading
-
         try:
             listeners = _listen(forwards)
         except OSError as exc:
             sys.stderr.write(f"sandbox_init: {exc}\n")
             return 125
-        threading.Thread(target=_relay, args=(listeners,), name="relay", daemon=True).start()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _ignore)
+        parent = os.getpid()
+        if os.fork() == 0:
+            try:  # the command's stop signals are its own: the relay outlives its goodbye
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_IGN)
+                _relay(listeners, parent)
+            finally:
+                os._exit(0)
+        for listener in listeners:
+            listener.close()
+    # What Python ignores (SIGPIPE, SIGXFSZ) and what bubblewrap was told to ignore (the
+    # stop signals, see `sandbox.Cell.wrap`) go back to their defaults for the command.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     try:
-        # posix_spawn, not subprocess (slow to import). SIGPIPE and SIGXFSZ, which Python
-        # ignores, back to their defaults for the command.
-        child = os.posix_spawnp(
-            command[0], command, os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
-        )
+        os.execvp(command[0], command)
     except OSError as exc:
         sys.stderr.write(f"cannot run {command[0]}: {exc.strerror}\n")
         return 127 if isinstance(exc, FileNotFoundError) else 126
-    _, status = os.waitpid(child, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:  # died of a signal: die of the same one, so the parent sees it
-        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
-            signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    return code
 
 
 if __name__ == "__main__":
