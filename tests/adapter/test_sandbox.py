@@ -180,16 +180,19 @@ async def test_each_escape_works_without_the_sandbox(
 
 async def test_git_home_and_tmp_work_inside(workspace: Path, mirror: Mirror) -> None:
     """What the agent needs stays: git in its worktree (status, log, add, diff), its home
-    and TMPDIR, /tmp, its own processes in /proc; and what it wrote is committed."""
+    and TMPDIR, /tmp, its own processes in /proc, the toolchains of its PATH; and what it
+    wrote is committed."""
     command = (
         "set -e; git status --short; git log --oneline -1; echo made > made.txt; git add made.txt;"
         " git diff --cached --stat; echo h > $HOME/h; echo t > $TMPDIR/t; echo s > /tmp/s;"
-        " test $(ls /proc | grep -c '^[0-9]') -lt 10; id -u; hostname"
+        " test $(ls /proc | grep -c '^[0-9]') -lt 10; id -u; hostname;"
+        " python3 -B -c 'print(6 * 7)'"
     )
     result = await run(pipeline_for(workspace, MemoryReporter(), "on"), mirror, command)
     assert result.TYPE == "task.succeeded", result
     assert result.changed_files == ["made.txt"]
     assert "1000" in result.output_tail and "swarm" in result.output_tail
+    assert "42" in result.output_tail  # the PATH's python3 (a pyenv shim here) runs inside
 
 
 async def test_allowed_hosts_pass_and_refusals_are_counted(workspace: Path, mirror: Mirror) -> None:

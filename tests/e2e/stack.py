@@ -94,6 +94,12 @@ class Stack:
     def start_adapter(
         self, name: str, *, agent: str = "shell", concurrency: int = 1, **env: str
     ) -> None:
+        """A `swarm adapter` process. A shell adapter runs without the sandbox unless `env`
+        says otherwise: these tests' shell tasks leave marks (pids, logs) in the test's own
+        folders, which the sandbox hides; the agent kinds run their real CLIs in it, as in
+        production (`tests/adapter/test_sandbox.py` tests the sandbox itself)."""
+        if agent == "shell":
+            env.setdefault("SWARM_SANDBOX", "off")
         self.spawn(
             name,
             "adapter",

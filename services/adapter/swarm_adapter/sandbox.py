@@ -278,7 +278,8 @@ class Cell:
         the run's process group, they reach the command inside, which may end gracefully
         (`kill_grace_s`) and bwrap with it; had bwrap died of them, its namespace would have
         been killed outright. Inside, the command gets them back at their defaults
-        (`env --default-signal`, or `sandbox_init`'s own spawn)."""
+        (`env --default-signal`, or `sandbox_init`, which resets them before it becomes the
+        command)."""
         if not self.sandboxing.on:
             return list(argv)
         command = ["env", f"--default-signal={_STOP_SIGNALS}", *argv]
@@ -319,9 +320,8 @@ class Cell:
         args += ["--ro-bind", str(self.files / "hosts"), "/etc/hosts"]
         for path in self.sandboxing.read_only:
             args += ["--ro-bind", str(path), str(path)]
-        if self.sandboxing.on:
-            init = Path(sandbox_init.__file__).resolve()
-            args += ["--ro-bind", str(init), str(init)]
+        init = Path(sandbox_init.__file__).resolve()
+        args += ["--ro-bind", str(init), str(init)]
         args += ["--bind", str(self.worktree), str(self.worktree)]
         if self.home is not None:
             args += ["--bind", str(self.home), str(self.home)]
@@ -464,7 +464,15 @@ def _write_ids(state: Path) -> None:
 
 
 def _path_dirs(environ: Mapping[str, str]) -> list[Path]:
-    return [Path(p) for p in environ.get("PATH", "").split(os.pathsep) if p.startswith("/")]
+    """The folders of `PATH`; for a version manager's `shims` folder (pyenv, rbenv, asdf:
+    scripts that run the manager from its root), that root too."""
+    found = []
+    for entry in environ.get("PATH", "").split(os.pathsep):
+        if entry.startswith("/"):
+            found.append(Path(entry))
+            if Path(entry).name == "shims":
+                found.append(Path(entry).parent)
+    return found
 
 
 def _toolchains(paths: Iterable[Path], *, hidden: Iterable[Path] = ()) -> list[Path]:
