@@ -14,6 +14,7 @@ import pytest
 from swarm_adapter.attempt import AttemptPipeline
 from swarm_adapter.runners.shell import ShellRunner
 from swarm_adapter.running import Running
+from swarm_adapter.sandbox import Sandboxing
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worktree import Worktrees
 from swarm_common import git
@@ -49,8 +50,10 @@ def reporter() -> MemoryReporter:
     return MemoryReporter()
 
 
-@pytest.fixture
-def pipeline(workspace: Path, reporter: MemoryReporter) -> AttemptPipeline:
+def shell_pipeline(
+    workspace: Path, reporter: MemoryReporter, *, sandboxing: Sandboxing | None = None
+) -> AttemptPipeline:
+    """The pipeline of a shell adapter (`sandboxing`: none unless given)."""
     settings = AdapterSettings(
         workspace=workspace,
         agent="shell",
@@ -62,10 +65,16 @@ def pipeline(workspace: Path, reporter: MemoryReporter) -> AttemptPipeline:
         settings=settings,
         worktrees=Worktrees(workspace),
         runner=ShellRunner(),
+        sandboxing=sandboxing,
         redact=Redactor([SECRET]),
         secrets=[SECRET],
         reporter=reporter,
     )
+
+
+@pytest.fixture
+def pipeline(workspace: Path, reporter: MemoryReporter) -> AttemptPipeline:
+    return shell_pipeline(workspace, reporter)
 
 
 def running_for(pipeline: AttemptPipeline, msg: TaskMessage) -> Running:

@@ -19,15 +19,12 @@ import pytest
 
 from swarm_adapter.attempt import AttemptPipeline
 from swarm_adapter.main import serve
-from swarm_adapter.runners.shell import ShellRunner
 from swarm_adapter.running import Running
 from swarm_adapter.sandbox import Sandboxing, SandboxUnavailable
 from swarm_adapter.settings import AdapterSettings
-from swarm_adapter.worktree import Worktrees
 from swarm_common import git
-from swarm_common.redaction import Redactor
 from tests.adapter.helpers import Mirror, message
-from tests.adapter.test_attempt import MemoryReporter
+from tests.adapter.test_attempt import MemoryReporter, shell_pipeline
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -35,28 +32,13 @@ pytestmark = pytest.mark.skipif(
     reason="bubblewrap cannot make a sandbox on this machine",
 )
 
-WORKER = "sandbox-test"
 TOKEN = "mirror-remote-token-5f1c9e"
 ESCAPED = "ESCAPED-TO-THE-HOST"
 
 
 def pipeline_for(workspace: Path, reporter: MemoryReporter, mode: str) -> AttemptPipeline:
-    settings = AdapterSettings(
-        workspace=workspace,
-        agent="shell",
-        worker_name=WORKER,
-        kill_grace_s=1.0,
-        allow_shell_agent=True,
-    )
-    return AttemptPipeline(
-        settings=settings,
-        worktrees=Worktrees(workspace),
-        runner=ShellRunner(),
-        sandboxing=Sandboxing.detect("required" if mode == "on" else "off", environ=os.environ),
-        redact=Redactor([]),
-        secrets=[],
-        reporter=reporter,
-    )
+    sandboxing = Sandboxing.detect("required" if mode == "on" else "off", environ=os.environ)
+    return shell_pipeline(workspace, reporter, sandboxing=sandboxing)
 
 
 async def run(pipeline: AttemptPipeline, mirror: Mirror, prompt: str, **extra: Any) -> Any:
@@ -263,7 +245,7 @@ async def test_a_cancel_reaches_the_command_inside_which_may_end_gracefully(
     try:
         await wait_until(lambda: (running.worktree / "started").exists(), timeout_s=20)
         running.request_cancel("stop it")
-        result = await asyncio.wait_for(task, timeout=20)
+        result: Any = await asyncio.wait_for(task, timeout=20)
     finally:
         await pipeline.worktrees.remove(msg)
     assert (result.TYPE, result.reason) == ("task.cancelled", "stop it")
