@@ -150,8 +150,12 @@ class Sandboxing:
             log.warning("sandbox off: agents run as the adapter's own user (SWARM_SANDBOX=off)")
             return cls(mode="none", reason="SWARM_SANDBOX=off")
         paths = _toolchains([*read_only, *_path_dirs(environ)], hidden=hidden)
-        why = _bwrap_fails(paths)
+        state = Path(tempfile.mkdtemp(prefix="swarm-sandbox-"))
+        _write_ids(state)
+        sandboxing = cls(mode="bwrap", read_only=tuple(paths), state=state)
+        why = _bwrap_fails(sandboxing)
         if why is not None:
+            shutil.rmtree(state, ignore_errors=True)
             if setting == "required":
                 raise SandboxUnavailable(f"SWARM_SANDBOX=required, but {why}")
             log.warning(
@@ -161,10 +165,8 @@ class Sandboxing:
                 extra={"mode": "none", "reason": why},
             )
             return cls(mode="none", reason=why)
-        state = Path(tempfile.mkdtemp(prefix="swarm-sandbox-"))
-        _write_ids(state)
         log.info("sandbox ready", extra={"mode": "bwrap", "read_only": [str(p) for p in paths]})
-        return cls(mode="bwrap", read_only=tuple(paths), state=state)
+        return sandboxing
 
     @property
     def on(self) -> bool:
@@ -504,18 +506,15 @@ def _toolchains(paths: Iterable[Path], *, hidden: Iterable[Path] = ()) -> list[P
     return kept
 
 
-def _bwrap_fails(read_only: Sequence[Path]) -> str | None:
-    """Why bubblewrap cannot run a command here, with the mounts a cell uses; None when it
-    can."""
+def _bwrap_fails(sandboxing: Sandboxing) -> str | None:
+    """Why bubblewrap cannot run a command here, in a cell of `sandboxing` (the mounts a
+    cell uses); None when it can."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (`bwrap`) is not installed"
-    state = Path(tempfile.mkdtemp(prefix="swarm-probe-"))
+    assert sandboxing.state is not None
+    cell = Cell(sandboxing, worktree=sandboxing.state)  # any folder of its own will do
     try:
-        _write_ids(state)
-        probe = Sandboxing(mode="bwrap", read_only=tuple(read_only), state=state)
-        cell = Cell(probe, worktree=state)
-        cell.files = state
-        (state / "hosts").write_text("127.0.0.1\tlocalhost\n")
+        cell.prepare()
         argv = cell.wrap(["test", "-r", "/proc/self/status"])
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False
@@ -523,7 +522,8 @@ def _bwrap_fails(read_only: Sequence[Path]) -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not start: {exc}"
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        if cell.files is not None:
+            shutil.rmtree(cell.files, ignore_errors=True)
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
         return f"bubblewrap cannot make a sandbox here ({said[-1] if said else done.returncode})"
