@@ -1,5 +1,6 @@
 """Dispatch latency (issue 19, benchmark 3): `noop` tasks arriving at a steady 200/s on two
-noop adapters × 64, and how long each waits from queued to started.
+noop adapters (the slots every deployment gives one, 256), and how long each waits from queued
+to started.
 
 One session is opened with a holder task that never runs (a `claude` task, no claude
 adapter; the session's suspension grace is raised past the run), so the session stays open
@@ -37,11 +38,13 @@ from harness import bench_stack  # noqa: E402
 from repos import small_repo  # noqa: E402
 from stats import percentile  # noqa: E402
 
+from swarm_cli.local.plan import NOOP_CONCURRENCY  # noqa: E402
+
 __all__ = ["once"]
 
 RATE_PER_S, BATCH = 200, 10
 SECONDS, QUICK_SECONDS = 15.0, 4.0
-ADAPTERS, CONCURRENCY = 2, 64
+ADAPTERS, CONCURRENCY = 2, NOOP_CONCURRENCY
 HOLDER = {"key": "holder", "agent": "claude", "prompt": "holds the session open; never runs"}
 
 

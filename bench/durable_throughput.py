@@ -1,6 +1,7 @@
 """Durable throughput (issue 19, benchmark 2): 20,000 independent `noop` tasks in one graph
 through the whole path, API → PostgreSQL → stream → adapter → event → PostgreSQL, on two
-`noop` adapters of concurrency 64 that are live before the clock starts.
+`noop` adapters that are live before the clock starts, each with the slots every deployment
+gives one (`swarm up`, compose and Kubernetes: 256, one batch read at a time).
 
 - `tasks_per_s`: tasks ÷ seconds from sending `POST /v1/sessions` (all 20,000 tasks in the
   body) until `GET /v1/sessions/{id}` first says `done` (polled every 50 ms): every task
@@ -26,10 +27,12 @@ from harness import bench_stack  # noqa: E402
 from repos import small_repo  # noqa: E402
 from stats import percentile  # noqa: E402
 
+from swarm_cli.local.plan import NOOP_CONCURRENCY  # noqa: E402
+
 __all__ = ["noop_graph", "noop_rate", "once"]
 
 TASKS, QUICK_TASKS = 20_000, 2_000
-ADAPTERS, CONCURRENCY = 2, 64
+ADAPTERS, CONCURRENCY = 2, NOOP_CONCURRENCY
 
 
 def noop_graph(count: int) -> list[dict[str, object]]:

@@ -1,5 +1,5 @@
 """Growth (issue 19, benchmark 8): the durable noop throughput of `durable_throughput`
-(two noop adapters × 64, one graph, POST → done) at 1,000 tasks and at 10,000 tasks, each
+(two noop adapters × 256, one graph, POST → done) at 1,000 tasks and at 10,000 tasks, each
 on a fresh stack; the target is that the larger run keeps at least 80% of the smaller's
 tasks/s.
 

@@ -97,7 +97,7 @@ async def test_an_illegal_change_raises_and_stores_nothing(
                 row.status = TaskStatus.FAILED  # a failed task cannot succeed
                 await task_state.succeed(db, row, actor="t", source="s", data={})
             elif change == "queue":
-                task_state.queue(db, row, base="x" * 40, data={})
+                await task_state.queue(db, [task_state.Queueing(row, "x" * 40, {})])
             elif change == "retry":
                 task_state.retry(db, row, actor="t", retry_at=None)
             elif change == "merged":
@@ -158,6 +158,60 @@ async def test_a_change_writes_its_entry_in_the_same_transaction(
         await db.rollback()
     async with sessionmaker() as db:
         assert await _snapshot(db, task_id) == before
+
+
+async def test_queueing_many_stores_each_in_one_pass_and_leaves_nothing_to_flush(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM
+) -> None:
+    """`queue` moves several pending tasks at once, set-based: each gets its own attempt
+    (number, base, key), its `task.queued` entry and a fresh merge; the loaded rows already
+    hold what was stored (nothing left dirty for a second write)."""
+    session = await new_session(api, git_repo, [task("a"), task("b", "a"), task("c", "a")])
+    ids = await task_ids(api, session["id"])
+    bases = {"b": "b" * 40, "c": "c" * 40}
+    async with sessionmaker() as db:
+        rows = []
+        for key in bases:
+            locked = await lock_task(db, ids[key])
+            assert locked is not None and locked.task.status == TaskStatus.PENDING
+            rows.append(locked.task)
+        rows[1].attempt = 2  # as if its first attempt had run: the next one is its third
+        await db.flush()
+        moves = [task_state.Queueing(row, bases[row.key], {"why": row.key}) for row in rows]
+        keys = await task_state.queue(db, moves)
+        assert len(set(keys)) == 2 and all(len(k) >= 32 for k in keys)
+        assert not db.dirty
+        assert [(r.status, r.attempt, r.base_commit) for r in rows] == [
+            (TaskStatus.QUEUED, 1, "b" * 40),
+            (TaskStatus.QUEUED, 3, "c" * 40),
+        ]
+        await db.commit()
+    async with sessionmaker() as db:
+        for row, key in zip(rows, keys, strict=True):
+            stored = await db.get(Task, row.id)
+            assert stored is not None
+            assert (stored.status, stored.attempt, stored.base_commit, stored.queued_at) == (
+                TaskStatus.QUEUED,
+                row.attempt,
+                bases[row.key],
+                row.queued_at,
+            )
+            attempt = await db.scalar(
+                select(Attempt).where(Attempt.task_id == row.id, Attempt.number == row.attempt)
+            )
+            assert attempt is not None
+            assert (attempt.status, attempt.base_commit, attempt.event_key) == (
+                AttemptStatus.QUEUED,
+                bases[row.key],
+                key,
+            )
+            entry = await db.scalar(
+                select(Event).where(Event.task_id == row.id, Event.type == "task.queued")
+            )
+            assert entry is not None and (entry.attempt, entry.data) == (
+                row.attempt,
+                {"why": row.key},
+            )
 
 
 async def test_session_changes_are_checked_too(

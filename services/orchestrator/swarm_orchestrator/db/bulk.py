@@ -1,4 +1,6 @@
-"""Large inserts in batches. A graph of thousands of tasks and tens of thousands of edges is
+"""Large inserts in batches, and large sets matched in one parameter.
+
+Inserts: A graph of thousands of tasks and tens of thousands of edges is
 stored in statements of `BATCH` rows, each one `INSERT ... SELECT * FROM unnest(...)` with
 one array parameter a column: a few statements for ten thousand rows, where an
 `executemany` sends one statement a row (and fires each statement trigger once a row: the
@@ -7,7 +9,12 @@ tens of thousands of parameters. Between batches the event loop serves other req
 
 The rows are plain dicts (not ORM objects, which cost several times as much a row); a
 column's Python-side default applies when the rows leave it out, its server default
-otherwise, as with any insert."""
+otherwise, as with any insert.
+
+Matching: `any_of(column, values)` is `column = ANY(:values)`, the values one array
+parameter, where `column IN (...)` renders one parameter a value: hundreds of ids (a run of
+reports, a relay pass) would make PostgreSQL parse and plan a new statement of that many
+parameters each time, some milliseconds of the transaction."""
 
 from __future__ import annotations
 
@@ -16,14 +23,14 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, func, insert, select
+from sqlalchemy import Column, ColumnElement, Table, any_, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import bindparam
 
 from swarm_orchestrator.db.models import Base
 
-__all__ = ["BATCH", "insert_rows"]
+__all__ = ["BATCH", "any_of", "insert_rows"]
 
 BATCH = 2000
 """Rows a statement inserts: some milliseconds of the event loop to bind, and the
@@ -77,3 +84,9 @@ def _statement(table: Table, columns: tuple[Column[Any], ...]) -> Any:
     ]
     unnested = func.unnest(*arrays).table_valued(*_params(columns)).render_derived("rows")
     return insert(table).from_select(columns, select(unnested))
+
+
+def any_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: whether `column` is one of `values`, bound as one array."""
+    array = bindparam(None, list(values), type_=ARRAY(column.type, dimensions=1), unique=True)
+    return cast(ColumnElement[bool], column == any_(array))

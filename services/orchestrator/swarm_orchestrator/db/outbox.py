@@ -9,14 +9,17 @@ free slot (`swarm_orchestrator.runtime.dispatch`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.messages import CancelRequest, Message, TaskMessage
 from swarm_common.streams import ENVELOPE_FIELD, Keys, encode
+from swarm_orchestrator.db.bulk import insert_rows
 from swarm_orchestrator.db.models import Outbox
 
-__all__ = ["add_cancel", "add_message", "add_task"]
+__all__ = ["Held", "add_cancel", "add_message", "add_tasks"]
 
 
 def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
@@ -25,21 +28,35 @@ def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
     db.add(Outbox(kind="xadd", target=stream, payload={ENVELOPE_FIELD: env}, publish_count=0))
 
 
-def add_task(db: AsyncSession, *, stream: str, message: TaskMessage, priority: int) -> None:
-    """Publish a task message to its agent's `stream` once the current transaction commits
-    and the stream has room for it (`runtime.dispatch` picks among the held ones)."""
-    env = encode(message)[ENVELOPE_FIELD].decode()
-    db.add(
-        Outbox(
-            kind="xadd",
-            target=stream,
-            payload={ENVELOPE_FIELD: env},
-            publish_count=0,
-            task_id=message.task_id,
-            attempt=message.attempt,
-            session_id=message.session_id,
-            priority=priority,
-        )
+@dataclass(frozen=True)
+class Held:
+    """A task message for `add_tasks`: its agent's stream and its task's priority."""
+
+    stream: str
+    message: TaskMessage
+    priority: int
+
+
+async def add_tasks(db: AsyncSession, held: Iterable[Held]) -> None:
+    """Publish task messages to their agents' streams once the current transaction commits
+    and each stream has room (`runtime.dispatch` picks among the held ones); in bulk, as a
+    scheduling pass queues hundreds of tasks at once."""
+    await insert_rows(
+        db,
+        Outbox,
+        (
+            {
+                "kind": "xadd",
+                "target": h.stream,
+                "payload": {ENVELOPE_FIELD: encode(h.message)[ENVELOPE_FIELD].decode()},
+                "publish_count": 0,
+                "task_id": h.message.task_id,
+                "attempt": h.message.attempt,
+                "session_id": h.message.session_id,
+                "priority": h.priority,
+            }
+            for h in held
+        ),
     )
 
 

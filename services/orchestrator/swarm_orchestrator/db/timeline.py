@@ -25,7 +25,7 @@ from sqlalchemy import exists, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause
 
-from swarm_orchestrator.db.bulk import insert_rows
+from swarm_orchestrator.db.bulk import any_of, insert_rows
 from swarm_orchestrator.db.models import Event
 
 __all__ = [
@@ -210,7 +210,7 @@ async def look_up(db: AsyncSession, source_ids: Collection[str]) -> None:
     from memory for the rest of the transaction (entries recorded meanwhile included). The
     caller's session ends with the transaction (`forget`)."""
     ids = list(set(source_ids))
-    found = await db.scalars(select(Event.source_id).where(Event.source_id.in_(ids)))
+    found = await db.scalars(select(Event.source_id).where(any_of(Event.source_id, ids)))
     known = db.info.setdefault(_KNOWN, _Known(asked=set(), seen=set()))
     known.asked.update(ids)
     known.seen.update(s for s in found if s is not None)

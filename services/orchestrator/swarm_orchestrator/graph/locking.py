@@ -27,10 +27,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.states import SessionStatus
+from swarm_orchestrator.db.bulk import any_of
 from swarm_orchestrator.db.models import Attempt, Session, Task
 from swarm_orchestrator.errors import Conflict, NotFound
 
@@ -86,7 +87,7 @@ async def lock_reports(db: AsyncSession, task_ids: Collection[uuid.UUID]) -> Non
     rows = (
         await db.execute(
             select(Task.id, Task.session_id).where(
-                Task.id.in_(list(set(task_ids))),
+                any_of(Task.id, set(task_ids)),
                 Task.reviews_task_id.is_(None),
                 Task.races_task_id.is_(None),
             )
@@ -97,7 +98,7 @@ async def lock_reports(db: AsyncSession, task_ids: Collection[uuid.UUID]) -> Non
     held = db.info.setdefault(_HELD, _Held())
     sessions = await db.scalars(
         select(Session)
-        .where(Session.id.in_({r.session_id for r in rows}))
+        .where(any_of(Session.id, {r.session_id for r in rows}))
         .order_by(Session.id)
         .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
@@ -105,18 +106,19 @@ async def lock_reports(db: AsyncSession, task_ids: Collection[uuid.UUID]) -> Non
     held.sessions.update({s.id: s for s in sessions})
     tasks = await db.scalars(
         select(Task)
-        .where(Task.id.in_([r.id for r in rows]))
+        .where(any_of(Task.id, (r.id for r in rows)))
         .order_by(Task.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     locked = [t for t in tasks if t.session_id in held.sessions]
     held.tasks.update({t.id: t for t in locked})
-    attempts = await db.scalars(
+    attempts = await db.scalars(  # the current ones: probes of (task_id, number) a task
         select(Attempt)
-        .where(tuple_(Attempt.task_id, Attempt.number).in_([(t.id, t.attempt) for t in locked]))
+        .join(Task, and_(Task.id == Attempt.task_id, Task.attempt == Attempt.number))
+        .where(any_of(Task.id, (t.id for t in locked)))
         .order_by(Attempt.id)
-        .with_for_update()
+        .with_for_update(of=Attempt)
         .execution_options(populate_existing=True)
     )
     held.attempts.update({(a.task_id, a.number): a for a in attempts})

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
@@ -117,10 +118,10 @@ async def queue_ready(
     )
     if not tasks:
         return []
-    dispatched = await _dispatched_files(db, session.id)
     contexts = await blackboard.contexts_for(db, session_id=session.id, tasks=tasks)
     router = routing.Router(db)
     queued = []
+    starts: list[_Start] = []
     contenders: list[uuid.UUID] = []
     for task in tasks:
         if task.kind == "work" and task.spec.get("race"):  # best of N: its contenders run
@@ -136,18 +137,9 @@ async def queue_ready(
         elif task.spec.get("fallback"):  # its kind may be paused: it moves on
             failover.before_queue(db, session=session, task=task, kinds=await router.fleet())
         base, merge_with = await _starting_point(db, task=task, session=session)
-        _queue(
-            db,
-            task=task,
-            session=session,
-            keys=keys,
-            base=base,
-            merge_with=merge_with,
-            context=contexts.get(task.id),
-            quiet=len(tasks) > LOG_EACH_UP_TO,
-        )
-        _flag_overlaps(db, task=task, dispatched=dispatched)
+        starts.append(_Start(task, base, merge_with, contexts.get(task.id)))
         queued.append(task)
+    await _queue(db, starts, session=session, keys=keys, quiet=len(tasks) > LOG_EACH_UP_TO)
     _said_at_once(session, queued, many=len(tasks) > LOG_EACH_UP_TO)
     if contenders:
         queued += await queue_ready(db, session=session, keys=keys, only=contenders)
@@ -236,32 +228,72 @@ def _flag_overlaps(db: AsyncSession, *, task: Task, dispatched: dict[str, set[st
     )
 
 
-def _queue(
-    db: AsyncSession,
-    *,
-    task: Task,
-    session: Session,
-    keys: Keys,
-    base: str,
-    merge_with: str | None,
-    context: dict[str, Any] | None = None,
-    quiet: bool = False,
+@dataclass(frozen=True)
+class _Start:
+    """A task a scheduling pass queues: where its worktree starts (`_starting_point`) and
+    its parents' handoffs and the blackboard for its message (`blackboard.context_for`)."""
+
+    task: Task
+    base: str
+    merge_with: str | None
+    context: dict[str, Any] | None
+
+
+async def _queue(
+    db: AsyncSession, starts: list[_Start], *, session: Session, keys: Keys, quiet: bool
 ) -> None:
-    """Queue `task`'s next attempt; `context`: its parents' handoffs and the blackboard
-    (`blackboard.context_for`) for its message. `quiet`: one of many, logged at debug (the
-    caller logs them in one line)."""
-    attempt = task_state.queue(
+    """Queue each task's next attempt (`task_state.queue`, all at once), hold its message
+    for dispatch, and say which files it expects to touch that others in flight touch too.
+    `quiet`: one of many, logged at debug (the caller logs them in one line)."""
+    if not starts:
+        return
+    expecting = any(start.task.spec.get("files") for start in starts)  # else none can overlap
+    dispatched = await _dispatched_files(db, session.id) if expecting else {}
+    event_keys = await task_state.queue(
         db,
-        task,
-        base=base,
-        data={
-            "base_commit": base,
-            "agent": task.agent,
-            **({"merge_with": merge_with} if merge_with else {}),
-        },
+        [
+            task_state.Queueing(
+                start.task,
+                start.base,
+                {
+                    "base_commit": start.base,
+                    "agent": start.task.agent,
+                    **({"merge_with": start.merge_with} if start.merge_with else {}),
+                },
+            )
+            for start in starts
+        ],
     )
+    await outbox.add_tasks(
+        db,
+        (
+            outbox.Held(
+                keys.tasks(start.task.agent),
+                _message(start, session=session, event_key=event_key),
+                start.task.priority,
+            )
+            for start, event_key in zip(starts, event_keys, strict=True)
+        ),
+    )
+    for start in starts:
+        _flag_overlaps(db, task=start.task, dispatched=dispatched)
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "task queued",
+            extra={
+                "session_id": str(session.id),
+                "task_id": str(start.task.id),
+                "task_key": start.task.key,
+                "attempt": start.task.attempt,
+            },
+        )
+
+
+def _message(start: _Start, *, session: Session, event_key: str) -> TaskMessage:
+    """What the adapter that takes a queued attempt is told."""
+    task, base, merge_with = start.task, start.base, start.merge_with
     spec = task.spec
-    message = TaskMessage(
+    return TaskMessage(
         session_id=session.id,
         task_id=task.id,
         task_key=task.key,
@@ -290,19 +322,8 @@ def _queue(
         read_only=task.kind in ("plan", "review") or bool(spec.get("verify")),
         review=_review(task, session, base),
         settings=session.settings,
-        **(context or {}),
-        event_key=attempt.event_key,
-    )
-    outbox.add_task(db, stream=keys.tasks(task.agent), message=message, priority=task.priority)
-    log.log(
-        logging.DEBUG if quiet else logging.INFO,
-        "task queued",
-        extra={
-            "session_id": str(task.session_id),
-            "task_id": str(task.id),
-            "task_key": task.key,
-            "attempt": task.attempt,
-        },
+        **(start.context or {}),
+        event_key=event_key,
     )
 
 

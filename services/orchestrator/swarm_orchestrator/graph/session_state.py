@@ -311,6 +311,8 @@ async def finish_or_reopen(db: AsyncSession, session: Session) -> None:
 
     await reviews.settle(db, session)
     await races.settle(db, session)
+    if session.finished_at is None and await _any_unended(db, session.id):
+        return  # the common case, told by an index probe without counting the graph
     graph = await tally(db, session.id)
     now = utcnow()
     if graph.open == 0 and graph.total:
@@ -345,6 +347,24 @@ class Tally:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+_UNENDED = sorted(set(TaskStatus) - TERMINAL_TASK_STATES)
+
+
+async def _any_unended(db: AsyncSession, session_id: uuid.UUID) -> bool:
+    """Whether a task of the session's graph has not ended (then `tally` would count it
+    open): one probe of `ix_tasks_session_status`, where `tally` reads every task."""
+    found = await db.scalar(
+        select(Task.id)
+        .where(
+            Task.session_id == session_id,
+            Task.status.in_(_UNENDED),
+            Task.kind == "work",
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def tally(db: AsyncSession, session_id: uuid.UUID) -> Tally:

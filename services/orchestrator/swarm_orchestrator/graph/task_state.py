@@ -17,10 +17,23 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from swarm_common import proofs
 from swarm_common.messages import utcnow
@@ -69,6 +82,7 @@ __all__ = [
     "limits",
     "merged",
     "queue",
+    "Queueing",
     "race_won",
     "reschedule",
     "resolved",
@@ -292,31 +306,116 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
 # -- a run ---------------------------------------------------------------------------------
 
 
-def queue(db: AsyncSession, task: Task, *, base: str, data: dict[str, Any]) -> Attempt:
-    """pending → queued, with a new attempt (a new fencing token, and a new secret key its
-    adapter proves its events with) starting from `base`; return the attempt."""
+@dataclass(frozen=True)
+class Queueing:
+    """A task to queue (`queue`): the commit its next attempt starts from, and what its
+    `task.queued` entry says."""
+
+    task: Task
+    base: str
+    data: dict[str, Any]
+
+
+_QUEUED_COLUMNS = ("status", "attempt", "queued_at", "updated_at", "retry_at", "base_commit")
+_CLEARED_COLUMNS = ("merge_commit", "overlaps", "approval_reason", "merge_status")
+"""What queueing clears: a new attempt's work is judged (and merged) anew."""
+
+
+async def queue(db: AsyncSession, moves: Sequence[Queueing]) -> list[str]:
+    """pending → queued for each task, with a new attempt (a new fencing token, and a new
+    secret key its adapter proves its events with) starting from its `base`; return the
+    attempts' event keys, in order.
+
+    Set-based, as a scheduling pass queues hundreds of tasks at once: one UPDATE of the
+    tasks and one INSERT each of their attempts and `task.queued` entries, whatever their
+    number (the unit of work would spend a millisecond a task on its objects). The tasks'
+    loaded rows are given the stored values as committed, so the flush writes them no
+    second time."""
+    if not moves:
+        return []
     now = utcnow()
-    _move(task, TaskStatus.QUEUED, now)
-    task.attempt += 1
-    task.queued_at = now
-    task.retry_at = None
-    task.base_commit = base
-    task.merge_commit = None
-    task.overlaps = None
-    task.approval_reason = None  # a new attempt's work is judged anew
-    _move_merge(task, None, now)
-    attempt = Attempt(
-        task_id=task.id,
-        number=task.attempt,
-        status=AttemptStatus.QUEUED,
-        agent=task.agent,  # the kind it runs on, kept when the task's changes later
-        base_commit=base,
-        event_key=proofs.new_key(),
+    for move in moves:
+        check_transition(TASK_TRANSITIONS, move.task.status, TaskStatus.QUEUED, what=move.task.key)
+        merge = MergeStatus(move.task.merge_status) if move.task.merge_status else None
+        if merge is not None:
+            check_transition(MERGE_TRANSITIONS, merge, None, what=f"merge of {move.task.key}")
+    keys = [proofs.new_key() for _ in moves]
+    numbers = [move.task.attempt + 1 for move in moves]
+    await db.execute(
+        _QUEUE_TASKS,
+        {
+            "ids": [move.task.id for move in moves],
+            "numbers": numbers,
+            "bases": [move.base for move in moves],
+            "now": now,
+        },
     )
-    db.add(attempt)
-    metrics.attempt_queued(attempt)
-    _record(db, task, "task.queued", data=data)
-    return attempt
+    for move, number in zip(moves, numbers, strict=True):
+        values = (TaskStatus.QUEUED.value, number, now, now, None, move.base)
+        for column, value in zip(_QUEUED_COLUMNS, values, strict=True):
+            set_committed_value(move.task, column, value)
+        for column in _CLEARED_COLUMNS:
+            set_committed_value(move.task, column, None)
+    await insert_rows(
+        db,
+        Attempt,
+        (
+            {
+                "task_id": move.task.id,
+                "number": number,
+                "status": AttemptStatus.QUEUED.value,
+                "agent": move.task.agent,  # the kind it runs on, kept when the task's changes
+                "base_commit": move.base,
+                "event_key": key,
+            }
+            for move, number, key in zip(moves, numbers, keys, strict=True)
+        ),
+    )
+    metrics.attempts_queued(db, [move.task.agent for move in moves if move.task.attempt > 1])
+    await timeline.record_many(
+        db,
+        (
+            {
+                "session_id": move.task.session_id,
+                "task_id": move.task.id,
+                "attempt": move.task.attempt,
+                "type": "task.queued",
+                "data": move.data,
+            }
+            for move in moves
+        ),
+    )
+    return keys
+
+
+def _queue_tasks() -> Any:
+    tasks = cast(Table, Task.__table__)
+    rows = (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(Uuid)),
+            bindparam("numbers", type_=ARRAY(Integer)),
+            bindparam("bases", type_=ARRAY(String)),
+        )
+        .table_valued("id", "number", "base")
+        .render_derived("moves")
+    )
+    at = bindparam("now", type_=DateTime(timezone=True))
+    return (
+        update(tasks)
+        .where(tasks.c.id == rows.c.id)
+        .values(
+            status=TaskStatus.QUEUED.value,
+            attempt=rows.c.number,
+            queued_at=at,
+            updated_at=at,
+            retry_at=None,
+            base_commit=rows.c.base,
+            **dict.fromkeys(_CLEARED_COLUMNS),
+        )
+    )
+
+
+_QUEUE_TASKS = _queue_tasks()
 
 
 def start(

@@ -57,7 +57,7 @@ __all__ = [
     "attempt_ended",
     "attempt_lost",
     "attempt_priced",
-    "attempt_queued",
+    "attempts_queued",
     "attempt_started",
     "budget_exhausted",
     "budget_warned",
@@ -286,11 +286,10 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 # -- attempts ------------------------------------------------------------------------------
 
 
-def attempt_queued(attempt: Attempt) -> None:
-    """A new attempt was queued (`task_state.queue`): a retry unless it is the first."""
-    if attempt.number > 1:
-        agent = _agent(attempt.agent)
-        after_commit(object_session(attempt), RETRIES.labels(agent).inc)
+def attempts_queued(db: AsyncSession, retried: list[str]) -> None:
+    """New attempts were queued (`task_state.queue`); `retried`: the agent kind of each
+    that is a retry (not its task's first)."""
+    _count_each(db, [RETRIES.labels(_agent(agent)) for agent in retried])
 
 
 def attempt_started(attempt: Attempt, *, at: datetime) -> None:

@@ -1,6 +1,6 @@
 """Which held task message goes out next: priorities and fair shares that hold.
 
-A task message waits in the outbox (`db.outbox.add_task`: a row that names its task,
+A task message waits in the outbox (`db.outbox.add_tasks`: a row that names its task,
 attempt, session and priority), not in Redis, until its agent stream has room for it. On
 each pass the relay (`runtime.relay`, one replica at a time under its lock) asks
 `Dispatcher.take` which held rows to publish:
@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from swarm_common.specs import AGENT_KINDS
 from swarm_common.states import TaskStatus
 from swarm_common.streams import Keys
+from swarm_orchestrator.db.bulk import any_of
 from swarm_orchestrator.db.models import Outbox, Task
 from swarm_orchestrator.graph import fleet, pauses
 
@@ -279,13 +280,13 @@ async def _outstanding(db: AsyncSession) -> Counter[str]:
         (task_id, attempt)
         for task_id, attempt in await db.execute(
             select(Task.id, Task.attempt).where(
-                Task.id.in_({r.task_id for r in out}), Task.status == TaskStatus.QUEUED
+                any_of(Task.id, {r.task_id for r in out}), Task.status == TaskStatus.QUEUED
             )
         )
     }
     settled = [r.id for r in out if (r.task_id, r.attempt) not in queued]
     if settled:
-        await db.execute(update(Outbox).where(Outbox.id.in_(settled)).values(outstanding=False))
+        await db.execute(update(Outbox).where(any_of(Outbox.id, settled)).values(outstanding=False))
     return Counter(r.target for r in out if (r.task_id, r.attempt) in queued)
 
 

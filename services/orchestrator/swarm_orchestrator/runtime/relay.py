@@ -27,6 +27,7 @@ from swarm_common.backoff import Backoff
 from swarm_common.messages import utcnow
 from swarm_common.streams import ADAPTERS_GROUP, ENVELOPE_FIELD, Keys, ensure_group
 from swarm_orchestrator.db.advisory import try_xact_lock
+from swarm_orchestrator.db.bulk import any_of
 from swarm_orchestrator.db.models import Outbox
 from swarm_orchestrator.runtime.dispatch import Dispatcher
 from swarm_orchestrator.runtime.failures import log_retry
@@ -72,7 +73,7 @@ class Relay:
             await pipe.execute()
             await db.execute(
                 update(Outbox)
-                .where(Outbox.id.in_([r.id for r in rows]))
+                .where(any_of(Outbox.id, (r.id for r in rows)))
                 .values(
                     sent_at=utcnow(),
                     publish_count=Outbox.publish_count + 1,
@@ -100,7 +101,7 @@ class Relay:
             return []
         found = await db.scalars(
             select(Outbox)
-            .where(Outbox.id.in_(ids), Outbox.sent_at.is_(None))
+            .where(any_of(Outbox.id, ids), Outbox.sent_at.is_(None))
             .with_for_update(skip_locked=True)
         )
         by_id = {row.id: row for row in found}
