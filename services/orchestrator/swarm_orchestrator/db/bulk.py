@@ -1,6 +1,6 @@
 """Large inserts in batches, and large sets matched in one parameter.
 
-Inserts: A graph of thousands of tasks and tens of thousands of edges is
+Inserts: a graph of thousands of tasks and tens of thousands of edges is
 stored in statements of `BATCH` rows, each one `INSERT ... SELECT * FROM unnest(...)` with
 one array parameter a column: a few statements for ten thousand rows, where an
 `executemany` sends one statement a row (and fires each statement trigger once a row: the

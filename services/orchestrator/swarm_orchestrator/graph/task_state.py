@@ -105,24 +105,34 @@ WAITING_TO_MERGE = (MergeStatus.PENDING, MergeStatus.CONFLICT)
 # -- the checked moves ---------------------------------------------------------------------
 
 
-def _move(task: Task, to: TaskStatus, now: datetime) -> str:
-    """Change a task's status; return the old one."""
-    previous = task.status
-    check_transition(TASK_TRANSITIONS, previous, to, what=f"task {task.key}")
-    if previous == TaskStatus.SUCCEEDED and task.merge_status not in WAITING_TO_MERGE:
+def _check(task: Task, to: TaskStatus) -> None:
+    """Raise `IllegalTransition` unless `task` may move to `to`."""
+    check_transition(TASK_TRANSITIONS, task.status, to, what=f"task {task.key}")
+    if task.status == TaskStatus.SUCCEEDED and task.merge_status not in WAITING_TO_MERGE:
         raise IllegalTransition(
             f"task {task.key}: merged work ({task.merge_status}) cannot leave succeeded"
         )
+
+
+def _check_merge(task: Task, to: MergeStatus | None) -> None:
+    current = MergeStatus(task.merge_status) if task.merge_status else None
+    if current != to:
+        check_transition(MERGE_TRANSITIONS, current, to, what=f"merge of task {task.key}")
+
+
+def _move(task: Task, to: TaskStatus, now: datetime) -> str:
+    """Change a task's status; return the old one."""
+    previous = task.status
+    _check(task, to)
     task.status = to
     task.updated_at = now
     return previous
 
 
 def _move_merge(task: Task, to: MergeStatus | None, now: datetime) -> None:
-    current = MergeStatus(task.merge_status) if task.merge_status else None
-    if current == to:
+    if (MergeStatus(task.merge_status) if task.merge_status else None) == to:
         return
-    check_transition(MERGE_TRANSITIONS, current, to, what=f"merge of task {task.key}")
+    _check_merge(task, to)
     task.merge_status = to
     task.updated_at = now
 
@@ -335,10 +345,8 @@ async def queue(db: AsyncSession, moves: Sequence[Queueing]) -> list[str]:
         return []
     now = utcnow()
     for move in moves:
-        check_transition(TASK_TRANSITIONS, move.task.status, TaskStatus.QUEUED, what=move.task.key)
-        merge = MergeStatus(move.task.merge_status) if move.task.merge_status else None
-        if merge is not None:
-            check_transition(MERGE_TRANSITIONS, merge, None, what=f"merge of {move.task.key}")
+        _check(move.task, TaskStatus.QUEUED)
+        _check_merge(move.task, None)
     keys = [proofs.new_key() for _ in moves]
     numbers = [move.task.attempt + 1 for move in moves]
     await db.execute(
@@ -364,7 +372,7 @@ async def queue(db: AsyncSession, moves: Sequence[Queueing]) -> list[str]:
                 "task_id": move.task.id,
                 "number": number,
                 "status": AttemptStatus.QUEUED.value,
-                "agent": move.task.agent,  # the kind it runs on, kept when the task's changes
+                "agent": move.task.agent,  # the kind it runs on, kept if the task's changes
                 "base_commit": move.base,
                 "event_key": key,
             }
