@@ -100,6 +100,8 @@ KIND_DEFAULT_MODEL: dict[str, str] = {
 """The model each CLI uses when none is named (what an unknown model is priced as)."""
 
 _MILLION = Decimal(1_000_000)
+_MAX_REMEMBERED = 1024
+"""Answers of `PriceTable.entry` kept (model names come from adapters: bounded)."""
 _CENTS = Decimal("0.000001")
 
 
@@ -117,9 +119,19 @@ class PriceTable:
         self.prices = {**PRICES, **(overrides or {})}
         # longest prefix first, so `gpt-5-mini` wins over `gpt-5`
         self._order = sorted(self.prices, key=len, reverse=True)
+        self._entries: dict[tuple[str, str | None], str | None] = {}
+        """What `entry` answered (every attempt asks; the models are few)."""
 
     def entry(self, kind: str, model: str | None) -> str | None:
         """The table entry `model` (of agent kind `kind`) is priced by."""
+        key = (kind, model)
+        if key not in self._entries:
+            if len(self._entries) >= _MAX_REMEMBERED:
+                self._entries.clear()
+            self._entries[key] = self._look_up(kind, model)
+        return self._entries[key]
+
+    def _look_up(self, kind: str, model: str | None) -> str | None:
         if kind == "shell":
             return None
         name = (model or "").strip().lower()

@@ -192,24 +192,38 @@ _TOKEN_TYPES = ("input", "cached_input", "output")
 _LIMITS = frozenset(f"{s}.{u}" for s in ("session", "tenant") for u in ("usd", "tokens"))
 
 
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, kept: the client takes a lock and builds a key on every
+    call, and a run of reports asks for the same few children thousands of times. As many
+    as the metric has (its label values are bounded: `_Values`)."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
+
+
 def _start_at_zero() -> None:
     """Make the series alerts watch exist from the start, at 0: a counter that appears
     already at 1 looks unchanged to `increase()`, and its first event would go unseen."""
     for result in ("merged", "empty", "conflict", "failed"):
-        MERGES.labels(result)
+        _child(MERGES, result)
     for result in ("passed", "failed"):
-        CHECKPOINTS.labels(result)
-        CHECKPOINT_TIME.labels(result)
+        _child(CHECKPOINTS, result)
+        _child(CHECKPOINT_TIME, result)
     for kind in AGENT_KINDS:
         for counter in (RETRIES, LOST, ADAPTERS_LOST, COST):
             counter.labels(kind)
     for stream in ("events", "tasks"):
-        RECLAIMS.labels(stream)
+        _child(RECLAIMS, stream)
     for limit in _LIMITS:
-        BUDGET_WARNINGS.labels(limit)
-        BUDGET_EXHAUSTED.labels(limit)
+        _child(BUDGET_WARNINGS, limit)
+        _child(BUDGET_EXHAUSTED, limit)
     for event_type in EVENT_TYPES:
-        EVENTS.labels(event_type, "rejected")
+        _child(EVENTS, event_type, "rejected")
 
 
 _start_at_zero()
@@ -223,12 +237,11 @@ class _Values:
         self._seen: set[str] = set()
 
     def __call__(self, value: str | None) -> str:
-        if not value or not _IDENTIFIER.fullmatch(value):
+        if value in self._seen:
+            return value  # only identifiers get in
+        if not value or not _IDENTIFIER.fullmatch(value) or len(self._seen) >= MAX_LABEL_VALUES:
             return OTHER
-        if value not in self._seen:
-            if len(self._seen) >= MAX_LABEL_VALUES:
-                return OTHER
-            self._seen.add(value)
+        self._seen.add(value)
         return value
 
 
@@ -289,14 +302,14 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def attempts_queued(db: AsyncSession, retried: list[str]) -> None:
     """New attempts were queued (`task_state.queue`); `retried`: the agent kind of each
     that is a retry (not its task's first)."""
-    _count_each(db, [RETRIES.labels(_agent(agent)) for agent in retried])
+    _count_each(db, [_child(RETRIES, _agent(agent)) for agent in retried])
 
 
 def attempt_started(attempt: Attempt, *, at: datetime) -> None:
     """An adapter started `attempt` at `at` (`task_state.start`)."""
     waited = _seconds(attempt.created_at, at)
     if waited is not None:
-        histogram = QUEUE_WAIT.labels(_agent(attempt.agent))
+        histogram = _child(QUEUE_WAIT, _agent(attempt.agent))
         after_commit(object_session(attempt), lambda: histogram.observe(waited))
 
 
@@ -304,9 +317,9 @@ def attempt_ended(attempt: Attempt, *, at: datetime) -> None:
     """`attempt` ended at `at` with its status and reason (`task_state.end_attempt`)."""
     agent, outcome = _agent(attempt.agent), str(attempt.status)
     reason = "none" if attempt.reason is None else _reason(attempt.reason)
-    counter = ATTEMPTS.labels(agent, outcome, reason)
+    counter = _child(ATTEMPTS, agent, outcome, reason)
     ran = _seconds(attempt.started_at, at)
-    histogram = RUN_TIME.labels(agent, outcome)
+    histogram = _child(RUN_TIME, agent, outcome)
 
     def observe() -> None:
         counter.inc()
@@ -318,7 +331,7 @@ def attempt_ended(attempt: Attempt, *, at: datetime) -> None:
 
 def attempt_lost(db: AsyncSession, *, agent: str) -> None:
     """An attempt of `agent` was declared lost (`runtime.reaper.declare_lost`)."""
-    after_commit(db, LOST.labels(_agent(agent)).inc)
+    after_commit(db, _child(LOST, _agent(agent)).inc)
 
 
 def attempt_priced(
@@ -326,15 +339,15 @@ def attempt_priced(
 ) -> None:
     """An attempt's usage was priced, once (`graph.pricing`): its tokens and cost count."""
     kind = _agent(agent)
-    amounts = [(TOKENS.labels(kind, t), _count((usage or {}).get(t))) for t in _TOKEN_TYPES]
+    counts = [(t, _count((usage or {}).get(t))) for t in _TOKEN_TYPES]
+    amounts = [(_child(TOKENS, kind, t), n) for t, n in counts if n]
     cost = float(cost_usd)
 
     def observe() -> None:
         for counter, amount in amounts:
-            if amount:
-                counter.inc(amount)
+            counter.inc(amount)
         if cost > 0:
-            COST.labels(kind).inc(cost)
+            _child(COST, kind).inc(cost)
 
     after_commit(db, observe)
 
@@ -356,12 +369,12 @@ def _count(value: object) -> int:
 def merged(db: AsyncSession, *, result: str) -> None:
     """A task's work left the merge queue (`integration.merges`): `merged`, `empty`,
     `conflict` or `failed`."""
-    after_commit(db, MERGES.labels(result).inc)
+    after_commit(db, _child(MERGES, result).inc)
 
 
 def checkpoint_ended(db: AsyncSession, *, result: str, seconds: float | None) -> None:
     """A checkpoint finished (`integration.checkpoints`), `passed` or `failed`."""
-    counter, histogram = CHECKPOINTS.labels(result), CHECKPOINT_TIME.labels(result)
+    counter, histogram = _child(CHECKPOINTS, result), _child(CHECKPOINT_TIME, result)
 
     def observe() -> None:
         counter.inc()
@@ -383,18 +396,18 @@ def reclaimed(db: AsyncSession | None, *, stream: str, count: int = 1) -> None:
     """`count` entries of `stream` (`events` or `tasks`) were taken over from a consumer
     that vanished."""
     if count > 0:
-        after_commit(db, lambda: RECLAIMS.labels(stream).inc(count))
+        after_commit(db, lambda: _child(RECLAIMS, stream).inc(count))
 
 
 def adapters_lost(db: AsyncSession, *, agents: Iterable[str]) -> None:
     """Adapters of these kinds (one entry each) went silent (`graph.fleet.mirror`)."""
-    _count_each(db, [ADAPTERS_LOST.labels(_agent(agent)) for agent in agents])
+    _count_each(db, [_child(ADAPTERS_LOST, _agent(agent)) for agent in agents])
 
 
 def event_handled(event_type: str | None, outcome: str) -> None:
     """The consumer handled an event (its transaction is over): applied, duplicate, stale,
     ignored, rejected, or dead (dead-lettered)."""
-    EVENTS.labels(_event_type(event_type), outcome).inc()
+    _child(EVENTS, _event_type(event_type), outcome).inc()
 
 
 # -- budgets -------------------------------------------------------------------------------
@@ -402,9 +415,9 @@ def event_handled(event_type: str | None, outcome: str) -> None:
 
 def budget_warned(db: AsyncSession, *, limit: str) -> None:
     """A session was warned at 80% of `limit` (`session.usd`, ...; `graph.budgets`)."""
-    after_commit(db, BUDGET_WARNINGS.labels(limit if limit in _LIMITS else OTHER).inc)
+    after_commit(db, _child(BUDGET_WARNINGS, limit if limit in _LIMITS else OTHER).inc)
 
 
 def budget_exhausted(db: AsyncSession, *, limits: Iterable[str]) -> None:
     """A session was suspended because these limits are spent (`graph.budgets`)."""
-    _count_each(db, [BUDGET_EXHAUSTED.labels(x if x in _LIMITS else OTHER) for x in limits])
+    _count_each(db, [_child(BUDGET_EXHAUSTED, x if x in _LIMITS else OTHER) for x in limits])
