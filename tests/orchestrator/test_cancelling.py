@@ -179,6 +179,9 @@ async def test_the_answer_cancels_what_could_still_start_or_merge_and_leaves_the
     assert await redis.xlen(keys.tasks("shell")) == 1
     assert await state.background.cancel_once() == 21
     assert await state.background.cancel_once() == 0
+    async with sessionmaker() as db:  # nobody has the withheld ones: nobody is asked to stop
+        asked = (await db.scalars(select(Outbox.payload).where(Outbox.kind == "cancel"))).all()
+    assert sorted(c["request"]["task_id"] for c in asked) == sorted(str(i) for i in stopped)
     await state.background.relay.publish_batch()
     assert await redis.xlen(keys.tasks("shell")) == 1
     assert await counts(api, sid) == {"cancelled": 23, "succeeded": 1}

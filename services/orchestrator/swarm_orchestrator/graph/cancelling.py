@@ -100,7 +100,7 @@ async def cancel_at_once(
             Task.id.in_(live) if live else false(),
         ),
     )
-    await _cancel(db, moving, keys=keys, actor=actor)
+    await _cancel(db, moving, keys=keys, actor=actor, withheld=False)
     done = len(moving) + await cancel_chunk(db, session, keys=keys, actor=actor, limit=IN_ANSWER)
     left = await _count_open(db, session.id)
     return done, left
@@ -132,23 +132,27 @@ async def _count_open(db: AsyncSession, session_id: uuid.UUID) -> int:
 async def cancel_chunk(
     db: AsyncSession, session: Session, *, keys: Keys, actor: str, limit: int
 ) -> int:
-    """Cancel up to `limit` open tasks of a session the caller has locked, in id order;
-    return how many."""
+    """Cancel up to `limit` open tasks of a session the caller has locked, in id order,
+    after steps 1 and 2 (every task still queued has its message withheld: no adapter is
+    asked to stop it); return how many."""
     tasks = await lock_tasks(db, session, open_tasks(), limit=limit)
-    await _cancel(db, tasks, keys=keys, actor=actor)
+    await _cancel(db, tasks, keys=keys, actor=actor, withheld=True)
     return len(tasks)
 
 
-async def _cancel(db: AsyncSession, tasks: list[Task], *, keys: Keys, actor: str) -> None:
-    """Cancel locked tasks through their owner. Their current attempts are locked first,
-    in one statement (`lock_reports`), so that ending each in-flight one asks the database
-    nothing more: the changes go out together when the transaction flushes."""
+async def _cancel(
+    db: AsyncSession, tasks: list[Task], *, keys: Keys, actor: str, withheld: bool
+) -> None:
+    """Cancel locked tasks through their owner (`withheld`: the queued ones' messages never
+    went out). Their current attempts are locked first, in one statement (`lock_reports`),
+    so that ending each in-flight one asks the database nothing more: the changes go out
+    together when the transaction flushes."""
     await lock_reports(db, [task.id for task in tasks])
     for task in tasks:
         if task.status == TaskStatus.SUCCEEDED:  # its work stays on its branch, unmerged
             task_state.abandon_merge(task)
         else:
-            await task_state.cancel(db, task, keys=keys, actor=actor)
+            await task_state.cancel(db, task, keys=keys, actor=actor, unsent=withheld)
 
 
 async def cancel_pending(

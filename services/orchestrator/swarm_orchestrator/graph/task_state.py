@@ -473,15 +473,18 @@ async def stop_attempt(
     keys: Keys,
     cancel_reason: str | None = None,
     worker: str | None = None,
+    unsent: bool = False,
 ) -> None:
     """End the in-flight attempt of a task from here (cancelled, lost) and ask whoever still
-    runs it to stop; its late events are stale."""
+    runs it to stop; its late events are stale. `unsent`: the attempt's message never left
+    the outbox (withheld), so nobody runs it and nobody is asked."""
     attempt = await lock_attempt(db, task)
     if attempt is not None and attempt.status in (AttemptStatus.QUEUED, AttemptStatus.RUNNING):
         end_attempt(attempt, status, at=utcnow(), worker=worker, reason=reason)
-    outbox.add_cancel(
-        db, keys=keys, task_id=task.id, attempt=task.attempt, reason=cancel_reason or reason
-    )
+    if not unsent:
+        outbox.add_cancel(
+            db, keys=keys, task_id=task.id, attempt=task.attempt, reason=cancel_reason or reason
+        )
 
 
 async def succeed(
@@ -717,14 +720,23 @@ def retry(db: AsyncSession, task: Task, *, actor: str, retry_at: datetime | None
     reschedule(db, task, reason=None, retry_at=retry_at, entry=entry)
 
 
-async def cancel(db: AsyncSession, task: Task, *, keys: Keys, actor: str) -> None:
-    """→ cancelled; a queued or running attempt is stopped, work waiting to merge is
-    abandoned."""
+async def cancel(
+    db: AsyncSession, task: Task, *, keys: Keys, actor: str, unsent: bool = False
+) -> None:
+    """→ cancelled; a queued or running attempt is stopped (`unsent`: a queued one whose
+    message was withheld, see `stop_attempt`), work waiting to merge is abandoned."""
     now = utcnow()
     reason = f"cancelled by {actor}"
     previous = _move(task, TaskStatus.CANCELLED, now)
     if previous in IN_FLIGHT:
-        await stop_attempt(db, task, status=AttemptStatus.CANCELLED, reason=reason, keys=keys)
+        await stop_attempt(
+            db,
+            task,
+            status=AttemptStatus.CANCELLED,
+            reason=reason,
+            keys=keys,
+            unsent=unsent and previous == TaskStatus.QUEUED,
+        )
     if task.merge_status in WAITING_TO_MERGE:
         _move_merge(task, MergeStatus.ABANDONED, now)
     task.reason = reason
