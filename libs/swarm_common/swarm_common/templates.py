@@ -44,6 +44,9 @@ TEMPLATES: dict[str, str] = {
 RouteAgent = Literal["auto", "claude", "codex", "gemini"]
 MAX_WORKERS = 50
 MAX_PHASES = 50
+MAX_TASKS = 100_000
+"""A bound against absurd files only: the server decides how many tasks a session takes
+(`SWARM_MAX_GRAPH_TASKS`, 10,000 by default; a 422 `graph_too_large` past it)."""
 
 
 def _who(value: str) -> str:
@@ -108,7 +111,7 @@ class TemplateSpec(BaseModel):
     verifier: StageSpec = Field(default_factory=StageSpec)
     synthesizer: StageSpec = Field(default_factory=StageSpec)
     phases: list[PhaseSpec] = Field(default_factory=list, max_length=MAX_PHASES)
-    tasks: list[TaskSpec] = Field(default_factory=list, max_length=5000)
+    tasks: list[TaskSpec] = Field(default_factory=list, max_length=MAX_TASKS)
     review: ReviewSpec = Field(
         default_factory=ReviewSpec,
         description="builder-validator: the reviewer of every task that names none.",
