@@ -171,6 +171,7 @@ async def test_the_answer_cancels_what_could_still_start_or_merge_and_leaves_the
     [entry] = await events(sessionmaker, sid, "session.cancelled")
     assert entry.data == {"tasks_cancelled": 3, "remaining": 21}
     assert await cancelling_by(sessionmaker, sid) == ACTOR
+    assert body["cancelling_by"] == ACTOR  # the API and the dashboard say it goes on
     assert state.background.cancel_wake.is_set()
 
     # The held messages never go out, even with room for them, nor after the rest ends.
@@ -187,7 +188,8 @@ async def test_the_answer_cancels_what_could_still_start_or_merge_and_leaves_the
     assert await counts(api, sid) == {"cancelled": 23, "succeeded": 1}
     [completed] = await events(sessionmaker, sid, "session.cancel_completed")
     assert (completed.actor, completed.data) == (ACTOR, {"tasks_cancelled": 23})
-    assert (await api.get(f"/v1/sessions/{sid}")).json()["done"] is True
+    after = (await api.get(f"/v1/sessions/{sid}")).json()
+    assert (after["done"], after["cancelling_by"]) == (True, None)
 
 
 async def test_a_task_whose_current_message_went_out_is_cancelled_at_once(

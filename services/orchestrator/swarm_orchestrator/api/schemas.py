@@ -143,6 +143,12 @@ class SessionPublic(BaseModel):
     archived_at: datetime | None = Field(
         None, description="Archived then: left out of `GET /v1/sessions` (kept in full)."
     )
+    cancelling_by: str | None = Field(
+        None,
+        description="Who cancelled it, while the background still cancels the tasks that "
+        "could no longer start (a large session's cancel is answered at once); null once "
+        "every task is cancelled (`session.cancel_completed` on its timeline).",
+    )
     plan_status: str | None = Field(
         None, description="`planning`, `ready`, `failed` or `approved`; null without a plan."
     )

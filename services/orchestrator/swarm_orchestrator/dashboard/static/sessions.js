@@ -168,6 +168,7 @@ export class SessionHeader {
         h('span', { class: 'spacer' }),
         h('div', { class: 'controls', 'data-testid': 'session-controls' }, this.controls())),
       s.review_reason ? h('p', { class: 'muted small', 'data-testid': 'session-review-reason', text: s.review_reason }) : null,
+      s.cancelling_by ? h('p', { class: 'muted small', 'data-testid': 'session-cancelling', text: `Cancelled by ${s.cancelling_by}: the tasks that could no longer start are being cancelled (${total - ended} left).` }) : null,
       s.suspended_reason ? h('p', { class: 'muted small', 'data-testid': 'session-suspended-reason', text: s.suspended_reason === 'budget_exhausted' ? 'Suspended: its budget (or its tenant\'s) is spent. Raise it to resume (swarm budget).' : `Suspended: ${s.suspended_reason}. It resumes by itself when an adapter comes.` }) : null,
       s.status === 'draft' ? h('p', { class: 'draft-line', 'data-testid': 'session-draft' },
         h('span', { text: `A draft: ${planLine(s)}. ` }),
