@@ -145,6 +145,30 @@ async def test_an_expired_lease_makes_the_attempt_lost_and_queues_a_new_one(
     assert (await task_states(api, sid))["a"] == ("queued", 2)
 
 
+async def test_an_attempt_whose_message_is_still_held_is_not_inspected(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    state: AppState,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    """The reaper looks only at attempts an adapter may hold: one whose message waits in
+    the outbox is passed over even with a stale lease under its name (here faked: no
+    adapter could have claimed it), while the published one beside it is reaped."""
+    session = await new_session(api, git_repo, [task("out", priority=1), task("held")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    assert await state.background.relay.publish_batch() == 1  # the headroom: `out`
+    await _redis_known(redis, keys)
+    await _heard_from(sessionmaker, keys, sid, ids["out"])
+    for key in ("out", "held"):
+        await _expire(redis, keys, ids[key], 1)
+
+    assert await state.background.reap_once() == 1
+    assert await task_states(api, sid) == {"out": ("queued", 2), "held": ("queued", 1)}
+
+
 async def test_held_done_and_unclaimed_queued_attempts_are_left_alone(
     api: httpx.AsyncClient,
     git_repo: Path,

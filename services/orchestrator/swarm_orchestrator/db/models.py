@@ -201,6 +201,11 @@ class Task(Base):
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
         Index("ix_tasks_running_agent", "agent", postgresql_where=text("status = 'running'")),
+        Index(  # the reaper's walk, in id order, of what is in flight
+            "ix_tasks_in_flight_id",
+            "id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
         Index(
             "ix_tasks_merge_queue",
             "session_id",
@@ -623,6 +628,12 @@ class Outbox(Base):
             postgresql_where=text("sent_at IS NULL AND task_id IS NOT NULL"),
         ),
         Index("ix_outbox_outstanding", "target", postgresql_where=text("outstanding")),
+        Index(  # the reaper's probe: is this attempt's message still held?
+            "ix_outbox_held_attempt",
+            "task_id",
+            "attempt",
+            postgresql_where=text("sent_at IS NULL AND task_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

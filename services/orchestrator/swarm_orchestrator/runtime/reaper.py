@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import leases
@@ -74,27 +74,29 @@ class Reaper:
             lost += await self._reap_expired()
             return lost
 
-    async def _held(self) -> set[tuple[uuid.UUID, int]]:
-        """The attempts whose task message waits in the outbox (`runtime.dispatch`): no
-        adapter can have claimed them, so their leases need no look (ten thousand queued
-        tasks of a big graph cost one index scan, not ten thousand Redis reads a pass)."""
-        async with self.sessionmaker() as db:
-            rows = await db.execute(
-                select(Outbox.task_id, Outbox.attempt).where(
-                    Outbox.sent_at.is_(None), Outbox.task_id.is_not(None)
-                )
-            )
-            return {(r.task_id, r.attempt) for r in rows}
-
-    async def _in_flight(self) -> AsyncIterator[list[tuple[uuid.UUID, int, str]]]:
-        """Queued and running tasks with their current attempt, in pages of `batch` (by
-        task id, so that tasks queued again meanwhile are not seen twice)."""
+    async def _in_flight(
+        self, *, sent_only: bool = False
+    ) -> AsyncIterator[list[tuple[uuid.UUID, int, str]]]:
+        """Queued and running tasks with their current attempt, in pages of `batch` (by task
+        id, so that tasks queued again meanwhile are not seen twice). `sent_only`: not the
+        queued ones whose message is still held in the outbox, which went to no adapter (ten
+        thousand queued tasks of a big graph cost index probes in PostgreSQL, not ten
+        thousand rows here and as many lease reads a pass)."""
+        held = exists().where(
+            Outbox.task_id == Task.id,
+            Outbox.attempt == Task.attempt,
+            Outbox.sent_at.is_(None),
+            Outbox.task_id.is_not(None),
+        )
         after: uuid.UUID | None = None
         while True:
             async with self.sessionmaker() as db:
                 stmt = (
                     select(Task.id, Task.attempt, Task.status)
-                    .where(Task.status.in_(task_state.IN_FLIGHT))
+                    .where(
+                        Task.status.in_(task_state.IN_FLIGHT),
+                        or_(Task.status == TaskStatus.RUNNING, ~held) if sent_only else true(),
+                    )
                     .order_by(Task.id)
                     .limit(self.batch)
                 )
@@ -110,12 +112,7 @@ class Reaper:
 
     async def _reap_expired(self) -> int:
         lost = 0
-        held = await self._held()
-        async for page in self._in_flight():
-            # A message still held in the outbox went to no adapter: nothing to inspect.
-            flights = [f for f in page if f[2] == TaskStatus.RUNNING or (f[0], f[1]) not in held]
-            if not flights:
-                continue
+        async for flights in self._in_flight(sent_only=True):
             found = await leases.inspect(self.redis, self.keys, [(t, a) for t, a, _ in flights])
             for (task_id, number, status), lease in zip(flights, found, strict=True):
                 expired = lease.state == LeaseState.EXPIRED
