@@ -16,8 +16,9 @@ longest are merges, which hold a session's lock while git merges).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from swarm_orchestrator.db.models import Event
 __all__ = [
     "START",
     "Batch",
+    "batched",
     "Cursor",
     "cursor_after",
     "forget",
@@ -42,6 +44,7 @@ __all__ = [
     "record_many",
     "seen",
     "tail",
+    "write_pending",
 ]
 
 Cursor = tuple[int, int]
@@ -74,29 +77,61 @@ def record(
     actor: str = "system",
     source_id: str | None = None,
 ) -> None:
+    """Write an entry in the caller's transaction (inside `batched`: with the block's
+    others, in order, when it ends)."""
     known = _known(db)
     if known is not None and source_id is not None:
         known.seen.add(source_id)
-    db.add(
-        Event(
-            session_id=session_id,
-            task_id=task_id,
-            attempt=attempt,
-            type=type,
-            actor=actor,
-            data=data or {},
-            source_id=source_id,
-        )
-    )
+    entry = {
+        "session_id": session_id,
+        "task_id": task_id,
+        "attempt": attempt,
+        "type": type,
+        "actor": actor,
+        "data": data or {},
+        "source_id": source_id,
+    }
+    pending: list[dict[str, Any]] | None = db.info.get(_PENDING)
+    if pending is not None:
+        pending.append(entry)
+    else:
+        db.add(Event(**entry))
 
 
 async def record_many(db: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     """Bulk insert for large graphs; each row holds `session_id`, `type` and optionally
-    `task_id`, `attempt`, `data`, `actor`."""
+    `task_id`, `attempt`, `data`, `actor`. After what `batched` holds, in order."""
+    await write_pending(db)
     values = (
         {"actor": "system", "data": {}, "task_id": None, "attempt": None, **row} for row in rows
     )
     await insert_rows(db, Event, values)
+
+
+_PENDING = "timeline.pending"
+
+
+@contextlib.asynccontextmanager
+async def batched(db: AsyncSession) -> AsyncIterator[None]:
+    """Entries recorded inside the block are kept as rows and written together when it
+    ends, in the order recorded, with one bulk insert (`db.bulk`): a run of reports records
+    hundreds, and an ORM object each costs the flush several times as much. What reads or
+    writes entries meanwhile calls `write_pending` first (`record_many` does). A block that
+    raises writes nothing (its transaction is rolled back)."""
+    db.info[_PENDING] = []
+    try:
+        yield
+        await write_pending(db)
+    finally:
+        db.info.pop(_PENDING, None)
+
+
+async def write_pending(db: AsyncSession) -> None:
+    """Write the entries `batched` holds so far (none outside it)."""
+    pending: list[dict[str, Any]] | None = db.info.get(_PENDING)
+    if pending:
+        db.info[_PENDING] = []
+        await insert_rows(db, Event, pending)
 
 
 async def last_settled(db: AsyncSession, *, session_id: uuid.UUID) -> int | None:

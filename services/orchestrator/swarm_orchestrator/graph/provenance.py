@@ -97,6 +97,7 @@ async def reject(
             "worker": attempt.worker,
         },
     )
+    await timeline.write_pending(db)  # a rejection of this run's, still held, counts
     already = await db.scalar(
         select(
             exists().where(

@@ -130,7 +130,8 @@ async def apply_events(
     """Apply reports in order, in the caller's transaction, and return what each did.
 
     Many at once cost little more than one: their rows are locked and their envelope ids
-    looked up in a few statements up front (`locking.lock_reports`, `timeline.look_up`);
+    looked up in a few statements up front (`locking.lock_reports`, `timeline.look_up`),
+    their timeline entries written together (`timeline.batched`);
     what the common results change for a whole session is done once at the end, for every
     session they touched: the dependents of the `noop` tasks reached are queued, the session
     finished or reopened (`session_state.finish_or_reopen`), its budget checked
@@ -142,12 +143,13 @@ async def apply_events(
     later = _Later()
     db.info[_LATER] = later
     try:
-        outcomes = [
-            await apply_event(db, e, keys=keys, policy=policy, plan_limits=plan_limits)
-            for e in envelopes
-        ]
-        del db.info[_LATER]
-        await later.run(db, keys=keys)
+        async with timeline.batched(db):  # their entries in one insert
+            outcomes = [
+                await apply_event(db, e, keys=keys, policy=policy, plan_limits=plan_limits)
+                for e in envelopes
+            ]
+            del db.info[_LATER]
+            await later.run(db, keys=keys)
     finally:
         db.info.pop(_LATER, None)
         forget_locks(db)
