@@ -216,7 +216,7 @@ def _start_at_zero() -> None:
         _child(CHECKPOINT_TIME, result)
     for kind in AGENT_KINDS:
         for counter in (RETRIES, LOST, ADAPTERS_LOST, COST):
-            counter.labels(kind)
+            _child(counter, kind)
     for stream in ("events", "tasks"):
         _child(RECLAIMS, stream)
     for limit in _LIMITS:
