@@ -221,6 +221,7 @@ async def seen(db: AsyncSession, source_id: str) -> bool:
     known = _known(db)
     if known is not None and source_id in known.asked:
         return source_id in known.seen
+    await write_pending(db)
     return bool(await db.scalar(select(exists().where(Event.source_id == source_id))))
 
 
