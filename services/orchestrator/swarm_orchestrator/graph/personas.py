@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, String, Table, any_, bindparam, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common import personas
 from swarm_common.specs import TaskSpec
 from swarm_orchestrator.db.advisory import lock_key
-from swarm_orchestrator.db.bulk import BATCH
+from swarm_orchestrator.db.bulk import BATCH, any_of
 from swarm_orchestrator.db.models import Persona as PersonaRow
 from swarm_orchestrator.db.models import Task
 from swarm_orchestrator.errors import Invalid, NotFound
@@ -99,7 +99,7 @@ def _mine(tenant: str | None) -> ColumnElement[bool]:
 def _named(names: list[str]) -> ColumnElement[bool]:
     """Rows of these names: one array parameter, however many names (`IN` takes one
     parameter per name, and PostgreSQL at most 32767 of them)."""
-    return PersonaRow.name == any_(bindparam("names", names, type_=ARRAY(String)))
+    return any_of(PersonaRow.name, names)
 
 
 async def store_personas(
@@ -267,7 +267,7 @@ async def assign(
                 select(PersonaRow)
                 .where(
                     _mine(tenant),
-                    PersonaRow.role == any_(bindparam("roles", roles, type_=ARRAY(String))),
+                    any_of(PersonaRow.role, roles),
                 )
                 .order_by(PersonaRow.name)
             )

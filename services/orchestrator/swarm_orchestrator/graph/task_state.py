@@ -114,10 +114,13 @@ def _check(task: Task, to: TaskStatus) -> None:
         )
 
 
+def _merge_of(task: Task) -> MergeStatus | None:
+    return MergeStatus(task.merge_status) if task.merge_status else None
+
+
 def _check_merge(task: Task, to: MergeStatus | None) -> None:
-    current = MergeStatus(task.merge_status) if task.merge_status else None
-    if current != to:
-        check_transition(MERGE_TRANSITIONS, current, to, what=f"merge of task {task.key}")
+    if _merge_of(task) != to:
+        check_transition(MERGE_TRANSITIONS, _merge_of(task), to, what=f"merge of task {task.key}")
 
 
 def _move(task: Task, to: TaskStatus, now: datetime) -> str:
@@ -130,7 +133,7 @@ def _move(task: Task, to: TaskStatus, now: datetime) -> str:
 
 
 def _move_merge(task: Task, to: MergeStatus | None, now: datetime) -> None:
-    if (MergeStatus(task.merge_status) if task.merge_status else None) == to:
+    if _merge_of(task) == to:
         return
     _check_merge(task, to)
     task.merge_status = to
