@@ -9,17 +9,16 @@ the run's `SWARM_WORKTREE=` marker (what an agent started in sessions of its own
 whole group, itself included. A plain `setpriv --pdeathsig` would kill only the direct
 child, leaving its children (a shell's commands, a CLI's tools) to run on.
 
-Standard library only, and no package import (not even `subprocess`: the child is
-`posix_spawn`ed): it starts in ~10 ms.
+It starts once per command, so it imports next to nothing: no package of ours, not
+`subprocess` (the child is `posix_spawn`ed), not `signal` (its enums cost more than the rest;
+`_signal` has the same functions and numbers), not `pathlib`. Measured with
+`python -X importtime`: 26 ms of CPU per run with those imports, 12 ms without.
 """
 
-from __future__ import annotations
-
+import _signal as signal  # type: ignore[import-not-found]  # no stub; the same API as signal
 import ctypes
 import os
-import signal
 import sys
-from pathlib import Path
 
 __all__ = ["kill_strays", "main"]
 
@@ -34,22 +33,35 @@ def kill_strays(marker: str) -> list[int]:
     process group, such as Codex's sandbox helper, which runs in sessions of its own. A
     person's shell that merely sits in the worktree is left alone. Linux only; elsewhere it
     finds nothing."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
+    try:
+        names = os.listdir("/proc")
+    except OSError:
         return []
     needle = marker.encode() + b"\0"
+    me = os.getpid()
     killed: list[int] = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for name in names:
+        if not name.isdigit() or int(name) == me:
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = _read(f"/proc/{name}/environ")
             if environ.startswith(needle) or b"\0" + needle in environ:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-        except (OSError, ValueError):
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
+        except OSError:
             continue
     return killed
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _kill_everything() -> None:
