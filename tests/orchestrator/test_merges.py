@@ -99,6 +99,34 @@ async def test_a_merge_found_done_after_a_crash_is_recorded_once(
     assert (await task_states(api, session["id"]))["b"] == ("queued", 1)
 
 
+async def test_a_run_whose_record_a_crash_lost_is_recorded_once_without_new_merges(
+    api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
+) -> None:
+    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
+    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
+    ids = await task_ids(api, session["id"])
+    mirror = _mirror(workspace, session)
+    commits = {k: mirror_commit(workspace, session, {f"{k}.txt": k}) for k in "abc"}
+    for key in "abc":
+        await _succeed(sessionmaker, keys, session, ids[key], commits[key])
+    # A run of three moved the branch, then the orchestrator died before recording it.
+    branch = f"swarm/{session['id']}/integration"
+    author = git.Author("x", "x@y")
+    for key in "abc":
+        lost = git.merge_into(mirror, branch, commits[key], message=key, author=author)
+    left = await merges.merge_next(
+        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
+    )
+    assert left == 3  # found on the branch, all in one transaction
+    assert git.resolve_commit(mirror, branch) == lost.head  # no merge made again
+    count = git.git("rev-list", "--merges", "--count", branch, git_dir=mirror).stdout
+    assert int(count) == 3
+    for key in "abc":
+        found = await _task(api, ids[key])
+        assert (found["merge_status"], found["merge_commit"]) == ("merged", lost.head)
+    assert (await task_states(api, session["id"]))["d"] == ("queued", 1)
+
+
 async def test_a_run_of_plain_tasks_merges_in_one_step_after_a_merge_a_crash_lost(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:

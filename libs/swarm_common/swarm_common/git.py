@@ -41,8 +41,10 @@ __all__ = [
     "git",
     "identity",
     "is_ancestor",
+    "merge_commit",
     "merge_into",
     "merge_onto",
+    "move_branch",
     "numstat",
     "pointed_git_dir",
     "outbound_env",
@@ -468,22 +470,37 @@ def merge_onto(
     own head and finds there a commit the branch already holds. Any git error is None too:
     `merge_into` meets it again and says what it is. A merge commit made before a failed
     swap is left unreferenced (garbage for git's pruning)."""
+    merge = merge_commit(git_dir, head, commit, message=message, author=author)
+    if merge is None or not move_branch(
+        git_dir, branch, merge, old=head, reason=f"swarm: merge {commit[:12]}"
+    ):
+        return None
+    return MergeResult(head=merge, merged=True)
+
+
+def merge_commit(
+    git_dir: Path, head: str, commit: str, *, message: str, author: Author
+) -> str | None:
+    """The merge commit of `commit` onto `head`, on no branch yet (`merge-tree`, then
+    `commit-tree`): what `merge_onto` makes before it moves the branch, for a caller that
+    makes several, each onto the one before, and moves the branch once (`move_branch`).
+    None on a conflict or any git error (`merge_into` says which)."""
     try:
         made = _merge_commit(git_dir, head, commit, message=message, author=author, retries=0)
-        if isinstance(made, tuple):
-            return None
-        merge = made
-        with repo_lock(git_dir):
-            update_ref(
-                git_dir,
-                f"refs/heads/{branch}",
-                merge,
-                old=head,
-                reason=f"swarm: merge {commit[:12]}",
-            )
     except GitError:
-        return None  # moved, missing, locked or unreadable: `merge_into` says which
-    return MergeResult(head=merge, merged=True)
+        return None
+    return None if isinstance(made, tuple) else made
+
+
+def move_branch(git_dir: Path, branch: str, new: str, *, old: str, reason: str) -> bool:
+    """Compare-and-swap `branch` from `old` to `new` under the repository's lock; False,
+    with the branch unchanged, when it is not at `old` (or missing, or git fails)."""
+    try:
+        with repo_lock(git_dir):
+            update_ref(git_dir, f"refs/heads/{branch}", new, old=old, reason=reason)
+    except GitError:
+        return False
+    return True
 
 
 def _merge_commit(

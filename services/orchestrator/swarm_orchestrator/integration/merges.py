@@ -1,17 +1,22 @@
 """The merge queue: succeeded tasks join the integration branch one at a time, in the order
 they finished, before their dependents are queued.
 
-A merge is a `--no-ff` merge commit made without a worktree, done while the session's row
-lock is held, so merges, rollbacks and queueing of one session never interleave, whichever
-orchestrator replica runs them. It is three git commands (`git.merge_onto`: `merge-tree`,
-`commit-tree`, and a compare-and-swap of the branch from the head the session records);
-when the swap fails or the merge conflicts, it is done again the careful way
+A merge is a `--no-ff` merge commit made without a worktree, recorded while the session's
+row lock is held, so merges, rollbacks and queueing of one session never interleave,
+whichever orchestrator replica runs them. One transaction merges a run of work (`RUN` at
+most): the first task in the queue, then the plain tasks right after it (a commit of their
+own, no policy to judge them), each merge commit (`git.merge_commit`: `merge-tree`, then
+`commit-tree`) made onto the one before, the first onto the head the session records; then
+one compare-and-swap moves the branch from that head to the last (`git.move_branch`), and
+their dependents are queued and the session settled once. Most of a merge's time is git's,
+so the merge commits of a plain session's queue are made before the lock is taken
+(`_chain_ahead`, beside whatever holds it) and used under it when they are still the same
+merges (the task, its attempt, its commit and what it merges onto). When the run cannot
+start so (a conflict, a swap that fails), its first task is merged the careful way
 (`git.merge_into`), from git's own head. Git is the truth for the branch: a crash after the
 branch moved but before the transaction committed leaves the session's record behind git,
 so the swap fails, and the careful way finds the task's commit already in the branch and
-records it then. One transaction merges a run of plain tasks one after another (`RUN` at
-most: a commit of their own, no policy to judge them, a clean merge), each on the head the
-one before made, and queues their dependents and settles the session once.
+records it then, with the tasks after it whose work the branch holds too.
 
 A conflict leaves the branch untouched and, per the session's `conflicts` policy, either
 puts the session in `awaiting_review` or adds a resolution task: an agent gets a worktree of
@@ -138,6 +143,9 @@ async def merge_next(
     """Merge the first task of one session's queue, and the plain ones right after it in
     the same transaction (`_merge_run`); return how many left the queue (0: it is empty)."""
     ahead = await _look_ahead(sessionmaker, session_id, workspace=workspace) if look_ahead else None
+    made = [] if look_ahead else await _chain_ahead(sessionmaker, session_id, workspace=workspace)
+    if made is None:
+        return 0  # nothing to merge as of now; what is approved or done later wakes us
     async with sessionmaker() as db, db.begin():
         session = await lock_session(db, session_id)
         if session is None:
@@ -183,7 +191,7 @@ async def merge_next(
             _hold(db, task=task, found=found, violations=violations)
         else:
             return await _merge_run(
-                db, session=session, queue=queue, keys=keys, mirror=mirror, look=look
+                db, session=session, queue=queue, keys=keys, mirror=mirror, look=look, made=made
             )
     return 1
 
@@ -191,6 +199,114 @@ async def merge_next(
 RUN = 20
 """Tasks one transaction may merge one after another (`_merge_run`); the session's lock is
 held for as long."""
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A merge commit made and not yet on the branch: the task's `commit` (of `attempt`)
+    merged onto `onto`."""
+
+    task_id: uuid.UUID
+    attempt: int
+    commit: str
+    onto: str
+    merge: str
+
+
+@dataclass(frozen=True)
+class _Merging:
+    """What making a task's merge commit needs (read under the lock or before it)."""
+
+    task_id: uuid.UUID
+    attempt: int
+    commit: str
+    message: str
+    author: git.Author
+
+    @classmethod
+    def of(cls, session: Session, task: Task, commit: str) -> _Merging:
+        return cls(task.id, task.attempt, commit, _message(session, task), _author(task))
+
+
+def _chain(mirror: Path, onto: str, queue: list[_Merging], made: list[_Link]) -> list[_Link]:
+    """Merge commits for `queue`, each onto the one before, the first onto `onto`, until
+    one conflicts or fails; the ones in `made` (made before the lock) are used again when
+    they are the same merge. Blocking: in a thread."""
+    ready = {(m.task_id, m.attempt, m.commit, m.onto): m.merge for m in made}
+    links: list[_Link] = []
+    for item in queue:
+        merge = ready.get((item.task_id, item.attempt, item.commit, onto)) or git.merge_commit(
+            mirror, onto, item.commit, message=item.message, author=item.author
+        )
+        if merge is None:
+            break
+        links.append(_Link(item.task_id, item.attempt, item.commit, onto, merge))
+        onto = merge
+    return links
+
+
+def _plain(settings: SessionSettings, task: Task) -> str | None:
+    """The commit of work that merges with no question asked (a commit of its own, no
+    policy to judge it), else None."""
+    commit: str | None = (task.result or {}).get("commit")
+    if not commit or commit == task.base_commit or _wants_change(settings, task, commit):
+        return None
+    return commit
+
+
+async def _chain_ahead(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID, *, workspace: Path
+) -> list[_Link] | None:
+    """The merge commits of the plain work first in the session's queue, made before the
+    lock is taken (git's part of a merge, most of its time, then runs beside whatever holds
+    the lock, such as approvals filling the queue); the queue is read again while it grows,
+    `RUN` at most. `_merge_run` uses those that still fit under the lock. None when the
+    queue is empty: no lock is taken then (it would wait behind the approvals that fill the
+    queue, to find it empty)."""
+    made: list[_Link] = []
+    while True:
+        ahead = await _queue_ahead(sessionmaker, session_id)
+        if ahead is None:
+            return made or None
+        head, repo_path, queue = ahead
+        if head is None or len(queue) <= len(made):
+            return made
+        made = await asyncio.to_thread(_chain, workspace / repo_path, head, queue, made)
+        if len(made) < len(queue) or len(made) >= RUN:
+            return made  # a conflict or a failure first (the lock's to find), or enough
+
+
+async def _queue_ahead(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+) -> tuple[str | None, str, list[_Merging]] | None:
+    """The session's integration head, repository and the plain work first in its queue,
+    read without a lock; None when nothing waits to merge."""
+    async with sessionmaker() as db:
+        session = await db.get(Session, session_id)
+        if session is None:
+            return None
+        tasks = (
+            await db.scalars(
+                select(Task)
+                .where(
+                    Task.session_id == session_id,
+                    Task.merge_status == MergeStatus.PENDING,
+                    Task.status == TaskStatus.SUCCEEDED,
+                )
+                .order_by(Task.merge_seq, Task.id)
+                .limit(RUN)
+            )
+        ).all()
+    if not tasks:
+        return None
+    settings = session_settings(session)
+    queue: list[_Merging] = []
+    for task in tasks if not settings.dry_run else []:
+        commit = _plain(settings, task)
+        if commit is None:
+            break
+        queue.append(_Merging.of(session, task, commit))
+    return session.integration_head, session.repo_path, queue
 
 
 async def _merge_run(
@@ -201,82 +317,87 @@ async def _merge_run(
     keys: Keys,
     mirror: Path,
     look: _Look,
+    made: list[_Link],
 ) -> int:
-    """Merge the first task of `queue` (`_merge_task`); when it merged, go on with the
-    tasks after it while each is plain work (a commit of its own, no policy to judge it)
-    that `git.merge_onto` merges cleanly onto the head just made, and record them all with
-    one queueing of their dependents and one settling of the session. The first that is
-    not so waits for the next transaction, which does it the careful way. Return how many
-    left the queue."""
-    first = await _merge_task(
-        db, session=session, task=queue[0], keys=keys, mirror=mirror, look=look, settle=False
-    )
-    if first is None:
-        return 1  # a conflict or a failure, recorded and settled
-    brought_in = [*first]
-    settings = session_settings(session)
-    branch = scheduler.integration_branch(session.id)
-    done = 1
-    for task in queue[1:]:
-        commit = (task.result or {}).get("commit")
-        head = session.integration_head
-        if (
-            not commit
-            or head is None
-            or commit == task.base_commit
-            or _wants_change(settings, task, commit)
-        ):
-            break
-        result = await asyncio.to_thread(
-            git.merge_onto,
-            mirror,
-            branch,
-            head,
-            commit,
-            message=_message(session, task),
-            author=_author(task),
+    """Merge the first task of `queue` and the plain work right after it (a commit of its
+    own, no policy to judge it), each onto the merge before, with one compare-and-swap of
+    the branch from the head the session records (`_onto`), then queue their dependents and
+    settle the session once. When the first does not merge so (a conflict, a branch that
+    moved), it is merged the careful way (`_merge_careful`) and the run goes on from the
+    head that made. Return how many left the queue."""
+    brought_in: list[uuid.UUID] = []
+    done = 0
+    if session.integration_head == look.start:
+        brought_in, done = await _onto(db, session, queue, mirror, made, first=look.commit)
+    if not done:
+        careful = await _merge_careful(
+            db, session=session, queue=queue, keys=keys, mirror=mirror, look=look
         )
-        if result is None:
-            break
-        brought_in += await _record_merged(db, session=session, task=task, head=result)
-        done += 1
+        if careful is None:
+            return 1  # a conflict or a failure, recorded and settled
+        brought_in, done = careful
+        more, count = await _onto(db, session, queue[done:], mirror, made)
+        brought_in, done = brought_in + more, done + count
     await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
     return done
 
 
-async def _merge_task(
+async def _onto(
     db: AsyncSession,
-    *,
     session: Session,
-    task: Task,
-    keys: Keys,
+    tasks: list[Task],
     mirror: Path,
-    look: _Look,
-    settle: bool = True,
-) -> list[uuid.UUID] | None:
-    """Merge the task's commit into the integration branch (the session is locked): at
-    once from the head the session records (`git.merge_onto`), else the careful way
-    (`git.merge_into`: git's own head read, a commit it already holds found). Return the
-    tasks it brought in, recorded merged (their dependents queued and the session settled
-    unless `settle` is False); None on a conflict or a failure, recorded and settled."""
-    commit, start = look.commit, look.start
+    made: list[_Link],
+    *,
+    first: str | None = None,
+) -> tuple[list[uuid.UUID], int]:
+    """Merge the plain work first in `tasks` (the first's commit given as `first` when
+    the caller knows it may merge), each onto the one before, the first onto the head the
+    session records, and move the branch there in one compare-and-swap; record them merged.
+    Return the tasks brought in and how many of `tasks` merged (0: none, the branch as it
+    was, when the first does not merge cleanly or the branch moved)."""
+    head = session.integration_head
+    if head is None or not tasks:
+        return [], 0
+    settings = session_settings(session)
+    merging: list[_Merging] = []
+    for task in tasks:
+        commit = first if first is not None and not merging else _plain(settings, task)
+        if commit is None:
+            break
+        merging.append(_Merging.of(session, task, commit))
+    links = await asyncio.to_thread(_chain, mirror, head, merging, made) if merging else []
+    if not links or not await asyncio.to_thread(
+        git.move_branch,
+        mirror,
+        scheduler.integration_branch(session.id),
+        links[-1].merge,
+        old=head,
+        reason=f"swarm: merge {len(links)} task(s)",
+    ):
+        return [], 0
+    brought_in: list[uuid.UUID] = []
+    for task, link in zip(tasks, links, strict=False):
+        merged = git.MergeResult(head=link.merge, merged=True)
+        brought_in += await _record_merged(db, session=session, task=task, head=merged)
+    return brought_in, len(links)
+
+
+async def _merge_careful(
+    db: AsyncSession, *, session: Session, queue: list[Task], keys: Keys, mirror: Path, look: _Look
+) -> tuple[list[uuid.UUID], int] | None:
+    """Merge the first task of `queue` the careful way (the session is locked;
+    `git.merge_into`: git's own head read, a commit it already holds found) and record it
+    merged. When the branch held its work already (a crash lost the record of a run), the
+    tasks after it whose work it holds too are recorded with it. Return the tasks brought in
+    and how many of `queue` merged; None on a conflict or a failure, recorded and settled."""
+    task = queue[0]
     branch = scheduler.integration_branch(session.id)
+    message, author = _message(session, task), _author(task)
     try:
-        result = None
-        if session.integration_head is not None and session.integration_head == start:
-            result = await asyncio.to_thread(
-                git.merge_onto,
-                mirror,
-                branch,
-                start,
-                commit,
-                message=_message(session, task),
-                author=_author(task),
-            )
-        if result is None:
-            result = await asyncio.to_thread(
-                _merge, mirror, branch, start, commit, _message(session, task), _author(task)
-            )
+        result = await asyncio.to_thread(
+            _merge, mirror, branch, look.start, look.commit, message, author
+        )
     except git.GitError as exc:
         if exc.transient:
             raise
@@ -291,9 +412,14 @@ async def _merge_task(
         await _conflict(db, session=session, task=task, files=list(result.conflicts), keys=keys)
         return None
     brought_in = await _record_merged(db, session=session, task=task, head=result)
-    if settle:
-        await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
-    return brought_in
+    done = 1
+    for later in queue[1:] if result.already else []:
+        commit = (later.result or {}).get("commit")
+        if not commit or not await asyncio.to_thread(git.is_ancestor, mirror, commit, result.head):
+            break
+        brought_in += await _record_merged(db, session=session, task=later, head=result)
+        done += 1
+    return brought_in, done
 
 
 # -- policies and dry runs -----------------------------------------------------------------
