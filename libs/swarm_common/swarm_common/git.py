@@ -103,6 +103,25 @@ class Author:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(_base_env())
+    if extra:
+        env.update(extra)
+    return env
+
+
+_made_from: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+"""The environment git last ran with, and the process environment it was made from."""
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment less its secrets and git's own variables, plus ours:
+    made again only when the environment changed (every git command needs it, and looking
+    for secrets in every variable costs more than starting some of them)."""
+    global _made_from
+    now: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)  # CPython's raw copy
+    made = _made_from
+    if now is not None and made is not None and made[0] == now:
+        return made[1]
     env = {k: v for k, v in without_secrets(os.environ).items() if not k.startswith("GIT_")}
     env.update(
         GIT_TERMINAL_PROMPT="0",
@@ -110,8 +129,8 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
         GIT_CONFIG_NOSYSTEM="1",
         LC_ALL="C",
     )
-    if extra:
-        env.update(extra)
+    if now is not None:
+        _made_from = (dict(now), env)
     return env
 
 

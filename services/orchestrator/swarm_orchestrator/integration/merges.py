@@ -166,7 +166,7 @@ async def merge_next(
         mirror = workspace / session.repo_path
         if not commit or (
             commit == task.base_commit  # the attempt changed nothing: is its start merged?
-            and await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
+            and (commit == start or await asyncio.to_thread(git.is_ancestor, mirror, commit, start))
         ):
             await _merged(db, session=session, task=task, keys=keys, head=None)
             return 1
