@@ -301,6 +301,11 @@ def cancel_completed(db: AsyncSession, session: Session, *, tasks_cancelled: int
     )
 
 
+_DECIDED_ELSEWHERE = (TaskStatus.REVIEWING, TaskStatus.RACING)
+"""States whose task waits on other tasks (its review run, its race's contenders), which
+`finish_or_reopen` settles when those ended without deciding."""
+
+
 async def finish_or_reopen(db: AsyncSession, session: Session) -> None:
     """Mark the session finished when its last task ended and every succeeded one is merged,
     and settle it (see the module's docstring); unfinished again when a task is retried or
@@ -309,8 +314,17 @@ async def finish_or_reopen(db: AsyncSession, session: Session) -> None:
         await _settle_planning(db, session)
     from swarm_orchestrator.graph import races, reviews  # they import this module
 
-    await reviews.settle(db, session)
-    await races.settle(db, session)
+    waiting = set(
+        await db.scalars(
+            select(Task.status)
+            .where(Task.session_id == session.id, Task.status.in_(_DECIDED_ELSEWHERE))
+            .distinct()
+        )
+    )  # one probe for both, most sessions have neither
+    if TaskStatus.REVIEWING in waiting:
+        await reviews.settle(db, session)
+    if TaskStatus.RACING in waiting:
+        await races.settle(db, session)
     if session.finished_at is None and await _any_unended(db, session.id):
         return  # the common case, told by an index probe without counting the graph
     graph = await tally(db, session.id)
