@@ -75,6 +75,29 @@ def work_head(session: Session) -> str:
     return session.dry_run_head or session.integration_head or session.base_commit
 
 
+def _ready() -> tuple[ColumnElement[bool], ...]:
+    """A pending task whose retry time (if any) came and whose every parent succeeded and is
+    merged: built once (a statement's clauses cost more to build than to run)."""
+    parent = aliased(Task)
+    unfinished_parent = exists().where(
+        TaskDependency.task_id == Task.id,
+        TaskDependency.depends_on_id == parent.id,
+        or_(
+            parent.status != TaskStatus.SUCCEEDED,
+            parent.merge_status.is_(None),
+            parent.merge_status.not_in(list(MERGED_STATES)),
+        ),
+    )
+    return (
+        Task.status == TaskStatus.PENDING,
+        or_(Task.retry_at.is_(None), Task.retry_at <= func.now()),
+        ~unfinished_parent,
+    )
+
+
+_READY = _ready()
+
+
 async def queue_ready(
     db: AsyncSession,
     *,
@@ -95,22 +118,10 @@ async def queue_ready(
         return []
     if not await budgets.check(db, session, keys=keys):  # spent: it may have been suspended
         return []
-    parent = aliased(Task)
-    unfinished_parent = exists().where(
-        TaskDependency.task_id == Task.id,
-        TaskDependency.depends_on_id == parent.id,
-        or_(
-            parent.status != TaskStatus.SUCCEEDED,
-            parent.merge_status.is_(None),
-            parent.merge_status.not_in(list(MERGED_STATES)),
-        ),
-    )
     tasks = await lock_tasks(
         db,
         session,
-        Task.status == TaskStatus.PENDING,
-        or_(Task.retry_at.is_(None), Task.retry_at <= func.now()),
-        ~unfinished_parent,
+        *_READY,
         *kinds,
         ids=only,
         order_by=(Task.priority.desc(), Task.created_at, Task.key),
