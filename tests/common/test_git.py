@@ -171,3 +171,26 @@ def test_merge_onto_leaves_conflicts_and_missing_branches_to_merge_into(
     assert git.merge_into(bare, "i", right, message="m", author=author).conflicts == ("README.md",)
     assert git.merge_onto(bare, "absent", base, left, message="m", author=author) is None
     assert branch_commit(bare, "absent") is None
+
+
+def test_head_of_reads_what_rev_parse_says_or_nothing(
+    mirror: tuple[Path, str], tmp_path: Path
+) -> None:
+    bare, base = mirror
+    wt = tmp_path / "wt"
+    git.add_worktree(bare, wt, branch="swarm/s/task/h", commit=base)
+
+    def rev_parse() -> str:
+        return git.git("rev-parse", "HEAD", cwd=wt).stdout.strip()
+
+    assert git.head_of(wt) == rev_parse() == base
+    (wt / "new.txt").write_text("n\n")
+    git.git("add", "new.txt", cwd=wt)
+    git.git("commit", "-qm", "n", cwd=wt, env=git.identity(git.Author("a", "a@b")))
+    assert git.head_of(wt) == rev_parse() != base  # the branch moved: its loose ref
+    git.git("checkout", "-q", "--detach", base, cwd=wt)
+    assert git.head_of(wt) == rev_parse() == base  # detached: HEAD itself
+    git.git("checkout", "-q", "swarm/s/task/h", cwd=wt)
+    git.git("pack-refs", "--all", git_dir=bare)  # no loose ref left: git is asked instead
+    assert git.head_of(wt) is None
+    assert git.head_of(tmp_path / "not-a-worktree") is None

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ __all__ = [
     "commit_all",
     "diff",
     "git",
+    "head_of",
     "identity",
     "is_ancestor",
     "merge_commit",
@@ -237,6 +239,39 @@ def pointed_git_dir(folder: Path) -> Path | None:
     if not text.startswith("gitdir:"):
         return None
     return (folder / text.removeprefix("gitdir:").strip()).resolve()
+
+
+_HEX_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_BRANCH_REF = re.compile(r"refs/heads/[A-Za-z0-9._/-]+")
+
+
+def head_of(worktree: Path) -> str | None:
+    """The commit a linked worktree's HEAD is at, read from git's own files as git reads
+    them (its HEAD, then the loose ref it names in the repository), without starting git;
+    None when they say anything else (a packed ref, a ref git would refuse): ask git
+    then. A command fewer on the path of every attempt."""
+    admin = pointed_git_dir(worktree)
+    if admin is None:
+        return None
+    head = _small_file(admin / "HEAD")
+    if head is None or _HEX_SHA.fullmatch(head):
+        return head
+    ref = head.removeprefix("ref: ")
+    if ref == head or not _BRANCH_REF.fullmatch(ref) or ".." in ref or "//" in ref:
+        return None
+    common = _small_file(admin / "commondir")
+    if common is None:
+        return None
+    value = _small_file((admin / common) / ref)
+    return value if value is not None and _HEX_SHA.fullmatch(value) else None
+
+
+def _small_file(path: Path) -> str | None:
+    try:
+        with path.open(errors="replace") as handle:
+            return handle.read(4096).strip()
+    except OSError:
+        return None
 
 
 def clone_bare(

@@ -187,6 +187,32 @@ def escaping_symlinks(
     if expected_git_link is not None and git_link(root) != expected_git_link:
         now = git_link(root).decode(errors="replace").strip() or "not a gitdir file"
         return [f".git -> {now}"]
+    names = _changed_names(root, base_commit, exclude)
+    if any("\ufffd" in name for name in names):  # not UTF-8: git's names cannot be looked up
+        names = set(_all_symlinks(root, exclude))
+    found = []
+    for name in sorted(names):
+        path = root / name
+        if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
+            found.append(f"{_printable(name)} -> {_printable(os.readlink(path))}")
+    return found
+
+
+def _changed_names(root: Path, base_commit: str, exclude: Sequence[str]) -> set[str]:
+    """Every path whose content differs from `base_commit` in the worktree (tracked or
+    not, ignored ones aside), the untracked ones in `exclude` left out. While HEAD is still
+    at `base_commit` (the agent committed nothing), one `git status` says it all; else
+    `git diff` from `base_commit` and `git ls-files --others`."""
+    if git.head_of(root) == base_commit:
+        listing = git.git(
+            "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=root
+        ).stdout
+        entries = [entry for entry in listing.split("\0") if entry]
+        return {
+            entry[3:]
+            for entry in entries
+            if not (entry.startswith("?? ") and _excluded(entry[3:], exclude))
+        }
     changed = git.git(
         "diff",
         "--name-only",
@@ -200,14 +226,7 @@ def escaping_symlinks(
     new = git.git("ls-files", "--others", "--exclude-standard", "-z", cwd=root).stdout
     names = {n for n in changed.split("\0") if n}
     names |= {n for n in new.split("\0") if n and not _excluded(n, exclude)}
-    if any("\ufffd" in name for name in names):  # not UTF-8: git's names cannot be looked up
-        names = set(_all_symlinks(root, exclude))
-    found = []
-    for name in sorted(names):
-        path = root / name
-        if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root):
-            found.append(f"{_printable(name)} -> {_printable(os.readlink(path))}")
-    return found
+    return names
 
 
 def describe(symlinks: Sequence[str], writes: Sequence[str]) -> str:

@@ -140,7 +140,7 @@ class Worktrees:
         def commit() -> Commit:
             if changes is None or _to_commit(path, changes, exclude):
                 _commit_all(path, repo, message=text, author=author, exclude=exclude)
-            head = git.git("rev-parse", "HEAD", cwd=path).stdout.strip()
+            head = git.head_of(path) or git.git("rev-parse", "HEAD", cwd=path).stdout.strip()
             if head == message.base_commit:  # nothing committed, by the agent or here
                 return Commit(sha=head, changed_files=[])
             return Commit(sha=head, changed_files=git.changed_files(path, message.base_commit))
