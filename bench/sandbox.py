@@ -4,8 +4,8 @@ each command it runs, next to what preparing the attempt's worktree takes, in on
 Each figure is over `--runs` runs, the kinds interleaved so that a noisy machine weighs on
 all of them alike:
 
-- `run_off_s`: `true` through `procs.run_process` (the adapter's own path: the supervisor,
-  the pipes), no sandbox;
+- `run_off_s`: `true` through `procs.run_process` (the adapter's own path: its process
+  group, the watchdog's mark, the pipes), no sandbox;
 - `run_bwrap_s`: the same inside a cell without network (a shell task whose session
   allows no host): bubblewrap and `env`;
 - `run_bwrap_net_s`: inside a cell with the proxy (`sandbox_init` in front, its relay

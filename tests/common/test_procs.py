@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from swarm_common.procs import kill_strays, run_process
+from swarm_common import procs
+from swarm_common.procs import kill_strays, run_process, watched
+from swarm_common.supervise import MARK
 from tests.waiting import pid_alive, wait_until
 
 
@@ -144,7 +146,7 @@ from swarm_common.procs import run_process
 async def main() -> None:
     env = {**os.environ, "SWARM_WORKTREE": sys.argv[1]}
     await run_process(
-        ["sh", "-c", "sleep 300 & setsid sleep 301 & sleep 302"],
+        ["sh", "-c", "sleep 300 & setsid sleep 301 & env -i sleep 303 & echo $! > pid; sleep 302"],
         cwd=Path(sys.argv[2]), env=env, timeout_s=600, cancel=asyncio.Event(),
     )
 
@@ -156,13 +158,18 @@ async def test_a_parent_killed_with_sigkill_takes_every_marked_process_with_it(
     tmp_path: Path,
 ) -> None:
     marker = f"SWARM_WORKTREE={tmp_path / 'worktree'}"
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path / "worktree"), "."])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path / "worktree"), str(tmp_path)]
+    )
     sleeps = {"sleep 300", "sleep 301", "sleep 302"}
     try:
         await wait_until(lambda: sleeps <= set(carrying(marker).values()), timeout_s=10)
+        unmarked = int((tmp_path / "pid").read_text())  # `env -i`: in the group, no marker
+        assert pid_alive(unmarked)
         os.kill(parent.pid, signal.SIGKILL)
         assert parent.wait(timeout=5) == -signal.SIGKILL
         await wait_until(lambda: not carrying(marker), timeout_s=5, message=str(carrying(marker)))
+        await wait_until(lambda: not pid_alive(unmarked), timeout_s=5, message="env -i sleep")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -211,3 +218,14 @@ async def test_a_command_that_exits_is_done_though_a_child_still_holds_its_outpu
         assert result.duration_s < 1
     finally:
         kill_strays(marker)
+
+
+async def test_a_watchdog_that_died_is_started_again_for_the_next_command(tmp_path: Path) -> None:
+    first = watched({})[MARK]
+    watchdog = procs._WATCHDOG.pid
+    os.kill(watchdog, signal.SIGKILL)
+    await wait_until(lambda: not pid_alive(watchdog), timeout_s=5, message="watchdog gone")
+    result = await _run("echo $SWARM_OWNER", tmp_path)
+    again = procs._WATCHDOG.pid
+    assert again != watchdog and pid_alive(again)
+    assert result.tail.strip() != first and result.tail.strip() == watched({})[MARK]

@@ -1,6 +1,8 @@
 """Running a child process (an agent, a setup command, a quality gate): its own process
 group, stdin from /dev/null, a timeout, a cancel signal, and the whole group killed (TERM,
-then KILL after a grace period) when it must stop, so no child outlives its run."""
+then KILL after a grace period) when it must stop, so no child outlives its run; and the
+process's watchdog (`swarm_common.supervise`), started with its first run, so no child
+outlives the process either, even when it dies by `kill -9`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,7 @@ __all__ = [
     "kill_group",
     "kill_strays",
     "run_process",
-    "supervised",
+    "watched",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,11 +89,55 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     await proc.wait()
 
 
-def supervised(argv: Sequence[str]) -> list[str]:
-    """`argv` behind the supervisor (`swarm_common.supervise`), so that it and everything it
-    starts die with this process, even on `kill -9`. (A `preexec_fn` would be unsafe in a
-    process that runs threads, as the adapter does for git.)"""
-    return [sys.executable, "-I", "-S", _SUPERVISOR, str(os.getpid()), "--", *argv]
+class _Watchdog:
+    """This process's watchdog: its token and pid (per process: a forked child starts its
+    own)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner = 0
+        self.token = ""
+        self.pid = 0
+
+    def mark(self) -> str:
+        """`SWARM_OWNER`'s value for the next command; the watchdog started first (again,
+        should it have died: the commands it watched lose their guard, and a warning says
+        so)."""
+        with self.lock:
+            if self.owner == os.getpid():
+                if self._alive():
+                    return self.token
+                log.warning("the process watchdog had exited; started again")
+            self.owner, self.token = os.getpid(), uuid.uuid4().hex
+            argv = [sys.executable, "-I", "-S", _SUPERVISOR, str(os.getpid()), self.token]
+            # posix_spawn, not Popen: nothing here waits for it, and a Popen object would
+            # warn at exit that its process still runs (it does, for a moment: by design).
+            self.pid = os.posix_spawn(
+                argv[0],
+                argv,
+                {},  # it needs none, and none of this process's secrets go its way
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                ],
+                setsid=True,
+            )
+            return self.token
+
+    def _alive(self) -> bool:
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+
+_WATCHDOG = _Watchdog()
+
+
+def watched(env: dict[str, str]) -> dict[str, str]:
+    """`env` marked for this process's watchdog (started if need be): what runs with it is
+    killed, with its process group, when this process dies."""
+    return {**env, supervise.MARK: _WATCHDOG.mark()}
 
 
 async def run_process(
@@ -115,13 +163,24 @@ async def run_process(
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *supervised(argv),
+            *argv,
             cwd=cwd,
-            env=env,
+            env=watched(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        if not argv or exc.filename not in (None, argv[0]):
+            raise  # the working directory, not the command
+        return ProcessResult(
+            exit_code=127 if isinstance(exc, FileNotFoundError) else 126,
+            timed_out=False,
+            cancelled=False,
+            tail=f"cannot run {argv[0]}: {exc.strerror}\n",
+            duration_s=loop.time() - started,
         )
     except BaseException:
         os.close(read_fd)
