@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm_common.backoff import Backoff
 from swarm_common.concealed import without_secrets
 
 __all__ = [
@@ -177,9 +178,13 @@ def git(
 
 @contextlib.contextmanager
 def repo_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive lock on one repository, across processes and threads."""
+    """Hold an exclusive lock on one repository, across processes and threads. A waiter
+    looks again after 1 ms, then ever less often, 20 ms apart at most: the lock is mostly
+    held for a git command or a rename (a few ms), and a fixed 20 ms step made each wait
+    for it cost 20 ms."""
     lock_path = git_dir / "swarm.lock"
     deadline = time.monotonic() + timeout
+    backoff = Backoff(base_s=0.001, cap_s=0.02)
     with open(lock_path, "a+") as handle:
         while True:
             try:
@@ -188,7 +193,7 @@ def repo_lock(git_dir: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"repository lock {lock_path} held too long") from None
-                time.sleep(0.02)
+                time.sleep(backoff.failed())
         try:
             yield
         finally:

@@ -125,9 +125,10 @@ class Pool:
         if not _SHA.fullmatch(commit):
             commit = git.resolve_commit(repo, commit)  # a full hash: never read as an option
         self._sweep_once(repo)
-        with git.repo_lock(repo):
-            if os.path.lexists(path):  # a crashed run of this attempt: never reused
-                self._drop(repo, path)
+        if os.path.lexists(path):  # a crashed run of this attempt: never reused
+            with git.repo_lock(repo):  # (nobody else makes this attempt's path meanwhile)
+                if os.path.lexists(path):
+                    self._drop(repo, path)
         admin = self._reuse(repo, path, commit) if self.size else None
         reused = admin is not None
         try:
