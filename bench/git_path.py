@@ -2,8 +2,12 @@
 two shell adapters × 2, against the floor of plain git measured in the same run.
 
 - `started_to_succeeded_s`: the median over the tasks of `task.succeeded` minus
-  `task.started` (timeline `created_at`): worktree, agent, commit, push and report;
-- `started_to_succeeded_p99_s`, `tasks_per_s` (POST → done): for orientation;
+  `task.started` as the adapter stamped them (`data.at` of each: when it began the task,
+  when its result was ready): worktree, agent, escape check, commit. Not the timeline's
+  `created_at`, which is when the orchestrator applied each report: reports applied in one
+  batch share that time, so a task both of whose reports came in one batch took 0 s there;
+- `started_to_succeeded_p99_s`, `tasks_per_s` (POST → done), `applied_span_p50_s` (the
+  same median from the timeline's `created_at`): for orientation;
 - `floor_s`: the median of, in Python subprocess calls on a clone of the same repository,
   `git worktree add -b <new> <dir> main`, write one file, `git add` + `git commit`,
   `git worktree remove --force` (`repos.worktree_floor`).
@@ -43,10 +47,12 @@ def once(quick: bool = False) -> dict[str, float]:
             repo = small_repo(root / "repo")
             run = rest.run_session(client, repo, true_tasks(count), timeout_s=60 + 5 * count)
         floors = worktree_floor(repo, root / "floor", QUICK_FLOORS if quick else FLOORS)
-    runs = rest.spans(run.events, "task.started", "task.succeeded")
+    runs = rest.stamped_spans(run.events, "task.started", "task.succeeded")
+    applied = rest.spans(run.events, "task.started", "task.succeeded")
     return {
         "started_to_succeeded_s": percentile(runs, 50),
         "started_to_succeeded_p99_s": percentile(runs, 99),
+        "applied_span_p50_s": percentile(applied, 50),
         "tasks_per_s": count / run.seconds,
         "floor_s": percentile(floors, 50),
     }

@@ -226,6 +226,25 @@ def first_at(events: list[Event], kind: str) -> dict[tuple[str, int], float]:
     return found
 
 
+def stamped_at(events: list[Event], kind: str) -> dict[tuple[str, int], float]:
+    """(task id, attempt) → the time the adapter stamped on its first entry of type `kind`
+    (`data.at`: when it began the task, when its result was ready) as a Unix time."""
+    found: dict[tuple[str, int], float] = {}
+    for e in events:
+        at = (e.get("data") or {}).get("at")
+        if e["type"] == kind and e["task_id"] is not None and at:
+            key = (str(e["task_id"]), int(e["attempt"] or 0))
+            found.setdefault(key, datetime.fromisoformat(str(at)).timestamp())
+    return found
+
+
+def stamped_spans(events: list[Event], start: str, end: str) -> list[float]:
+    """Each attempt's `end` minus its `start` as the adapter stamped them (`stamped_at`)."""
+    began = stamped_at(events, start)
+    ended = stamped_at(events, end)
+    return [ended[k] - began[k] for k in ended if k in began]
+
+
 def spans(events: list[Event], start: str, end: str) -> list[float]:
     """Each attempt's first `end` entry minus its first `start` entry (s)."""
     began = first_at(events, start)

@@ -1,6 +1,7 @@
 """How the benchmarks compute their figures, where that is more than a subtraction: the
-adapter's `worktree ready` lines read back, the merge queue's busy time, the DAG's critical
-path and ideal, the git floors (real git), and the default settings recovery puts back."""
+adapter's `worktree ready` lines read back, spans from the adapter's own stamps, the merge
+queue's busy time, the DAG's critical path and ideal, the git floors (real git), and the
+default settings recovery puts back."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dag_scheduling import Dag, random_dag
 from merge_queue import busy_per_merge
 from recovery import defaults
 from repos import merge_floor, small_repo, worktree_floor
+from rest import stamped_spans
 from worktree_ready import ready_lines
 
 from swarm_adapter.settings import AdapterSettings
@@ -51,6 +53,35 @@ def test_worktree_ready_lines_are_read_from_the_adapters_log_format() -> None:
     assert [line["elapsed_ms"] for line in lines] == ["12.5", "900", "40"]
     assert [line["reused"] for line in lines] == ["True", "False", "True"]
     assert lines[0]["path"] == "/tmp/a b"
+
+
+def test_spans_come_from_the_adapters_stamps_not_from_when_reports_were_applied() -> None:
+    def entry(kind: str, task: str, attempt: int, at: str | None) -> dict[str, object]:
+        applied = "2026-12-05T10:00:00+00:00"  # both reports applied in one batch
+        data = {"at": at} if at else {}
+        return {
+            "type": kind,
+            "task_id": task,
+            "attempt": attempt,
+            "created_at": applied,
+            "data": data,
+        }
+
+    events = [
+        entry("task.started", "a", 1, "2026-12-05T09:59:59.900+00:00"),
+        entry("task.succeeded", "a", 1, "2026-12-05T09:59:59.950+00:00"),
+        entry("task.started", "b", 1, "2026-12-05T09:59:59.000+00:00"),  # no result yet
+        entry("task.started", "c", 2, "2026-12-05T09:59:58.000+00:00"),
+        entry("task.succeeded", "c", 2, "2026-12-05T09:59:58.250+00:00"),
+        entry(
+            "task.succeeded", "c", 2, "2026-12-05T09:59:59.000+00:00"
+        ),  # redelivered: first counts
+        entry("task.succeeded", "d", 1, None),  # no stamp: not counted
+    ]
+    assert sorted(round(s, 3) for s in stamped_spans(events, "task.started", "task.succeeded")) == [
+        0.05,
+        0.25,
+    ]
 
 
 def test_the_merge_queue_counts_busy_time_only() -> None:

@@ -165,12 +165,13 @@ class AttemptPipeline:
             )
         if message.read_only:
             return await self._answered(running, worktree, before, result, settings)
+        listed = escape.Listed()
         escaped = await self.escapes.refusal(
-            message, worktree, before, checks, result, exclude=exclude
+            message, worktree, before, checks, result, exclude=exclude, listed=listed
         )
         if escaped is not None:
             return escaped
-        commit = await self._commit(message, worktree, result, exclude)
+        commit = await self._commit(message, worktree, result, exclude, listed.entries)
         if not isinstance(commit, Commit):
             return commit
         if result.outcome == "succeeded":
@@ -254,12 +255,18 @@ class AttemptPipeline:
             result.error = "conflict markers are left in " + ", ".join(left[:20])
 
     async def _commit(
-        self, message: TaskMessage, worktree: Path, result: RunResult, exclude: list[str]
+        self,
+        message: TaskMessage,
+        worktree: Path,
+        result: RunResult,
+        exclude: list[str],
+        listed: list[str] | None,
     ) -> Commit | TaskFailed:
         """Redact secrets the agent wrote into files, then commit (`git_error` if git
-        fails)."""
+        fails). `listed`: the worktree's `git status` entries, when the escape check just
+        read them."""
         try:
-            scrubbed = await self.worktrees.scrub(worktree, self.secrets)
+            scrubbed = await self.worktrees.scrub(worktree, self.secrets, listed=listed)
             if scrubbed.files:
                 log.warning(
                     "the agent wrote a secret into files; redacted before commit",

@@ -64,12 +64,14 @@ from pathlib import Path
 from swarm_common import git
 
 __all__ = [
+    "Listed",
     "Snapshot",
     "describe",
     "escaping_symlinks",
     "git_link",
     "restore_mirrors",
     "snapshot",
+    "status_entries",
     "writes_outside",
 ]
 
@@ -177,6 +179,7 @@ def escaping_symlinks(
     *,
     exclude: Sequence[str] = (),
     expected_git_link: bytes | None = None,
+    listed: Listed | None = None,
 ) -> list[str]:
     """The symlinks the commit of `worktree` would take that resolve outside it, as
     `path -> target` (relative to the worktree), sorted. `exclude`: what setup made, never
@@ -187,7 +190,7 @@ def escaping_symlinks(
     if expected_git_link is not None and git_link(root) != expected_git_link:
         now = git_link(root).decode(errors="replace").strip() or "not a gitdir file"
         return [f".git -> {now}"]
-    names = _changed_names(root, base_commit, exclude)
+    names = _changed_names(root, base_commit, exclude, listed)
     if any("\ufffd" in name for name in names):  # not UTF-8: git's names cannot be looked up
         names = set(_all_symlinks(root, exclude))
     found = []
@@ -198,16 +201,35 @@ def escaping_symlinks(
     return found
 
 
-def _changed_names(root: Path, base_commit: str, exclude: Sequence[str]) -> set[str]:
+@dataclass
+class Listed:
+    """The worktree's `git status` entries (`status_entries`), when the symlink check read
+    them: the commit that follows uses them rather than asking git again."""
+
+    entries: list[str] | None = None
+
+
+def status_entries(worktree: Path) -> list[str]:
+    """`git status --porcelain -z --untracked-files=all --no-renames`, entry by entry:
+    `XY path` for every changed path, tracked or not (ignored ones aside). Raises
+    `git.GitError`."""
+    listing = git.git(
+        "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=worktree
+    ).stdout
+    return [entry for entry in listing.split("\0") if entry]
+
+
+def _changed_names(
+    root: Path, base_commit: str, exclude: Sequence[str], listed: Listed | None
+) -> set[str]:
     """Every path whose content differs from `base_commit` in the worktree (tracked or
     not, ignored ones aside), the untracked ones in `exclude` left out. While HEAD is still
-    at `base_commit` (the agent committed nothing), one `git status` says it all; else
-    `git diff` from `base_commit` and `git ls-files --others`."""
+    at `base_commit` (the agent committed nothing), one `git status` says it all (kept in
+    `listed`); else `git diff` from `base_commit` and `git ls-files --others`."""
     if git.head_of(root) == base_commit:
-        listing = git.git(
-            "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", cwd=root
-        ).stdout
-        entries = [entry for entry in listing.split("\0") if entry]
+        entries = status_entries(root)
+        if listed is not None:
+            listed.entries = entries
         return {
             entry[3:]
             for entry in entries

@@ -48,18 +48,20 @@ class EscapeCheck:
         result: RunResult | None = None,
         *,
         exclude: list[str] | None = None,
+        listed: escape.Listed | None = None,
     ) -> TaskFailed | None:
         """The `workspace_escape` failure when the attempt wrote to the workspace outside its
         worktree since `before` or (with `exclude`, before the commit) leaves a symlink or a
         `.git` file pointing out of it; None when it did not. The task's branch is put back
-        where the attempt started, so nothing of it stays committed."""
+        where the attempt started, so nothing of it stays committed. `listed` gets the
+        worktree's `git status` entries when the check read them."""
         ran = result or RunResult(outcome="failed", exit_code=None)
         gates = [c.model_dump(mode="json") for c in checks]
         links: list[str] = []
         writes = await self._writes_outside(message, before)
         if not writes and exclude is not None:
             try:
-                links = await self._escaping_links(message, worktree, before, exclude)
+                links = await self._escaping_links(message, worktree, before, exclude, listed)
             except (git.GitError, TimeoutError) as exc:  # unchecked: not to be committed
                 return TaskFailed(
                     **about(message, self.worker),
@@ -86,7 +88,12 @@ class EscapeCheck:
         return writes
 
     async def _escaping_links(
-        self, message: TaskMessage, worktree: Path, before: escape.Snapshot, exclude: list[str]
+        self,
+        message: TaskMessage,
+        worktree: Path,
+        before: escape.Snapshot,
+        exclude: list[str],
+        listed: escape.Listed | None,
     ) -> list[str]:
         """Symlinks (and a `.git` file) the commit would take that point out of the
         worktree. Raises `git.GitError` or `TimeoutError`."""
@@ -97,6 +104,7 @@ class EscapeCheck:
                 message.base_commit,
                 exclude=exclude,
                 expected_git_link=before.git_link,
+                listed=listed,
             )
         )
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm_adapter.escape import status_entries
 from swarm_adapter.pool import POOL_SIZE, Pool, trash
 from swarm_common import git
 from swarm_common.messages import TaskMessage
@@ -169,11 +170,15 @@ class Worktrees:
         except (git.GitError, TimeoutError) as exc:
             raise WorktreeError(f"cannot restore the branch: {exc}") from None
 
-    async def scrub(self, path: Path, secrets: list[str]) -> Scrubbed:
+    async def scrub(
+        self, path: Path, secrets: list[str], *, listed: list[str] | None = None
+    ) -> Scrubbed:
         """Replace `secrets`, and every well-known key format, in every file the agent
         changed, before anything is committed; the files that held one, and what changed
-        (for `commit`)."""
-        return await asyncio.to_thread(_scrub, path, [s.encode() for s in secrets if s])
+        (for `commit`). `listed`: the worktree's `escape.status_entries` read just before
+        (else read here)."""
+        encoded = [s.encode() for s in secrets if s]
+        return await asyncio.to_thread(_scrub, path, encoded, listed)
 
     async def remove(self, message: TaskMessage) -> None:
         """The attempt is over: its worktree goes back to the pool (cleaned in the
@@ -239,17 +244,14 @@ class Scrubbed:
     files: list[str]
     """The files that held a secret (redacted now)."""
     changes: list[str]
-    """Every entry of `git status --porcelain -z --untracked-files=all`, as git wrote it."""
+    """Every entry of `escape.status_entries` (`git status --porcelain -z`), as git wrote it."""
 
 
-def _scrub(worktree: Path, secrets: list[bytes]) -> Scrubbed:
+def _scrub(worktree: Path, secrets: list[bytes], listed: list[str] | None) -> Scrubbed:
     try:
-        listing = git.git(
-            "status", "--porcelain", "-z", "--untracked-files=all", cwd=worktree
-        ).stdout
+        entries = listed if listed is not None else status_entries(worktree)
     except git.GitError as exc:
         raise WorktreeError(f"cannot list the agent's changes: {exc}") from None
-    entries = [entry for entry in listing.split("\0") if entry]
     scrubbed = []
     for name in _status_paths(entries):
         try:
