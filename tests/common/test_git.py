@@ -135,30 +135,39 @@ def _commit_on(bare: Path, parent: str, path: str, text: str) -> str:
     ).stdout.strip()
 
 
-def test_merge_onto_moves_the_branch_only_from_the_head_it_was_told(
+def test_merge_commits_move_the_branch_only_from_the_head_they_were_told(
     mirror: tuple[Path, str],
 ) -> None:
     bare, base = mirror
     branch, author = "integration", git.Author("a", "a@b")
     git.update_ref(bare, f"refs/heads/{branch}", base, old=git.ZERO, reason="t")
     one, two = _commit_on(bare, base, "one.txt", "1\n"), _commit_on(bare, base, "two.txt", "2\n")
-    done = git.merge_onto(bare, branch, base, one, message="m1", author=author)
-    assert done is not None and done.merged
-    assert branch_commit(bare, branch) == done.head
-    parents = git.git("rev-list", "--parents", "-n1", done.head, git_dir=bare).stdout.split()
-    assert parents == [done.head, base, one]
+    first = git.merge_commit(bare, base, one, message="m1", author=author)
+    assert first is not None
+    assert branch_commit(bare, branch) == base  # made, on no branch yet
+    assert git.move_branch(bare, branch, first, old=base, reason="t")
+    assert branch_commit(bare, branch) == first
+    parents = git.git("rev-list", "--parents", "-n1", first, git_dir=bare).stdout.split()
+    assert parents == [first, base, one]
     # Told a stale head (a merge whose record was lost moved the branch): nothing changes.
-    assert git.merge_onto(bare, branch, base, two, message="m2", author=author) is None
-    assert branch_commit(bare, branch) == done.head
+    stale = git.merge_commit(bare, base, two, message="m2", author=author)
+    assert stale is not None
+    assert not git.move_branch(bare, branch, stale, old=base, reason="t")
+    assert branch_commit(bare, branch) == first
     # The careful way then merges onto git's own head, and finds a merged commit there.
     assert git.merge_into(bare, branch, one, message="again", author=author).already
-    again = git.merge_onto(bare, branch, done.head, two, message="m2", author=author)
-    assert again is not None
-    assert git.git("show", f"{again.head}:one.txt", git_dir=bare).stdout == "1\n"
-    assert git.git("show", f"{again.head}:two.txt", git_dir=bare).stdout == "2\n"
+    # A run: two merge commits, each onto the one before, and one move for both.
+    three = _commit_on(bare, base, "three.txt", "3\n")
+    second = git.merge_commit(bare, first, two, message="m2", author=author)
+    assert second is not None
+    third = git.merge_commit(bare, second, three, message="m3", author=author)
+    assert third is not None
+    assert git.move_branch(bare, branch, third, old=first, reason="t")
+    for path, text in (("one.txt", "1\n"), ("two.txt", "2\n"), ("three.txt", "3\n")):
+        assert git.git("show", f"{branch}:{path}", git_dir=bare).stdout == text
 
 
-def test_merge_onto_leaves_conflicts_and_missing_branches_to_merge_into(
+def test_merge_commits_leave_conflicts_and_missing_branches_to_merge_into(
     mirror: tuple[Path, str],
 ) -> None:
     bare, base = mirror
@@ -166,10 +175,12 @@ def test_merge_onto_leaves_conflicts_and_missing_branches_to_merge_into(
     left = _commit_on(bare, base, "README.md", "left\n")
     right = _commit_on(bare, base, "README.md", "right\n")
     git.update_ref(bare, "refs/heads/i", left, old=git.ZERO, reason="t")
-    assert git.merge_onto(bare, "i", left, right, message="m", author=author) is None
+    assert git.merge_commit(bare, left, right, message="m", author=author) is None
     assert branch_commit(bare, "i") == left
     assert git.merge_into(bare, "i", right, message="m", author=author).conflicts == ("README.md",)
-    assert git.merge_onto(bare, "absent", base, left, message="m", author=author) is None
+    made = git.merge_commit(bare, base, left, message="m", author=author)
+    assert made is not None
+    assert not git.move_branch(bare, "absent", made, old=base, reason="t")
     assert branch_commit(bare, "absent") is None
 
 

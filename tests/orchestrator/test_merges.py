@@ -99,6 +99,26 @@ async def test_a_merge_found_done_after_a_crash_is_recorded_once(
     assert (await task_states(api, session["id"]))["b"] == ("queued", 1)
 
 
+async def test_work_with_nothing_to_merge_is_recorded_in_one_step(
+    api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
+) -> None:
+    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
+    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
+    ids = await task_ids(api, session["id"])
+    base = (await _task(api, ids["c"]))["base_commit"]
+    await _succeed(sessionmaker, keys, session, ids["a"], None)  # no commit: a noop's
+    await _succeed(sessionmaker, keys, session, ids["b"], base)  # changed nothing
+    await _succeed(sessionmaker, keys, session, ids["c"], None)
+    left = await merges.merge_next(
+        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
+    )
+    assert left == 3  # one transaction
+    for key in "abc":
+        found = await _task(api, ids[key])
+        assert (found["merge_status"], found["merge_commit"]) == ("empty", None)
+    assert (await task_states(api, session["id"]))["d"] == ("queued", 1)
+
+
 async def test_a_run_whose_record_a_crash_lost_is_recorded_once_without_new_merges(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:

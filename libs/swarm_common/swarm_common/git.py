@@ -46,7 +46,6 @@ __all__ = [
     "is_ancestor",
     "merge_commit",
     "merge_into",
-    "merge_onto",
     "move_branch",
     "numstat",
     "pointed_git_dir",
@@ -517,33 +516,15 @@ def merge_into(
     return MergeResult(head=merge, merged=True)
 
 
-def merge_onto(
-    git_dir: Path, branch: str, head: str, commit: str, *, message: str, author: Author
-) -> MergeResult | None:
-    """`merge_into` for a caller that keeps its own record of where `branch` is (`head`)
-    and knows `commit` is not in it: three commands, `merge-tree`, `commit-tree` and a
-    compare-and-swap of the branch from `head`, none of them a read of the branch first.
-    None, with the branch unchanged, when the swap fails (the branch moved, say by a merge
-    whose record a crash lost, or is missing) or the merge conflicts (against a `head` that
-    may be stale): the caller then goes the careful way, `merge_into`, which reads git's
-    own head and finds there a commit the branch already holds. Any git error is None too:
-    `merge_into` meets it again and says what it is. A merge commit made before a failed
-    swap is left unreferenced (garbage for git's pruning)."""
-    merge = merge_commit(git_dir, head, commit, message=message, author=author)
-    if merge is None or not move_branch(
-        git_dir, branch, merge, old=head, reason=f"swarm: merge {commit[:12]}"
-    ):
-        return None
-    return MergeResult(head=merge, merged=True)
-
-
 def merge_commit(
     git_dir: Path, head: str, commit: str, *, message: str, author: Author
 ) -> str | None:
     """The merge commit of `commit` onto `head`, on no branch yet (`merge-tree`, then
-    `commit-tree`): what `merge_onto` makes before it moves the branch, for a caller that
-    makes several, each onto the one before, and moves the branch once (`move_branch`).
-    None on a conflict or any git error (`merge_into` says which)."""
+    `commit-tree`), for a caller that keeps its own record of where the branch is and
+    knows `commit` is not in it: it may make several, each onto the one before, and move
+    the branch once (`move_branch`). None on a conflict or any git error (`merge_into`,
+    which reads git's own head, says which). A merge commit whose move fails is left
+    unreferenced (garbage for git's pruning)."""
     try:
         made = _merge_commit(git_dir, head, commit, message=message, author=author, retries=0)
     except GitError:

@@ -16,7 +16,9 @@ start so (a conflict, a swap that fails), its first task is merged the careful w
 (`git.merge_into`), from git's own head. Git is the truth for the branch: a crash after the
 branch moved but before the transaction committed leaves the session's record behind git,
 so the swap fails, and the careful way finds the task's commit already in the branch and
-records it then, with the tasks after it whose work the branch holds too.
+records it then, with the tasks after it whose work the branch holds too. Work with
+nothing to merge (a `noop` task, an attempt that changed nothing) is recorded in runs too,
+with the same one queueing and settling.
 
 A conflict leaves the branch untouched and, per the session's `conflicts` policy, either
 puts the session in `awaiting_review` or adds a resolution task: an agent gets a worktree of
@@ -161,15 +163,18 @@ async def merge_next(
         if not queue:
             return 0
         task = queue[0]
-        commit = (task.result or {}).get("commit")
         start = scheduler.work_head(session)  # a dry run's: its dry-run branch
         mirror = workspace / session.repo_path
-        if not commit or (
-            commit == task.base_commit  # the attempt changed nothing: is its start merged?
-            and (commit == start or await asyncio.to_thread(git.is_ancestor, mirror, commit, start))
-        ):
-            await _merged(db, session=session, task=task, keys=keys, head=None)
-            return 1
+        empty = 0  # a run of work with nothing to merge, recorded together
+        while empty < len(queue) and await _nothing_to_merge(queue[empty], mirror, start):
+            empty += 1
+        if empty:
+            brought_in: list[uuid.UUID] = []
+            for done in queue[:empty]:
+                brought_in += await _record_merged(db, session=session, task=done, head=None)
+            await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
+            return empty
+        commit = str((task.result or {})["commit"])  # it has one, or it had nothing to merge
         settings = session_settings(session)
         look = _Look(task_id=task.id, commit=commit, start=start)
         found = ahead if ahead is not None and ahead.look == look else None
@@ -194,6 +199,17 @@ async def merge_next(
                 db, session=session, queue=queue, keys=keys, mirror=mirror, look=look, made=made
             )
     return 1
+
+
+async def _nothing_to_merge(task: Task, mirror: Path, start: str) -> bool:
+    """Whether the task's work brings nothing to merge: no commit (a `noop` task), or the
+    attempt changed nothing and the commit it started from is on the branch already."""
+    commit: str | None = (task.result or {}).get("commit")
+    if not commit:
+        return True
+    if commit != task.base_commit:
+        return False
+    return commit == start or await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
 
 
 RUN = 20
@@ -628,20 +644,6 @@ def _message(session: Session, task: Task) -> str:
             f"Swarm-Agent: {task.agent}",
         ]
     )
-
-
-async def _merged(
-    db: AsyncSession,
-    *,
-    session: Session,
-    task: Task,
-    keys: Keys,
-    head: git.MergeResult | None,
-) -> None:
-    """The task's work is on the integration branch (or had nothing to merge: `head` is
-    None); so is that of the tasks it resolved. Their dependents may run."""
-    brought_in = await _record_merged(db, session=session, task=task, head=head)
-    await _after_merges(db, session=session, keys=keys, brought_in=brought_in)
 
 
 async def _record_merged(
