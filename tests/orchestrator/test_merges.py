@@ -50,6 +50,28 @@ async def _task(api: httpx.AsyncClient, task_id: uuid.UUID) -> dict[str, Any]:
     return body
 
 
+async def _three_done(
+    api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
+) -> tuple[dict[str, Any], dict[str, uuid.UUID], dict[str, str]]:
+    """A session of a, b and c, then d after them; a, b and c succeeded, each with a commit
+    of its own file (their ids and commits by key)."""
+    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
+    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
+    ids = await task_ids(api, session["id"])
+    commits = {k: mirror_commit(workspace, session, {f"{k}.txt": k}) for k in "abc"}
+    for key in "abc":
+        await _succeed(sessionmaker, keys, session, ids[key], commits[key])
+    return session, ids, commits
+
+
+async def _merge_next(
+    sessionmaker: SM, keys: Keys, session: dict[str, Any], workspace: Path
+) -> int:
+    return await merges.merge_next(
+        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
+    )
+
+
 async def test_work_merges_in_finishing_order_and_dependents_start_from_it(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, state: AppState, workspace: Path
 ) -> None:
@@ -109,9 +131,7 @@ async def test_work_with_nothing_to_merge_is_recorded_in_one_step(
     await _succeed(sessionmaker, keys, session, ids["a"], None)  # no commit: a noop's
     await _succeed(sessionmaker, keys, session, ids["b"], base)  # changed nothing
     await _succeed(sessionmaker, keys, session, ids["c"], None)
-    left = await merges.merge_next(
-        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
-    )
+    left = await _merge_next(sessionmaker, keys, session, workspace)
     assert left == 3  # one transaction
     for key in "abc":
         found = await _task(api, ids[key])
@@ -122,21 +142,14 @@ async def test_work_with_nothing_to_merge_is_recorded_in_one_step(
 async def test_a_run_whose_record_a_crash_lost_is_recorded_once_without_new_merges(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
-    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
-    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
-    ids = await task_ids(api, session["id"])
+    session, ids, commits = await _three_done(api, sessionmaker, keys, workspace)
     mirror = _mirror(workspace, session)
-    commits = {k: mirror_commit(workspace, session, {f"{k}.txt": k}) for k in "abc"}
-    for key in "abc":
-        await _succeed(sessionmaker, keys, session, ids[key], commits[key])
     # A run of three moved the branch, then the orchestrator died before recording it.
     branch = f"swarm/{session['id']}/integration"
     author = git.Author("x", "x@y")
     for key in "abc":
         lost = git.merge_into(mirror, branch, commits[key], message=key, author=author)
-    left = await merges.merge_next(
-        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
-    )
+    left = await _merge_next(sessionmaker, keys, session, workspace)
     assert left == 3  # found on the branch, all in one transaction
     assert git.resolve_commit(mirror, branch) == lost.head  # no merge made again
     count = git.git("rev-list", "--merges", "--count", branch, git_dir=mirror).stdout
@@ -150,20 +163,13 @@ async def test_a_run_whose_record_a_crash_lost_is_recorded_once_without_new_merg
 async def test_a_run_of_plain_tasks_merges_in_one_step_after_a_merge_a_crash_lost(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
-    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
-    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
-    ids = await task_ids(api, session["id"])
+    session, ids, commits = await _three_done(api, sessionmaker, keys, workspace)
     mirror = _mirror(workspace, session)
-    commits = {k: mirror_commit(workspace, session, {f"{k}.txt": k}) for k in "abc"}
-    for key in "abc":
-        await _succeed(sessionmaker, keys, session, ids[key], commits[key])
     # a's merge moved the branch, then the orchestrator died before recording it: the
     # session's head is behind git's, so the first merge goes the careful way.
     branch = f"swarm/{session['id']}/integration"
     lost = git.merge_into(mirror, branch, commits["a"], message="m", author=git.Author("x", "x@y"))
-    left = await merges.merge_next(
-        sessionmaker, uuid.UUID(session["id"]), workspace=workspace, keys=keys
-    )
+    left = await _merge_next(sessionmaker, keys, session, workspace)
     assert left == 3  # one transaction
     assert (await _task(api, ids["a"]))["merge_commit"] == lost.head
     first_parents = git.git(

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common import git, logs
@@ -76,6 +76,19 @@ Resolve every conflict so that the intent of both sides is kept, remove every co
 marker, and make sure the project still works. The original task was:
 
 {prompt}"""
+
+
+_WAITING = (Task.merge_status == MergeStatus.PENDING, Task.status == TaskStatus.SUCCEEDED)
+"""A task in the merge queue: its work succeeded and waits to merge."""
+_ORDER = (Task.merge_seq, Task.id)
+"""The merge queue's order: as the work finished."""
+
+
+def _queue(session_id: uuid.UUID, limit: int) -> Select[Task]:
+    """The first `limit` tasks of the session's merge queue, read without a lock."""
+    return (
+        select(Task).where(Task.session_id == session_id, *_WAITING).order_by(*_ORDER).limit(limit)
+    )
 
 
 def session_settings(session: Session) -> SessionSettings:
@@ -155,9 +168,8 @@ async def merge_next(
         queue = await lock_tasks(
             db,
             session,
-            Task.merge_status == MergeStatus.PENDING,
-            Task.status == TaskStatus.SUCCEEDED,
-            order_by=(Task.merge_seq, Task.id),
+            *_WAITING,
+            order_by=_ORDER,
             limit=RUN,
         )
         if not queue:
@@ -301,18 +313,7 @@ async def _queue_ahead(
         session = await db.get(Session, session_id)
         if session is None:
             return None
-        tasks = (
-            await db.scalars(
-                select(Task)
-                .where(
-                    Task.session_id == session_id,
-                    Task.merge_status == MergeStatus.PENDING,
-                    Task.status == TaskStatus.SUCCEEDED,
-                )
-                .order_by(Task.merge_seq, Task.id)
-                .limit(RUN)
-            )
-        ).all()
+        tasks = (await db.scalars(_queue(session_id, RUN))).all()
     if not tasks:
         return None
     settings = session_settings(session)
@@ -493,16 +494,7 @@ async def _look_ahead(
         settings = session_settings(session)
         if not settings.dry_run and not policies.has_limits(settings.policy):
             return None  # most sessions: nothing to read
-        task = await db.scalar(
-            select(Task)
-            .where(
-                Task.session_id == session_id,
-                Task.merge_status == MergeStatus.PENDING,
-                Task.status == TaskStatus.SUCCEEDED,
-            )
-            .order_by(Task.merge_seq, Task.id)
-            .limit(1)
-        )
+        task = await db.scalar(_queue(session_id, 1))
     commit = (task.result or {}).get("commit") if task is not None else None
     if task is None or not commit or not _wants_change(settings, task, commit):
         return None
