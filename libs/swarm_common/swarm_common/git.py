@@ -32,6 +32,7 @@ __all__ = [
     "Author",
     "MergeResult",
     "RefMoved",
+    "SHA",
     "ZERO",
     "add_worktree",
     "branch_head",
@@ -245,7 +246,8 @@ def pointed_git_dir(folder: Path) -> Path | None:
     return (folder / text.removeprefix("gitdir:").strip()).resolve()
 
 
-_HEX_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+"""A full commit hash, SHA-1 or SHA-256 (`fullmatch`)."""
 _BRANCH_REF = re.compile(r"refs/heads/[A-Za-z0-9._/-]+")
 
 
@@ -258,7 +260,7 @@ def head_of(worktree: Path) -> str | None:
     if admin is None:
         return None
     head = _small_file(admin / "HEAD")
-    if head is None or _HEX_SHA.fullmatch(head):
+    if head is None or SHA.fullmatch(head):
         return head
     ref = head.removeprefix("ref: ")
     if ref == head or not _BRANCH_REF.fullmatch(ref) or ".." in ref or "//" in ref:
@@ -267,7 +269,7 @@ def head_of(worktree: Path) -> str | None:
     if common is None:
         return None
     value = _small_file((admin / common) / ref)
-    return value if value is not None and _HEX_SHA.fullmatch(value) else None
+    return value if value is not None and SHA.fullmatch(value) else None
 
 
 def _small_file(path: Path) -> str | None:

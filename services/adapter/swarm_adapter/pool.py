@@ -87,7 +87,6 @@ MAX_MOVED_PATHS = 1000
 
 _KEPT = frozenset({"HEAD", "commondir", "gitdir", "index"})
 """Git's per-worktree state a fresh detached worktree has (besides its reflog)."""
-_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 
 
@@ -122,7 +121,7 @@ class Pool:
         a prepared one was reused. Raises `git.GitError` or `TimeoutError`."""
         if not _plain_branch(branch):
             git.check_branch(branch)  # git's own verdict on anything unusual
-        if not _SHA.fullmatch(commit):
+        if not git.SHA.fullmatch(commit):
             commit = git.resolve_commit(repo, commit)  # a full hash: never read as an option
         self._sweep_once(repo)
         if os.path.lexists(path):  # a crashed run of this attempt: never reused
@@ -305,7 +304,7 @@ class Pool:
             return
         admin = self._linked(repo, path)
         with git.repo_lock(repo):
-            if admin is None or not self.size or not _SHA.fullmatch(base):
+            if admin is None or not self.size or not git.SHA.fullmatch(base):
                 self._drop(repo, path, admin)
                 return
             used = self._state(repo, "used") / admin.name
@@ -563,7 +562,7 @@ def _head(admin: Path) -> str | None:
         head = (admin / "HEAD").read_text(errors="replace").strip()
     except OSError:
         return None
-    return head if _SHA.fullmatch(head) else None
+    return head if git.SHA.fullmatch(head) else None
 
 
 def _only_kept(admin: Path) -> bool:
