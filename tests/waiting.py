@@ -2,7 +2,9 @@
 
 - `eventually(condition)` in a synchronous test;
 - `await wait_until(condition)` in an async test, with a synchronous condition;
-- `await wait_until_async(condition)` in an async test, with an async condition.
+- `await wait_until_async(condition)` in an async test, with an async condition;
+- `await pid_in(path)` for the pid a shell wrote with `echo $! > path`, once the whole
+  line is there (the shell creates the file before it writes to it).
 
 Each calls `condition` until it returns something truthy, returns that value, and fails
 the test with an `AssertionError` when `timeout_s` passes first. `message` says what was
@@ -16,12 +18,20 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-__all__ = ["eventually", "pid_alive", "transactions_settled", "wait_until", "wait_until_async"]
+__all__ = [
+    "eventually",
+    "pid_alive",
+    "pid_in",
+    "transactions_settled",
+    "wait_until",
+    "wait_until_async",
+]
 
 T = TypeVar("T")
 Message = str | Callable[[], str]
@@ -75,6 +85,19 @@ async def wait_until_async(
             raise _failure(timeout_s, message)
         await asyncio.sleep(interval_s)
     return result
+
+
+async def pid_in(path: Path, *, timeout_s: float = 10.0) -> int:
+    """The pid written to `path`, once the file holds a whole line."""
+
+    def written() -> str | None:
+        try:
+            line = path.read_text()
+        except FileNotFoundError:
+            return None
+        return line if line.endswith("\n") else None
+
+    return int(await wait_until(written, timeout_s=timeout_s, message=str(path)))
 
 
 def pid_alive(pid: int) -> bool:

@@ -28,7 +28,7 @@ from swarm_common.system import SystemMode, SystemState, publish_mode
 from tests.adapter.helpers import Mirror, events, message, pending, send
 from tests.common.test_procs import carrying
 from tests.conftest import branch_commit
-from tests.waiting import pid_alive, wait_until, wait_until_async
+from tests.waiting import pid_alive, pid_in, wait_until, wait_until_async
 
 LEASE_S = 1.5
 CLAIM_IDLE_MS = 300
@@ -197,14 +197,13 @@ async def test_an_attempt_that_loses_its_lease_is_stopped_and_commits_nothing(
     msg = message(mirror, f"echo work > work.txt; echo $$ > {tmp_path}/main; sleep 60")
     await send(redis, keys, adapter, msg)
     async with background(adapter.process_available()) as running:
-        await wait_until(lambda: (tmp_path / "main").exists())
+        main = await pid_in(tmp_path / "main")
         await redis.delete(keys.lease(msg.task_id, 1))  # it lapsed; the reaper moved on
         assert await asyncio.wait_for(running, timeout=15) == 1
     *_, outcome = reported = await events(redis, keys)
     assert (outcome.TYPE, outcome.reason) == ("task.cancelled", "lease_lost")
     assert not {"task.succeeded", "task.failed"} & {e.TYPE for e in reported}
     assert branch_commit(mirror.path, msg.branch) == mirror.base
-    main = int((tmp_path / "main").read_text())
     await wait_until(lambda: not pid_alive(main), timeout_s=5)
     assert await pending(redis, keys) == 0
 
@@ -418,8 +417,7 @@ async def test_an_emergency_stop_kills_the_running_task_and_reports_it_cancelled
     await send(redis, keys, adapter, msg)
     async with serving(adapter, marker):
         names = ("main", "bg", "detached")
-        await wait_until(lambda: all((tmp_path / n).exists() for n in names))
-        pids = [int((tmp_path / n).read_text()) for n in names]
+        pids = [await pid_in(tmp_path / n) for n in names]
         assert set(pids) <= set(carrying(marker))
         await set_mode(redis, keys, SystemMode.STOPPED)
         await wait_until_async(cancelled)
@@ -443,8 +441,7 @@ async def test_emergency_stop_kills_agents_at_once_and_stops_the_adapter(
     marker = f"SWARM_WORKTREE={adapter.worktrees.path(msg)}"
     await send(redis, keys, adapter, msg)
     async with serving(adapter, marker) as task:
-        await wait_until(lambda: (tmp_path / "detached").exists())
-        detached = int((tmp_path / "detached").read_text())
+        detached = await pid_in(tmp_path / "detached")
         begun = time.monotonic()
         adapter.emergency_stop()
         await asyncio.wait_for(asyncio.shield(task), timeout=10)

@@ -16,7 +16,7 @@ from swarm_common.messages import Message, TaskMessage
 from swarm_common.streams import Keys, encode
 from tests.adapter.helpers import Mirror, events, message, pending, send
 from tests.conftest import branch_commit
-from tests.waiting import pid_alive, wait_until, wait_until_async
+from tests.waiting import pid_alive, pid_in, wait_until, wait_until_async
 
 
 async def test_a_task_runs_in_a_worktree_and_its_work_is_committed_on_its_branch(
@@ -170,13 +170,12 @@ async def test_a_cancel_request_stops_the_running_attempt(
     msg = message(mirror, f"echo $$ > {tmp_path}/main; sleep 60 & echo $! > {tmp_path}/bg; wait")
     await send(redis, keys, adapter, msg)
     running = asyncio.create_task(adapter.process_available())
-    await wait_until(lambda: (tmp_path / "bg").exists() and (tmp_path / "main").exists())
+    pids = [await pid_in(tmp_path / n) for n in ("main", "bg")]
     await redis.set(keys.cancel(msg.task_id, 1), "cancelled by test")
     assert await asyncio.wait_for(running, timeout=15) == 1
     cancelled = (await events(redis, keys))[-1]
     assert (cancelled.TYPE, cancelled.reason) == ("task.cancelled", "cancelled by test")
-    for name in ("main", "bg"):
-        pid = int((tmp_path / name).read_text())
+    for pid in pids:
         await wait_until(lambda pid=pid: not pid_alive(pid), timeout_s=5)
     assert await pending(redis, keys) == 0
 

@@ -14,7 +14,7 @@ import pytest
 from swarm_common import procs
 from swarm_common.procs import kill_strays, run_process, watched
 from swarm_common.supervise import MARK
-from tests.waiting import pid_alive, wait_until
+from tests.waiting import pid_alive, pid_in, wait_until
 
 
 async def _run(
@@ -66,12 +66,11 @@ async def test_a_cancel_kills_the_whole_group(tmp_path: Path) -> None:
     cancel = asyncio.Event()
     script = f"sleep 60 & echo $! > {tmp_path}/bg; echo $$ > {tmp_path}/main; wait"
     running = asyncio.create_task(_run(script, tmp_path, cancel=cancel))
-    await wait_until(lambda: (tmp_path / "main").exists() and (tmp_path / "bg").exists())
+    pids = [await pid_in(tmp_path / n) for n in ("bg", "main")]
     cancel.set()
     result = await running
     assert result.cancelled and result.exit_code is None
-    for name in ("bg", "main"):
-        pid = int((tmp_path / name).read_text())
+    for pid in pids:
         await wait_until(lambda pid=pid: not pid_alive(pid), timeout_s=5)
 
 
