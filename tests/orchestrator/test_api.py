@@ -18,7 +18,7 @@ from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Attempt, Event, Outbox, Session, Task, TaskDependency
 from swarm_orchestrator.settings import OrchestratorSettings
 from tests.e2e.stack import AUTH
-from tests.orchestrator.helpers import count_rows, new_session, task
+from tests.orchestrator.helpers import count_rows, new_session, task, task_ids, task_states
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -105,6 +105,32 @@ async def test_added_tasks_may_depend_on_existing_ones(
     ]
     clash = await api.post(f"/v1/sessions/{session['id']}/tasks", json=[task("a")])
     assert (clash.status_code, clash.json()["code"]) == (409, "task_key_exists")
+    unknown = await api.post(f"/v1/sessions/{session['id']}/tasks", json=[task("c", "a", "z")])
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_dependency")
+    assert unknown.json()["details"] == {"unknown": {"c": ["z"]}}
+    assert await count_rows(sessionmaker, Task) == 2
+
+
+async def test_added_tasks_under_one_that_did_not_succeed_are_blocked_at_once(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    session = await new_session(api, git_repo, [task("a"), task("b", "a"), task("keep")])
+    url = f"/v1/sessions/{session['id']}/tasks"
+    ids = await task_ids(api, session["id"])
+    assert (await api.post(f"/v1/tasks/{ids['a']}/cancel")).status_code == 200
+    more = [task("c", "a"), task("d", "b"), task("e", "d"), task("f", "keep"), task("g")]
+    assert (await api.post(url, json=more)).status_code == 201
+    states = {k: status for k, (status, _) in (await task_states(api, session["id"])).items()}
+    assert states == {
+        "a": "cancelled",
+        "b": "blocked",
+        "keep": "queued",
+        "c": "blocked",  # under the cancelled task
+        "d": "blocked",  # under the task it blocked
+        "e": "blocked",  # under a new blocked one
+        "f": "pending",
+        "g": "queued",
+    }
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,21 @@ async def test_the_depth_limit_is_a_setting(settings: OrchestratorSettings, git_
         await new_session(api, git_repo, tasks=[task("a")])  # 4 levels deep: `depends_on`
 
 
+async def test_a_session_refuses_the_graph_that_would_pass_its_task_limit(
+    settings: OrchestratorSettings, git_repo: Path, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with client(settings, max_session_tasks=10) as api:
+        session = await new_session(api, git_repo, tasks=[task(f"t{i}") for i in range(6)])
+        url = f"/v1/sessions/{session['id']}/tasks"
+        response = await api.post(url, json=[task(f"u{i}", "t0") for i in range(5)])
+        assert (response.status_code, response.json()["code"]) == (422, "graph_too_large")
+        assert response.json()["details"] == {"limit": 10, "existing": 6}
+        assert await count_rows(sessionmaker, Task) == 6
+        fits = await api.post(url, json=[task(f"u{i}", "t0") for i in range(4)])
+        assert fits.status_code == 201
+    assert await count_rows(sessionmaker, Task) == 10
+
+
 # -- dependency edges ----------------------------------------------------------------------
 
 

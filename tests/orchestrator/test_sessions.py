@@ -108,6 +108,28 @@ async def test_the_sweep_queues_the_ready_tasks_the_request_left(
     assert counts == {"queued": QUEUE_IN_REQUEST + extra, "pending": 1}
 
 
+async def test_a_request_adding_tasks_queues_its_own_and_leaves_the_rest_to_the_sweep(
+    api: httpx.AsyncClient, git_repo: Path, state: AppState
+) -> None:
+    """It does not search a large session for ready tasks: those the first request left
+    wait for the sweep, which is woken only when a request leaves tasks of its own."""
+    extra = 50
+    response = await post_graph(api, git_repo, independent(QUEUE_IN_REQUEST + extra))
+    url = f"/v1/sessions/{response.json()['id']}"
+    state.background.sweep_wake.clear()
+    added = await api.post(f"{url}/tasks", json=[{"key": "new", "prompt": "true"}])
+    assert [t["status"] for t in added.json()] == ["queued"]
+    assert not state.background.sweep_wake.is_set()
+    counts = (await api.get(url)).json()["counts"]
+    assert counts == {"queued": QUEUE_IN_REQUEST + 1, "pending": extra}
+    assert await state.background.sweep_once() == extra
+
+    many = [{"key": f"more{i}", "prompt": "true"} for i in range(QUEUE_IN_REQUEST + 1)]
+    assert (await api.post(f"{url}/tasks", json=many)).status_code == 201
+    assert state.background.sweep_wake.is_set()
+    assert await state.background.sweep_once() == 1
+
+
 def _duplicate(graph: list[dict[str, Any]]) -> None:
     graph[-1]["key"] = graph[0]["key"]
 

@@ -45,6 +45,7 @@ __all__ = [
     "lock_session",
     "lock_task",
     "lock_tasks",
+    "require_open",
 ]
 
 MAX_DEPTH = 3
@@ -229,7 +230,12 @@ async def lock_attempt(db: AsyncSession, task: Task, number: int | None = None) 
 async def lock_open_session(db: AsyncSession, session_id: uuid.UUID) -> Session:
     """Lock a session that is neither cancelled nor finalized; `NotFound` or `Conflict`
     (`session_closed`) otherwise."""
-    session = await lock_session(db, session_id)
+    return require_open(await lock_session(db, session_id), session_id)
+
+
+def require_open(session: Session | None, session_id: uuid.UUID) -> Session:
+    """`session`, a locked row of `session_id`, when it is neither cancelled nor finalized;
+    `NotFound` or `Conflict` (`session_closed`) otherwise."""
     if session is None:
         raise NotFound(f"session {session_id} not found", code="session_not_found")
     if session.status in CLOSED_SESSION_STATES:

@@ -75,6 +75,7 @@ __all__ = [
     "suspend_for_budget",
     "suspend_for_fleet",
     "tally",
+    "tasks_added",
 ]
 
 MERGED_WELL = (MergeStatus.MERGED, MergeStatus.EMPTY, MergeStatus.RESOLVED, MergeStatus.DRY_RUN)
@@ -304,6 +305,14 @@ def cancel_completed(db: AsyncSession, session: Session, *, tasks_cancelled: int
 _DECIDED_ELSEWHERE = (TaskStatus.REVIEWING, TaskStatus.RACING)
 """States whose task waits on other tasks (its review run, its race's contenders), which
 `finish_or_reopen` settles when those ended without deciding."""
+
+
+async def tasks_added(db: AsyncSession, session: Session) -> None:
+    """Pending tasks were added: a finished session is unfinished again, and a planning one
+    may settle (`finish_or_reopen`). Else nothing changes: a new pending task decides no
+    review or race, and the session had a task left to end already."""
+    if session.finished_at is not None or session.plan_status == PlanStatus.PLANNING:
+        await finish_or_reopen(db, session)
 
 
 async def finish_or_reopen(db: AsyncSession, session: Session) -> None:

@@ -19,6 +19,7 @@ def validate_graph(
     specs: Sequence[TaskSpec],
     *,
     existing_keys: Collection[str] = (),
+    existing_count: int | None = None,
     max_tasks: int,
     max_total: int | None = None,
     max_edges: int | None = None,
@@ -26,12 +27,14 @@ def validate_graph(
     max_total_edges: int | None = None,
 ) -> list[TaskSpec]:
     """Check `specs` as an addition to a session that already holds `existing_keys` and
-    `existing_edges` dependency edges.
+    `existing_edges` dependency edges. `existing_count`: how many tasks the session holds,
+    when `existing_keys` names only those of its keys that `specs` use.
 
     Returns the specs in a dependency order (parents first). Raises `Invalid` or `Conflict`
     with a stable code; nothing is stored by the caller when this raises.
     """
-    _check_size(specs, existing=len(existing_keys), max_tasks=max_tasks, max_total=max_total)
+    existing = len(existing_keys) if existing_count is None else existing_count
+    _check_size(specs, existing=existing, max_tasks=max_tasks, max_total=max_total)
     check_edges(
         sum(len(s.depends_on) for s in specs),
         max_edges=max_edges,

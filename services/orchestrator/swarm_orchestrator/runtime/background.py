@@ -61,9 +61,9 @@ class Background:
         """Set when tasks may have joined the merge queue."""
         self.checkpoint_wake = asyncio.Event()
         self.cancel_wake = asyncio.Event()
+        """Set when a session's cancel left tasks to the background."""
         self.sweep_wake = asyncio.Event()
         """Set after a request stored more ready tasks than it queued (`graph.sessions`)."""
-        """Set when a session's cancel left tasks to the background."""
         self.checkpoints = CheckpointPool(
             sessionmaker=sessionmaker, settings=settings, on_done=self.checkpoint_wake.set
         )

@@ -149,7 +149,7 @@ async def add_tasks(
     with `reopen=true` (409 `session_finalized` otherwise)."""
     await sessions.get_session(db, session_id, seen_by=who)
     s = state.settings
-    tasks = await sessions.add_tasks(
+    added = await sessions.add_tasks(
         db,
         session_id=session_id,
         specs=body,
@@ -162,10 +162,11 @@ async def add_tasks(
         reopen=reopen,
     )
     state.notify()
-    state.background.sweep_wake.set()  # the ready tasks it did not queue
+    if added.more_ready:
+        state.background.sweep_wake.set()
     by_key = {spec.key: spec.depends_on for spec in body}
-    deps = {t.id: by_key.get(t.key, []) for t in tasks}
-    return await tasks_response(tasks, deps, status_code=201)
+    deps = {t.id: by_key.get(t.key, []) for t in added.tasks}
+    return await tasks_response(added.tasks, deps, status_code=201)
 
 
 @router.get("/{session_id}/graph", responses=_ERRORS)
