@@ -224,6 +224,27 @@ async def test_a_running_attempt_whose_claim_vanished_is_lost(
     assert detail["attempts"][0]["reason"] == "its claim vanished from Redis"
 
 
+async def test_a_running_noop_task_is_not_lost_for_want_of_a_claim(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    state: AppState,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    """A noop task takes no claim: its start applied before its result (they came in two
+    batches of the event consumer) is not a claim that vanished."""
+    session = await new_session(api, git_repo, [task("join", agent="noop"), task("a")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    await _redis_known(redis, keys)
+    for key in ("join", "a"):
+        await _start(sessionmaker, keys, sid, ids[key])  # running, no claim in Redis
+
+    assert await state.background.reap_once() == 1  # the shell task's claim vanished
+    assert await task_states(api, sid) == {"join": ("running", 1), "a": ("queued", 2)}
+
+
 async def test_a_late_result_of_the_lost_attempt_is_ignored_and_the_new_one_applies(
     api: httpx.AsyncClient,
     git_repo: Path,

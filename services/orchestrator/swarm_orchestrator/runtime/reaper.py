@@ -18,7 +18,10 @@ On every pass (one replica at a time, under an advisory lock):
    its adapter) ends like any failure.
 
 A running attempt with no claim at all is lost too (its claim vanished with Redis's data).
-An attempt that is claimed and done is left alone: its result event is in the stream.
+An attempt that is claimed and done is left alone: its result event is in the stream. So
+is a `noop` task's: it takes no claim or lease (`swarm_adapter.noop`), its start and result
+go out together, and an adapter that dies before acknowledging its message leaves it
+pending in the stream for a peer to take over; only step 1 runs it again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common import leases
 from swarm_common.leases import LeaseState
 from swarm_common.messages import utcnow
+from swarm_common.specs import NOOP_AGENT
 from swarm_common.states import AttemptStatus, TaskStatus
 from swarm_common.streams import Keys
 from swarm_common.system import publish_mode
@@ -78,10 +82,11 @@ class Reaper:
         self, *, sent_only: bool = False
     ) -> AsyncIterator[list[tuple[uuid.UUID, int, str]]]:
         """Queued and running tasks with their current attempt, in pages of `batch` (by task
-        id, so that tasks queued again meanwhile are not seen twice). `sent_only`: not the
-        queued ones whose message is still held in the outbox, which went to no adapter (ten
-        thousand queued tasks of a big graph cost index probes in PostgreSQL, not ten
-        thousand rows here and as many lease reads a pass)."""
+        id, so that tasks queued again meanwhile are not seen twice). `sent_only`: those that
+        hold a lease, not the queued ones whose message is still held in the outbox, which
+        went to no adapter (ten thousand queued tasks of a big graph cost index probes in
+        PostgreSQL, not ten thousand rows here and as many lease reads a pass), nor `noop`
+        tasks, which take no lease."""
         held = exists().where(
             Outbox.task_id == Task.id,
             Outbox.attempt == Task.attempt,
@@ -96,6 +101,7 @@ class Reaper:
                     .where(
                         Task.status.in_(task_state.IN_FLIGHT),
                         or_(Task.status == TaskStatus.RUNNING, ~held) if sent_only else true(),
+                        Task.agent != NOOP_AGENT if sent_only else true(),
                     )
                     .order_by(Task.id)
                     .limit(self.batch)
