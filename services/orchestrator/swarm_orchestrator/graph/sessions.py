@@ -309,36 +309,30 @@ class _Known:
 
 
 async def _known(db: AsyncSession, session_id: uuid.UUID, specs: Sequence[TaskSpec]) -> _Known:
-    """The session's tasks the new graph names, and how many tasks and edges it holds: two
-    statements whatever the session's size (not a read of all its keys)."""
+    """The session's tasks the new graph names, and how many tasks and edges it holds: one
+    statement whatever the session's size (not a read of all its keys)."""
     named = {s.key for s in specs}.union(*(s.depends_on for s in specs))
-    rows = (
-        await db.execute(
-            select(Task.key, Task.id, Task.status).where(
-                Task.session_id == session_id, any_of(Task.key, named)
-            )
-        )
-    ).all()
-    tasks, edges = (
-        await db.execute(
-            select(
-                select(func.count())
-                .select_from(Task)
-                .where(Task.session_id == session_id)
-                .scalar_subquery(),
-                select(func.count())
-                .select_from(TaskDependency)
-                .join(Task, Task.id == TaskDependency.task_id)
-                .where(Task.session_id == session_id)
-                .scalar_subquery(),
-            )
-        )
-    ).one()
+    mine = Task.session_id == session_id
+    tasks = select(func.count()).select_from(Task).where(mine).scalar_subquery()
+    edges = (
+        select(func.count())
+        .select_from(TaskDependency)
+        .join(Task, Task.id == TaskDependency.task_id)
+        .where(mine)
+        .scalar_subquery()
+    )
+    found = (
+        select(func.json_agg(func.json_build_array(Task.key, Task.id, Task.status)))
+        .where(mine, any_of(Task.key, named))
+        .scalar_subquery()
+    )
+    total, edge_count, rows = (await db.execute(select(tasks, edges, found))).one()
+    rows = rows or []
     return _Known(
-        ids={r.key: r.id for r in rows},
-        tasks=int(tasks),
-        edges=int(edges),
-        ended_badly=any(r.status in _BLOCKING for r in rows),
+        ids={key: uuid.UUID(task_id) for key, task_id, _ in rows},
+        tasks=int(total),
+        edges=int(edge_count),
+        ended_badly=any(status in _BLOCKING for _, _, status in rows),
     )
 
 
