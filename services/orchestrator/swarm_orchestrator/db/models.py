@@ -584,7 +584,6 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_session_id_id", "session_id", "id"),
         Index("ix_events_task_id_id", "task_id", "id"),
         Index("ix_events_session_id_tx_id", "session_id", "tx", "id"),
         Index("ix_events_tx_id", "tx", "id"),  # every session's entries in stream order
