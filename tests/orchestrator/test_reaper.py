@@ -203,28 +203,7 @@ async def test_held_done_and_unclaimed_queued_attempts_are_left_alone(
     assert await _timeline(api, sid, "attempt.lost") == []
 
 
-async def test_a_running_attempt_whose_claim_vanished_is_lost(
-    api: httpx.AsyncClient,
-    git_repo: Path,
-    state: AppState,
-    redis: Redis,
-    keys: Keys,
-    sessionmaker: SM,
-) -> None:
-    session = await new_session(api, git_repo, [task("a")])
-    sid = session["id"]
-    a = (await task_ids(api, sid))["a"]
-    await _redis_known(redis, keys)
-    await _start(sessionmaker, keys, sid, a)  # running, and Redis has no claim for it
-
-    assert await state.background.reap_once() == 1
-    assert (await task_states(api, sid))["a"] == ("queued", 2)
-    detail = (await api.get(f"/v1/tasks/{a}")).json()
-    assert [(x["number"], x["status"]) for x in detail["attempts"]] == [(1, "lost"), (2, "queued")]
-    assert detail["attempts"][0]["reason"] == "its claim vanished from Redis"
-
-
-async def test_a_running_noop_task_is_not_lost_for_want_of_a_claim(
+async def test_a_running_attempt_whose_claim_vanished_is_lost_but_not_a_noop_tasks(
     api: httpx.AsyncClient,
     git_repo: Path,
     state: AppState,
@@ -234,15 +213,18 @@ async def test_a_running_noop_task_is_not_lost_for_want_of_a_claim(
 ) -> None:
     """A noop task takes no claim: its start applied before its result (they came in two
     batches of the event consumer) is not a claim that vanished."""
-    session = await new_session(api, git_repo, [task("join", agent="noop"), task("a")])
+    session = await new_session(api, git_repo, [task("a"), task("join", agent="noop")])
     sid = session["id"]
     ids = await task_ids(api, sid)
     await _redis_known(redis, keys)
-    for key in ("join", "a"):
-        await _start(sessionmaker, keys, sid, ids[key])  # running, no claim in Redis
+    for key in ("a", "join"):
+        await _start(sessionmaker, keys, sid, ids[key])  # running, and Redis has no claim
 
-    assert await state.background.reap_once() == 1  # the shell task's claim vanished
-    assert await task_states(api, sid) == {"join": ("running", 1), "a": ("queued", 2)}
+    assert await state.background.reap_once() == 1
+    assert await task_states(api, sid) == {"a": ("queued", 2), "join": ("running", 1)}
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert [(x["number"], x["status"]) for x in detail["attempts"]] == [(1, "lost"), (2, "queued")]
+    assert detail["attempts"][0]["reason"] == "its claim vanished from Redis"
 
 
 async def test_a_late_result_of_the_lost_attempt_is_ignored_and_the_new_one_applies(
