@@ -309,8 +309,8 @@ _DECIDED_ELSEWHERE = (TaskStatus.REVIEWING, TaskStatus.RACING)
 
 async def tasks_added(db: AsyncSession, session: Session) -> None:
     """Pending tasks were added: a finished session is unfinished again, and a planning one
-    may settle (`finish_or_reopen`). Else nothing changes: a new pending task decides no
-    review or race, and the session had a task left to end already."""
+    may settle (`finish_or_reopen`). Else nothing changes: the session was not finished and
+    is not now, and a new pending task decides no review or race."""
     if session.finished_at is not None or session.plan_status == PlanStatus.PLANNING:
         await finish_or_reopen(db, session)
 

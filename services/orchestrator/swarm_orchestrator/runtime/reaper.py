@@ -82,11 +82,11 @@ class Reaper:
         self, *, sent_only: bool = False
     ) -> AsyncIterator[list[tuple[uuid.UUID, int, str]]]:
         """Queued and running tasks with their current attempt, in pages of `batch` (by task
-        id, so that tasks queued again meanwhile are not seen twice). `sent_only`: those that
-        hold a lease, not the queued ones whose message is still held in the outbox, which
-        went to no adapter (ten thousand queued tasks of a big graph cost index probes in
-        PostgreSQL, not ten thousand rows here and as many lease reads a pass), nor `noop`
-        tasks, which take no lease."""
+        id, so that tasks queued again meanwhile are not seen twice). `sent_only`: only those
+        that may hold a lease: not the queued ones whose message is still held in the outbox,
+        which went to no adapter (ten thousand queued tasks of a big graph cost index probes
+        in PostgreSQL, not ten thousand rows here and as many lease reads a pass), nor `noop`
+        tasks, which take none."""
         held = exists().where(
             Outbox.task_id == Task.id,
             Outbox.attempt == Task.attempt,
