@@ -18,6 +18,8 @@ parameters each time, some milliseconds of the transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import Iterable, Sequence
 from itertools import islice
@@ -39,17 +41,35 @@ round trips stay few."""
 
 async def insert_rows(db: AsyncSession, model: type[Base], rows: Iterable[dict[str, Any]]) -> None:
     """Insert `rows` (consumed lazily, a batch at a time; every row names the same columns)
-    into `model`'s table."""
+    into `model`'s table. While PostgreSQL stores a batch, the next one is made: the rows
+    are taken from `rows` and laid out in columns meanwhile (`rows` must not use `db`)."""
     table = cast(Table, model.__table__)
     it = iter(rows)
-    while batch := list(islice(it, BATCH)):
-        names = list(batch[0])
-        defaults = _defaults(table, names)
-        columns = [table.c[name] for name in [*names, *defaults]]
-        values = [[row[name] for row in batch] for name in names]
-        values += [[default() for _ in batch] for default in defaults.values()]
-        params = dict(zip(_params(columns), values, strict=True))
-        await db.execute(_statement(table, tuple(columns)), params)
+    storing: asyncio.Future[Any] | None = None
+    try:
+        while batch := list(islice(it, BATCH)):
+            statement, params = _batch(table, batch)
+            if storing is not None:
+                await storing
+            storing = asyncio.ensure_future(db.execute(statement, params))
+            await asyncio.sleep(0)  # it binds and sends the batch, then waits for the answer
+        if storing is not None:
+            await storing
+            storing = None
+    finally:
+        if storing is not None:  # an error: the statement ends before the error goes on
+            with contextlib.suppress(BaseException):
+                await storing
+
+
+def _batch(table: Table, batch: list[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]]]:
+    """The statement inserting `batch` and its parameters: one array a column."""
+    names = list(batch[0])
+    defaults = _defaults(table, names)
+    columns = [table.c[name] for name in [*names, *defaults]]
+    values = [[row[name] for row in batch] for name in names]
+    values += [[default() for _ in batch] for default in defaults.values()]
+    return _statement(table, tuple(columns)), dict(zip(_params(columns), values, strict=True))
 
 
 def _defaults(table: Table, names: Sequence[str]) -> dict[str, Any]:
