@@ -5,7 +5,8 @@ stored in statements of `BATCH` rows, each one `INSERT ... SELECT * FROM unnest(
 one array parameter a column: a few statements for ten thousand rows, where an
 `executemany` sends one statement a row (and fires each statement trigger once a row: the
 timeline's notification), and a multi-row `VALUES` makes SQLAlchemy compile a statement of
-tens of thousands of parameters. Between batches the event loop serves other requests.
+tens of thousands of parameters. While PostgreSQL stores a batch the next one is made, and
+the event loop serves other requests.
 
 The rows are plain dicts (not ORM objects, which cost several times as much a row); a
 column's Python-side default applies when the rows leave it out, its server default
