@@ -41,6 +41,21 @@ def _mirror(workspace: Path, session: dict[str, Any]) -> Path:
     return workspace / "repos" / f"{session['id']}.git"
 
 
+def _merged_before_a_crash(
+    workspace: Path, session: dict[str, Any], *commits: str
+) -> tuple[Path, str, str]:
+    """Merge `commits` into the session's integration branch, as a merge whose transaction
+    a crash lost would have: the mirror, the branch and its head after them."""
+    mirror = _mirror(workspace, session)
+    branch = f"swarm/{session['id']}/integration"
+    head = ""
+    for commit in commits:
+        done = git.merge_into(mirror, branch, commit, message="m", author=git.Author("x", "x@y"))
+        assert done.merged
+        head = done.head
+    return mirror, branch, head
+
+
 def _show(mirror: Path, rev: str, path: str) -> str:
     return git.git("show", f"{rev}:{path}", git_dir=mirror).stdout
 
@@ -106,16 +121,13 @@ async def test_a_merge_found_done_after_a_crash_is_recorded_once(
 ) -> None:
     session = await new_session(api, init_repo(workspace.parent / "p"), [task("a"), task("b", "a")])
     ids = await task_ids(api, session["id"])
-    mirror = _mirror(workspace, session)
     commit = mirror_commit(workspace, session, {"a.txt": "a"})
     await _succeed(sessionmaker, keys, session, ids["a"], commit)
     # The branch moved, then the orchestrator died before its transaction committed.
-    branch = f"swarm/{session['id']}/integration"
-    done = git.merge_into(mirror, branch, commit, message="m", author=git.Author("x", "x@y"))
-    assert done.merged
+    mirror, branch, head = _merged_before_a_crash(workspace, session, commit)
     assert await state.background.merge_once() == 1
     a = await _task(api, ids["a"])
-    assert (a["merge_status"], a["merge_commit"]) == ("merged", done.head)
+    assert (a["merge_status"], a["merge_commit"]) == ("merged", head)
     merges = git.git("rev-list", "--merges", "--count", branch, git_dir=mirror).stdout
     assert int(merges) == 1
     assert (await task_states(api, session["id"]))["b"] == ("queued", 1)
@@ -143,20 +155,16 @@ async def test_a_run_whose_record_a_crash_lost_is_recorded_once_without_new_merg
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
     session, ids, commits = await _three_done(api, sessionmaker, keys, workspace)
-    mirror = _mirror(workspace, session)
     # A run of three moved the branch, then the orchestrator died before recording it.
-    branch = f"swarm/{session['id']}/integration"
-    author = git.Author("x", "x@y")
-    for key in "abc":
-        lost = git.merge_into(mirror, branch, commits[key], message=key, author=author)
+    mirror, branch, lost = _merged_before_a_crash(workspace, session, *commits.values())
     left = await _merge_next(sessionmaker, keys, session, workspace)
     assert left == 3  # found on the branch, all in one transaction
-    assert git.resolve_commit(mirror, branch) == lost.head  # no merge made again
+    assert git.resolve_commit(mirror, branch) == lost  # no merge made again
     count = git.git("rev-list", "--merges", "--count", branch, git_dir=mirror).stdout
     assert int(count) == 3
     for key in "abc":
         found = await _task(api, ids[key])
-        assert (found["merge_status"], found["merge_commit"]) == ("merged", lost.head)
+        assert (found["merge_status"], found["merge_commit"]) == ("merged", lost)
     assert (await task_states(api, session["id"]))["d"] == ("queued", 1)
 
 
@@ -164,19 +172,17 @@ async def test_a_run_of_plain_tasks_merges_in_one_step_after_a_merge_a_crash_los
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
     session, ids, commits = await _three_done(api, sessionmaker, keys, workspace)
-    mirror = _mirror(workspace, session)
     # a's merge moved the branch, then the orchestrator died before recording it: the
     # session's head is behind git's, so the first merge goes the careful way.
-    branch = f"swarm/{session['id']}/integration"
-    lost = git.merge_into(mirror, branch, commits["a"], message="m", author=git.Author("x", "x@y"))
+    mirror, branch, lost = _merged_before_a_crash(workspace, session, commits["a"])
     left = await _merge_next(sessionmaker, keys, session, workspace)
     assert left == 3  # one transaction
-    assert (await _task(api, ids["a"]))["merge_commit"] == lost.head
+    assert (await _task(api, ids["a"]))["merge_commit"] == lost
     first_parents = git.git(
         "rev-list", "--first-parent", "--merges", branch, git_dir=mirror
     ).stdout.split()
     b, c = [(await _task(api, ids[k]))["merge_commit"] for k in "bc"]
-    assert first_parents == [c, b, lost.head]  # each on the head the one before made
+    assert first_parents == [c, b, lost]  # each on the head the one before made
     head = (await api.get(f"/v1/sessions/{session['id']}")).json()["integration_head"]
     assert head == c == git.resolve_commit(mirror, branch)
     for key in "abc":
