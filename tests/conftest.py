@@ -206,6 +206,14 @@ def init_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     return path
 
 
+def commits_touching(git_dir: Path, path: str) -> list[str]:
+    """The commits reachable from any ref of `git_dir` that change `path`. Refs only, not
+    `--all`: that also reads the HEADs of the repository's worktrees, and a worktree that
+    another process is adding has a null HEAD for a moment (git: "bad object")."""
+    log = git.git("log", "--glob=refs/*", "--format=%H", "--", path, git_dir=git_dir)
+    return log.stdout.split()
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     return init_repo(tmp_path / "repo")

@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from swarm_common import git
 from swarm_common.handoffs import CONTEXT_FILE, FENCE_TAG
 from tests.agents.conftest import AgentStack
 from tests.agents.fakeserver import Scenario
-from tests.conftest import init_repo
+from tests.conftest import commits_touching, init_repo
 from tests.waiting import eventually
 
 READY = ["claude", "codex", "gemini"]
@@ -113,6 +112,5 @@ def test_a_child_gets_its_parents_handoff_and_the_board_as_queued(
     assert SUMMARY in read[0] and "api.base" in read[0] and '"late"' not in read[0]
 
     mirror = env.stack.workspace / "repos" / f"{sid}.git"
-    log = git.git("log", "--all", "--format=%H", "--", ".swarm", git_dir=mirror).stdout
-    assert log.strip() == ""
+    assert commits_touching(mirror, ".swarm") == []
     assert child["attempts"][-1]["changed_files"] in ([], ["out.txt"])

@@ -32,7 +32,7 @@ from tests.agents import fake_codex
 from tests.agents.clis import install
 from tests.agents.conftest import CASES
 from tests.agents.fakeserver import FakeModelServer, Scenario
-from tests.conftest import branch_commit
+from tests.conftest import branch_commit, commits_touching
 
 READY = ["claude", "codex", "gemini"]
 agents = pytest.mark.parametrize("answering", READY, indirect=True)
@@ -185,8 +185,7 @@ def _write_refused(agent: str, last: dict[str, Any]) -> str:
 
 def _nowhere_committed(mirror: Mirror, path: str) -> None:
     """No commit of any branch holds `path`, and each branch is where it started."""
-    log = git.git("log", "--all", "--format=%H", "--", path, git_dir=mirror.path).stdout
-    assert log.strip() == ""
+    assert commits_touching(mirror.path, path) == []
     heads = git.git("for-each-ref", "--format=%(objectname)", "refs/heads", git_dir=mirror.path)
     assert set(heads.stdout.split()) == {mirror.base}
 
