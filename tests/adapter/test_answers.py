@@ -18,11 +18,10 @@ from swarm_adapter.running import Running
 from swarm_adapter.settings import AdapterSettings
 from swarm_adapter.worker import Adapter
 from swarm_adapter.worktree import Commit
-from swarm_common import git
 from swarm_common.messages import MAX_ANSWER_CHARS
 from swarm_common.streams import Keys
 from tests.adapter.helpers import Mirror, events, message, send
-from tests.conftest import branch_commit
+from tests.conftest import branch_commit, commits_touching
 
 PLAN = '{"tasks": ["a", "b"]}'
 
@@ -122,6 +121,5 @@ async def test_a_read_only_attempt_runs_no_setup_or_gate_and_keeps_nothing(
     assert result.answer is None  # the shell agent gives none
     assert not (tmp_path / "setup-ran").exists() and not (tmp_path / "gate-ran").exists()
     assert branch_commit(mirror.path, msg.branch) == mirror.base
-    log = git.git("log", "--all", "--format=%H", "--", "work.txt", git_dir=mirror.path)
-    assert log.stdout == ""
+    assert commits_touching(mirror.path, "work.txt") == []
     assert not adapter.worktrees.path(msg).exists()

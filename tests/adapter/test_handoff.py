@@ -25,6 +25,7 @@ from tests.adapter.test_attempt import (  # noqa: F401  (fixtures)
     run,
     running_for,
 )
+from tests.conftest import commits_touching
 
 PARENTS = [ParentHandoff(key="api", title="Build the API", persona="ada", summary="Added /v2.")]
 BOARD = [BoardFact(key="db", value="sqlite", author="task:api", at="2026-01-01T00:00:00+00:00")]
@@ -53,8 +54,7 @@ async def test_the_agent_reads_context_json_which_is_never_committed_nor_gated(
     assert seen["parents"][0]["summary"] == "Added /v2."
     assert seen["blackboard"] == [b.model_dump(mode="json") for b in BOARD]
     assert seen["task"]["key"] == msg.task_key
-    log = git.git("log", "--all", "--format=%H", "--", ".swarm", git_dir=mirror.path).stdout
-    assert log.strip() == ""
+    assert commits_touching(mirror.path, ".swarm") == []
 
 
 async def test_a_repository_whose_swarm_folder_is_a_symlink_gets_no_context_file(
