@@ -50,6 +50,8 @@ __all__ = [
 
 MAX_DEPTH = 3
 """How many tasks up a chain of served tasks goes (a review run of a contender: two)."""
+_SERVES = (Task.reviews_task_id, Task.races_task_id)
+"""The columns naming the task a task serves (`_above`)."""
 
 CLOSED_SESSION_STATES = frozenset({SessionStatus.CANCELLED, SessionStatus.FINALIZED})
 """Sessions that take no control action and no new task."""
@@ -151,11 +153,11 @@ async def lock_task(db: AsyncSession, task_id: uuid.UUID) -> LockedTask | None:
     if held is not None and task_id in held.tasks:
         mine = held.tasks[task_id]
         return LockedTask(session=held.sessions[mine.session_id], task=mine)
-    session_id = await db.scalar(select(Task.session_id).where(Task.id == task_id))
-    if session_id is None:
+    found = (await db.execute(select(Task.session_id, *_SERVES).where(Task.id == task_id))).first()
+    if found is None:
         return None
-    session = await lock_session(db, session_id)
-    for above in await _above(db, task_id):  # the task it serves, and that one's, first
+    session = await lock_session(db, found.session_id)
+    for above in await _above(db, _served(found)):  # the task it serves, its own, first
         await db.scalar(
             select(Task)
             .where(Task.id == above)
@@ -173,22 +175,23 @@ async def lock_task(db: AsyncSession, task_id: uuid.UUID) -> LockedTask | None:
     return LockedTask(session=session, task=task)
 
 
-async def _above(db: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:
-    """The tasks a task serves, the outermost first: the task a review run judges, and the
-    task a contender races for (a review run of a contender: both)."""
+def _served(row: Any) -> uuid.UUID | None:
+    """The task a row of `_SERVES` serves: the one a review run judges, or a contender
+    races for."""
+    served: uuid.UUID | None = row.reviews_task_id or row.races_task_id
+    return served
+
+
+async def _above(db: AsyncSession, served: uuid.UUID | None) -> list[uuid.UUID]:
+    """`served` (the task a task serves) and the tasks it serves in turn, the outermost
+    first (a review run of a contender serves both)."""
     chain: list[uuid.UUID] = []
-    current = task_id
-    for _ in range(MAX_DEPTH):
-        row = (
-            await db.execute(
-                select(Task.reviews_task_id, Task.races_task_id).where(Task.id == current)
-            )
-        ).first()
-        above = row and (row.reviews_task_id or row.races_task_id)
-        if not above:
+    while served is not None:
+        chain.insert(0, served)
+        if len(chain) >= MAX_DEPTH:
             break
-        chain.insert(0, above)
-        current = above
+        row = (await db.execute(select(*_SERVES).where(Task.id == served))).first()
+        served = _served(row) if row is not None else None
     return chain
 
 
