@@ -1,7 +1,8 @@
 """Dispatch (`runtime/dispatch.py`, through the relay): only as many task messages reach an
 agent stream as its live adapters have free slots plus the headroom; the rest wait in
 PostgreSQL, and go out by fair share across tenants and sessions (weighted round robin),
-then priority, then age; held messages whose attempt is no longer queued are dropped."""
+then priority, then the longest chain of tasks waiting on them, then age; held messages
+whose attempt is no longer queued are dropped."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.messages import TaskMessage, TaskStarted, TaskSucceeded
 from swarm_common.streams import ADAPTERS_GROUP, Keys, decode, ensure_group
 from swarm_orchestrator.api.deps import AppState
-from swarm_orchestrator.db.models import Outbox
+from swarm_orchestrator.db.models import Outbox, Task
 from swarm_orchestrator.graph.reports import Outcome
 from swarm_orchestrator.runtime.dispatch import (
     Dispatcher,
@@ -111,6 +113,14 @@ def test_priority_then_age_orders_a_session_and_breaks_ties_between_sessions() -
     other = Held(4, b, None, 1, 100)
     assert [r.id for r in fair_order([*low, other], 2)] == [4, 1]
     assert [r.id for r in fair_order([Held(5, b, None, 1, -100), *low], 2)] == [1, 5]
+
+
+def test_of_one_priority_the_longer_chain_goes_first() -> None:
+    a = uuid.uuid4()
+    short, long_ = Held(1, a, None, 1, 0, chain=1), Held(2, a, None, 1, 0, chain=4)
+    assert [r.id for r in fair_order([short, long_], 2)] == [2, 1]
+    urgent = Held(3, a, None, 1, 10, chain=1)  # priority still comes first
+    assert [r.id for r in fair_order([short, long_, urgent], 3)] == [3, 2, 1]
 
 
 def test_tenants_share_first_then_their_sessions() -> None:
@@ -228,6 +238,59 @@ async def test_a_high_priority_task_goes_out_next_whatever_the_backlog(
     # It was the next message out once a slot freed, ahead of 190-odd older ones.
     published = await _stream_keys(redis, state.keys)
     assert published.index("urgent") == before + 1
+
+
+async def test_a_tasks_chain_is_the_longest_line_of_new_tasks_waiting_on_it(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM
+) -> None:
+    graph = [
+        task("top"),
+        task("left", "top"),
+        task("right", "top"),
+        task("mid", "right"),
+        task("bottom", "left", "mid"),
+        task("tail", "bottom"),
+        task("alone"),
+    ]
+    session = await new_session(api, git_repo, graph)
+    assert await _chains(sessionmaker, session["id"]) == {
+        "top": 5,  # top, right, mid, bottom, tail
+        "right": 4,
+        "mid": 3,
+        "left": 3,
+        "bottom": 2,
+        "tail": 1,
+        "alone": 1,
+    }
+    # Tasks added later count their own line; those counted before keep theirs.
+    added = await api.post(
+        f"/v1/sessions/{session['id']}/tasks", json=[task("later", "tail"), task("after", "later")]
+    )
+    assert added.status_code == 201, added.text
+    chains = await _chains(sessionmaker, session["id"])
+    assert (chains["later"], chains["after"], chains["tail"], chains["top"]) == (2, 1, 1, 5)
+
+
+async def _chains(sessionmaker: SM, session_id: str) -> dict[str, int]:
+    async with sessionmaker() as db:
+        rows = await db.execute(
+            select(Task.key, Task.chain).where(Task.session_id == uuid.UUID(session_id))
+        )
+        return {row.key: row.chain for row in rows}
+
+
+async def test_of_one_priority_the_task_starting_the_longest_chain_goes_out_first(
+    api: httpx.AsyncClient, git_repo: Path, state: AppState, redis: Redis, sessionmaker: SM
+) -> None:
+    session = await new_session(api, git_repo, [task(f"a{i}") for i in range(4)])
+    later = [task("root"), task("mid", "root"), task("leaf", "mid")]
+    added = await api.post(f"/v1/sessions/{session['id']}/tasks", json=later)
+    assert added.status_code == 201, added.text
+    await live_worker(sessionmaker, slots=1)
+    assert await state.background.relay.publish_batch() == 2  # one slot and the headroom
+    # The younger task that a chain of three waits on goes first, then the oldest of the
+    # rest (by age alone, a0 and a1 would have gone).
+    assert await _stream_keys(redis, state.keys) == ["root", "a0"]
 
 
 async def test_sessions_sharing_a_kind_progress_at_their_weights(

@@ -246,6 +246,14 @@ class Task(Base):
     role: Mapped[str | None] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(doc="The task as submitted (TaskSpec).")
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    chain: Mapped[int] = mapped_column(
+        Integer,
+        default=1,
+        server_default=text("1"),
+        doc="The longest chain of tasks from this one to a task nothing depends on, itself "
+        "included, in the graph it was added with: of two ready tasks of one priority, the "
+        "longer chain goes out first (a graph's critical path starts early).",
+    )
     timeout_s: Mapped[int] = mapped_column(Integer)
     max_attempts: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), default=TaskStatus.PENDING.value)
@@ -623,6 +631,7 @@ class Outbox(Base):
             "target",
             "session_id",
             text("priority DESC"),
+            text("chain DESC"),
             "id",
             postgresql_where=text("sent_at IS NULL AND task_id IS NOT NULL"),
         ),
@@ -651,6 +660,12 @@ class Outbox(Base):
     session_id: Mapped[uuid.UUID | None] = mapped_column(doc="For a task message: its session.")
     priority: Mapped[int | None] = mapped_column(
         Integer, doc="For a task message: its task's priority."
+    )
+    chain: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default=text("0"),
+        doc="For a task message: its task's `chain` (after priority, the longer goes first).",
     )
     outstanding: Mapped[bool] = mapped_column(
         Boolean,

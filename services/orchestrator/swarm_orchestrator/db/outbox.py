@@ -30,11 +30,13 @@ def add_message(db: AsyncSession, *, stream: str, message: Message) -> None:
 
 @dataclass(frozen=True)
 class Held:
-    """A task message for `add_tasks`: its agent's stream and its task's priority."""
+    """A task message for `add_tasks`: its agent's stream, its task's priority and chain
+    (`Task.chain`)."""
 
     stream: str
     message: TaskMessage
     priority: int
+    chain: int = 1
 
 
 async def add_tasks(db: AsyncSession, held: Iterable[Held]) -> None:
@@ -54,6 +56,7 @@ async def add_tasks(db: AsyncSession, held: Iterable[Held]) -> None:
                 "attempt": h.message.attempt,
                 "session_id": h.message.session_id,
                 "priority": h.priority,
+                "chain": h.chain,
             }
             for h in held
         ),

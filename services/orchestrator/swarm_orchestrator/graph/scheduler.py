@@ -108,9 +108,9 @@ async def queue_ready(
     limit: int | None = None,
 ) -> list[Task]:
     """Queue every ready task of `session` (or only those in `only`; at most `limit`, the
-    first by priority); the session must be locked by the caller. A draft runs only its
-    planning agent's tasks (kind `plan`). `routed`: tasks whose kind was just chosen (a
-    failover), not routed again."""
+    first by priority, then the longest `chain`); the session must be locked by the caller.
+    A draft runs only its planning agent's tasks (kind `plan`). `routed`: tasks whose kind
+    was just chosen (a failover), not routed again."""
     kinds: tuple[ColumnElement[bool], ...] = ()
     if session.status == SessionStatus.DRAFT:
         kinds = (Task.kind == "plan",)
@@ -124,7 +124,7 @@ async def queue_ready(
         *_READY,
         *kinds,
         ids=only,
-        order_by=(Task.priority.desc(), Task.created_at, Task.key),
+        order_by=(Task.priority.desc(), Task.chain.desc(), Task.created_at, Task.key),
         limit=limit,
     )
     if not tasks:
@@ -282,6 +282,7 @@ async def _queue(
                 keys.tasks(start.task.agent),
                 _message(start, session=session, event_key=event_key),
                 start.task.priority,
+                start.task.chain,
             )
             for start, event_key in zip(starts, event_keys, strict=True)
         ),

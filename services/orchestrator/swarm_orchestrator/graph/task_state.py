@@ -232,7 +232,8 @@ async def create_tasks(
     """Insert `pending` tasks, their dependencies (`ids` maps every key they may depend on
     to its task id) and their `task.created` entries, in bulk (graphs are large)."""
     now = utcnow()
-    await insert_rows(db, Task, (_row(new, session_id, now) for new in tasks))
+    chains = _chains(tasks)
+    await insert_rows(db, Task, (_row(new, session_id, now, chains[new.id]) for new in tasks))
     edges = (
         {"task_id": new.id, "depends_on_id": ids[dep]}
         for new in tasks
@@ -285,7 +286,31 @@ def _created(new: NewTask) -> dict[str, Any]:
     return data
 
 
-def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+def _chains(tasks: Sequence[NewTask]) -> dict[uuid.UUID, int]:
+    """Each new task's `Task.chain`: itself and the longest chain of the new tasks that
+    depend on it (tasks added later under it do not lengthen it). A task is counted once
+    every new task depending on it was, whatever the order of `tasks`."""
+    by_key = {t.spec.key: t.id for t in tasks}
+    parents = {
+        t.id: [by_key[d] for d in dict.fromkeys(t.spec.depends_on) if d in by_key] for t in tasks
+    }
+    uncounted = {t.id: 0 for t in tasks}  # new tasks depending on it, not yet counted
+    for ids in parents.values():
+        for parent in ids:
+            uncounted[parent] += 1
+    chain = {t.id: 1 for t in tasks}
+    ready = [task for task, n in uncounted.items() if not n]
+    while ready:
+        task = ready.pop()
+        for parent in parents[task]:
+            chain[parent] = max(chain[parent], chain[task] + 1)
+            uncounted[parent] -= 1
+            if not uncounted[parent]:
+                ready.append(parent)
+    return chain
+
+
+def _row(new: NewTask, session_id: uuid.UUID, now: datetime, chain: int) -> dict[str, Any]:
     spec = new.spec
     stored = spec.model_dump(mode="json")
     if new.persona is not None:
@@ -303,6 +328,7 @@ def _row(new: NewTask, session_id: uuid.UUID, now: datetime) -> dict[str, Any]:
         "role": spec.role,
         "spec": stored,
         "priority": spec.priority if new.priority is None else new.priority,
+        "chain": chain,
         "timeout_s": spec.timeout_s,
         "max_attempts": spec.max_attempts,
         "status": TaskStatus.PENDING.value,

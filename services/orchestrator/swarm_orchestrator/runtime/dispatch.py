@@ -15,11 +15,12 @@ each pass the relay (`runtime.relay`, one replica at a time under its lock) asks
   (`graph.pauses`), gets only the headroom.
 - **Which**: weighted round robin across tenants (`tenant_weights`, default 1), then across
   a tenant's sessions (`settings.weight`), then the task's priority (highest first), then
-  age. The round robin is stride scheduling: a pick goes to the tenant (session) with the
-  lowest pass, whose pass then grows by 1/weight, and one back from idle starts at the
-  current virtual time (idling earns no credit). So over many picks the shares are the
-  weights, with two slots as with two hundred; ties go to the higher priority, then the
-  older message.
+  its chain (`Task.chain`, the longest first: the tasks a graph's critical path waits on go
+  out early), then age. The round robin is stride scheduling: a pick goes to the tenant
+  (session) with the lowest pass, whose pass then grows by 1/weight, and one back from idle
+  starts at the current virtual time (idling earns no credit). So over many picks the
+  shares are the weights, with two slots as with two hundred; ties go to the higher
+  priority, then the longer chain, then the older message.
 - **Dropped**: a held row whose attempt is no longer its task's queued attempt (the task was
   cancelled, its attempt lost or superseded) is marked sent without being published.
 
@@ -72,11 +73,14 @@ class Held:
     weight: int
     """Its session's share (`settings.weight`)."""
     priority: int
+    chain: int = 0
+    """Its task's `Task.chain`: of one priority, the longer chain goes first."""
 
     @property
-    def rank(self) -> tuple[int, int]:
-        """Sorts first what goes first within a session: higher priority, then older."""
-        return (-self.priority, self.id)
+    def rank(self) -> tuple[int, int, int]:
+        """Sorts first what goes first within a session: higher priority, then the longer
+        chain, then older."""
+        return (-self.priority, -self.chain, self.id)
 
 
 def budget(*, slots: int, running: int, outstanding: int, headroom: int, paused: bool) -> int:
@@ -123,7 +127,7 @@ def fair_order(
     tenant_weights: Mapping[str, int] | None = None,
 ) -> list[Held]:
     """The first `n` of `held` to publish: tenants, then sessions by weighted round robin
-    (`shares` keeps the passes between calls), then priority and age."""
+    (`shares` keeps the passes between calls), then priority, chain and age."""
     shares = shares or Shares()
     weights = tenant_weights or {}
     queues: dict[str | None, dict[uuid.UUID, deque[Held]]] = defaultdict(dict)
@@ -147,7 +151,7 @@ def fair_order(
     return chosen
 
 
-def _head(queues: Iterable[deque[Held]]) -> tuple[int, int]:
+def _head(queues: Iterable[deque[Held]]) -> tuple[int, int, int]:
     return min(q[0].rank for q in queues)
 
 
@@ -241,18 +245,18 @@ _CANDIDATES_SQL = text(f"""
         )
         FROM held WHERE held.session_id IS NOT NULL
     )
-    SELECT o.id, o.session_id, o.priority, s.tenant, s.settings ->> 'weight' AS weight,
-           t.id IS NOT NULL AS current
+    SELECT o.id, o.session_id, o.priority, o.chain, s.tenant,
+           s.settings ->> 'weight' AS weight, t.id IS NOT NULL AS current
     FROM held
     JOIN sessions s ON s.id = held.session_id
     CROSS JOIN LATERAL (
-        SELECT o.id, o.session_id, o.priority, o.task_id, o.attempt FROM outbox o
+        SELECT o.id, o.session_id, o.priority, o.chain, o.task_id, o.attempt FROM outbox o
         WHERE {_HELD} AND o.target = :target AND o.session_id = held.session_id
-        ORDER BY o.priority DESC, o.id LIMIT :n
+        ORDER BY o.priority DESC, o.chain DESC, o.id LIMIT :n
     ) o
     LEFT JOIN tasks t ON {_CURRENT}
 """)
-"""The first `n` held messages of each session on a stream, by priority and age, and
+"""The first `n` held messages of each session on a stream, by priority, chain and age, and
 whether each one's attempt is still its task's queued one (index probes only: a skip scan
 over the sessions, then the top of each)."""
 
@@ -300,6 +304,7 @@ async def _candidates(db: AsyncSession, target: str, n: int) -> list[tuple[Held,
                 tenant=r.tenant,
                 weight=_weight(r.weight),
                 priority=r.priority or 0,
+                chain=r.chain,
             ),
             bool(r.current),
         )
