@@ -56,6 +56,7 @@ from swarm_orchestrator.graph import personas
 from swarm_orchestrator.graph.locking import lock_attempt
 from swarm_orchestrator.graph.personas import Assignment
 from swarm_orchestrator.graph.retry import Counts, TaskLimits
+from swarm_orchestrator.graph.validation import topological_order
 from swarm_orchestrator.observability import metrics
 
 __all__ = [
@@ -233,7 +234,7 @@ async def create_tasks(
     to its task id) and their `task.created` entries, in bulk (graphs are large)."""
     now = utcnow()
     chains = _chains(tasks)
-    await insert_rows(db, Task, (_row(new, session_id, now, chains[new.id]) for new in tasks))
+    await insert_rows(db, Task, (_row(new, session_id, now, chains[new.spec.key]) for new in tasks))
     edges = (
         {"task_id": new.id, "depends_on_id": ids[dep]}
         for new in tasks
@@ -286,27 +287,16 @@ def _created(new: NewTask) -> dict[str, Any]:
     return data
 
 
-def _chains(tasks: Sequence[NewTask]) -> dict[uuid.UUID, int]:
-    """Each new task's `Task.chain`: itself and the longest chain of the new tasks that
-    depend on it (tasks added later under it do not lengthen it). A task is counted once
-    every new task depending on it was, whatever the order of `tasks`."""
-    by_key = {t.spec.key: t.id for t in tasks}
-    parents = {
-        t.id: [by_key[d] for d in dict.fromkeys(t.spec.depends_on) if d in by_key] for t in tasks
-    }
-    uncounted = {t.id: 0 for t in tasks}  # new tasks depending on it, not yet counted
-    for ids in parents.values():
-        for parent in ids:
-            uncounted[parent] += 1
-    chain = {t.id: 1 for t in tasks}
-    ready = [task for task, n in uncounted.items() if not n]
-    while ready:
-        task = ready.pop()
-        for parent in parents[task]:
-            chain[parent] = max(chain[parent], chain[task] + 1)
-            uncounted[parent] -= 1
-            if not uncounted[parent]:
-                ready.append(parent)
+def _chains(tasks: Sequence[NewTask]) -> dict[str, int]:
+    """Each new task's `Task.chain`, by key: itself and the longest chain of the new tasks
+    that depend on it (tasks added later under it do not lengthen it), counted children
+    first whatever the order of `tasks` (the graph was validated: it has no cycle)."""
+    keys = {t.spec.key for t in tasks}
+    parents = {t.spec.key: [d for d in t.spec.depends_on if d in keys] for t in tasks}
+    chain = dict.fromkeys(parents, 1)
+    for key in reversed(topological_order(parents) or list(parents)):
+        for parent in parents[key]:
+            chain[parent] = max(chain[parent], chain[key] + 1)
     return chain
 
 
