@@ -44,23 +44,25 @@ def _children(dag: Dag) -> list[list[int]]:
     return children
 
 
+def _to_end(dag: Dag, weights: list[float]) -> list[float]:
+    """Each task's heaviest path to the graph's end, its own weight included (the graph
+    lists parents before children)."""
+    children = _children(dag)
+    rest = [0.0] * len(weights)
+    for task in reversed(range(len(rest))):
+        rest[task] = weights[task] + max((rest[c] for c in children[task]), default=0.0)
+    return rest
+
+
 def chains(dag: Dag) -> list[int]:
     """Each task's chain, as `Task.chain` counts it: itself and the longest line of tasks
-    waiting on it (the graph lists parents before children)."""
-    children = _children(dag)
-    chain = [1] * len(dag.durations)
-    for task in reversed(range(len(chain))):
-        chain[task] = 1 + max((chain[c] for c in children[task]), default=0)
-    return chain
+    waiting on it."""
+    return [int(n) for n in _to_end(dag, [1.0] * len(dag.durations))]
 
 
 def remaining(dag: Dag) -> list[float]:
     """Each task's longest path of durations to the graph's end, its own included."""
-    children = _children(dag)
-    rest = [0.0] * len(dag.durations)
-    for task in reversed(range(len(rest))):
-        rest[task] = dag.durations[task] + max((rest[c] for c in children[task]), default=0.0)
-    return rest
+    return _to_end(dag, dag.durations)
 
 
 def _orders(dag: Dag) -> dict[str, Key]:
