@@ -36,7 +36,7 @@ class Held:
     stream: str
     message: TaskMessage
     priority: int
-    chain: int = 1
+    chain: int
 
 
 async def add_tasks(db: AsyncSession, held: Iterable[Held]) -> None:
