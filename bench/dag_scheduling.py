@@ -5,8 +5,8 @@ The graph (`random_dag`, `random.Random(19)`): task `i` depends on 0–3 tasks d
 tasks before it, and sleeps a duration drawn uniformly from 0.1–1 s (`sleep 0.37`; shell
 tasks on a one-file repository, each in its own git worktree as every shell task is).
 
-- `makespan_s`: from sending `POST /v1/sessions` with the whole graph until the session is
-  seen done (polled every 50 ms);
+- `makespan_s`: from sending `POST /v1/sessions` with the whole graph until the last
+  `task.succeeded` entry of its timeline (`rest.Run.seconds`);
 - `ideal_s`: max(critical path, total work ÷ 32), both from the graph's durations: no
   schedule on 32 slots can end sooner;
 - `critical_path_s`, `work_per_slot_s`, `span_s` (first `task.started` to last

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from dag_scheduling import Dag, random_dag
 from merge_queue import busy_per_merge
 from recovery import defaults
 from repos import merge_floor, small_repo, worktree_floor
-from rest import stamped_spans
+from rest import Run, stamped_spans
 from worktree_ready import ready_lines
 
 from swarm_adapter.settings import AdapterSettings
@@ -82,6 +83,21 @@ def test_spans_come_from_the_adapters_stamps_not_from_when_reports_were_applied(
         0.05,
         0.25,
     ]
+
+
+def test_a_run_ends_at_its_last_success_stamp_not_when_a_poll_saw_it_done() -> None:
+    def entry(kind: str, created_at: str) -> dict[str, object]:
+        return {"type": kind, "task_id": "a", "attempt": 1, "created_at": created_at}
+
+    events = [
+        entry("task.succeeded", "2026-12-05T10:00:01+00:00"),
+        entry("task.succeeded", "2026-12-05T10:00:04+00:00"),  # the last success
+        entry("task.succeeded", "2026-12-05T10:00:02+00:00"),
+        entry("session.finished", "2026-12-05T10:00:05+00:00"),  # not a success
+    ]
+    sent = datetime(2026, 12, 5, 10, 0, tzinfo=UTC).timestamp()
+    run = Run(session_id="s", events=events, sent=sent, done=sent + 9.5)  # seen 5.5 s later
+    assert run.seconds == 4.0
 
 
 def test_the_merge_queue_counts_busy_time_only() -> None:
