@@ -7,7 +7,9 @@ prefetch multiplier 4), no result backend.
 - `tasks_per_s`: 20,000 no-op tasks sent at once (one `send_task` each, from one
   producer); from the first send until the worker's 20,000th `INCR` of a Redis counter is
   seen (polled every 5 ms). `send_s`: how long sending them took (part of the above: the
-  worker runs them meanwhile), for orientation.
+  worker runs them meanwhile), for orientation. `cpu_s_per_task`: CPU seconds the worker
+  (its pool included), Redis and this producer spent meanwhile, per task (`bench/cpu.py`);
+  `cpu_<group>_s_per_task` for each.
 - `enqueue_to_start_p99_s`: tasks sent at a steady 200/s (10 every 50 ms, 15 s), each
   carrying the time it was sent; the task pushes `time.time() - sent` when it starts; the
   99th percentile of those.
@@ -34,6 +36,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cpu  # noqa: E402
 from celery_app import DELAYS, DONE, NOOP, make_app  # noqa: E402
 from stats import percentile  # noqa: E402
 from tests.servers import Servers  # noqa: E402
@@ -57,17 +60,26 @@ def once(quick: bool = False) -> dict[str, float]:
         try:
             with (
                 tempfile.TemporaryDirectory(prefix="swarm-celery-") as tmp,
-                _worker(broker, prefix, Path(tmp) / "worker.log", store),
+                _worker(broker, prefix, Path(tmp) / "worker.log", store) as worker,
             ):
                 app = make_app(broker, prefix)
-                rate, send_s = _throughput(app, store, prefix, QUICK_TASKS if quick else TASKS)
+                count = QUICK_TASKS if quick else TASKS
+                meter = cpu.Meter(groups={"worker": [worker.pid]}, redis=store)
+                meter.start()
+                rate, send_s = _throughput(app, store, prefix, count)
+                spent = meter.stop()
                 p99 = _latency(app, store, prefix, QUICK_STEADY_S if quick else STEADY_S)
         finally:
             _forget(store, prefix)
             store.close()
     finally:
         servers.close()
-    return {"tasks_per_s": rate, "enqueue_to_start_p99_s": p99, "send_s": send_s}
+    return {
+        "tasks_per_s": rate,
+        "enqueue_to_start_p99_s": p99,
+        "send_s": send_s,
+        **cpu.per_task(spent, count),
+    }
 
 
 def _database(url: str, number: int) -> str:
@@ -76,7 +88,9 @@ def _database(url: str, number: int) -> str:
 
 
 @contextmanager
-def _worker(broker: str, prefix: str, log: Path, store: redis.Redis) -> Iterator[None]:
+def _worker(
+    broker: str, prefix: str, log: Path, store: redis.Redis
+) -> Iterator[subprocess.Popen[bytes]]:
     """A prefork worker of two processes, ready (it ran a first task) until the block ends;
     then a warm shutdown (SIGTERM), a kill if it hangs."""
     env = {
@@ -107,7 +121,7 @@ def _worker(broker: str, prefix: str, log: Path, store: redis.Redis) -> Iterator
 
         eventually(ready, timeout_s=60, interval_s=0.05, message="celery worker not ready")
         store.delete(prefix + DONE)
-        yield
+        yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

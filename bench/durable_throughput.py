@@ -10,6 +10,10 @@ gives one (`swarm up`, compose and Kubernetes: 256, one batch read at a time).
 - `accept_s`: how long that POST took to answer (part of the above).
 - `queued_to_started_p50_s`: the median wait of a task from `task.queued` to `task.started`
   (timeline `created_at`), for orientation.
+- `cpu_s_per_task`: CPU seconds every process of the run spent (`bench/cpu.py`: the
+  orchestrator, the adapters, the database's PostgreSQL backends, Redis, this client) from
+  sending the POST until the session was seen done, divided by the tasks;
+  `cpu_<group>_s_per_task` for each of those groups.
 
     .venv/bin/python bench/durable_throughput.py [--quick]     (--quick: 2,000 tasks)
 """
@@ -23,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cpu  # noqa: E402
 import rest  # noqa: E402
 from harness import bench_stack  # noqa: E402
 from repos import small_repo  # noqa: E402
@@ -47,10 +52,13 @@ def noop_rate(count: int, *, name: str = "throughput") -> dict[str, float]:
         adapters = [(f"noop-{i}", "noop", CONCURRENCY) for i in range(ADAPTERS)]
         with rest.running(stack, adapters) as client:
             repo = small_repo(root / "repo")
-            started = time.time()
-            session_id = rest.create_session(client, str(repo), noop_graph(count))
-            accepted = time.time()
-            rest.wait_done(client, session_id, timeout_s=max(120, count / 10))
+            with cpu.stack_meter(stack) as meter:
+                meter.start()
+                started = time.time()
+                session_id = rest.create_session(client, str(repo), noop_graph(count))
+                accepted = time.time()
+                rest.wait_done(client, session_id, timeout_s=max(120, count / 10))
+                spent = meter.stop()
             events = rest.read_timeline(
                 client, session_id, until=rest.count("task.succeeded", count)
             )
@@ -63,6 +71,7 @@ def noop_rate(count: int, *, name: str = "throughput") -> dict[str, float]:
         "seconds": done - started,
         "accept_s": accepted - started,
         "queued_to_started_p50_s": percentile(waits, 50),
+        **cpu.per_task(spent, count),
     }
 
 

@@ -59,10 +59,10 @@ def plot_figures(outcomes: list[Outcome], path: Path, title: str) -> Path | None
         color = {True: MET, False: MISSED, None: NEUTRAL}[o.met]
         _bar(ax, 0, o.swarm, scale, color)
         labels = ["Swarm"]
+        if o.baseline is not None and o.target.bound is None:
+            _bar(ax, 1, o.baseline, scale, BASE)
+            labels.append(o.target.baseline_label)
         if o.baseline is not None and o.target.factor is not None:
-            if o.target.bound is None:
-                _bar(ax, 1, o.baseline, scale, BASE)
-                labels.append(o.target.baseline_label)
             allowed = o.baseline.median * (o.target.factor or 1.0) * scale
             ax.axhline(allowed, color="black", linestyle="--", linewidth=1)
             ax.annotate(

@@ -172,10 +172,11 @@ def markdown_table(outcomes: list[Outcome], results: dict[str, Runs]) -> str:
         swarm = _cell_range(o)
         if o.swarm is None:
             swarm = _why_missing(o.target, results)
-        baseline = _cell(o, "baseline") if o.target.factor is not None else "—"
+        compared = o.target.factor is not None or o.target.baseline is not None
+        baseline = _cell(o, "baseline") if compared else "—"
         if o.baseline is not None and o.target.baseline_label and o.target.bound is None:
             baseline = f"{baseline} ({o.target.baseline_label})"
-        ratio = f"{o.ratio:.2f}×" if o.ratio is not None and o.target.factor is not None else "—"
+        ratio = f"{o.ratio:.2f}×" if o.ratio is not None else "—"
         met = {True: "yes", False: "**no**", None: "—"}[o.met]
         rows.append(
             f"| {o.target.title} | {swarm} | {baseline} | {ratio} | {o.target.text()} | {met} |"

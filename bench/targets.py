@@ -120,6 +120,15 @@ TARGETS: tuple[Target, ...] = (
         better="higher",
     ),
     Target(
+        "throughput_cpu",
+        "2. CPU per task, every process of the run",
+        "s",
+        Figure("throughput", "cpu_s_per_task"),
+        Figure("celery", "cpu_s_per_task"),
+        baseline_label=CELERY,
+        factor=None,
+    ),
+    Target(
         "dispatch_p99",
         "3. Dispatch latency p99 at 200 tasks/s (queued → the adapter starts it)",
         "s",

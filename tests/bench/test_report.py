@@ -90,6 +90,15 @@ def test_the_table_gives_median_range_ratio_and_verdict() -> None:
     assert "skipped: bench/gone.py is missing" in lines[4] and lines[4].endswith("| — |")
 
 
+def test_a_reported_figure_beside_a_baseline_shows_both_and_their_ratio_but_no_verdict() -> None:
+    results = _results(swarm=[{"s": 0.003}], base=[{"s": 0.002}])
+    beside = Target("c", "cpu", "s", Figure("swarm", "s"), Figure("base", "s"), "base", factor=None)
+    alone = Target("m", "memory", "MB", Figure("swarm", "s"), factor=None)
+    lines = markdown_table([evaluate(t, results) for t in (beside, alone)], results).splitlines()
+    assert lines[2] == "| cpu | 3.00 ms | 2.00 ms (base) | 1.50× | reported | — |"
+    assert lines[3] == "| memory | 0.00300 MB | — | — | reported | — |"
+
+
 def test_a_record_gives_back_its_repetitions() -> None:
     results = _results(swarm=[{"s": 1.0}, {"s": 2.0}], base=[{"s": 0.5}])
     results["swarm"].errors.append("repetition 3: RuntimeError: boom")
@@ -122,4 +131,6 @@ def test_every_target_names_figures_of_known_benchmarks() -> None:
     for target in TARGETS:
         assert target.swarm.benchmark in names
         assert target.baseline is None or target.baseline.benchmark in names
-        assert (target.baseline is None) == (target.bound is not None or target.factor is None)
+        assert target.baseline is None or target.bound is None
+        if target.factor is not None:  # a target compares with a baseline or a bound
+            assert (target.baseline is None) == (target.bound is not None)
