@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from swarm_common.jsontext import CLIPPED
+from swarm_common.streams import Keys
 from swarm_orchestrator.api.convert import MAX_SHOWN_DEPTH
 from swarm_orchestrator.db.models import Task
+from swarm_orchestrator.graph import scheduler
 from tests.orchestrator.helpers import new_session, task
 
 
@@ -115,3 +117,45 @@ async def test_a_large_session_is_listed_while_whoami_keeps_answering(
     assert sum(len(t["depends_on"]) for t in tasks) == 10 * 5000 - 55
     assert len(waits) >= 5, (took, waits)
     assert max(waits) < took / 3, (took, sorted(waits)[-5:])
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an `EXPLAIN (FORMAT JSON)` plan."""
+    todo, nodes = [plan[0]["Plan"]], []
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node.get("Plans", ()))
+    return nodes
+
+
+async def test_a_big_sessions_next_ready_tasks_come_from_an_index_not_a_sort_of_all(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keys: Keys,
+) -> None:
+    """A sweep takes a session's ready tasks 500 at a time, in priority, chain and age
+    order. Before `ix_tasks_pending_order`, each pass sorted every pending task of the
+    session (whole rows, on disk past a few thousand) to take 500."""
+    await new_session(api, git_repo, tasks=[task(f"t{i}", agent="noop") for i in range(2000)])
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FOR UPDATE OF tasks" in statement and "tasks.priority DESC" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        queued = await scheduler.sweep(sessionmaker, keys=keys)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert queued == 2000 - scheduler.QUEUE_IN_REQUEST  # the request queued the first 500
+    assert len(statements) == queued // scheduler.SWEEP_CHUNK + 1  # the last finds none
+    statement, parameters = statements[0]
+    async with engine.connect() as conn:
+        explained = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+        nodes = _plan_nodes(explained.scalar_one())
+    assert "ix_tasks_pending_order" in {n.get("Index Name") for n in nodes}, nodes
+    assert not [n for n in nodes if n["Node Type"] == "Sort"], nodes

@@ -195,6 +195,15 @@ class Task(Base):
         CheckConstraint(_one_of("status", TaskStatus), name="status"),
         Index("ix_tasks_session_status", "session_id", "status"),
         Index("ix_tasks_retry_at", "retry_at", postgresql_where=text("status = 'pending'")),
+        Index(  # `scheduler.queue_ready`: the first ready tasks in its order, not a sort of all
+            "ix_tasks_pending_order",
+            "session_id",
+            text("priority DESC"),
+            text("chain DESC"),
+            "created_at",
+            "key",
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index(
             "ix_tasks_in_flight_agent",
             "agent",
