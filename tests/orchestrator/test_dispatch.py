@@ -212,6 +212,7 @@ async def test_only_free_slots_and_the_headroom_reach_the_stream(
     slots = Slots(state, redis, 2)
     assert len(await slots.fill()) == 2  # two start, one waits in the stream
     assert await relay.publish_batch() == 0
+    assert await count_rows(sessionmaker, Outbox, Outbox.outstanding) == 1  # started: settled
     assert len(await slots.finish_oldest()) == 1  # the waiting one starts; one more goes out
     assert await redis.xlen(state.keys.tasks("shell")) == 4
     assert await relay.publish_batch() == 0
