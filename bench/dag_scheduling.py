@@ -10,7 +10,10 @@ tasks on a one-file repository, each in its own git worktree as every shell task
 - `ideal_s`: max(critical path, total work ÷ 32), both from the graph's durations: no
   schedule on 32 slots can end sooner;
 - `critical_path_s`, `work_per_slot_s`, `span_s` (first `task.started` to last
-  `task.succeeded`): for orientation.
+  `task.succeeded`): for orientation;
+- `cpu_s_per_task` and `cpu_<group>_s_per_task`: CPU seconds the run's processes spent per
+  task (`bench/cpu.py`; the adapters' group holds the git, shell and sleep processes below
+  them), while the session ran and its timeline was read.
 
     .venv/bin/python bench/dag_scheduling.py [--quick]     (--quick: 100 tasks)
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cpu  # noqa: E402
 import rest  # noqa: E402
 from harness import bench_stack  # noqa: E402
 from repos import small_repo  # noqa: E402
@@ -84,7 +88,10 @@ def once(quick: bool = False) -> dict[str, float]:
         adapters = [(f"shell-{i}", "shell", CONCURRENCY) for i in range(ADAPTERS)]
         with rest.running(stack, adapters) as client:
             repo = small_repo(root / "repo")
-            run = rest.run_session(client, repo, dag.tasks(), timeout_s=600)
+            with cpu.stack_meter(stack) as meter:
+                meter.start()
+                run = rest.run_session(client, repo, dag.tasks(), timeout_s=600)
+                spent = meter.stop()
     starts = rest.first_at(run.events, "task.started").values()
     ends = rest.first_at(run.events, "task.succeeded").values()
     return {
@@ -93,6 +100,7 @@ def once(quick: bool = False) -> dict[str, float]:
         "critical_path_s": dag.critical_path(),
         "work_per_slot_s": sum(dag.durations) / SLOTS,
         "span_s": max(ends) - min(starts),
+        **cpu.per_task(spent, len(dag.durations)),
     }
 
 
