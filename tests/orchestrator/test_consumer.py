@@ -11,7 +11,13 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from swarm_common.messages import TaskStarted, TaskSucceeded
+from swarm_common.messages import (
+    Message,
+    TaskHeartbeat,
+    TaskProgress,
+    TaskStarted,
+    TaskSucceeded,
+)
 from swarm_common.streams import ORCHESTRATOR_GROUP, Keys, encode
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.engine import make_engine, make_sessionmaker
@@ -194,3 +200,44 @@ async def test_nul_bytes_from_an_agent_do_not_lose_its_result(
     assert attempt["output_tail"] == "binary\ufffdoutput"
     assert await redis.xlen(keys.dead) == 1
     assert await _pending(redis, keys) == 0
+
+
+async def test_a_start_progress_or_heartbeat_wakes_no_loop_and_a_result_does(
+    api: httpx.AsyncClient, git_repo: Path, redis: Redis, keys: Keys, sessionmaker: SM
+) -> None:
+    """The relay's room is the same after a start (a message out became a run) and nothing
+    is merged: a start, progress or heartbeat alone does not wake the relay and the merge
+    queue; a result, alone or in a run with them, does."""
+    session = await new_session(api, git_repo, [task("a"), task("b")])
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    woken: list[int] = []
+    consumer = EventConsumer(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        keys=keys,
+        consumer="orch-wake",
+        on_commit=lambda: woken.append(1),
+    )
+    await consumer.setup()
+
+    async def send(*messages: Message) -> int:
+        for message in messages:
+            await redis.xadd(keys.events, await proven(sessionmaker, message))  # type: ignore[arg-type]
+        before = len(woken)
+        while await consumer.process():
+            pass
+        return len(woken) - before
+
+    def started(key: str) -> Message:
+        return outcome_event(TaskStarted, sid, ids[key], branch="b", base_commit="c" * 40)
+
+    assert await send(started("a")) == 0  # alone: one by one
+    assert await send(outcome_event(TaskHeartbeat, sid, ids["a"])) == 0
+    assert await send(outcome_event(TaskProgress, sid, ids["a"], kind="note", text="hi")) == 0
+    assert await send(started("b"), outcome_event(TaskProgress, sid, ids["b"], kind="n")) == 0
+    assert (await task_states(api, sid))["b"] == ("running", 1)
+    assert await send(outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0)) == 1
+    again = outcome_event(TaskProgress, sid, ids["b"], kind="note")
+    assert await send(again, outcome_event(TaskSucceeded, sid, ids["b"], exit_code=0)) == 1
+    assert (await task_states(api, sid))["b"] == ("succeeded", 1)

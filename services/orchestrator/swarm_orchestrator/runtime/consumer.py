@@ -31,6 +31,7 @@ from swarm_common.backoff import Backoff, sleep
 from swarm_common.messages import (
     TaskCancelled,
     TaskFailed,
+    TaskHeartbeat,
     TaskProgress,
     TaskStarted,
     TaskSucceeded,
@@ -70,7 +71,8 @@ class EventConsumer:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     plan_limits: PlanLimits = field(default_factory=PlanLimits)
     on_commit: Callable[[], None] = lambda: None
-    """Called after an event changed the database (the loops that act on it wake up)."""
+    """Called after an event changed what the loops act on (they wake up): not for a start,
+    progress or heartbeat alone (`_QUIET`)."""
     counts: dict[str, int] = field(default_factory=dict, init=False)
     _recover: bool = field(default=True, init=False)
 
@@ -162,12 +164,12 @@ class EventConsumer:
                 extra={"entries": len(run), "error": f"{type(exc).__name__}"},
             )
             return False
-        applied = False
+        woken = False
         for (_, _, envelope), outcome in zip(ordered, outcomes, strict=True):
             self.counts[outcome] = self.counts.get(outcome, 0) + 1
             metrics.event_handled(envelope.type, outcome)
-            applied = applied or outcome == Outcome.APPLIED
-        if applied:
+            woken = woken or _wakes(envelope, outcome)
+        if woken:
             self.on_commit()
         await self.redis.xack(
             self.keys.events, ORCHESTRATOR_GROUP, *[entry_id for entry_id, _, _ in run]
@@ -223,7 +225,7 @@ class EventConsumer:
             return
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         metrics.event_handled(envelope.type, outcome)
-        if outcome == Outcome.APPLIED:
+        if _wakes(envelope, outcome):
             self.on_commit()
         await self.redis.xack(self.keys.events, ORCHESTRATOR_GROUP, entry_id)
 
@@ -303,6 +305,17 @@ class EventConsumer:
 _TOGETHER = (TaskStarted, TaskSucceeded, TaskFailed, TaskCancelled, TaskProgress)
 """The reports applied in runs, one transaction for many (`EventConsumer._apply_together`):
 each locks only its own session, task and attempt."""
+
+
+_QUIET = (TaskStarted, TaskProgress, TaskHeartbeat)
+"""Reports whose effect no loop acts on: a start moves a task from the stream's messages out
+to its running ones (the relay's room is the same: `runtime.dispatch`), and queues, ends and
+merges nothing; progress and heartbeats only stamp."""
+
+
+def _wakes(envelope: Envelope, outcome: Outcome) -> bool:
+    """Whether an applied report wakes the relay and the merge queue (`on_commit`)."""
+    return outcome == Outcome.APPLIED and not isinstance(envelope.message, _QUIET)
 
 
 def _runs(entries: list[Any]) -> list[list[Any]]:
