@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cpu  # noqa: E402
 from celery_app import DELAYS, DONE, NOOP, make_app  # noqa: E402
 from stats import percentile  # noqa: E402
-from tests.servers import Servers  # noqa: E402
+from tests.servers import Servers, forget_keys  # noqa: E402
 from tests.waiting import eventually  # noqa: E402
 
 __all__ = ["once"]
@@ -70,7 +70,7 @@ def once(quick: bool = False) -> dict[str, float]:
                 spent = meter.stop()
                 p99 = _latency(app, store, prefix, QUICK_STEADY_S if quick else STEADY_S)
         finally:
-            _forget(store, prefix)
+            forget_keys(store, f"{prefix}*")  # what the broker and the task wrote
             store.close()
     finally:
         servers.close()
@@ -169,13 +169,6 @@ def _latency(app: object, store: redis.Redis, prefix: str, seconds: float) -> fl
     )
     delays = [float(v) for v in store.lrange(prefix + DELAYS, 0, -1)]
     return percentile(delays, 99)
-
-
-def _forget(store: redis.Redis, prefix: str) -> None:
-    """Delete every key the broker and the task wrote (all under `prefix`)."""
-    keys = list(store.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        store.delete(*keys)
 
 
 if __name__ == "__main__":

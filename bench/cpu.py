@@ -56,19 +56,18 @@ def process_seconds(pid: int) -> float | None:
     return (utime + stime + cutime + cstime) / TICKS
 
 
-def _parents() -> dict[int, int]:
-    found: dict[int, int] = {}
+def _below() -> dict[int, list[int]]:
+    """Each process's children now (one read of `/proc`)."""
+    found: dict[int, list[int]] = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            found[int(entry.name)] = int(fields[1])
+            found.setdefault(int(fields[1]), []).append(int(entry.name))
     return found
 
 
-def tree(roots: Iterable[int]) -> set[int]:
-    """The roots and every process below them now."""
-    below: dict[int, list[int]] = {}
-    for pid, parent in _parents().items():
-        below.setdefault(parent, []).append(pid)
+def tree(roots: Iterable[int], below: Mapping[int, list[int]] | None = None) -> set[int]:
+    """The roots and every process below them now (`below`: a `_below()` already read)."""
+    below = _below() if below is None else below
     found: set[int] = set()
     todo = list(roots)
     while todo:
@@ -123,7 +122,8 @@ class Meter:
     _own: float = field(default=0.0, init=False)
 
     def _read(self) -> dict[str, dict[int, float]]:
-        pids = {name: tree(roots) for name, roots in self.groups.items()}
+        below = _below()
+        pids = {name: tree(roots, below) for name, roots in self.groups.items()}
         if self.database is not None:
             pids["postgres"] = backends_of(self.database)
         return {

@@ -23,13 +23,15 @@ from tests.servers import (  # noqa: E402
     create_database,
     database_name,
     drop_database,
+    forget_keys,
     run_sync,
     with_database,
 )
 
+from swarm_common.streams import Keys  # noqa: E402
 from swarm_orchestrator.db.migrate import upgrade  # noqa: E402
 
-__all__ = ["bench_stack", "forget_keys"]
+__all__ = ["bench_stack"]
 
 
 @contextlib.contextmanager
@@ -54,20 +56,8 @@ def bench_stack(name: str = "bench") -> Iterator[tuple[Stack, Path]]:
                 yield stack, root
             finally:
                 stack.stop()
-                forget_keys(servers.redis_url, stack.redis_prefix)
+                with redis.Redis.from_url(servers.redis_url) as store:
+                    forget_keys(store, Keys(stack.redis_prefix).all_match)
     finally:
         run_sync(lambda: drop_database(servers.pg_admin_url, database))
         servers.close()
-
-
-def forget_keys(redis_url: str, prefix: str) -> int:
-    """Delete every Redis key of a run (its streams alone hold tens of thousands of entries);
-    return how many there were."""
-    store = redis.Redis.from_url(redis_url)
-    try:
-        found = list(store.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(found), 1000):
-            store.unlink(*found[start : start + 1000])
-        return len(found)
-    finally:
-        store.close()

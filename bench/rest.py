@@ -159,13 +159,11 @@ def why_failed(client: httpx.Client, session_id: str) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """A session run to its end: its timeline, and when it was sent and seen done (Unix
-    times)."""
+    """A session run to its end: its timeline, and when it was sent (a Unix time)."""
 
     session_id: str
     events: list[Event]
     sent: float
-    done: float
 
     @property
     def seconds(self) -> float:
@@ -184,9 +182,9 @@ def run_session(
     """Create a session with `tasks`, wait until every one succeeded, read its timeline."""
     sent = time.time()
     session_id = create_session(client, str(repo), tasks, settings=settings)
-    done = wait_done(client, session_id, timeout_s=timeout_s)
+    wait_done(client, session_id, timeout_s=timeout_s)
     events = read_timeline(client, session_id, until=count("task.succeeded", len(tasks)))
-    return Run(session_id=session_id, events=events, sent=sent, done=done)
+    return Run(session_id=session_id, events=events, sent=sent)
 
 
 def read_timeline(

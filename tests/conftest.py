@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,6 +33,7 @@ from tests.servers import (
     database_name,
     drop_database,
     drop_stale_databases,
+    forget_keys,
     run_sync,
     with_database,
 )
@@ -89,17 +91,8 @@ def redis_url(servers: Servers) -> str:
 def redis_prefix(servers: Servers) -> Iterator[str]:
     prefix = f"swarmtest-{uuid.uuid4().hex[:12]}"
     yield prefix
-
-    async def _cleanup() -> None:
-        client = Redis.from_url(servers.redis_url)
-        try:
-            batch = [k async for k in client.scan_iter(match=f"{prefix}:*", count=500)]
-            if batch:
-                await client.delete(*batch)
-        finally:
-            await client.aclose()
-
-    run_sync(_cleanup)
+    with SyncRedis.from_url(servers.redis_url) as store:
+        forget_keys(store, Keys(prefix).all_match)
 
 
 @pytest.fixture

@@ -41,6 +41,15 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, factory()).result()  # type: ignore[arg-type]
 
 
+def forget_keys(store: SyncRedis, match: str) -> int:
+    """Delete every key matching `match` (a test's or a benchmark's prefix), in pages;
+    return how many there were."""
+    found = list(store.scan_iter(match=match, count=1000))
+    for start in range(0, len(found), 1000):
+        store.unlink(*found[start : start + 1000])
+    return len(found)
+
+
 def docker_answers() -> bool:
     """Ask the engine's `/_ping` directly (docker-py leaks a socket when there is none)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

@@ -1,12 +1,15 @@
-"""`bench/harness.py`: what a benchmark run leaves in Redis is deleted after it, and only
-that."""
+"""`tests.servers.forget_keys`, which the tests' `redis_prefix` fixture, the benchmarks'
+harness and the Celery baseline call: what a run leaves in Redis is deleted after it, and
+only that."""
 
 from __future__ import annotations
 
 import uuid
 
 import redis as redis_client
-from harness import forget_keys
+
+from swarm_common.streams import Keys
+from tests.servers import forget_keys
 
 
 def test_a_runs_keys_are_deleted_and_no_one_elses(redis_url: str) -> None:
@@ -18,7 +21,7 @@ def test_a_runs_keys_are_deleted_and_no_one_elses(redis_url: str) -> None:
         store.xadd(f"{mine}:events", {"env": "{}"})
         store.set(f"{other}:claim:0", "1")
         store.set(mine, "the bare prefix is not one of its keys")
-        assert forget_keys(redis_url, mine) == 2501
+        assert forget_keys(store, Keys(mine).all_match) == 2501
         assert list(store.scan_iter(match=f"{mine}:*")) == []
         assert store.get(f"{other}:claim:0") == b"1" and store.get(mine) is not None
     finally:
