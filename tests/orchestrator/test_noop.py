@@ -77,9 +77,17 @@ async def test_a_join_runs_once_its_parents_succeeded_and_nothing_is_merged(
     assert (await api.get(f"/v1/sessions/{session['id']}")).json()["done"] is True
     assert await _events(state, session["id"], "task.started") == 4
     assert await _events(state, session["id"], "task.succeeded") == 4
-    # Four started and four succeeded reports, applied in runs, none twice.
-    assert state.background.consumer.counts.get(Outcome.APPLIED) == 8
+    # One report per task, its start carried in its result, applied in runs, none twice.
+    assert state.background.consumer.counts.get(Outcome.APPLIED) == 4
     assert noop_adapter.counts["task.succeeded"] == 4
+    assert "task.started" not in noop_adapter.counts
+    async with state.sessionmaker() as db:
+        attempts = (await db.scalars(select(Attempt))).all()
+    assert len(attempts) == 4
+    for attempt in attempts:  # the start as the adapter stamped it, before the end
+        assert attempt.worker == "noop-test"
+        assert attempt.started_at is not None and attempt.finished_at is not None
+        assert attempt.started_at <= attempt.finished_at
 
 
 def graph_keys(graph: list[dict[str, object]]) -> list[str]:
@@ -112,10 +120,11 @@ async def test_reports_delivered_twice_are_applied_once(
     assert await _events(state, session["id"], "task.succeeded") == 20
     counts = state.background.consumer.counts
     # A report published twice is known again; a new report of an attempt that ended
-    # changes nothing.
-    assert counts.get(Outcome.APPLIED) == 40
-    assert counts.get(Outcome.DUPLICATE) == 40
-    assert counts.get(Outcome.IGNORED) == 40
+    # changes nothing, the start it carries included.
+    assert counts.get(Outcome.APPLIED) == 20
+    assert counts.get(Outcome.DUPLICATE) == 20
+    assert counts.get(Outcome.IGNORED) == 20
+    assert await _events(state, session["id"], "task.started") == 20
     pending = await redis.xpending(keys.events, ORCHESTRATOR_GROUP)
     assert pending["pending"] == 0  # every report acknowledged
     async with state.sessionmaker() as db:

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from swarm_common.messages import (
+    Began,
     TaskCancelled,
     TaskFailed,
     TaskHeartbeat,
@@ -88,6 +89,53 @@ async def test_a_task_runs_through_its_states_and_queues_its_dependents_once_mer
         "task.succeeded",
         "task.merged",
     ]
+
+
+async def test_a_start_carried_in_a_result_is_applied_as_a_start_of_its_own(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys
+) -> None:
+    """One report for both (`Began`, a `noop` adapter's): the timeline, the attempt and the
+    task show the start as the adapter stamped it, then the end; delivered again, nothing
+    changes. A start that came on its own first is not applied twice; a result without one
+    (an adapter that predates it) ends a queued attempt as before."""
+    session = await new_session(
+        api, git_repo, [task("a", agent="noop"), task("b", agent="noop"), task("c", agent="noop")]
+    )
+    sid = session["id"]
+    ids = await task_ids(api, sid)
+    began_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    began = Began(at=began_at, branch="swarm/a", base_commit="c0ffee", deliveries=2)
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, began=began)
+    assert await apply(sessionmaker, keys, done, envelope_id="env-a") == Outcome.APPLIED
+    assert await apply(sessionmaker, keys, done, envelope_id="env-a") == Outcome.DUPLICATE
+    events = (await api.get(f"/v1/tasks/{ids['a']}/events")).json()
+    assert [e["type"] for e in events] == [
+        "task.created",
+        "task.queued",
+        "task.started",
+        "task.succeeded",
+    ]
+    started = events[2]
+    assert started["data"]["at"] == began_at.isoformat()
+    assert (started["data"]["branch"], started["data"]["base_commit"]) == ("swarm/a", "c0ffee")
+    assert started["actor"] == "worker:w-test"
+    detail = (await api.get(f"/v1/tasks/{ids['a']}")).json()
+    assert detail["status"] == "succeeded"
+    [attempt] = detail["attempts"]
+    assert attempt["started_at"].startswith("2026-01-02T03:04:05")
+    assert attempt["worker"] == "w-test"
+
+    alone = outcome_event(TaskStarted, sid, ids["b"], branch="swarm/b", base_commit="c0ffee")
+    assert await apply(sessionmaker, keys, alone) == Outcome.APPLIED
+    again = outcome_event(TaskSucceeded, sid, ids["b"], exit_code=0, began=began)
+    assert await apply(sessionmaker, keys, again) == Outcome.APPLIED
+    plain = outcome_event(TaskSucceeded, sid, ids["c"], exit_code=0)
+    assert await apply(sessionmaker, keys, plain) == Outcome.APPLIED
+    for key, starts in (("b", 1), ("c", 0)):
+        types = [e["type"] for e in (await api.get(f"/v1/tasks/{ids[key]}/events")).json()]
+        assert types.count("task.started") == starts, (key, types)
+        assert types[-1] == "task.succeeded"
+    assert await task_states(api, sid) == dict.fromkeys("abc", ("succeeded", 1))
 
 
 async def test_events_of_a_stale_attempt_are_ignored(

@@ -17,6 +17,7 @@ from swarm_common.handoffs import BoardFact, Handoff, ParentHandoff
 
 __all__ = [
     "EVENT_TYPES",
+    "Began",
     "MAX_ANSWER_CHARS",
     "MAX_SUMMARY_CHARS",
     "MESSAGE_TYPES",
@@ -177,7 +178,25 @@ class TaskProgress(TaskEvent):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class Began(BaseModel):
+    """An attempt's start, sent inside its result (`_TaskOutcome.began`) when the attempt
+    ended before its start went out: one report for both, which the orchestrator applies as
+    the `TaskStarted` it stands for, then the result (a `noop` task's)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    at: datetime
+    branch: str
+    base_commit: str
+    deliveries: int = Field(1, ge=1, description="As `TaskStarted.deliveries`.")
+
+
 class _TaskOutcome(TaskEvent):
+    began: Began | None = Field(
+        None,
+        description="The attempt's start, when it is reported with its result (`Began`); "
+        "None when a `task.started` report of its own went out (or from an adapter that "
+        "predates it).",
+    )
     exit_code: int | None = None
     gates: list[dict[str, Any]] = Field(
         default_factory=list, description="Setup and quality gate results (GateResult)."

@@ -4,12 +4,13 @@ twice, and the orchestrator applies a result delivered twice once.
 
 One loop (`serve`) stands for all of the adapter's `concurrency` slots and works in
 batches: it reads up to `concurrency` entries at once, reads their cancel requests in one
-round trip, publishes each attempt's `task.started` and result (`task.succeeded`, or
-`task.cancelled` for an attempt cancelled before it started) in one pipeline, each proven
-with its attempt's key (`swarm_common.proofs`), and only then acknowledges the batch. A
-crash before the acknowledgement leaves the entries pending; a peer takes them over
-(`XAUTOCLAIM`) and reports them again, which the orchestrator recognises as the same
-attempt's report. An entry refused by `admission` is dead-lettered as the other kinds do.
+round trip, publishes one report per attempt in one pipeline (`task.succeeded` with the
+attempt's start in it, `Began`, not a `task.started` report of its own; `task.cancelled`
+for an attempt cancelled before it started), each proven with its attempt's key
+(`swarm_common.proofs`), and only then acknowledges the batch. A crash before the
+acknowledgement leaves the entries pending; a peer takes them over (`XAUTOCLAIM`) and
+reports them again, which the orchestrator recognises as the same attempt's report. An
+entry refused by `admission` is dead-lettered as the other kinds do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from swarm_adapter.admission import Refused, admit
 from swarm_adapter.running import about
 from swarm_adapter.task_stream import Entry
-from swarm_common.messages import Message, TaskCancelled, TaskMessage, TaskStarted, TaskSucceeded
+from swarm_common.messages import (
+    Began,
+    Message,
+    TaskCancelled,
+    TaskMessage,
+    TaskSucceeded,
+    utcnow,
+)
 from swarm_common.specs import NOOP_AGENT
 from swarm_common.streams import ADAPTERS_GROUP
 from swarm_common.system import SystemMode
@@ -124,13 +132,9 @@ def _events(
         return [TaskCancelled(**common, reason=decoded(cancel)[:500])]
     if adapter.mode != SystemMode.RUNNING or adapter.stopping():
         return [TaskCancelled(**common, reason=f"system {adapter.mode}")]
+    began = Began(
+        at=utcnow(), branch=message.branch, base_commit=message.base_commit, deliveries=deliveries
+    )
     started = time.perf_counter()
-    return [
-        TaskStarted(
-            **common,
-            branch=message.branch,
-            base_commit=message.base_commit,
-            deliveries=deliveries,
-        ),
-        TaskSucceeded(**common, exit_code=0, duration_s=round(time.perf_counter() - started, 6)),
-    ]
+    duration = round(time.perf_counter() - started, 6)
+    return [TaskSucceeded(**common, began=began, exit_code=0, duration_s=duration)]

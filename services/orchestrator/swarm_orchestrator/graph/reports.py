@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.gates import GateResult, feedback
 from swarm_common.messages import (
+    Began,
     TaskCancelled,
     TaskEvent,
     TaskFailed,
@@ -71,6 +72,9 @@ __all__ = ["Outcome", "UnknownTask", "apply_event", "apply_events"]
 log = logging.getLogger(__name__)
 
 MAX_TAIL_CHARS = 16 * 1024
+BEGAN_SUFFIX = ":began"
+"""The timeline source of the start a result carries (`Began`): the result's envelope id and
+this, so both entries are known as that report's."""
 ACTIVE = task_state.IN_FLIGHT
 
 
@@ -337,6 +341,8 @@ async def _task_event(
         policy=policy,
         plan_limits=plan_limits,
     )
+    if isinstance(message, _RESULTS) and message.began and task.status == TaskStatus.QUEUED:
+        _start(ctx, message.began, source=f"{envelope.id}{BEGAN_SUFFIX}")  # it came along
     late = _late_spend(ctx)
     outcome = await handler(ctx)
     if late or (outcome == Outcome.APPLIED and isinstance(message, _RESULTS)):
@@ -381,23 +387,29 @@ async def _on_started(ctx: _Ctx) -> Outcome:
     assert isinstance(message, TaskStarted)
     if ctx.task.status != TaskStatus.QUEUED:
         return Outcome.IGNORED
+    _start(ctx, message, source=ctx.envelope.id)
+    return Outcome.APPLIED
+
+
+def _start(ctx: _Ctx, began: TaskStarted | Began, *, source: str) -> None:
+    """queued → running, as a `task.started` report (or the start a result carries) says."""
+    worker = ctx.envelope.message.worker  # type: ignore[attr-defined]
     task_state.start(
         ctx.db,
         ctx.task,
         ctx.attempt,
-        worker=message.worker,
-        at=message.at,
-        source=ctx.envelope.id,
+        worker=worker,
+        at=began.at,
+        source=source,
         data={
-            "worker": message.worker,
-            "branch": message.branch,
-            "base_commit": message.base_commit,
-            "at": message.at.isoformat(),
+            "worker": worker,
+            "branch": began.branch,
+            "base_commit": began.base_commit,
+            "at": began.at.isoformat(),
         },
     )
-    if message.deliveries > 1:  # its adapter took the message over from one that vanished
+    if began.deliveries > 1:  # its adapter took the message over from one that vanished
         metrics.reclaimed(ctx.db, stream="tasks")
-    return Outcome.APPLIED
 
 
 async def _on_progress(ctx: _Ctx) -> Outcome:
