@@ -133,19 +133,54 @@ async def test_a_merge_found_done_after_a_crash_is_recorded_once(
     assert (await task_states(api, session["id"]))["b"] == ("queued", 1)
 
 
+async def test_work_that_changed_nothing_on_the_head_is_recorded_at_once(
+    api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
+) -> None:
+    """No commit, or the commit it started from while that is still the head: nothing to
+    merge and no git to ask, so its success is recorded merged (`empty`) in the same
+    transaction and its dependents are queued, with no turn of the merge queue."""
+    graph = [task("a"), task("b"), task("c"), task("d", "a", "b"), task("e", "c")]
+    session = await new_session(api, init_repo(workspace.parent / "p"), graph)
+    ids = await task_ids(api, session["id"])
+    base = (await _task(api, ids["a"]))["base_commit"]
+    assert base == session["base_commit"]
+    await _succeed(sessionmaker, keys, session, ids["a"], None)  # no commit
+    await _succeed(sessionmaker, keys, session, ids["b"], base)  # changed nothing
+    work = mirror_commit(workspace, session, {"c.txt": "c"})
+    await _succeed(sessionmaker, keys, session, ids["c"], work)  # work of its own
+    for key in "ab":
+        found = await _task(api, ids[key])
+        assert (found["merge_status"], found["merge_commit"]) == ("empty", None)
+        types = [e["type"] for e in (await api.get(f"/v1/tasks/{ids[key]}/events")).json()]
+        assert types[-2:] == ["task.succeeded", "task.merged"]
+    assert (await _task(api, ids["c"]))["merge_status"] == "pending"  # its turn in the queue
+    states = await task_states(api, session["id"])
+    assert (states["d"], states["e"]) == (("queued", 1), ("pending", 0))
+    d = await _task(api, ids["d"])
+    assert d["base_commit"] == base  # the head did not move
+    assert await _merge_next(sessionmaker, keys, session, workspace) == 1
+    assert (await task_states(api, session["id"]))["e"] == ("queued", 1)
+
+
 async def test_work_with_nothing_to_merge_is_recorded_in_one_step(
     api: httpx.AsyncClient, sessionmaker: SM, keys: Keys, workspace: Path
 ) -> None:
-    graph = [task("a"), task("b"), task("c"), task("d", "a", "b", "c")]
+    """Unchanged work whose head moved since it started (another task's work merged)
+    waits its turn; the queue records a run of it in one transaction (`git merge-base
+    --is-ancestor`: its commit is on the branch)."""
+    graph = [task("x"), task("b"), task("c"), task("d", "b", "c")]
     session = await new_session(api, init_repo(workspace.parent / "p"), graph)
     ids = await task_ids(api, session["id"])
     base = (await _task(api, ids["c"]))["base_commit"]
-    await _succeed(sessionmaker, keys, session, ids["a"], None)  # no commit: a noop's
+    work = mirror_commit(workspace, session, {"x.txt": "x"})
+    await _succeed(sessionmaker, keys, session, ids["x"], work)
+    assert await _merge_next(sessionmaker, keys, session, workspace) == 1  # the head moves
     await _succeed(sessionmaker, keys, session, ids["b"], base)  # changed nothing
-    await _succeed(sessionmaker, keys, session, ids["c"], None)
+    await _succeed(sessionmaker, keys, session, ids["c"], base)
+    assert [(await _task(api, ids[k]))["merge_status"] for k in "bc"] == ["pending"] * 2
     left = await _merge_next(sessionmaker, keys, session, workspace)
-    assert left == 3  # one transaction
-    for key in "abc":
+    assert left == 2  # one transaction
+    for key in "bc":
         found = await _task(api, ids[key])
         assert (found["merge_status"], found["merge_commit"]) == ("empty", None)
     assert (await task_states(api, session["id"]))["d"] == ("queued", 1)

@@ -260,12 +260,18 @@ async def test_cancelled_tasks_ignore_late_results_and_block_dependents(
 
 
 async def test_a_finished_session_is_marked_done_once_its_work_is_merged(
-    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, keys: Keys, state: AppState
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    sessionmaker: SM,
+    keys: Keys,
+    state: AppState,
+    workspace: Path,
 ) -> None:
     session = await new_session(api, git_repo, [task("a")])
     sid = session["id"]
     ids = await task_ids(api, sid)
-    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit=None)
+    work = mirror_commit(workspace, session, {"a.txt": "a"})
+    done = outcome_event(TaskSucceeded, sid, ids["a"], exit_code=0, commit=work)
     await apply(sessionmaker, keys, done)
     body = (await api.get(f"/v1/sessions/{sid}")).json()
     assert not body["done"] and body["finished_at"] is None  # still in the merge queue

@@ -8,9 +8,10 @@ the timeline entry's `source_id`), and are proven to come from the adapter that 
 attempt (`graph.provenance`: the proof made with the attempt's key, and the worker that
 claimed it); heartbeats are checked the same way. Anything else is answered with an
 outcome, not an error, so the consumer acknowledges it. What a report changes goes through
-`task_state`; whether a task runs again is `retry.decide`'s answer; what an ended attempt
-cost, `pricing`'s (kept too from the late result of an attempt stopped from here); what
-that spend does to a budget, `budgets.check`'s.
+`task_state`; work that changed nothing is recorded merged at once, with no turn of the
+merge queue (`merges.settle_unchanged`); whether a task runs again is `retry.decide`'s
+answer; what an ended attempt cost, `pricing`'s (kept too from the late result of an
+attempt stopped from here); what that spend does to a budget, `budgets.check`'s.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from swarm_orchestrator.graph import (
 )
 from swarm_orchestrator.graph.locking import forget_locks, lock_attempt, lock_reports, lock_task
 from swarm_orchestrator.graph.retry import Cause, RetryPolicy
+from swarm_orchestrator.integration import merges
 from swarm_orchestrator.observability import metrics
 from swarm_orchestrator.planning import plans
 from swarm_orchestrator.planning.plans import PlanLimits
@@ -170,7 +172,8 @@ class _Later:
     spent: dict[uuid.UUID, Session] = field(default_factory=dict)
     """Sessions whose budget to check (an attempt ended and was priced)."""
     reached: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)
-    """`noop` tasks reached, by session: their dependents are queued."""
+    """Tasks that succeeded with nothing to merge (`noop` tasks reached, work that changed
+    nothing: `merges.settle_unchanged`), by session: their dependents are queued."""
 
     async def run(self, db: AsyncSession, *, keys: Keys) -> None:
         for session_id, reached in self.reached.items():
@@ -519,6 +522,9 @@ async def _on_succeeded(ctx: _Ctx) -> Outcome:
         task_state.await_approval(ctx.db, task, actor=ctx.actor, source=source, data=data)
     else:
         await task_state.succeed(ctx.db, task, actor=ctx.actor, source=source, data=data)
+        if await merges.settle_unchanged(ctx.db, session=ctx.session, task=task):
+            await _dependents_next(ctx)  # nothing to merge: no turn in the merge queue
+            return Outcome.APPLIED
     await _finish(ctx)
     return Outcome.APPLIED
 
@@ -532,17 +538,23 @@ async def _on_reached(ctx: _Ctx) -> Outcome:
     task.feedback = None
     task.result = {k: data[k] for k in ("commit", "changed_files", "exit_code", "duration_s")}
     task_state.answered(ctx.db, task, actor=ctx.actor, source=ctx.envelope.id, data=data)
+    await _dependents_next(ctx)
+    return Outcome.APPLIED
+
+
+async def _dependents_next(ctx: _Ctx) -> None:
+    """The task succeeded and has nothing to merge: its dependents are queued and the
+    session finished or reopened, now or once at the end of the batch."""
     later = _later(ctx.db)
     if later is None:  # alone: its dependents now
         later = _Later()
-        later.reached[ctx.session.id] = [task.id]
+        later.reached[ctx.session.id] = [ctx.task.id]
         later.sessions[ctx.session.id] = ctx.session
         await ctx.db.flush()
         await later.run(ctx.db, keys=ctx.keys)
-        return Outcome.APPLIED
-    later.reached.setdefault(ctx.session.id, []).append(task.id)
+        return
+    later.reached.setdefault(ctx.session.id, []).append(ctx.task.id)
     later.sessions[ctx.session.id] = ctx.session
-    return Outcome.APPLIED
 
 
 async def _on_answered(ctx: _Ctx) -> Outcome:

@@ -61,7 +61,7 @@ from swarm_orchestrator.graph.personas import Assignment
 from swarm_orchestrator.integration import dry_run, policies
 from swarm_orchestrator.observability import metrics
 
-__all__ = ["merge_next", "merge_pending", "session_settings"]
+__all__ = ["merge_next", "merge_pending", "session_settings", "settle_unchanged"]
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,25 @@ async def _nothing_to_merge(task: Task, mirror: Path, start: str) -> bool:
     if commit != task.base_commit:
         return False
     return commit == start or await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
+
+
+async def settle_unchanged(db: AsyncSession, *, session: Session, task: Task) -> bool:
+    """Record work that changed nothing merged (`empty`) at once, in the caller's
+    transaction (the session locked), rather than at its turn in the queue: its attempt
+    made no commit, or its commit is the one it started from and the head the session's
+    work goes onto, so there is nothing to merge and no git to ask, now or after the merges
+    before it (`_nothing_to_merge` would say the same). A resolution task waits its turn: its merge
+    marks what it resolved. True when recorded; the caller queues its dependents."""
+    commit = (task.result or {}).get("commit")
+    if (
+        task.status != TaskStatus.SUCCEEDED
+        or task.merge_status != MergeStatus.PENDING
+        or task.resolves_task_id is not None
+        or (commit and (commit != task.base_commit or commit != scheduler.work_head(session)))
+    ):
+        return False
+    await _record_merged(db, session=session, task=task, head=None)
+    return True
 
 
 RUN = 20
