@@ -16,7 +16,6 @@ entry refused by `admission` is dead-lettered as the other kinds do.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -135,6 +134,6 @@ def _events(
     began = Began(
         at=utcnow(), branch=message.branch, base_commit=message.base_commit, deliveries=deliveries
     )
-    started = time.perf_counter()
-    duration = round(time.perf_counter() - started, 6)
-    return [TaskSucceeded(**common, began=began, exit_code=0, duration_s=duration)]
+    ended = utcnow()
+    duration = round((ended - began.at).total_seconds(), 6)
+    return [TaskSucceeded(**common, at=ended, began=began, exit_code=0, duration_s=duration)]

@@ -396,7 +396,7 @@ async def _on_started(ctx: _Ctx) -> Outcome:
 
 def _start(ctx: _Ctx, began: TaskStarted | Began, *, source: str) -> None:
     """queued → running, as a `task.started` report (or the start a result carries) says."""
-    worker = ctx.envelope.message.worker  # type: ignore[attr-defined]
+    worker = _worker(ctx.envelope)
     task_state.start(
         ctx.db,
         ctx.task,
