@@ -213,15 +213,24 @@ async def merge_next(
     return 1
 
 
+def _merges_nothing(task: Task, start: str) -> bool | None:
+    """Whether the task's work brings nothing to merge onto `start`, as far as is known
+    without git: True with no commit (a `noop` task) or an unchanged one that `start` is;
+    False with a commit of its own; None for an unchanged one that `start` may hold."""
+    commit: str | None = (task.result or {}).get("commit")
+    if not commit or commit == start == task.base_commit:
+        return True
+    return False if commit != task.base_commit else None
+
+
 async def _nothing_to_merge(task: Task, mirror: Path, start: str) -> bool:
     """Whether the task's work brings nothing to merge: no commit (a `noop` task), or the
     attempt changed nothing and the commit it started from is on the branch already."""
-    commit: str | None = (task.result or {}).get("commit")
-    if not commit:
-        return True
-    if commit != task.base_commit:
-        return False
-    return commit == start or await asyncio.to_thread(git.is_ancestor, mirror, commit, start)
+    known = _merges_nothing(task, start)
+    if known is not None:
+        return known
+    unchanged = str(task.base_commit)  # None: its commit is the one it started from
+    return await asyncio.to_thread(git.is_ancestor, mirror, unchanged, start)
 
 
 async def settle_unchanged(db: AsyncSession, *, session: Session, task: Task) -> bool:
@@ -229,14 +238,14 @@ async def settle_unchanged(db: AsyncSession, *, session: Session, task: Task) ->
     transaction (the session locked), rather than at its turn in the queue: its attempt
     made no commit, or its commit is the one it started from and the head the session's
     work goes onto, so there is nothing to merge and no git to ask, now or after the merges
-    before it (`_nothing_to_merge` would say the same). A resolution task waits its turn: its merge
-    marks what it resolved. True when recorded; the caller queues its dependents."""
-    commit = (task.result or {}).get("commit")
+    before it (`_merges_nothing`, which the queue asks first too). A resolution task waits
+    its turn: its merge marks what it resolved. True when recorded; the caller queues its
+    dependents."""
     if (
         task.status != TaskStatus.SUCCEEDED
         or task.merge_status != MergeStatus.PENDING
         or task.resolves_task_id is not None
-        or (commit and (commit != task.base_commit or commit != scheduler.work_head(session)))
+        or not _merges_nothing(task, scheduler.work_head(session))
     ):
         return False
     await _record_merged(db, session=session, task=task, head=None)
