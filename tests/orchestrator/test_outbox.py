@@ -74,6 +74,36 @@ async def test_racing_relays_publish_each_row_once(
     assert await redis.xlen(keys.tasks("shell")) == 60
 
 
+async def test_the_relay_loop_drains_past_its_batch_without_waiting_a_poll(
+    api: httpx.AsyncClient,
+    git_repo: Path,
+    redis: Redis,
+    keys: Keys,
+    sessionmaker: SM,
+) -> None:
+    """A pass cut short by the batch limit is followed by the next at once; the poll (an
+    hour here) is what the loop waits only once nothing more is ready."""
+    await live_worker(sessionmaker, slots=20)
+    await new_session(api, git_repo, [task(f"t{i}") for i in range(20)])
+    relay = Relay(sessionmaker=sessionmaker, redis=redis, keys=keys, batch=3)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    loop = asyncio.create_task(relay.run(stop=stop, wake=wake, poll_s=3600, retention_s=3600))
+    try:
+        async with asyncio.timeout(30):
+            while await redis.xlen(keys.tasks("shell")) < 20:
+                await asyncio.sleep(0.05)
+        # Drained: the loop waits out its poll now, and a wake brings what came meanwhile.
+        await new_session(api, git_repo, [task("late")])
+        wake.set()
+        async with asyncio.timeout(30):
+            while await redis.xlen(keys.tasks("shell")) < 21:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await loop
+    assert await count_rows(sessionmaker, Outbox, Outbox.sent_at.is_(None)) == 0
+
+
 async def test_a_cancel_request_sets_its_key_and_is_announced(
     api: httpx.AsyncClient,
     git_repo: Path,

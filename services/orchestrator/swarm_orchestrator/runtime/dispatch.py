@@ -45,14 +45,13 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from swarm_common.specs import AGENT_KINDS
 from swarm_common.states import TaskStatus
 from swarm_common.streams import Keys
-from swarm_orchestrator.db.bulk import any_of
-from swarm_orchestrator.db.models import Outbox, Task
+from swarm_orchestrator.db.models import Task
 from swarm_orchestrator.graph import fleet, pauses
 
 __all__ = ["Dispatcher", "Held", "Shares", "Stride", "budget", "fair_order"]
@@ -268,30 +267,24 @@ _DROP_SQL = text(f"""
 """Held messages whose attempt is no longer queued are dropped (marked sent, unpublished)."""
 
 
+_OUTSTANDING_SQL = text(f"""
+    WITH out AS (
+        SELECT o.id, o.target, EXISTS (SELECT 1 FROM tasks t WHERE {_CURRENT}) AS queued
+        FROM outbox o WHERE o.outstanding
+    ), settled AS (
+        UPDATE outbox o SET outstanding = false FROM out WHERE o.id = out.id AND NOT out.queued
+    )
+    SELECT target, count(*) FROM out WHERE queued GROUP BY target
+""")
+"""Per stream, how many messages out are of attempts still queued; the rest stop being
+outstanding (a probe of `ix_outbox_outstanding`, then one of the task's key each)."""
+
+
 async def _outstanding(db: AsyncSession) -> Counter[str]:
     """Per stream, the messages out whose attempt is still queued (they wait in the stream
-    or an adapter just read them); the others (started, ended, superseded) are settled."""
-    out = (
-        await db.execute(
-            select(Outbox.id, Outbox.target, Outbox.task_id, Outbox.attempt).where(
-                Outbox.outstanding
-            )
-        )
-    ).all()
-    if not out:
-        return Counter()
-    queued = {
-        (task_id, attempt)
-        for task_id, attempt in await db.execute(
-            select(Task.id, Task.attempt).where(
-                any_of(Task.id, {r.task_id for r in out}), Task.status == TaskStatus.QUEUED
-            )
-        )
-    }
-    settled = [r.id for r in out if (r.task_id, r.attempt) not in queued]
-    if settled:
-        await db.execute(update(Outbox).where(any_of(Outbox.id, settled)).values(outstanding=False))
-    return Counter(r.target for r in out if (r.task_id, r.attempt) in queued)
+    or an adapter just read them); the others (started, ended, superseded) are settled, in
+    the same statement."""
+    return Counter(dict((await db.execute(_OUTSTANDING_SQL)).all()))
 
 
 async def _candidates(db: AsyncSession, target: str, n: int) -> list[tuple[Held, bool]]:

@@ -58,12 +58,18 @@ class Relay:
     async def publish_batch(self) -> int:
         """Publish up to one batch of unsent rows, and the held task messages whose streams
         have room; return how many were published."""
+        published, _ = await self._pass()
+        return published
+
+    async def _pass(self) -> tuple[int, bool]:
+        """`publish_batch`; and whether a batch limit cut it short (more may be waiting)."""
         async with self.sessionmaker() as db, db.begin():
             if not await try_xact_lock(db, f"relay:{self.keys.prefix}"):
-                return 0  # another replica publishes
-            rows = [*await self._unheld(db), *await self._dispatched(db)]
+                return 0, False  # another replica publishes
+            unheld, dispatched = await self._unheld(db), await self._dispatched(db)
+            rows = [*unheld, *dispatched]
             if not rows:
-                return 0
+                return 0, False
             for stream in {r.target for r in rows if r.kind == "xadd"} - self._groups:
                 await ensure_group(self.redis, stream, ADAPTERS_GROUP)
                 self._groups.add(stream)
@@ -80,7 +86,7 @@ class Relay:
                     outstanding=Outbox.task_id.is_not(None),  # until its attempt starts
                 )
             )
-            return len(rows)
+            return len(rows), max(len(unheld), len(dispatched)) >= self.batch
 
     async def _unheld(self, db: AsyncSession) -> Sequence[Outbox]:
         """Up to a batch of the rows that go out at once (all but task messages), in order."""
@@ -133,7 +139,9 @@ class Relay:
     async def run(
         self, *, stop: asyncio.Event, wake: asyncio.Event, poll_s: float, retention_s: float
     ) -> None:
-        """Publish until `stop` is set; `wake` shortens the wait after a commit."""
+        """Publish until `stop` is set; `wake` shortens the wait after a commit. A pass
+        that a batch limit cut short is followed by the next at once; what a commit adds
+        meanwhile sets `wake` (cleared before the pass reads), so nothing waits a poll."""
         backoff = Backoff(base_s=2 * poll_s, cap_s=10.0)
         last_purge = 0.0
         loop = asyncio.get_running_loop()
@@ -141,13 +149,13 @@ class Relay:
             wait = poll_s
             try:
                 wake.clear()
-                published = await self.publish_batch()
+                _, full = await self._pass()
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
                     await self.purge_sent(retention_s)
                 backoff.succeeded()
-                if published:
-                    continue
+                if full:
+                    continue  # at once: more rows may be waiting
             except Exception as exc:
                 if isinstance(exc, RedisError | OSError):
                     self.forget_groups()
