@@ -56,6 +56,26 @@ def _report(scenario: str, **data: Any) -> None:
     print("CHAOS " + json.dumps({"scenario": scenario, **data}))  # noqa: T201 - the record
 
 
+def _where(client: httpx.Client, session_id: str) -> str:
+    """Where a run stands, for a failure's message: the task counts, the tasks that ended
+    badly with their reasons, the last entries of the timeline."""
+    counts = client.get(f"/v1/sessions/{session_id}").json().get("counts")
+    tasks = client.get(f"/v1/sessions/{session_id}/tasks").json()
+    bad = [
+        f"{t['key']}: {t['status']} ({t.get('reason')})"
+        for t in tasks
+        if t["status"] in ("failed", "blocked", "cancelled")
+    ]
+    keys = {t["id"]: t["key"] for t in tasks}
+    events = client.get(f"/v1/sessions/{session_id}/events", params={"limit": 5000}).json()
+    tail = [
+        f"{e['type']} {keys.get(e.get('task_id'), '')}#{e.get('attempt') or ''} "
+        f"{(e.get('data') or {}).get('reason') or ''}".rstrip()
+        for e in events[-15:]
+    ]
+    return f"counts {counts}; ended badly {bad}; timeline tail {tail}"
+
+
 def _heard_from(client: httpx.Client, task_id: str) -> bool:
     """Whether the orchestrator had a heartbeat of the task's attempt after its start."""
     [attempt, *_] = client.get(f"/v1/tasks/{task_id}").json()["attempts"]
@@ -111,7 +131,9 @@ def test_kill_9_adapters_twenty_times_over_fifty_tasks(chaos: ChaosStack, tmp_pa
             found = _busy_workers(chaos, names)
             if not found:
                 session = client.get(f"/v1/sessions/{session_id}").json()
-                assert not session["done"], f"the run ended after only {kills} kills"
+                assert not session["done"], (
+                    f"the run ended after only {kills} kills: {_where(client, session_id)}"
+                )
             return found
 
         while kills < 20:
@@ -183,7 +205,11 @@ def test_orchestrator_restarts_and_redis_loses_its_data(
         eventually(lambda: progressed(10), timeout_s=60, message="10 tasks done")
         valkey.stop()  # it keeps nothing on disk: it comes back empty
         valkey.start()
-        eventually(lambda: progressed(18), timeout_s=90, message="18 tasks done")
+        eventually(
+            lambda: progressed(18),
+            timeout_s=90,
+            message=lambda: f"18 tasks done after Redis restarted: {_where(client, session_id)}",
+        )
         chaos.procs["orchestrator"].send_signal(signal.SIGTERM)
         chaos.procs["orchestrator"].wait(timeout=30)
         chaos.start_orchestrator()
