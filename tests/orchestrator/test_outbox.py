@@ -20,6 +20,7 @@ from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Outbox
 from swarm_orchestrator.runtime.relay import Relay
 from tests.orchestrator.helpers import count_rows, live_worker, new_session, task, task_ids
+from tests.waiting import wait_until_async
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -88,16 +89,16 @@ async def test_the_relay_loop_drains_past_its_batch_without_waiting_a_poll(
     relay = Relay(sessionmaker=sessionmaker, redis=redis, keys=keys, batch=3)
     stop, wake = asyncio.Event(), asyncio.Event()
     loop = asyncio.create_task(relay.run(stop=stop, wake=wake, poll_s=3600, retention_s=3600))
+
+    async def published(n: int) -> bool:
+        return await redis.xlen(keys.tasks("shell")) >= n
+
     try:
-        async with asyncio.timeout(30):
-            while await redis.xlen(keys.tasks("shell")) < 20:
-                await asyncio.sleep(0.05)
+        await wait_until_async(lambda: published(20), timeout_s=30, message="20 published")
         # Drained: the loop waits out its poll now, and a wake brings what came meanwhile.
         await new_session(api, git_repo, [task("late")])
         wake.set()
-        async with asyncio.timeout(30):
-            while await redis.xlen(keys.tasks("shell")) < 21:
-                await asyncio.sleep(0.05)
+        await wait_until_async(lambda: published(21), timeout_s=30, message="the late one")
     finally:
         stop.set()
         await loop
