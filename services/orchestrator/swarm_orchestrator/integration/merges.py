@@ -229,7 +229,7 @@ async def _nothing_to_merge(task: Task, mirror: Path, start: str) -> bool:
     known = _merges_nothing(task, start)
     if known is not None:
         return known
-    unchanged = str(task.base_commit)  # None: its commit is the one it started from
+    unchanged = str(task.base_commit)  # None came back: the commit is the one it started from
     return await asyncio.to_thread(git.is_ancestor, mirror, unchanged, start)
 
 
