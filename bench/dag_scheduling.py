@@ -13,7 +13,9 @@ tasks on a one-file repository, each in its own git worktree as every shell task
   `task.succeeded`): for orientation;
 - `cpu_s_per_task` and `cpu_<group>_s_per_task`: CPU seconds the run's processes spent per
   task (`bench/cpu.py`; the adapters' group holds the git, shell and sleep processes below
-  them), while the session ran and its timeline was read.
+  them), while the session ran and its timeline was read;
+- `cpu_bound_s`: those CPU seconds over the machine's cores: no makespan can be shorter, so
+  where it passes `ideal_s` the run is bound by the CPU, not by the order of dispatch.
 
     .venv/bin/python bench/dag_scheduling.py [--quick]     (--quick: 100 tasks)
 """
@@ -21,6 +23,7 @@ tasks on a one-file repository, each in its own git worktree as every shell task
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from dataclasses import dataclass
@@ -94,13 +97,15 @@ def once(quick: bool = False) -> dict[str, float]:
                 spent = meter.stop()
     starts = rest.first_at(run.events, "task.started").values()
     ends = rest.first_at(run.events, "task.succeeded").values()
+    per_task = cpu.per_task(spent, len(dag.durations))
     return {
         "makespan_s": run.seconds,
         "ideal_s": dag.ideal(SLOTS),
         "critical_path_s": dag.critical_path(),
         "work_per_slot_s": sum(dag.durations) / SLOTS,
         "span_s": max(ends) - min(starts),
-        **cpu.per_task(spent, len(dag.durations)),
+        "cpu_bound_s": per_task["cpu_s_per_task"] * len(dag.durations) / (os.cpu_count() or 1),
+        **per_task,
     }
 
 

@@ -15,7 +15,11 @@ POSTs go out on schedule from 4 threads, so a slow answer does not delay the nex
 - `queued_to_started_p99_s`: the same with the start as the orchestrator recorded it (the
   timeline's `task.started` `created_at`: the report applied), for orientation;
 - `queued_to_started_p50_s`: the median of that;
-- `rate_per_s`: the rate the tasks were actually sent at.
+- `rate_per_s`: the rate the tasks were actually sent at;
+- `idle_queued_to_adapter_start_p50_s` and `..._min_s`: the same span for tasks sent one to a
+  POST, one POST at a time, 10 a second, before the steady stream, while nothing else runs:
+  the floor of the path (the transaction that queues a task, the relay, the stream, the
+  adapter), which no load adds to. Their tasks are left out of the figures above.
 
     .venv/bin/python bench/dispatch_latency.py [--quick]     (--quick: 4 s)
 """
@@ -43,6 +47,7 @@ from swarm_cli.local.plan import NOOP_CONCURRENCY  # noqa: E402
 __all__ = ["once"]
 
 RATE_PER_S, BATCH = 200, 10
+IDLE_TASKS, IDLE_RATE_PER_S = 40, 10
 SECONDS, QUICK_SECONDS = 15.0, 4.0
 ADAPTERS, CONCURRENCY = 2, NOOP_CONCURRENCY
 HOLDER = {"key": "holder", "agent": "claude", "prompt": "holds the session open; never runs"}
@@ -57,8 +62,12 @@ def once(quick: bool = False) -> dict[str, float]:
         with rest.running(stack, adapters, orchestrator_env=env) as client:
             repo = small_repo(root / "repo")
             session_id = rest.create_session(client, str(repo), [HOLDER])
+            idle = _send_idle(client, session_id)
+            rest.read_timeline(
+                client, session_id, until=rest.count("task.started", len(idle)), timeout_s=60
+            )
             sent_s = _send(client, session_id, batches)
-            total = batches * BATCH
+            total = batches * BATCH + len(idle)
             events = rest.read_timeline(
                 client, session_id, until=rest.count("task.started", total), timeout_s=120
             )
@@ -70,16 +79,37 @@ def once(quick: bool = False) -> dict[str, float]:
         for e in events
         if e["type"] == "task.started" and "at" in (e.get("data") or {})
     }
-    waits = [started[k] - queued[k] for k in started if k in queued]
-    adapter_waits = [at[k] - queued[k] for k in at if k in queued]
+    waits = [started[k] - queued[k] for k in started if k in queued and k[0] not in idle]
+    adapter_waits = [at[k] - queued[k] for k in at if k in queued and k[0] not in idle]
+    idle_waits = [at[k] - queued[k] for k in at if k in queued and k[0] in idle]
     figures = {
         "queued_to_started_p99_s": percentile(waits, 99),
         "queued_to_started_p50_s": percentile(waits, 50),
-        "rate_per_s": total / sent_s,
+        "rate_per_s": (total - len(idle)) / sent_s,
     }
     if adapter_waits:
         figures["queued_to_adapter_start_p99_s"] = percentile(adapter_waits, 99)
+    if idle_waits:
+        figures["idle_queued_to_adapter_start_p50_s"] = percentile(idle_waits, 50)
+        figures["idle_queued_to_adapter_start_min_s"] = min(idle_waits)
     return figures
+
+
+def _send_idle(client: httpx.Client, session_id: str) -> set[str]:
+    """Add `IDLE_TASKS` noop tasks one to a POST, `IDLE_RATE_PER_S` POSTs a second, each
+    after the answer to the one before; return their task ids."""
+    url = f"/v1/sessions/{session_id}/tasks"
+    ids: set[str] = set()
+    began = time.monotonic()
+    for k in range(IDLE_TASKS):
+        pause = began + k / IDLE_RATE_PER_S - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        answer = client.post(url, json=[{"key": f"idle-{k}", "agent": "noop", "prompt": "noop"}])
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST {url}: {answer.status_code} {answer.text[:300]}")
+        ids.update(str(task["id"]) for task in answer.json())
+    return ids
 
 
 def _send(client: httpx.Client, session_id: str, batches: int) -> float:
