@@ -6,6 +6,7 @@ refused with its stable code, and nothing of it is stored."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from swarm_common.specs import TaskSpec
 from swarm_orchestrator.api.deps import AppState
 from swarm_orchestrator.db.models import Event, Session, Task, TaskDependency
+from swarm_orchestrator.errors import Invalid
+from swarm_orchestrator.graph import sessions
 from swarm_orchestrator.graph.sessions import QUEUE_IN_REQUEST
 from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.settings import OrchestratorSettings
@@ -128,6 +132,40 @@ async def test_a_request_adding_tasks_queues_its_own_and_leaves_the_rest_to_the_
     assert (await api.post(f"{url}/tasks", json=many)).status_code == 201
     assert state.background.sweep_wake.is_set()
     assert await state.background.sweep_once() == 1
+
+
+async def test_adding_tasks_says_so_once_it_committed_before_reading_them_back(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM, state: AppState
+) -> None:
+    """The API wakes the relay from `committed`: right after the commit, not after the
+    answer's rows are read; a graph refused commits nothing and says nothing."""
+    response = await post_graph(api, git_repo, independent(1))
+    session_id = uuid.UUID(response.json()["id"])
+    calls: list[bool] = []
+    async with sessionmaker() as db:
+
+        def committed() -> None:
+            calls.append(db.in_transaction())
+
+        def add(specs: list[TaskSpec]) -> Any:
+            return sessions.add_tasks(
+                db,
+                session_id=session_id,
+                specs=specs,
+                keys=state.keys,
+                max_tasks=100,
+                max_session_tasks=100,
+                committed=committed,
+            )
+
+        added = await add([TaskSpec(key="new", prompt="true")])
+        assert [t.status for t in added.tasks] == ["queued"]
+        assert calls == [False]  # once, between the commit and the read that follows it
+        with pytest.raises(Invalid, match="depend on keys"):
+            await add([TaskSpec(key="late", prompt="true", depends_on=["nowhere"])])
+        await db.rollback()
+    assert calls == [False]
+    assert await count(sessionmaker, Task.id, where=Task.key == "late") == 0
 
 
 def _duplicate(graph: list[dict[str, Any]]) -> None:

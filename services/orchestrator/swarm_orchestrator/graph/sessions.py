@@ -18,7 +18,7 @@ import logging
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,10 +215,13 @@ async def add_tasks(
     max_session_edges: int | None = None,
     actor: str = "api",
     reopen: bool = False,
+    committed: Callable[[], None] = lambda: None,
 ) -> Added:
     """Add a task graph to a session in one transaction; new tasks may depend on tasks the
     session already holds. A session that had settled runs again; a finalized one only with
-    `reopen` (409 `session_finalized` otherwise).
+    `reopen` (409 `session_finalized` otherwise). `committed` is called as soon as the
+    transaction has committed (the API wakes the relay there: the tasks it queued go out
+    while their rows are read back for the answer).
 
     The request queues its own new tasks that are ready (the first `QUEUE_IN_REQUEST` by
     priority), or, when the session was a draft or had settled, any of the session's; a
@@ -247,6 +250,7 @@ async def add_tasks(
     queued = await _queue_ready(db, session=session, keys=keys, only=None if woke else task_ids)
     await session_state.tasks_added(db, session)
     await db.commit()
+    committed()
     tasks = await task_rows(db, Task.id.in_(task_ids))
     order = {task_id: i for i, task_id in enumerate(task_ids)}
     return Added(

@@ -160,8 +160,8 @@ async def add_tasks(
         max_session_edges=s.max_session_edges,
         actor=who.actor,
         reopen=reopen,
+        committed=state.notify,
     )
-    state.notify()
     if added.more_ready:
         state.background.sweep_wake.set()
     by_key = {spec.key: spec.depends_on for spec in body}
