@@ -16,6 +16,10 @@ POSTs go out on schedule from 4 threads, so a slow answer does not delay the nex
   timeline's `task.started` `created_at`: the report applied), for orientation;
 - `queued_to_started_p50_s`: the median of that;
 - `rate_per_s`: the rate the tasks were actually sent at;
+- `queued_to_published_p99_s` and `published_to_adapter_start_p99_s`: the target's span cut
+  where the relay published the task's message (`outbox.sent_at`, stamped as its `XADD`
+  returned; read from the database before it is dropped): PostgreSQL's side, then Redis's
+  and the adapter's, the hop Celery's figure is all of;
 - `idle_queued_to_adapter_start_p50_s` and `..._min_s`: the same span for tasks sent one to a
   POST, one POST at a time, 10 a second, before the steady stream, while nothing else runs:
   the floor of the path (the transaction that queues a task, the relay, the stream, the
@@ -26,6 +30,7 @@ POSTs go out on schedule from 4 threads, so a slow answer does not delay the nex
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -34,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +49,8 @@ from repos import small_repo  # noqa: E402
 from stats import percentile  # noqa: E402
 
 from swarm_cli.local.plan import NOOP_CONCURRENCY  # noqa: E402
+from swarm_orchestrator.db.engine import make_engine  # noqa: E402
+from swarm_orchestrator.db.models import Outbox  # noqa: E402
 
 __all__ = ["once"]
 
@@ -72,6 +80,7 @@ def once(quick: bool = False) -> dict[str, float]:
                 client, session_id, until=rest.count("task.started", total), timeout_s=120
             )
             client.post(f"/v1/sessions/{session_id}/cancel").raise_for_status()
+            published = asyncio.run(_published(stack.database_url))
     queued = rest.first_at(events, "task.queued")
     started = rest.first_at(events, "task.started")
     at = {
@@ -89,10 +98,33 @@ def once(quick: bool = False) -> dict[str, float]:
     }
     if adapter_waits:
         figures["queued_to_adapter_start_p99_s"] = percentile(adapter_waits, 99)
+    steady = [k for k in at if k in queued and k in published and k[0] not in idle]
+    if steady:
+        figures["queued_to_published_p99_s"] = percentile(
+            [published[k] - queued[k] for k in steady], 99
+        )
+        figures["published_to_adapter_start_p99_s"] = percentile(
+            [at[k] - published[k] for k in steady], 99
+        )
     if idle_waits:
         figures["idle_queued_to_adapter_start_p50_s"] = percentile(idle_waits, 50)
         figures["idle_queued_to_adapter_start_min_s"] = min(idle_waits)
     return figures
+
+
+async def _published(database_url: str) -> dict[tuple[str, int], float]:
+    """(task id, attempt) → when the relay published its message (`outbox.sent_at`)."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as db:
+            rows = await db.execute(
+                select(Outbox.task_id, Outbox.attempt, Outbox.sent_at).where(
+                    Outbox.task_id.is_not(None), Outbox.sent_at.is_not(None)
+                )
+            )
+            return {(str(r.task_id), int(r.attempt)): r.sent_at.timestamp() for r in rows}
+    finally:
+        await engine.dispose()
 
 
 def _send_idle(client: httpx.Client, session_id: str) -> set[str]:
