@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from swarm_common import git
 from swarm_common.messages import Message, TaskMessage, TaskStarted, TaskSucceeded
 from swarm_common.streams import ENVELOPE_FIELD, Envelope, Keys, decode, encode, prove
-from swarm_orchestrator.db.models import Attempt, Outbox
+from swarm_orchestrator.db.models import Attempt, Outbox, Session, Task, TaskDependency
 from swarm_orchestrator.db.models import Base as Model
 from swarm_orchestrator.graph import fleet
 from swarm_orchestrator.graph.reports import Outcome, apply_event
 
 __all__ = [
     "apply",
+    "assert_counted",
     "tenant_client",
     "event_key",
     "live_worker",
@@ -214,3 +215,23 @@ async def live_worker(
     sighting = fleet.Sighting(name=name or f"{agent}-live", agent=agent, concurrency=slots)
     async with sessionmaker() as db, db.begin():
         await fleet.mirror(db, [sighting])
+
+
+async def assert_counted(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID | str
+) -> tuple[int, int]:
+    """The session's `task_count` and `edge_count` are what its rows hold (every kind of
+    task); returns them."""
+    sid = uuid.UUID(str(session_id))
+    async with sessionmaker() as db:
+        session = await db.get(Session, sid)
+        assert session is not None
+        tasks = await db.scalar(select(func.count()).where(Task.session_id == sid))
+        edges = await db.scalar(
+            select(func.count())
+            .select_from(TaskDependency)
+            .join(Task, Task.id == TaskDependency.task_id)
+            .where(Task.session_id == sid)
+        )
+    assert (session.task_count, session.edge_count) == (tasks, edges)
+    return session.task_count, session.edge_count

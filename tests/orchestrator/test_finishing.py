@@ -346,7 +346,9 @@ async def test_planner_runs_are_no_part_of_whether_a_session_finished(
     sid = session["id"]
     async with sessionmaker() as db, db.begin():  # a planner's run that never ends
         run = task_state.NewTask(spec=TaskSpec(key="plan-1", prompt="plan"), kind="plan")
-        await task_state.create_tasks(db, session_id=uuid.UUID(sid), tasks=[run], ids={})
+        locked = await lock_session(db, uuid.UUID(sid))
+        assert locked is not None
+        await task_state.create_tasks(db, session=locked, tasks=[run], ids={})
     await _succeed(sessionmaker, keys, state, session, (await task_ids(api, sid))["a"])
     assert (await _session(api, sid))["status"] == "finalized"
 

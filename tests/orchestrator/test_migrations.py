@@ -72,6 +72,70 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
     assert {"sessions", "tasks", "attempts", "events", "outbox", "plan_revisions"} <= tables
 
 
+@pytest.mark.e2e  # runs `swarm migrate` as a real process (in the test above)
+def test_the_session_counts_are_counted_from_its_rows_on_upgrade(empty_database: str) -> None:
+    """0025 adds `sessions.task_count` and `edge_count`: existing sessions get what their
+    rows hold, every kind of task counted."""
+    from alembic import command
+
+    config = alembic_config(empty_database)
+    run_sync_blocking(command.upgrade, config, "0024")
+    full, empty = run_sync(lambda: _sessions_at_0024(empty_database))
+    run_sync_blocking(command.upgrade, config, "0025")
+    counts = run_sync(lambda: _session_counts(empty_database))
+    assert counts == {full: (4, 3), empty: (0, 0)}
+
+
+async def _sessions_at_0024(url: str) -> tuple[str, str]:
+    """Two sessions, as rows of revision 0024: one of four tasks (one a planner's run) and
+    three edges, one of none."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    session_sql = text("""
+        INSERT INTO sessions (id, title, goal, repo, repo_path, base_ref, base_commit, status,
+                              settings, created_at, updated_at)
+        VALUES (gen_random_uuid(), :title, '', 'r', 'r.git', 'main', 'abc', 'active', '{}',
+                now(), now())
+        RETURNING id::text
+    """)
+    task_sql = text("""
+        INSERT INTO tasks (id, session_id, key, title, prompt, agent, kind, spec, priority,
+                           timeout_s, max_attempts, status, attempt, created_at, updated_at)
+        VALUES (gen_random_uuid(), CAST(:sid AS uuid), :key, :key, 'p', 'shell', :kind, '{}',
+                0, 60, 1, 'pending', 0, now(), now())
+        RETURNING id
+    """)
+    edge_sql = text("INSERT INTO task_dependencies (task_id, depends_on_id) VALUES (:a, :b)")
+    try:
+        async with engine.begin() as conn:
+            full = (await conn.execute(session_sql, {"title": "full"})).scalar_one()
+            empty = (await conn.execute(session_sql, {"title": "empty"})).scalar_one()
+            ids = {}
+            for key, kind in (("a", "work"), ("b", "work"), ("c", "work"), ("plan", "plan")):
+                row = await conn.execute(task_sql, {"sid": full, "key": key, "kind": kind})
+                ids[key] = row.scalar_one()
+            for child, parent in (("b", "a"), ("c", "a"), ("c", "b")):
+                await conn.execute(edge_sql, {"a": ids[child], "b": ids[parent]})
+        return full, empty
+    finally:
+        await engine.dispose()
+
+
+async def _session_counts(url: str) -> dict[str, tuple[int, int]]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id::text, task_count, edge_count FROM sessions"))
+            return {r[0]: (r[1], r[2]) for r in rows}
+    finally:
+        await engine.dispose()
+
+
 async def _table_names(url: str) -> set[str]:
     from sqlalchemy.ext.asyncio import create_async_engine
 

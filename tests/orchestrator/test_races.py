@@ -19,6 +19,7 @@ from swarm_orchestrator.db.models import Task
 from swarm_orchestrator.graph.reports import Outcome
 from tests.orchestrator.helpers import (
     apply,
+    assert_counted,
     mirror_commit,
     new_session,
     outcome_event,
@@ -120,6 +121,7 @@ async def test_the_first_contender_to_pass_wins_and_the_others_are_cancelled(
     assert "task.racing" in events and "task.race_won" in events
     progress = (await api.get(f"/v1/sessions/{sid}/progress")).json()
     assert progress["total"] == 2  # contenders are no part of the graph
+    assert await assert_counted(sessionmaker, sid) == (5, 1)  # against its limits, they are
 
 
 async def test_when_every_contender_fails_the_task_fails(

@@ -24,6 +24,7 @@ from swarm_orchestrator.db.models import Task, TaskComment, TaskReview
 from swarm_orchestrator.graph.reports import Outcome
 from tests.orchestrator.helpers import (
     apply,
+    assert_counted,
     count_rows,
     mirror_commit,
     new_session,
@@ -190,6 +191,7 @@ async def test_a_fail_sends_the_builder_back_from_its_commit_and_a_pass_lets_it_
     # The review runs are no part of the graph: the session counts two tasks.
     progress = (await api.get(f"/v1/sessions/{sid}/progress")).json()
     assert progress["total"] == 2
+    assert await assert_counted(sessionmaker, sid) == (4, 1)  # against its limits, they are
 
 
 async def test_the_last_round_fails_the_task_with_its_verdict_and_blocks_its_dependents(

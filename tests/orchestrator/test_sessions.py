@@ -23,6 +23,7 @@ from swarm_orchestrator.graph import sessions
 from swarm_orchestrator.graph.sessions import QUEUE_IN_REQUEST
 from swarm_orchestrator.planning.plans import PlanLimits
 from swarm_orchestrator.settings import OrchestratorSettings
+from tests.orchestrator.helpers import assert_counted
 
 SM = async_sessionmaker[AsyncSession]
 TASKS = 10_000
@@ -132,6 +133,28 @@ async def test_a_request_adding_tasks_queues_its_own_and_leaves_the_rest_to_the_
     assert (await api.post(f"{url}/tasks", json=many)).status_code == 201
     assert state.background.sweep_wake.is_set()
     assert await state.background.sweep_once() == 1
+
+
+async def test_the_session_keeps_its_task_and_edge_counts_as_tasks_are_added(
+    api: httpx.AsyncClient, git_repo: Path, sessionmaker: SM
+) -> None:
+    """The limits are checked against `Session.task_count` / `edge_count`, not a count of
+    the session's rows: they follow every addition, and a refused one changes nothing."""
+    response = await post_graph(api, git_repo, layers(3 * WIDTH))  # 300 tasks, 400 edges
+    sid = response.json()["id"]
+    assert await assert_counted(sessionmaker, sid) == (300, 400)
+    more = [
+        {"key": "x", "prompt": "true", "depends_on": ["L2-0", "L2-1"]},
+        {"key": "y", "prompt": "true", "depends_on": ["x", "L0-5"]},
+        {"key": "z", "prompt": "true"},
+    ]
+    assert (await api.post(f"/v1/sessions/{sid}/tasks", json=more)).status_code == 201
+    assert await assert_counted(sessionmaker, sid) == (303, 404)
+    refused = await api.post(
+        f"/v1/sessions/{sid}/tasks", json=[{"key": "w", "prompt": "true", "depends_on": ["x9"]}]
+    )
+    assert refused.json()["code"] == "unknown_dependency"
+    assert await assert_counted(sessionmaker, sid) == (303, 404)
 
 
 async def test_adding_tasks_says_so_once_it_committed_before_reading_them_back(

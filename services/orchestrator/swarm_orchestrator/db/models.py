@@ -181,6 +181,22 @@ class Session(Base):
         doc="Who cancelled the session, while some of its tasks are still to be cancelled in "
         "the background (`graph.cancelling`); null otherwise.",
     )
+    task_count: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default=text("0"),
+        doc="How many tasks it holds, of every kind: raised in the transaction that inserts "
+        "them "
+        "(`graph.task_state.create_tasks`, the only writer of tasks and edges, which are "
+        "never deleted but with their session), read against the session's limits without "
+        "counting its rows.",
+    )
+    edge_count: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default=text("0"),
+        doc="How many dependency edges its tasks have (kept as `task_count` is).",
+    )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="session", lazy="raise")
 

@@ -199,8 +199,7 @@ async def _make_task(
         return None
     [task_id] = await task_state.create_graph(
         db,
-        session_id=session.id,
-        tenant=session.tenant,
+        session=session,
         specs=[spec],
         existing=existing,
         actor=actor,

@@ -93,7 +93,7 @@ async def start(db: AsyncSession, *, session: Session, task: Task, base: str) ->
         )
     await task_state.create_tasks(
         db,
-        session_id=session.id,
+        session=session,
         tasks=new,
         ids={**ids, **{t.spec.key: t.id for t in new}},
         actor="system",

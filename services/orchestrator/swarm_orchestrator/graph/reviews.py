@@ -209,7 +209,7 @@ async def request(
         },
     )
     await task_state.create_tasks(
-        db, session_id=session.id, tasks=[new], ids={run.key: new.id}, actor="system"
+        db, session=session, tasks=[new], ids={run.key: new.id}, actor="system"
     )
     await db.flush()
     await scheduler.queue_ready(db, session=session, keys=keys, only=[new.id])

@@ -232,11 +232,11 @@ async def add_tasks(
     ordered = await _validated(
         specs,
         existing_keys=known.ids.keys(),
-        existing_count=known.tasks,
+        existing_count=session.task_count,
         max_tasks=max_tasks,
         max_total=max_session_tasks,
         max_edges=max_edges,
-        existing_edges=known.edges,
+        existing_edges=session.edge_count,
         max_total_edges=max_session_edges,
     )
     task_ids = await _insert_tasks(
@@ -302,40 +302,25 @@ async def _lock_for_tasks(db: AsyncSession, session_id: uuid.UUID, *, reopen: bo
 
 @dataclass(frozen=True)
 class _Known:
-    """What an addition to a session is checked against (read under the session's lock)."""
+    """What an addition to a session is checked against (read under the session's lock;
+    how many tasks and edges it holds is on its row: `Session.task_count`)."""
 
     ids: dict[str, uuid.UUID]
     """The session's tasks whose keys the new graph uses (as its own keys or dependencies)."""
-    tasks: int
-    edges: int
     ended_badly: bool
     """Whether a task of `ids` failed, was cancelled or is blocked."""
 
 
 async def _known(db: AsyncSession, session_id: uuid.UUID, specs: Sequence[TaskSpec]) -> _Known:
-    """The session's tasks the new graph names, and how many tasks and edges it holds: one
-    statement whatever the session's size (not a read of all its keys)."""
+    """The session's tasks the new graph names: one probe of the key index a name, whatever
+    the session's size (not a read of all its keys)."""
     named = {s.key for s in specs}.union(*(s.depends_on for s in specs))
-    mine = Task.session_id == session_id
-    tasks = select(func.count()).select_from(Task).where(mine).scalar_subquery()
-    edges = (
-        select(func.count())
-        .select_from(TaskDependency)
-        .join(Task, Task.id == TaskDependency.task_id)
-        .where(mine)
-        .scalar_subquery()
+    found = select(func.json_agg(func.json_build_array(Task.key, Task.id, Task.status))).where(
+        Task.session_id == session_id, any_of(Task.key, named)
     )
-    found = (
-        select(func.json_agg(func.json_build_array(Task.key, Task.id, Task.status)))
-        .where(mine, any_of(Task.key, named))
-        .scalar_subquery()
-    )
-    total, edge_count, rows = (await db.execute(select(tasks, edges, found))).one()
-    rows = rows or []
+    rows = await db.scalar(found) or []
     return _Known(
         ids={key: uuid.UUID(task_id) for key, task_id, _ in rows},
-        tasks=int(total),
-        edges=int(edge_count),
         ended_badly=any(status in _BLOCKING for _, _, status in rows),
     )
 
@@ -394,8 +379,7 @@ async def _insert_tasks(
 ) -> list[uuid.UUID]:
     return await task_state.create_graph(
         db,
-        session_id=session.id,
-        tenant=session.tenant,
+        session=session,
         specs=specs,
         existing=existing,
         actor=actor,

@@ -51,7 +51,7 @@ from swarm_common.states import (
 from swarm_common.streams import Keys
 from swarm_orchestrator.db import outbox, timeline
 from swarm_orchestrator.db.bulk import insert_rows
-from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Task, TaskDependency
+from swarm_orchestrator.db.models import MERGE_SEQ, Attempt, Session, Task, TaskDependency
 from swarm_orchestrator.graph import personas
 from swarm_orchestrator.graph.locking import lock_attempt
 from swarm_orchestrator.graph.personas import Assignment
@@ -225,22 +225,27 @@ class NewTask:
 async def create_tasks(
     db: AsyncSession,
     *,
-    session_id: uuid.UUID,
+    session: Session,
     tasks: Sequence[NewTask],
     ids: dict[str, uuid.UUID],
     actor: str = "system",
 ) -> None:
-    """Insert `pending` tasks, their dependencies (`ids` maps every key they may depend on
-    to its task id) and their `task.created` entries, in bulk (graphs are large)."""
+    """Insert `pending` tasks into a session the caller has locked, their dependencies
+    (`ids` maps every key they may depend on to its task id) and their `task.created`
+    entries, in bulk (graphs are large); the session's `task_count` and `edge_count` grow
+    by as many (stored with the session's next flush)."""
+    session_id = session.id
     now = utcnow()
     chains = _chains(tasks)
     await insert_rows(db, Task, (_row(new, session_id, now, chains[new.spec.key]) for new in tasks))
-    edges = (
+    edges = [
         {"task_id": new.id, "depends_on_id": ids[dep]}
         for new in tasks
         for dep in dict.fromkeys(new.spec.depends_on)
-    )
+    ]
     await insert_rows(db, TaskDependency, edges)
+    session.task_count = (session.task_count or 0) + len(tasks)
+    session.edge_count = (session.edge_count or 0) + len(edges)
     await timeline.record_many(
         db,
         (
@@ -259,8 +264,7 @@ async def create_tasks(
 async def create_graph(
     db: AsyncSession,
     *,
-    session_id: uuid.UUID,
-    tenant: str | None,
+    session: Session,
     specs: Sequence[TaskSpec],
     existing: dict[str, uuid.UUID],
     actor: str,
@@ -268,15 +272,16 @@ async def create_graph(
     """`create_tasks` for a graph a person or a planner gave (validated, parents first):
     each task runs as the persona it names or its role is given (`personas.assign`; 422
     `persona_not_found` before anything is written). Returns the new tasks' ids in order."""
+    tenant = session.tenant
     reviewers = {s.review.persona for s in specs if isinstance(s.review, ReviewSpec)}
     if reviewers - {None}:  # a reviewer's persona is looked up when its review runs
         await personas.require(db, names=sorted(n for n in reviewers if n), tenant=tenant)
-    assigned = await personas.assign(db, specs=specs, tenant=tenant, session_id=session_id)
+    assigned = await personas.assign(db, specs=specs, tenant=tenant, session_id=session.id)
     new = [
         NewTask(spec=spec, persona=persona) for spec, persona in zip(specs, assigned, strict=True)
     ]
     ids = {**existing, **{t.spec.key: t.id for t in new}}
-    await create_tasks(db, session_id=session_id, tasks=new, ids=ids, actor=actor)
+    await create_tasks(db, session=session, tasks=new, ids=ids, actor=actor)
     return [t.id for t in new]
 
 

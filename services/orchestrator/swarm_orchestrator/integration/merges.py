@@ -823,7 +823,7 @@ async def _add_resolution_task(
             else None
         ),
     )
-    await task_state.create_tasks(db, session_id=session.id, tasks=[resolver], ids={})
+    await task_state.create_tasks(db, session=session, tasks=[resolver], ids={})
     await scheduler.queue_ready(db, session=session, keys=keys, only=[resolver.id])
     log.info("resolution task added", extra={"task_key": key, "resolves": task.key})
 

@@ -253,7 +253,7 @@ async def _run_planner(
     )
     new = task_state.NewTask(spec=spec, kind="plan", created={"key": spec.key, "planner": agent})
     await task_state.create_tasks(
-        db, session_id=session.id, tasks=[new], ids={spec.key: new.id}, actor=actor
+        db, session=session, tasks=[new], ids={spec.key: new.id}, actor=actor
     )
     session_state.planning_started(db, session, actor=actor, agent=agent)
     await db.flush()
@@ -408,9 +408,7 @@ async def approve(
         raise Conflict("the session has no plan to approve", code="no_plan")
     tasks = await _current_tasks(db, session)
     specs = validate_plan(tasks, max_tasks=limits.max_tasks, max_edges=limits.max_edges)
-    made = await task_state.create_graph(
-        db, session_id=session.id, tenant=session.tenant, specs=specs, existing={}, actor=actor
-    )
+    made = await task_state.create_graph(db, session=session, specs=specs, existing={}, actor=actor)
     session_state.plan_approved(db, session, actor=actor)
     session_state.activate(db, session, actor=actor)
     await db.flush()
