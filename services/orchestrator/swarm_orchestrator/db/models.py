@@ -186,10 +186,9 @@ class Session(Base):
         default=0,
         server_default=text("0"),
         doc="How many tasks it holds, of every kind: raised in the transaction that inserts "
-        "them "
-        "(`graph.task_state.create_tasks`, the only writer of tasks and edges, which are "
-        "never deleted but with their session), read against the session's limits without "
-        "counting its rows.",
+        "them (`graph.task_state.create_tasks`, the only writer of tasks and edges, which "
+        "are never deleted but with their session); the session's limits are checked "
+        "against it, not against a count of its rows.",
     )
     edge_count: Mapped[int] = mapped_column(
         Integer,
