@@ -72,7 +72,6 @@ def test_swarm_migrate_upgrades_then_downgrade_and_upgrade_again(empty_database:
     assert {"sessions", "tasks", "attempts", "events", "outbox", "plan_revisions"} <= tables
 
 
-@pytest.mark.e2e  # runs `swarm migrate` as a real process (in the test above)
 def test_the_session_counts_are_counted_from_its_rows_on_upgrade(empty_database: str) -> None:
     """0025 adds `sessions.task_count` and `edge_count`: existing sessions get what their
     rows hold, every kind of task counted."""
