@@ -88,9 +88,10 @@ def once(quick: bool = False) -> dict[str, float]:
         for e in events
         if e["type"] == "task.started" and "at" in (e.get("data") or {})
     }
-    waits = [started[k] - queued[k] for k in started if k in queued and k[0] not in idle]
-    adapter_waits = [at[k] - queued[k] for k in at if k in queued and k[0] not in idle]
-    idle_waits = [at[k] - queued[k] for k in at if k in queued and k[0] in idle]
+    steady = {k for k in queued if k[0] not in idle}  # the tasks of the steady stream
+    waits = [started[k] - queued[k] for k in started if k in steady]
+    adapter_waits = [at[k] - queued[k] for k in at if k in steady]
+    idle_waits = [at[k] - queued[k] for k in at if k in queued and k not in steady]
     figures = {
         "queued_to_started_p99_s": percentile(waits, 99),
         "queued_to_started_p50_s": percentile(waits, 50),
@@ -98,13 +99,13 @@ def once(quick: bool = False) -> dict[str, float]:
     }
     if adapter_waits:
         figures["queued_to_adapter_start_p99_s"] = percentile(adapter_waits, 99)
-    steady = [k for k in at if k in queued and k in published and k[0] not in idle]
-    if steady:
+    cut = [k for k in at if k in steady and k in published]
+    if cut:
         figures["queued_to_published_p99_s"] = percentile(
-            [published[k] - queued[k] for k in steady], 99
+            [published[k] - queued[k] for k in cut], 99
         )
         figures["published_to_adapter_start_p99_s"] = percentile(
-            [at[k] - published[k] for k in steady], 99
+            [at[k] - published[k] for k in cut], 99
         )
     if idle_waits:
         figures["idle_queued_to_adapter_start_p50_s"] = percentile(idle_waits, 50)

@@ -225,13 +225,9 @@ async def assert_counted(
     sid = uuid.UUID(str(session_id))
     async with sessionmaker() as db:
         session = await db.get(Session, sid)
-        assert session is not None
-        tasks = await db.scalar(select(func.count()).where(Task.session_id == sid))
-        edges = await db.scalar(
-            select(func.count())
-            .select_from(TaskDependency)
-            .join(Task, Task.id == TaskDependency.task_id)
-            .where(Task.session_id == sid)
-        )
+    assert session is not None
+    mine = select(Task.id).where(Task.session_id == sid)
+    tasks = await count_rows(sessionmaker, Task, Task.session_id == sid)
+    edges = await count_rows(sessionmaker, TaskDependency, TaskDependency.task_id.in_(mine))
     assert (session.task_count, session.edge_count) == (tasks, edges)
     return session.task_count, session.edge_count
